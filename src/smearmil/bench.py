@@ -1,0 +1,66 @@
+"""Benchmarks that print ratios measured in one run (``smearmil bench ...``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data.cache import ImageCache, build_cache
+from .data.images import Preprocessing
+from .data.options import DataOptions
+from .data.validation import load_cohort
+from .utils.progress import track
+
+
+@dataclass
+class CacheBench:
+    cells: int
+    cache_seconds: float
+    decode_seconds: float
+    cache_dir: str
+
+    @property
+    def ratio(self) -> float:
+        return self.decode_seconds / self.cache_seconds
+
+
+def read_epoch(cache: ImageCache) -> int:
+    """Copy every patient's bag out of the cache into memory, as a data loader does in one epoch."""
+    n = 0
+    for pid in cache.patient_ids:
+        n += len(np.array(cache.bag(pid)))
+    return n
+
+
+def decode_epoch(cache: ImageCache, progress: bool) -> int:
+    """Decode and preprocess the same cells from their source files."""
+    prep, n = cache.preprocessing, 0
+    for pid in track(cache.patient_ids, "decoding from source", enabled=progress):
+        for rel in cache.cell_ids(pid):
+            path = cache.root / rel
+            prep.load(path.read_bytes(), path.name)
+            n += 1
+    return n
+
+
+def bench_cache(
+    path: str | Path,
+    options: DataOptions | None = None,
+    prep: Preprocessing | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> CacheBench:
+    """Time one epoch read from the cache against decoding the same images, single-threaded both."""
+    cohort = load_cohort(path, options, progress)
+    cache = build_cache(cohort, prep, cache_dir, progress=progress)
+    read_epoch(cache)  # warm the page cache: later epochs read from memory, as here
+    start = time.perf_counter()
+    n = read_epoch(cache)
+    cache_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    decode_epoch(cache, progress)
+    decode_seconds = time.perf_counter() - start
+    return CacheBench(n, cache_seconds, decode_seconds, str(cache.directory))

@@ -1,0 +1,252 @@
+"""Command line: thin wrappers over the Python API (no logic here beyond parsing and printing)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .data.options import DataOptions
+from .data.problems import DataError
+from .utils.progress import console as err_console
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Deep multiple-instance learning on blood-smear cells.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect, split and cache a data set.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print measured ratios.")
+app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
+out = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DataPath = Annotated[Path, typer.Argument(help="Folder of the data set.")]
+LayoutOpt = Annotated[str, typer.Option("--layout", help="auto, lymphocytosis, patient-folders or single-cell.")]
+CsvOpt = Annotated[Optional[Path], typer.Option("--csv", help="Clinical table, if not found by the layout.")]
+SpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="YAML file of data options (columns, classes, ...).")]
+IdOpt = Annotated[Optional[str], typer.Option("--id-column", help="Patient-id column.")]
+LabelOpt = Annotated[Optional[str], typer.Option("--label-column", help="Label column.")]
+AttrOpt = Annotated[Optional[str], typer.Option("--attributes", help="Comma-separated attribute columns.")]
+ClassOpt = Annotated[Optional[str], typer.Option("--class-names", help="Comma-separated class names, in label order.")]
+RefOpt = Annotated[Optional[str], typer.Option("--reference-date", help="Date (YYYY-MM-DD) for ages from DOB.")]
+MissingOpt = Annotated[Optional[str], typer.Option("--missing-policy", help="error, or impute (training median).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def data_options(layout: str = "auto", csv: Path | None = None, spec: Path | None = None, id_column: str | None = None,
+                 label_column: str | None = None, attributes: str | None = None, class_names: str | None = None,
+                 reference_date: str | None = None, missing_policy: str | None = None, **extra: Any) -> DataOptions:
+    """DataOptions from command-line flags, on top of an optional YAML spec."""
+    overrides: dict[str, Any] = {
+        "layout": None if layout == "auto" else layout, "csv": csv, "id_column": id_column, "label_column": label_column,
+        "attributes": _split_list(attributes), "class_names": _split_list(class_names),
+        "reference_date": date.fromisoformat(reference_date) if reference_date else None,
+        "missing_policy": missing_policy, **extra,
+    }
+    if spec is not None:
+        return DataOptions.from_yaml(spec, **overrides)
+    return DataOptions.model_validate({k: v for k, v in overrides.items() if v is not None})
+
+
+def guarded(fn: F) -> F:
+    """Turn data and usage errors into a clear report and a non-zero exit, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DataError as error:
+            _print_problems(error)
+            raise typer.Exit(2) from None
+        except (FileExistsError, FileNotFoundError, ValueError) as error:
+            err_console.print(f"[red]error:[/] {error}")
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_problems(error: DataError) -> None:
+    table = Table(title="data problems", show_lines=False)
+    for col in ("severity", "kind", "where", "message"):
+        table.add_column(col, overflow="fold")
+    for p in error.problems:
+        table.add_row(p.severity, p.kind, p.where, p.message)
+    err_console.print(table)
+    err_console.print(f"[red]error:[/] {str(error).splitlines()[0]}")
+
+
+@app.command()
+def version() -> None:
+    """Print the smearmil version."""
+    out.print(__version__)
+
+
+@app.command()
+@guarded
+def simulate(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write the cohort to.")],
+    patients: Annotated[int, typer.Option(help="Number of patients.")] = 60,
+    cells_per_patient: Annotated[str, typer.Option(help="MIN:MAX cells per patient.")] = "16:48",
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
+    seed: SeedOpt = 0,
+    classes: Annotated[int, typer.Option(help="Number of classes (class 0 has no abnormal cells).")] = 2,
+    scenario: Annotated[str, typer.Option(help="standard, or expert-split (each expert right on other patients).")] = "standard",
+    abnormal_fraction: Annotated[str, typer.Option(help="MIN:MAX fraction of abnormal cells in diseased bags.")] = "0.2:0.5",
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a synthetic cohort of stained-smear cells (lymphocytosis layout + cell truth)."""
+    from .data.simulate import SimulationConfig
+    from .data.simulate import simulate as run
+
+    lo, _, hi = cells_per_patient.partition(":")
+    flo, _, fhi = abnormal_fraction.partition(":")
+    config = SimulationConfig(patients=patients, cells_min=int(lo), cells_max=int(hi or lo), size=size, seed=seed,
+                              classes=classes, scenario=scenario,  # type: ignore[arg-type]
+                              abnormal_fraction=(float(flo), float(fhi or flo)))
+    path = run(out_dir, config, progress=not quiet, overwrite=overwrite)
+    out.print(f"wrote {patients} patients to {path}")
+
+
+@data_app.command("inspect")
+def inspect_cmd(
+    path: DataPath,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    layout: LayoutOpt = "auto", csv: CsvOpt = None, spec: SpecOpt = None, id_column: IdOpt = None,
+    label_column: LabelOpt = None, attributes: AttrOpt = None, class_names: ClassOpt = None,
+    reference_date: RefOpt = None, missing_policy: MissingOpt = None,
+    keep_duplicates: Annotated[bool, typer.Option(help="Keep repeated images of a bag.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check a data set and report classes, bag sizes, attributes and every problem."""
+    from .data.inspect import InspectReport, inspect_data
+
+    try:
+        options = data_options(layout, csv, spec, id_column, label_column, attributes, class_names, reference_date,
+                               missing_policy, drop_duplicate_images=False if keep_duplicates else None)
+        report = inspect_data(path, options, progress=not (quiet or as_json))
+    except (ValueError, DataError) as error:
+        problems = error.problems if isinstance(error, DataError) else [_usage_problem(error)]
+        report = InspectReport(layout, str(path), 0, 0, {}, [], {}, {}, problems)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        out.print(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _usage_problem(error: Exception) -> Any:
+    from .data.problems import Problem
+
+    return Problem("bad_option", "command line", str(error))
+
+
+@data_app.command("split")
+@guarded
+def split_cmd(
+    path: DataPath,
+    out_file: Annotated[Path, typer.Option("--out", help="Splits file (JSON) to write.")] = Path("splits.json"),
+    scheme: Annotated[str, typer.Option(help="holdout, kfold or repeated-kfold.")] = "kfold",
+    folds: Annotated[int, typer.Option(help="Folds (k-fold schemes).")] = 5,
+    repeats: Annotated[int, typer.Option(help="Repeats (repeated-kfold).")] = 3,
+    val: Annotated[float, typer.Option(help="Validation fraction (of each fold's training part for k-fold).")] = 0.15,
+    test: Annotated[float, typer.Option(help="Test fraction (holdout).")] = 0.2,
+    seed: SeedOpt = 0,
+    layout: LayoutOpt = "auto", csv: CsvOpt = None, spec: SpecOpt = None, quiet: QuietOpt = False,
+) -> None:
+    """Split patients (never cells) into train/validation/test and write a splits file."""
+    from .data.splits import make_splits
+    from .data.validation import load_cohort
+
+    cohort = load_cohort(path, data_options(layout, csv, spec, check_images=False), progress=not quiet)
+    plan = make_splits(cohort, scheme, folds=folds, repeats=repeats, val=val, test=test, seed=seed)  # type: ignore[arg-type]
+    plan.save(out_file)
+    table = Table(title=f"{scheme} split of {len(cohort)} patients (seed {seed})")
+    for col in ("fold", "train", "val", "test"):
+        table.add_column(col, justify="right")
+    for f in plan.folds:
+        table.add_row(f.name, *(_class_mix(cohort, ids) for ids in (f.train, f.val, f.test)))
+    out.print(table)
+    out.print(f"wrote {out_file}")
+
+
+def _class_mix(cohort: Any, ids: tuple[str, ...]) -> str:
+    counts = {c: 0 for c in cohort.class_names}
+    for i in ids:
+        counts[cohort[i].label] += 1
+    return f"{len(ids)} (" + " / ".join(str(v) for v in counts.values()) + ")"
+
+
+@data_app.command("cache")
+@guarded
+def cache_cmd(
+    path: DataPath,
+    size: Annotated[int, typer.Option(help="Side the images are resized to.")] = 224,
+    crop: Annotated[Optional[int], typer.Option(help="Keep the central CROP pixels after resizing.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder (default $SMEARMIL_CACHE_DIR or ~/.cache/smearmil).")] = None,
+    key: Annotated[str, typer.Option(help="stat (path, size, mtime) or content (file hashes).")] = "stat",
+    layout: LayoutOpt = "auto", csv: CsvOpt = None, spec: SpecOpt = None, quiet: QuietOpt = False,
+) -> None:
+    """Decode every cell once into the memory-mapped image cache."""
+    from .data.cache import build_cache
+    from .data.images import Preprocessing
+    from .data.validation import load_cohort
+
+    cohort = load_cohort(path, data_options(layout, csv, spec), progress=not quiet)
+    cache = build_cache(cohort, Preprocessing(size, crop), cache_dir, key, progress=not quiet)  # type: ignore[arg-type]
+    out.print(f"{len(cache)} cells of {len(cache.patient_ids)} patients, {cache.shape[1]} px, in {cache.directory}")
+
+
+@bench_app.command("cache")
+@guarded
+def bench_cache_cmd(
+    path: DataPath,
+    size: Annotated[int, typer.Option(help="Side the images are resized to.")] = 224,
+    crop: Annotated[Optional[int], typer.Option(help="Central crop after resizing.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder.")] = None,
+    layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+) -> None:
+    """Time one epoch from the cache against decoding the same images; last line `ratio: N`."""
+    from .bench import bench_cache
+    from .data.images import Preprocessing
+
+    result = bench_cache(path, data_options(layout), Preprocessing(size, crop), cache_dir, progress=not quiet)
+    out.print(f"cells: {result.cells}")
+    out.print(f"cache epoch: {result.cache_seconds:.3f} s ({result.cells / result.cache_seconds:,.0f} cells/s)")
+    out.print(f"decode epoch: {result.decode_seconds:.3f} s ({result.cells / result.decode_seconds:,.0f} cells/s)")
+    out.print(f"ratio: {result.ratio:.1f}")
+
+
+@app.command()
+@guarded
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's outputs.")] = Path("smearmil-demo"),
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the main job on the embedded synthetic cohort: simulate, inspect, split, cache."""
+    from .demo import run_demo
+
+    result = run_demo(out_dir, seed=seed, progress=not quiet)
+    out.print(result.report.render())
+    out.print(f"splits: {len(result.splits.folds)} folds by patient -> {result.out / 'splits.json'}")
+    out.print(f"cache: {result.cached_cells} cells -> {result.cache_dir}")
+    out.print(f"resolved config -> {result.out / 'config.json'}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

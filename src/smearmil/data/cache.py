@@ -1,0 +1,215 @@
+"""Decoded image cache: every cell decoded once into a memory-mapped uint8 array shared by runs.
+
+A cache lives in ``<cache_dir>/<name>-<key>/`` where the key hashes the source files (path, size and
+mtime, or their content) and the preprocessing. It is built in a temporary folder and renamed into
+place only when complete, so a killed build leaves nothing that a later run trusts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..utils.atomic import dumps_json
+from ..utils.progress import track
+from .cohort import Cohort
+from .images import Preprocessing, content_hash
+from .problems import Problem
+
+CACHE_VERSION = 1
+KeyMode = Literal["stat", "content"]
+IMAGES_FILE = "images.u8"
+INDEX_FILE = "index.json"
+
+
+def default_cache_dir() -> Path:
+    """``$SMEARMIL_CACHE_DIR``, else ``$XDG_CACHE_HOME/smearmil``, else ``~/.cache/smearmil``."""
+    if env := os.environ.get("SMEARMIL_CACHE_DIR"):
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "smearmil"
+
+
+def cache_key(cohort: Cohort, prep: Preprocessing, mode: KeyMode = "stat") -> str:
+    """Hash of the patients, their files (path + size + mtime, or content) and the preprocessing."""
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{prep.size}|{prep.crop}|{mode}\n".encode())
+    for patient in cohort.patients:
+        h.update(f"patient\t{patient.id}\n".encode())
+        for path in patient.images:
+            if mode == "content":
+                h.update(f"{path}\t{content_hash(path.read_bytes())}\n".encode())
+            else:
+                st = path.stat()
+                h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+class ImageCache:
+    """A complete cache, opened read-only. Pickles as its folder, so each worker maps it itself."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        index = json.loads((self.directory / INDEX_FILE).read_text(encoding="utf-8"))
+        if index.get("version") != CACHE_VERSION:
+            raise ValueError(f"{self.directory}: cache format {index.get('version')}, expected {CACHE_VERSION}")
+        self.shape: tuple[int, ...] = tuple(index["shape"])
+        self.preprocessing = Preprocessing(**index["preprocessing"])
+        self.root = Path(index["root"])
+        self._ranges: dict[str, tuple[int, int]] = {k: (a, b) for k, (a, b) in index["patients"].items()}
+        self._cells: list[str] = index["cells"]
+        self.skipped = [Problem(**p) for p in index["skipped"]]
+        self._array: np.ndarray | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_array"] = None
+        return state
+
+    @property
+    def array(self) -> np.ndarray:
+        """All cells, (N, H, W, 3) uint8, memory-mapped on first use."""
+        if self._array is None:
+            n = self.shape[0]
+            self._array = (
+                np.memmap(self.directory / IMAGES_FILE, dtype=np.uint8, mode="r", shape=self.shape)
+                if n
+                else np.zeros(self.shape, dtype=np.uint8)
+            )
+        return self._array
+
+    @property
+    def patient_ids(self) -> list[str]:
+        return list(self._ranges)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def rows(self, patient_id: str) -> range:
+        a, b = self._ranges[patient_id]
+        return range(a, b)
+
+    def bag(self, patient_id: str) -> np.ndarray:
+        """The cells of one patient, (n, H, W, 3) uint8 (a view of the map: copy before writing)."""
+        a, b = self._ranges[patient_id]
+        return self.array[a:b]
+
+    def cell_ids(self, patient_id: str) -> list[str]:
+        """The cells of one patient as paths relative to the cohort root, in cache order."""
+        a, b = self._ranges[patient_id]
+        return self._cells[a:b]
+
+
+def _decode_one(args: tuple[Path, Preprocessing]) -> np.ndarray | str:
+    path, prep = args
+    try:
+        return prep.load(path.read_bytes(), path.name)
+    except OSError as error:
+        return str(error)
+
+
+def _clean_stale_builds(cache_dir: Path, name: str) -> None:
+    for stale in cache_dir.glob(f"{name}.building-*"):
+        pid = stale.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def build_cache(
+    cohort: Cohort,
+    prep: Preprocessing | None = None,
+    cache_dir: str | Path | None = None,
+    key_mode: KeyMode = "stat",
+    progress: bool = True,
+    workers: int = 2,
+) -> ImageCache:
+    """Open the cache of ``cohort`` for ``prep``, building it first if it does not exist yet."""
+    prep = prep or Preprocessing()
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    name = f"{cohort.root.name or 'cohort'}-{prep.size}px{'-c' + str(prep.crop) if prep.crop else ''}-{cache_key(cohort, prep, key_mode)}"
+    final = cache_dir / name
+    if (final / INDEX_FILE).is_file():
+        return ImageCache(final)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _clean_stale_builds(cache_dir, name)
+    work = cache_dir / f"{name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    work.mkdir()
+    try:
+        _write(cohort, prep, work, progress, workers)
+        try:
+            os.rename(work, final)
+        except OSError:
+            if not (final / INDEX_FILE).is_file():  # another process finished first: use theirs
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ImageCache(final)
+
+
+def _write(cohort: Cohort, prep: Preprocessing, work: Path, progress: bool, workers: int) -> None:
+    side = prep.output_size
+    jobs: Sequence[tuple[Path, Preprocessing]] = [(p, prep) for patient in cohort.patients for p in patient.images]
+    owners = [patient.id for patient in cohort.patients for _ in patient.images]
+    cell_bytes = side * side * 3
+    images_path = work / IMAGES_FILE
+    with open(images_path, "wb") as f:
+        f.truncate(max(1, len(jobs)) * cell_bytes)
+    array = np.memmap(images_path, dtype=np.uint8, mode="r+", shape=(max(1, len(jobs)), side, side, 3))
+    cells: list[str] = []
+    ranges: dict[str, list[int]] = {}
+    skipped: list[dict[str, str]] = []
+    row = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(_decode_one, jobs)
+        for (path, _), owner, result in zip(jobs, owners, track(results, "caching images", len(jobs), progress)):
+            start_stop = ranges.setdefault(owner, [row, row])
+            if isinstance(result, str):
+                skipped.append({"kind": "unreadable_image", "where": str(path),
+                                "message": f"patient {owner}: cannot be decoded ({result}); skipped", "severity": "warning"})
+                continue
+            array[row] = result
+            cells.append(_relative(path, cohort.root))
+            row += 1
+            start_stop[1] = row
+    array.flush()
+    del array
+    with open(images_path, "r+b") as f:
+        f.truncate(row * cell_bytes)
+        os.fsync(f.fileno())
+    index = {
+        "version": CACHE_VERSION,
+        "root": str(cohort.root),
+        "preprocessing": {"size": prep.size, "crop": prep.crop},
+        "shape": [row, side, side, 3],
+        "patients": {k: v for k, v in ranges.items() if v[1] > v[0]},
+        "cells": cells,
+        "skipped": skipped,
+    }
+    with open(work / INDEX_FILE, "w", encoding="utf-8") as f:
+        f.write(dumps_json(index))
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,0 +1,55 @@
+"""Options that say how to read a data set; validated, and loadable from a small YAML file."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Layout = Literal["auto", "lymphocytosis", "patient-folders", "single-cell"]
+
+
+class DataOptions(BaseModel):
+    """How to read a cohort. Every field has a default that fits the public data sets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layout: Layout = "auto"
+    csv: Path | None = Field(None, description="clinical table (default: found by the layout)")
+    id_column: str | None = Field(None, description="patient-id column (patient-folder layout)")
+    label_column: str | None = Field(None, description="label column (patient-folder layout)")
+    attributes: list[str] | None = Field(None, description="attribute columns (default: numeric ones and gender)")
+    class_names: list[str] | None = Field(
+        None, description="class names; lymphocytosis: names of labels 0, 1, ... (default reactive, tumoral)"
+    )
+    reference_date: date = Field(date(2020, 1, 1), description="date at which ages are computed from DOB")
+    missing_policy: Literal["error", "impute"] = Field(
+        "impute", description="missing attribute values: error, or impute with the training median + indicator"
+    )
+    drop_duplicate_images: bool = Field(True, description="drop images of a bag whose content repeats")
+    check_images: bool = Field(True, description="decode every image to find unreadable and duplicate ones")
+
+    @field_validator("class_names")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"class names must be distinct, got {value}")
+        return value
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: object) -> DataOptions:
+        """Options from a YAML mapping, with explicit overrides (e.g. from the command line) on top."""
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from error
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping of data options, got {type(raw).__name__}")
+        if raw.get("csv") is not None and not Path(raw["csv"]).is_absolute():
+            raw["csv"] = str(path.parent / raw["csv"])
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(raw)

@@ -1,0 +1,81 @@
+"""Pieces every reader shares: attribute parsing with problems, image listing, bag clean-up."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..cohort import Patient
+from ..images import is_image_file
+from ..options import DataOptions
+from ..problems import Problem
+from ..table import Table, parse_gender, parse_number
+
+GENDER_NAMES = frozenset({"gender", "sex"})
+
+
+def missing_value_problem(where: str, column: str, options: DataOptions) -> Problem:
+    if options.missing_policy == "error":
+        return Problem("missing_value", where, f"{column} is missing; fill it in, or set missing_policy: impute")
+    return Problem(
+        "missing_value",
+        where,
+        f"{column} is missing; it will be imputed with the training-split median (plus a missing indicator)",
+        severity="warning",
+    )
+
+
+def parse_attribute(
+    table: Table, i: int, column: str, options: DataOptions, patient_id: str
+) -> tuple[float, list[Problem]]:
+    """Parse one numeric (or gender) cell of the table; NaN plus a problem when it is unusable."""
+    text = table.rows[i][column]
+    where = table.where(i, patient_id)
+    is_gender = column.strip().lower() in GENDER_NAMES
+    value = parse_gender(text) if is_gender else parse_number(text, table.delimiter)
+    if value is None:
+        expected = "M or F" if is_gender else "a number"
+        return math.nan, [Problem("non_numeric_attribute", where, f"{column} is {text!r}, expected {expected}; fix the value")]
+    if math.isnan(value):
+        return value, [missing_value_problem(where, column, options)]
+    return value, []
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files below ``folder`` (recursively), in a stable order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+
+
+def drop_empty_bags(patients: list[Patient], root: Path) -> tuple[list[Patient], list[Problem]]:
+    kept, problems = [], []
+    for p in patients:
+        if p.images:
+            kept.append(p)
+        else:
+            problems.append(
+                Problem(
+                    "empty_bag",
+                    f"patient {p.id}",
+                    "has no image files (jpg, png, tif, bmp) in its folder; patient left out. Add its cells or drop its row",
+                    severity="warning",
+                )
+            )
+    return kept, problems
+
+
+def check_duplicate_ids(table: Table, id_column: str) -> list[Problem]:
+    seen: dict[str, int] = {}
+    problems = []
+    for i, row in enumerate(table.rows):
+        pid = row[id_column]
+        if pid in seen:
+            problems.append(
+                Problem(
+                    "duplicate_patient",
+                    table.where(i, pid),
+                    f"patient {pid} already appears at line {table.lines[seen[pid]]}; keep one row per patient",
+                )
+            )
+        else:
+            seen[pid] = i
+    return problems

@@ -1,0 +1,121 @@
+"""Image checks (unreadable, truncated, duplicated cells) and the one entry point ``load_cohort``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..utils.progress import track
+from .cohort import CellSet, Cohort
+from .images import content_hash, decode
+from .options import DataOptions
+from .problems import DataError, Problem, errors_in
+from .readers import read
+
+CHECK_DRAFT_SIZE = 32  # JPEG decodes at 1/8 scale: the whole stream is still read, so truncation shows
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    path: Path
+    digest: str | None
+    error: str | None
+
+
+def check_file(path: Path) -> ImageCheck:
+    """Read and decode one file; never raises."""
+    try:
+        data = path.read_bytes()
+        decode(data, path.name, draft_size=CHECK_DRAFT_SIZE)
+    except OSError as error:
+        return ImageCheck(path, None, str(error))
+    return ImageCheck(path, content_hash(data), None)
+
+
+def check_files(paths: Sequence[Path], progress: bool = True, workers: int = 2) -> list[ImageCheck]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(track(pool.map(check_file, paths), "checking images", total=len(paths), enabled=progress))
+
+
+def _unreadable(check: ImageCheck, owner: str) -> Problem:
+    return Problem(
+        "unreadable_image",
+        str(check.path),
+        f"{owner}: cannot be decoded ({check.error}); skipped. Re-export or delete the file",
+        severity="warning",
+    )
+
+
+def check_cohort_images(cohort: Cohort, drop_duplicates: bool = True, progress: bool = True) -> None:
+    """Decode every cell once; drop unreadable images and (by default) repeated ones, recording problems."""
+    checks = iter(check_files([p for patient in cohort.patients for p in patient.images], progress))
+    for patient in cohort.patients:
+        seen: dict[str, Path] = {}
+        keep = []
+        for _ in patient.images:
+            check = next(checks)
+            if check.error is not None:
+                cohort.problems.append(_unreadable(check, f"patient {patient.id}"))
+                keep.append(False)
+                continue
+            assert check.digest is not None
+            first = seen.setdefault(check.digest, check.path)
+            duplicate = first != check.path
+            if duplicate:
+                action = "dropped" if drop_duplicates else "kept (drop_duplicate_images: false)"
+                cohort.problems.append(
+                    Problem(
+                        "duplicate_image",
+                        str(check.path),
+                        f"patient {patient.id}: same content as {first.name}; {action}",
+                        severity="warning",
+                    )
+                )
+            keep.append(not (duplicate and drop_duplicates))
+        patient.keep_images(keep)
+    emptied = [p for p in cohort.patients if not p.images]
+    for p in emptied:
+        cohort.problems.append(
+            Problem("empty_bag", f"patient {p.id}", "no readable image left; patient left out", "warning")
+        )
+    if emptied:
+        cohort.patients = [p for p in cohort.patients if p.images]
+        cohort.__post_init__()
+
+
+def check_cellset_images(cells: CellSet, progress: bool = True) -> None:
+    keep = []
+    for check in check_files(cells.images, progress):
+        if check.error is not None:
+            cells.problems.append(_unreadable(check, "cell"))
+        keep.append(check.error is None)
+    cells.images = [p for p, k in zip(cells.images, keep) if k]
+    cells.labels = [c for c, k in zip(cells.labels, keep) if k]
+
+
+def load(path: str | Path, options: DataOptions | None = None, progress: bool = True) -> Cohort | CellSet:
+    """Read any layout and check its images; problems are recorded on the result, never raised."""
+    options = options or DataOptions()
+    data = read(path, options)
+    if options.check_images:
+        if isinstance(data, Cohort):
+            check_cohort_images(data, options.drop_duplicate_images, progress)
+        else:
+            check_cellset_images(data, progress)
+    return data
+
+
+def load_cohort(path: str | Path, options: DataOptions | None = None, progress: bool = True) -> Cohort:
+    """A checked cohort of patients; raises DataError (with every problem) when it cannot be used."""
+    data = load(path, options, progress)
+    if not isinstance(data, Cohort):
+        raise DataError(
+            [Problem("wrong_layout", str(path), f"is a {data.layout} data set (single cells), not a cohort of patients")]
+        )
+    if errors_in(data.problems):
+        raise DataError(data.problems)
+    if not data.patients:
+        raise DataError(data.problems + [Problem("no_patients", str(path), "no usable patient was found")])
+    return data

@@ -1,0 +1,1 @@
+"""Helpers shared by every layer (no dependency on any other smearmil module)."""

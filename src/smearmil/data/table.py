@@ -21,6 +21,7 @@ class Table:
     rows: list[dict[str, str]]
     lines: list[int]  # file line of each row (the header is line 1)
     delimiter: str
+    problems: list[Problem]
 
     def column(self, wanted: str) -> str | None:
         """The table's spelling of a column name, matched case- and space-insensitively."""
@@ -59,14 +60,20 @@ def read_table(path: Path) -> Table:
     except StopIteration:
         raise DataError([Problem("empty_csv", str(path), "the table is empty; it needs a header row")]) from None
     columns = [c.strip() for c in header]
-    rows, lines = [], []
+    rows, lines, problems = [], [], []
     for line_no, values in enumerate(reader, start=2):
         if not any(v.strip() for v in values):
             continue
+        if len(values) > len(columns) and any(v.strip() for v in values[len(columns):]):
+            problems.append(Problem(
+                "malformed_row", f"{path.name} line {line_no}",
+                f"has {len(values)} values for {len(columns)} columns (a decimal comma or an unquoted comma?); "
+                "quote the value or fix the separator",
+            ))
         values = values + [""] * (len(columns) - len(values))
         rows.append({c: v.strip() for c, v in zip(columns, values)})
         lines.append(line_no)
-    return Table(path, columns, rows, lines, delimiter)
+    return Table(path, columns, rows, lines, delimiter, problems)
 
 
 def is_missing(text: str) -> bool:

@@ -82,7 +82,7 @@ def read(root: Path, options: DataOptions) -> Cohort:
                     )
                 ]
             )
-        problems += check_duplicate_ids(table, columns["ID"])  # type: ignore[arg-type]
+        problems += table.problems + check_duplicate_ids(table, columns["ID"])  # type: ignore[arg-type]
         listed.update(row[columns["ID"]] for row in table.rows)  # type: ignore[index]
         for i, row in enumerate(table.rows):
             patient, row_problems = _read_row(table, i, row, columns, class_names, options)  # type: ignore[arg-type]

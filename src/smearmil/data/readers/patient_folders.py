@@ -101,7 +101,7 @@ def read(root: Path, options: DataOptions) -> Cohort:
     label_column = _label_column(table, id_column, options)
     columns = _attribute_columns(table, {id_column, label_column}, options)
     names = [attribute_name(c) for c in columns]
-    problems = check_duplicate_ids(table, id_column)
+    problems = table.problems + check_duplicate_ids(table, id_column)
     labels = sorted({row[label_column] for row in table.rows if not is_missing(row[label_column])})
     class_names = options.class_names or labels
     patients: list[Patient] = []

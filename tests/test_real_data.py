@@ -1,0 +1,58 @@
+"""The three real samples in ../shared/data (skipped where absent)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from smearmil.data import load_cohort
+from smearmil.data.cache import build_cache
+from smearmil.data.images import Preprocessing
+from smearmil.data.splits import make_splits
+
+
+def _inspect(path: Path) -> dict:
+    exe = Path(sys.executable).with_name("smearmil")
+    result = subprocess.run([str(exe), "data", "inspect", str(path), "--json"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return json.loads(result.stdout)
+
+
+def test_inspect_lymphocytosis(shared_data: Path) -> None:
+    report = _inspect(shared_data / "lymphocytosis-dev")
+    assert report["layout"] == "lymphocytosis"
+    assert report["patients"] == 40 and report["classes"] == {"reactive": 12, "tumoral": 28}
+    assert {a["name"] for a in report["attributes"]} == {"age", "lymph_count", "gender"}
+    assert all(a["missing"] == 0 for a in report["attributes"])
+
+
+def test_inspect_aml_apl(shared_data: Path) -> None:
+    report = _inspect(shared_data / "aml-apl-dev")
+    assert report["layout"] == "patient-folders"
+    assert report["patients"] == 12 and report["classes"] == {"AML": 6, "APL": 6}
+    assert [p["kind"] for p in report["problems"]] == ["unreadable_image"]  # a zero-filled file in the sample
+    cohort = load_cohort(shared_data / "aml-apl-dev", progress=False)
+    types = {t for p in cohort.patients for t in p.cell_types or []}
+    assert {"Blast, no lineage spec", "Promyelocyte", "unknown"} <= types
+
+
+def test_inspect_blood_cells(shared_data: Path) -> None:
+    report = _inspect(shared_data / "blood-cells-dev")
+    assert report["layout"] == "single-cell" and report["cells"] == 480
+    assert len(report["classes"]) == 8 and set(report["classes"].values()) == {60}
+
+
+def test_real_cohort_splits_and_caches(shared_data: Path, tmp_path: Path) -> None:
+    cohort = load_cohort(shared_data / "aml-apl-dev", progress=False)
+    plan = make_splits(cohort, "kfold", folds=3, seed=0)
+    for fold in plan.folds:
+        assert {cohort[i].label for i in fold.test} == {"AML", "APL"}
+    cache = build_cache(cohort.subset(cohort.ids[:2]), Preprocessing(size=64, crop=48), tmp_path, progress=False)
+    bag = cache.bag(cohort.ids[0])
+    assert bag.shape[1:] == (48, 48, 3) and bag.std() > 5 and np.asarray(bag).mean() > 50

@@ -231,6 +231,141 @@ def bench_cache_cmd(
     out.print(f"ratio: {result.ratio:.1f}")
 
 
+ConfigOpt = Annotated[str, typer.Option("--config", help="Preset name (e.g. cpu-moe, cnn-mean-k32) or YAML file.")]
+CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Image cache folder.")]
+
+
+def _run_config(config: str, layout: str, seed: int | None) -> Any:
+    from .training.config import load_config
+
+    overrides: dict[str, Any] = {}
+    if layout != "auto":
+        overrides["data"] = {"layout": layout}
+    if seed is not None:
+        overrides["seed"] = seed
+    return load_config(config, overrides)
+
+
+def _metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
+    from .evaluation.metrics import METRICS
+
+    short = {"balanced_accuracy": "bal. acc", "roc_auc": "ROC-AUC", "sensitivity": "sens", "specificity": "spec",
+             "accuracy": "acc", "macro_f1": "macro-F1"}
+    table = Table(title=title)
+    table.add_column("")
+    for m in METRICS:
+        table.add_column(short[m], justify="right")
+    for name, values in rows.items():
+        table.add_row(name, *(_cell(values.get(m)) for m in METRICS))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        mean, std = value.get("mean"), value.get("std")
+        return "-" if mean is None else f"{mean:.3f} ± {std or 0:.3f}"
+    return "-" if value is None else f"{value:.3f}"
+
+
+@app.command()
+@guarded
+def train(
+    path: DataPath,
+    config: ConfigOpt = "cpu-cnn",
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/run"),
+    splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file (default: hold-out from the config).")] = None,
+    fold: Annotated[Optional[str], typer.Option("--fold", help="Fold of the splits file to train on.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (default: the config's).")] = None,
+    cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+) -> None:
+    """Train one model on a patient-level hold-out split (resumes if OUT holds an interrupted run)."""
+    from .data.splits import SplitPlan
+    from .data.validation import load_cohort
+    from .evaluation.runs import train_run
+
+    cfg = _run_config(config, layout, seed)
+    cohort = load_cohort(path, cfg.data, progress=not quiet)
+    plan = SplitPlan.load(splits) if splits else None
+    result = train_run(cohort, cfg, out_dir, plan, fold, cache_dir, progress=not quiet)
+    rows = {f"{s} ({r['n_patients']} patients)": r["metrics"] for s, r in result["splits"].items()}
+    out.print(_metrics_table(f"{cfg.name} on {path} (fold {result['fold']})", rows))
+    out.print(f"run -> {out_dir} ({result['wall_seconds']:.0f} s)")
+
+
+@app.command()
+@guarded
+def cv(
+    path: DataPath,
+    config: ConfigOpt = "cpu-cnn",
+    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, predictions.csv).")] = Path("runs/cv"),
+    splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")] = False,
+) -> None:
+    """Cross-validate a config by patient: DIR/predictions.csv and DIR/summary.json."""
+    from .data.splits import SplitPlan
+    from .data.validation import load_cohort
+    from .evaluation.cv import run_cv
+
+    cfg = _run_config(config, layout, seed)
+    cohort = load_cohort(path, cfg.data, progress=not quiet)
+    plan = SplitPlan.load(splits) if splits else None
+    summary = run_cv(cohort, cfg, out_dir, folds, seed, cache_dir, plan, progress=not (quiet or as_json))
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    out.print(_metrics_table(f"{cfg.name}: {folds}-fold CV on {path} (test folds, mean ± std)",
+                             {cfg.name: summary["metrics"]}))
+    out.print(f"-> {out_dir}/summary.json, predictions.csv ({summary['wall_seconds']:.0f} s)")
+
+
+@app.command()
+@guarded
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `smearmil train`.")],
+    path: DataPath,
+    split: Annotated[str, typer.Option(help="test or val (the run's own split), or all (every labelled patient).")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
+) -> None:
+    """Evaluate a trained run on a cohort; the output names the split."""
+    from .data.validation import load_cohort
+    from .evaluation.runs import evaluate_run
+    from .training.trained import TrainedModel
+
+    cohort = load_cohort(path, TrainedModel.load(run).config.data, progress=not (quiet or as_json))
+    report = evaluate_run(run, cohort, split, cache_dir, progress=not (quiet or as_json))
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out.print(_metrics_table(f"{run} on {path}", {f"{split} ({report['n_patients']} patients)": report["metrics"]}))
+
+
+@app.command()
+@guarded
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `smearmil train`.")],
+    patients: Annotated[list[Path], typer.Argument(help="One folder of cell images per patient.")],
+    attributes: Annotated[Optional[Path], typer.Option("--attributes", help="CSV: id column + attributes (or DOB, LYMPH_COUNT).")] = None,
+    top: Annotated[int, typer.Option(help="How many cells to list, by weight.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Predict new patients: probability, label and the cells ranked by weight."""
+    from .evaluation.runs import predict_folders
+
+    results = predict_folders(run, patients, attributes, top)
+    if as_json:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        return
+    for r in results:
+        probs = ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
+        out.print(f"[bold]{r['patient']}[/]: [green]{r['label']}[/] ({probs})")
+        for c in r["top_cells"]:
+            out.print(f"    {c['weight']:.4f}  {c['file']}")
+
+
 @app.command()
 @guarded
 def demo(
@@ -238,14 +373,16 @@ def demo(
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the main job on the embedded synthetic cohort: simulate, inspect, split, cache."""
+    """Run the main job on the embedded synthetic cohort: simulate, inspect, split, cache, CV, compare."""
     from .demo import run_demo
 
     result = run_demo(out_dir, seed=seed, progress=not quiet)
     out.print(result.report.render())
     out.print(f"splits: {len(result.splits.folds)} folds by patient -> {result.out / 'splits.json'}")
     out.print(f"cache: {result.cached_cells} cells -> {result.cache_dir}")
-    out.print(f"resolved config -> {result.out / 'config.json'}")
+    out.print(_metrics_table(f"{len(result.splits.folds)}-fold CV on the simulated cohort (test folds, mean ± std)",
+                             {name: s["metrics"] for name, s in result.summaries.items()}))
+    out.print(f"comparison -> {result.out / 'comparison.md'}; resolved config -> {result.out / 'config.json'}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

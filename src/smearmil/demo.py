@@ -1,10 +1,15 @@
-"""``smearmil demo``: the main job on the embedded default, a synthetic cohort."""
+"""``smearmil demo``: the main job on the embedded default, a synthetic cohort.
+
+simulate -> inspect -> split by patient -> cache -> quick cross-validation of the CNN, MLP and
+mixture-of-experts models on the same folds -> comparison table.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .data.cache import build_cache
 from .data.images import Preprocessing
@@ -12,9 +17,20 @@ from .data.inspect import InspectReport, inspect_data
 from .data.simulate import SimulationConfig, simulate
 from .data.splits import SplitPlan, make_splits
 from .data.validation import load_cohort
-from .utils.atomic import write_json
+from .evaluation.compare import comparison_markdown
+from .evaluation.cv import run_cv
+from .training.config import load_config
+from .utils.atomic import write_json, write_text
 
 DEMO_SIMULATION = SimulationConfig(patients=60, cells_min=16, cells_max=48, size=64, seed=0)
+DEMO_FOLDS = 3
+# the CPU presets, at the simulator's 64 px and with fewer epochs, so the demo takes a few minutes
+DEMO_OVERRIDES: dict[str, Any] = {"image": {"size": 64, "crop": None}, "train": {"epochs": 8, "lr_steps": [6]}}
+DEMO_METHODS = {"cnn": "cpu-cnn", "mlp": "mlp", "moe": "cpu-moe"}
+DEMO_METHOD_OVERRIDES: dict[str, dict[str, Any]] = {
+    "mlp": {"train": {"epochs": 150, "lr_steps": []}},
+    "moe": {"train": {"stages": {"mlp": {"epochs": 150}, "moe": {"epochs": 4}}}},
+}
 
 
 @dataclass
@@ -25,10 +41,18 @@ class DemoResult:
     splits: SplitPlan
     cache_dir: Path
     cached_cells: int
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    table: str = ""
 
 
-def run_demo(out: str | Path = "smearmil-demo", folds: int = 5, seed: int = 0, progress: bool = True) -> DemoResult:
-    """Simulate a cohort, inspect it, split it by patient and cache its decoded images."""
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = True) -> DemoResult:
     out = Path(out)
     cohort_dir = out / "cohort"
     config = DEMO_SIMULATION
@@ -37,12 +61,17 @@ def run_demo(out: str | Path = "smearmil-demo", folds: int = 5, seed: int = 0, p
         simulate(cohort_dir, config, progress=progress, overwrite=True)
     report = inspect_data(cohort_dir, progress=progress)
     cohort = load_cohort(cohort_dir, progress=False)
-    plan = make_splits(cohort, "kfold", folds=folds, seed=seed)
+    plan = make_splits(cohort, "kfold", folds=DEMO_FOLDS, seed=seed)
     plan.save(out / "splits.json")
     cache = build_cache(cohort, Preprocessing(size=config.size), out / "cache", progress=progress)
-    write_json(out / "config.json", {
-        "simulation": asdict(config),
-        "splits": {"scheme": "kfold", "folds": folds, "seed": seed},
-        "preprocessing": {"size": config.size, "crop": None},
-    })
-    return DemoResult(out, cohort_dir, report, plan, cache.directory, len(cache))
+    summaries = {}
+    resolved = {}
+    for name, preset in DEMO_METHODS.items():
+        run_config = load_config(preset, _merge(DEMO_OVERRIDES, DEMO_METHOD_OVERRIDES.get(name, {})))
+        resolved[name] = run_config.model_dump(mode="json")
+        summaries[name] = run_cv(cohort, run_config, out / "cv" / name, DEMO_FOLDS, seed, out / "cache", plan, progress)
+    table = comparison_markdown(summaries, f"{DEMO_FOLDS}-fold CV on the simulated cohort (test folds, mean ± std)")
+    write_text(out / "comparison.md", table)
+    write_json(out / "config.json", {"simulation": asdict(config), "splits": {"scheme": "kfold", "folds": DEMO_FOLDS,
+                                     "seed": seed}, "methods": resolved})
+    return DemoResult(out, cohort_dir, report, plan, cache.directory, len(cache), summaries, table)

@@ -98,7 +98,8 @@ class Cohort:
         """Attributes as a float matrix (patients x attributes), NaN where missing."""
         ids = self.ids if ids is None else ids
         names = self.attribute_names if names is None else names
-        return np.array([[self[i].attributes.get(n, math.nan) for n in names] for i in ids], dtype=np.float64)
+        rows = [[self[i].attributes.get(n, math.nan) for n in names] for i in ids]
+        return np.array(rows, dtype=np.float64).reshape(len(ids), len(names))
 
     def subset(self, ids: list[str]) -> Cohort:
         """A cohort of the given patients only (same classes and attributes)."""

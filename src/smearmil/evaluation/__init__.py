@@ -1,0 +1,1 @@
+"""Evaluation layer: metrics with confidence intervals, cross-validation, comparison tables."""

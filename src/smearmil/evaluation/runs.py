@@ -1,0 +1,118 @@
+"""Single runs: train on a hold-out split and report per split; evaluate a run; predict new patients."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.adhoc import cohort_from_folders
+from ..data.cohort import Cohort
+from ..data.images import Preprocessing
+from ..data.splits import SplitPlan, make_splits
+from ..training.config import RunConfig
+from ..training.fit import train_fold
+from ..training.trained import PatientPrediction, TrainedModel
+from ..utils.atomic import write_json, write_text
+from .cv import FoldPredictions, image_cache, predictions_csv
+from .metrics import confusion, scores
+
+
+def _split_report(trained: TrainedModel, cohort: Cohort, ids: Sequence[str], cache: Any, split: str) -> tuple[dict[str, Any], FoldPredictions]:
+    predictions = trained.predict_cohort(cohort, list(ids), cache)
+    labels = cohort.labels(list(ids))
+    result = FoldPredictions(split, predictions, labels, trained.threshold, trained.threshold_source)
+    found = scores(labels, result.proba, trained.threshold) if len(ids) else {}
+    report = {"split": split, "n_patients": len(ids), "threshold": trained.threshold,
+              "threshold_source": trained.threshold_source,
+              "metrics": {k: (v if np.isfinite(v) else None) for k, v in found.items()},
+              "confusion_matrix": confusion(labels, result.proba, trained.threshold) if len(ids) else []}
+    return report, result
+
+
+def train_run(cohort: Cohort, config: RunConfig, out: str | Path, splits: SplitPlan | None = None,
+              fold: str | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train on one split (hold-out from the config, or a fold of a splits file) and report val and test."""
+    start = time.perf_counter()
+    out = Path(out)
+    plan = splits or make_splits(cohort, "holdout", val=config.split.val, test=config.split.test, seed=config.seed)
+    plan.check_cohort(cohort)
+    chosen = next((f for f in plan.folds if f.name == fold), None) if fold else plan.folds[0]
+    if chosen is None:
+        raise ValueError(f"no fold {fold!r} in the splits file; it has {[f.name for f in plan.folds]}")
+    out.mkdir(parents=True, exist_ok=True)
+    plan.save(out / "splits.json")
+    cache = image_cache(cohort, config, cache_dir, progress)
+    trained = train_fold(cohort, chosen, config, out, cache, progress)
+    reports = {}
+    test_predictions = None
+    for split, ids in (("val", chosen.val), ("test", chosen.test)):
+        reports[split], predictions = _split_report(trained, cohort, ids, cache, split)
+        if split == "test":
+            test_predictions = predictions
+    assert test_predictions is not None
+    write_text(out / "predictions.csv", predictions_csv([test_predictions], cohort.class_names))
+    result = {"fold": chosen.name, "splits": reports, "wall_seconds": round(time.perf_counter() - start, 2)}
+    write_json(out / "metrics.json", result)
+    return result
+
+
+def evaluate_run(run: str | Path, cohort: Cohort, split: str = "test", cache_dir: str | Path | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Evaluate a trained run on ``cohort``: on the run's own ``split`` when the cohort is the one it was
+    trained on, or on every labelled patient with ``split="all"`` (e.g. an external cohort)."""
+    run = Path(run)
+    trained = TrainedModel.load(run)
+    if trained.class_names != cohort.class_names:
+        raise ValueError(f"the run predicts {trained.class_names} but the cohort has classes {cohort.class_names}")
+    if split == "all":
+        ids = [p.id for p in cohort.labelled()]
+    else:
+        plan = SplitPlan.load(run / "splits.json")
+        plan.check_cohort(cohort, str(run / "splits.json"))
+        fold_name = json.loads((run / "metrics.json").read_text())["fold"] if (run / "metrics.json").is_file() else None
+        fold = next((f for f in plan.folds if f.name == fold_name), plan.folds[0])
+        ids = list(fold.sets()[split])
+    cache = image_cache(cohort, trained.config, cache_dir, progress)
+    report, _ = _split_report(trained, cohort, ids, cache, split)
+    return report
+
+
+def predict_folders(run: str | Path, folders: Sequence[str | Path], attributes_csv: str | Path | None = None,
+                    top: int = 10) -> list[dict[str, Any]]:
+    """Probability, predicted class and the cells ranked by their weight, for each patient folder."""
+    trained = TrainedModel.load(run)
+    cohort = cohort_from_folders(folders, attributes_csv, trained.config.data)
+    ids = cohort.ids
+    if trained.encoder.names:
+        missing = [n for n in trained.encoder.names if n not in cohort.attribute_names]
+        if missing:
+            raise ValueError(f"this model needs attributes {trained.encoder.names}; give them with --attributes CSV "
+                             f"(missing: {missing})")
+        attributes = trained.encoder.transform(cohort, ids)
+    else:
+        attributes = np.zeros((len(ids), 0), np.float32)
+    prep = Preprocessing(trained.config.image.size, trained.config.image.crop)
+    bags = [np.stack([prep.load(p.read_bytes(), p.name) for p in cohort[i].images]) if trained.uses_images else None
+            for i in ids]
+    predictions = trained.predict_arrays(ids, bags, attributes)
+    return [_describe(p, cohort, trained, top) for p in predictions]
+
+
+def _describe(p: PatientPrediction, cohort: Cohort, trained: TrainedModel, top: int) -> dict[str, Any]:
+    from ..utils.scoring import predict_labels
+
+    label = trained.class_names[int(predict_labels(p.proba[None], trained.threshold)[0])]
+    cells = []
+    if p.weights is not None:
+        order = np.argsort(-p.weights)[:top]
+        cells = [{"file": str(cohort[p.id].images[j]), "weight": float(p.weights[j])} for j in order]
+    out: dict[str, Any] = {"patient": p.id, "probabilities": dict(zip(trained.class_names, map(float, p.proba))),
+                           "label": label, "top_cells": cells}
+    if p.gate is not None:
+        out["gate_image_expert"] = p.gate
+    return out

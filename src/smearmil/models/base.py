@@ -1,0 +1,87 @@
+"""The small interface every MIL model follows: ``forward`` gives logits and per-cell weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class Bags:
+    """A batch of bags as one flat tensor of cells with a segment (bag) index."""
+
+    images: torch.Tensor | None  # (N, 3, H, W) float, normalised; None for attribute-only models
+    segments: torch.Tensor  # (N,) long, bag index of each cell
+    n_bags: int
+    attributes: torch.Tensor  # (B, d) float, standardised
+    labels: torch.Tensor | None = None  # (B,) long
+    ids: list[str] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> Bags:
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Bags(move(self.images), move(self.segments), self.n_bags, move(self.attributes), move(self.labels), self.ids)
+
+
+@dataclass
+class MILOutput:
+    logits: torch.Tensor  # (B, 1) for two classes (sigmoid), (B, C) otherwise (softmax)
+    weights: torch.Tensor | None  # (N,) contribution of each cell to its bag, or None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def n_outputs(n_classes: int) -> int:
+    return 1 if n_classes == 2 else n_classes
+
+
+def probabilities(logits: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(B, C) class probabilities from logits of either form."""
+    if n_classes == 2:
+        p = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p, p], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
+def logits_from_probabilities(p: torch.Tensor, n_classes: int, eps: float = 1e-6) -> torch.Tensor:
+    """Inverse of ``probabilities``: mixtures of probabilities become logits of the same form."""
+    p = p.clamp(eps, 1 - eps)
+    if n_classes == 2:
+        return (p[:, 1].log() - p[:, 0].log())[:, None]
+    return p.log()
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, n_classes: int,
+                        class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Negative log-likelihood, optionally weighted per class (normalised by the weights' sum)."""
+    if n_classes == 2:
+        per_bag = F.binary_cross_entropy_with_logits(logits[:, 0], labels.to(logits.dtype), reduction="none")
+    else:
+        per_bag = F.cross_entropy(logits, labels, reduction="none")
+    if class_weights is None:
+        return per_bag.mean()
+    w = class_weights.to(per_bag.dtype)[labels]
+    return (w * per_bag).sum() / w.sum()
+
+
+class MILModel(nn.Module):
+    """Base class: subclasses set ``n_classes`` and implement ``forward``."""
+
+    n_classes: int
+    uses_images: bool = True
+
+    def forward(self, bags: Bags) -> MILOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, output: MILOutput, labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+        return classification_loss(output.logits, labels, self.n_classes, class_weights)
+
+    @torch.no_grad()
+    def predict_proba(self, bags: Bags) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        try:
+            return probabilities(self(bags).logits.float(), self.n_classes)
+        finally:
+            self.train(was_training)

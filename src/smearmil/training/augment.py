@@ -1,0 +1,70 @@
+"""Batched image transforms on the device: flips, 90-degree rotations, PCA colour, mean centring."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.cache import ImageCache
+
+
+def pixel_statistics(cache: ImageCache, ids: Sequence[str], max_cells: int = 4000, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Per-pixel mean image, global std and RGB principal components of the training cells (in [0, 1])."""
+    rows = np.concatenate([np.asarray(cache.rows(i)) for i in ids])
+    rng = np.random.default_rng(seed)
+    if rows.size > max_cells:
+        rows = np.sort(rng.choice(rows, max_cells, replace=False))
+    cells = cache.array[rows].astype(np.float32) / 255.0  # (n, H, W, 3)
+    mean = cells.mean(axis=0)
+    pixels = cells.reshape(-1, 3)
+    if pixels.shape[0] > 1_000_000:
+        pixels = pixels[rng.choice(pixels.shape[0], 1_000_000, replace=False)]
+    eigvals, eigvecs = np.linalg.eigh(np.cov(pixels, rowvar=False))
+    return {
+        "mean": torch.from_numpy(np.ascontiguousarray(mean.transpose(2, 0, 1))),
+        "std": torch.tensor(float((cells - mean).std()) or 1.0),
+        "eigvals": torch.from_numpy(np.clip(eigvals, 0, None).astype(np.float32)),
+        "eigvecs": torch.from_numpy(eigvecs.astype(np.float32)),
+    }
+
+
+class BatchTransform(nn.Module):
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W): augment when training, then centre on the training mean."""
+
+    def __init__(self, stats: dict[str, torch.Tensor], flips: bool = True, rot90: bool = True,
+                 pca_colour_std: float = 0.1, mean_centring: bool = True):
+        super().__init__()
+        for name in ("mean", "std", "eigvals", "eigvecs"):
+            self.register_buffer(name, stats[name].float().clone())
+        self.flips, self.rot90, self.pca_colour_std, self.mean_centring = flips, rot90, pca_colour_std, mean_centring
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        if self.flips:
+            x = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(3), x)
+            x = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(2), x)
+        if self.rot90 and x.shape[2] == x.shape[3]:
+            turns = torch.randint(0, 4, (n,), device=x.device)
+            out = x.clone()
+            for k in (1, 2, 3):
+                chosen = turns == k
+                if chosen.any():
+                    out[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
+            x = out
+        if self.pca_colour_std > 0:  # AlexNet-style lighting noise along the RGB principal components
+            alpha = torch.randn(n, 3, device=x.device) * self.pca_colour_std
+            shift = (alpha * self.eigvals.sqrt()) @ self.eigvecs.T  # (n, 3)
+            x = x + shift[:, :, None, None]
+        return x
+
+    def forward(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        # contiguous: conv backward on channels-last input crashes the torch 2.13 CPU build
+        x = images.permute(0, 3, 1, 2).contiguous().float() / 255.0
+        if train:
+            x = self.augment(x)
+        if self.mean_centring:
+            return (x - self.mean) / self.std
+        return (x - 0.5) / 0.25

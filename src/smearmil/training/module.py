@@ -1,0 +1,70 @@
+"""The LightningModule shared by every model family: one loss, batched augmentation, selection metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..models.base import Bags, MILModel, probabilities
+from ..utils.scoring import scores
+from .augment import BatchTransform
+from .config import TrainConfig
+
+
+class MILModule(L.LightningModule):
+    def __init__(self, model: MILModel, transform: BatchTransform | None, train: TrainConfig,
+                 class_weights: torch.Tensor | None = None):
+        super().__init__()
+        self.model, self.transform, self.cfg = model, transform, train
+        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(model.n_classes))
+        self.use_weights = class_weights is not None
+        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def transfer_batch_to_device(self, batch: Bags, device: torch.device, dataloader_idx: int) -> Bags:
+        return batch.to(device)
+
+    def on_after_batch_transfer(self, batch: Bags, dataloader_idx: int) -> Bags:
+        if batch.images is not None and batch.images.dtype == torch.uint8 and self.transform is not None:
+            batch.images = self.transform(batch.images, train=self.trainer.training)
+        return batch
+
+    def _loss(self, batch: Bags) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(batch)
+        assert batch.labels is not None
+        loss = self.model.loss(out, batch.labels, self.class_weights if self.use_weights else None)
+        return loss, out.logits
+
+    def training_step(self, batch: Bags, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags)
+        return loss
+
+    def validation_step(self, batch: Bags, batch_idx: int) -> None:
+        loss, logits = self._loss(batch)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags)
+        self._val.append((probabilities(logits.float(), self.model.n_classes).detach(), batch.labels.detach()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        proba = torch.cat([p for p, _ in self._val])
+        labels = torch.cat([y for _, y in self._val])
+        self._val.clear()
+        if self.trainer.world_size > 1:
+            proba = self.all_gather(proba).flatten(0, 1)
+            labels = self.all_gather(labels).flatten(0, 1)
+        found = scores(labels.cpu().numpy(), proba.cpu().numpy().astype(np.float64))
+        for name in ("balanced_accuracy", "roc_auc", "macro_f1"):
+            value = found[name]
+            self.log(f"val/{name}", value if np.isfinite(value) else 0.0, prog_bar=name == "balanced_accuracy")
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=self.cfg.lr, betas=self.cfg.betas, weight_decay=self.cfg.weight_decay)
+        if not self.cfg.lr_steps:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=self.cfg.lr_steps, gamma=self.cfg.lr_gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -44,12 +44,62 @@ def test_bench_cache_ends_with_ratio(sim_cohort: Path, tmp_path: Path) -> None:
     assert last.startswith("ratio: ") and float(last.split()[1]) > 0
 
 
-def test_demo_writes_splits_cache_and_config(tmp_path: Path) -> None:
+def test_demo_pipeline_writes_splits_cache_comparison_and_config(tmp_path: Path, monkeypatch) -> None:
+    from smearmil import demo
+    from smearmil.data.simulate import SimulationConfig
+
+    monkeypatch.setattr(demo, "DEMO_SIMULATION", SimulationConfig(patients=9, cells_min=3, cells_max=5, size=32))
+    monkeypatch.setattr(demo, "DEMO_OVERRIDES", {"image": {"size": 32, "crop": None}, "train": {"epochs": 1}})
+    monkeypatch.setattr(demo, "DEMO_METHOD_OVERRIDES", {"mlp": {"train": {"epochs": 2}},
+                                                        "moe": {"train": {"stages": {"mlp": {"epochs": 2}, "moe": {"epochs": 1}}}}})
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "-q"])
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "d" / "config.json").read_text())
-    assert config["simulation"]["patients"] == 60
-    assert len(json.loads((tmp_path / "d" / "splits.json").read_text())["folds"]) == 5
+    assert config["simulation"]["patients"] == 9 and set(config["methods"]) == {"cnn", "mlp", "moe"}
+    assert len(json.loads((tmp_path / "d" / "splits.json").read_text())["folds"]) == 3
+    table = (tmp_path / "d" / "comparison.md").read_text()
+    assert all(f"| {m} |" in table for m in ("cnn", "mlp", "moe"))
+    for m in ("cnn", "mlp", "moe"):
+        summary = json.loads((tmp_path / "d" / "cv" / m / "summary.json").read_text())
+        assert summary["split"] == "test"
+
+
+def test_train_evaluate_predict_and_cv_commands(tmp_path: Path, sim_cohort: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text("base: cpu-moe\nimage: {size: 32, crop: null}\n"
+                      "train: {epochs: 1, stages: {mlp: {epochs: 2}, moe: {epochs: 1}}}\n")
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    result = runner.invoke(app, ["train", str(sim_cohort), "--config", str(config), "--out", str(run),
+                                 "--cache-dir", str(cache), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "test (" in result.output and "val (" in result.output
+    assert (run / "config.yaml").read_text().startswith("name: tiny")
+    result = runner.invoke(app, ["evaluate", str(run), str(sim_cohort), "--json", "--cache-dir", str(cache)])
+    report = json.loads(result.stdout)
+    assert report["split"] == "test" and report["n_patients"] == len(json.loads((run / "splits.json").read_text())["folds"][0]["test"])
+    attributes = tmp_path / "attrs.csv"
+    attributes.write_text("ID,DOB,LYMPH_COUNT\nP000,1/1/1950,12.0\n")
+    result = runner.invoke(app, ["predict", str(run), str(sim_cohort / "trainset" / "P000"), "--attributes",
+                                 str(attributes), "--json", "--top", "2"])
+    assert result.exit_code == 0, result.output
+    [patient] = json.loads(result.stdout)
+    assert patient["patient"] == "P000" and len(patient["top_cells"]) == 2 and 0 < patient["gate_image_expert"] < 1
+    result = runner.invoke(app, ["predict", str(run), str(sim_cohort / "trainset" / "P000")])
+    assert result.exit_code == 2 and "--attributes" in result.output  # the MOE needs attributes
+    result = runner.invoke(app, ["cv", str(sim_cohort), "--config", str(config), "--folds", "2", "--seed", "1",
+                                 "--out", str(tmp_path / "cv"), "--cache-dir", str(cache), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads((tmp_path / "cv" / "summary.json").read_text())
+
+
+def test_bad_config_is_reported_clearly(tmp_path: Path, sim_cohort: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {kind: cnn, pooling: {name: median}}\ntrain: {epochs: 0}\n")
+    result = runner.invoke(app, ["cv", str(sim_cohort), "--config", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "model.pooling.name" in result.output and "train.epochs" in result.output
+    result = runner.invoke(app, ["cv", str(sim_cohort), "--config", "no-such-preset"])
+    assert result.exit_code == 2 and "cpu-moe" in result.output
 
 
 def test_usage_error_is_a_message_not_a_traceback(tmp_path: Path) -> None:

@@ -151,3 +151,13 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     for ckpt in (run / "cnn" / "checkpoints").glob("*.ckpt"):
         torch.load(ckpt, weights_only=True)  # safe loading works for every checkpoint
     torch.load(run / "model.pt", weights_only=True)
+
+
+def test_multi_class_attention_mil_trains_and_reports_macro_f1(tmp_path: Path) -> None:
+    root = simulate(tmp_path / "m", SimulationConfig(patients=12, cells_min=4, cells_max=6, size=32, classes=3),
+                    progress=False)
+    cohort = load_cohort(root, progress=False)
+    config = load_config("cnn-attention-k4", {"image": {"size": 32}, "train": {"epochs": 1}})
+    summary = run_cv(cohort, config, tmp_path / "cv", folds=2, seed=0, cache_dir=tmp_path / "k", progress=False)
+    assert set(summary["per_class_f1"]) == {"class_0", "class_1", "class_2"}
+    assert len(summary["confusion_matrix"]) == 3 and summary["metrics"]["macro_f1"]["mean"] is not None

@@ -263,7 +263,7 @@ def _metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
 def _cell(value: Any) -> str:
     if isinstance(value, dict):
         mean, std = value.get("mean"), value.get("std")
-        return "-" if mean is None else f"{mean:.3f} ± {std or 0:.3f}"
+        return "-" if mean is None else f"{mean:.3f}±{std or 0:.2f}"
     return "-" if value is None else f"{value:.3f}"
 
 

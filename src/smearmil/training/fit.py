@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 # Lightning's start-up banners (GPU/TPU lines, tips) say nothing a smearmil user needs
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
-_QUIET = r".*(does not have many workers|LeafSpec|Checkpoint directory|You have overridden|litlogger).*"
+_QUIET = r".*(does not have many workers|LeafSpec|Checkpoint directory|You have overridden|litlogger|Total length of).*"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

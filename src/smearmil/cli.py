@@ -24,7 +24,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect, split and cache a da
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print measured ratios.")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 140)  # pipes and CI logs get whole tables
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -19,7 +19,7 @@ from .data.splits import SplitPlan, make_splits
 from .data.validation import load_cohort
 from .evaluation.compare import comparison_markdown
 from .evaluation.cv import run_cv
-from .training.config import load_config
+from .training.config import load_config, merge_dicts
 from .utils.atomic import write_json, write_text
 
 DEMO_SIMULATION = SimulationConfig(patients=60, cells_min=16, cells_max=48, size=64, seed=0)
@@ -45,13 +45,6 @@ class DemoResult:
     table: str = ""
 
 
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = True) -> DemoResult:
     out = Path(out)
     cohort_dir = out / "cohort"
@@ -67,7 +60,7 @@ def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = 
     summaries = {}
     resolved = {}
     for name, preset in DEMO_METHODS.items():
-        run_config = load_config(preset, _merge(DEMO_OVERRIDES, DEMO_METHOD_OVERRIDES.get(name, {})))
+        run_config = load_config(preset, merge_dicts(DEMO_OVERRIDES, DEMO_METHOD_OVERRIDES.get(name, {})))
         resolved[name] = run_config.model_dump(mode="json")
         summaries[name] = run_cv(cohort, run_config, out / "cv" / name, DEMO_FOLDS, seed, out / "cache", plan, progress)
     table = comparison_markdown(summaries, f"{DEMO_FOLDS}-fold CV on the simulated cohort (test folds, mean ± std)")

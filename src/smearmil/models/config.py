@@ -16,6 +16,12 @@ from .registry import Registry
 MODELS: Registry[MILModel] = Registry("model")
 
 
+def _registered(registry: Registry, name: str) -> str:
+    if name not in registry:
+        raise ValueError(f"unknown {registry.kind} {name!r}; choose one of {registry.names()}")
+    return name
+
+
 class EncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "resnetk"
@@ -26,9 +32,7 @@ class EncoderConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in ENCODERS:
-            raise ValueError(f"unknown encoder {v!r}; choose one of {ENCODERS.names()}")
-        return v
+        return _registered(ENCODERS, v)
 
 
 class PoolingConfig(BaseModel):
@@ -40,9 +44,7 @@ class PoolingConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in POOLINGS:
-            raise ValueError(f"unknown pooling {v!r}; choose one of {POOLINGS.names()}")
-        return v
+        return _registered(POOLINGS, v)
 
 
 class ModelConfig(BaseModel):

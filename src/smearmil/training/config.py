@@ -132,10 +132,11 @@ def paper_preset(name: str) -> dict[str, Any] | None:
     return {"name": name, "model": model, "train": PAPER_TRAINING}
 
 
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Nested update: ``top`` wins, mappings are merged key by key."""
     out = dict(base)
     for k, v in top.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -168,14 +169,14 @@ def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     base = raw.pop("base", None)
     own_name = raw.pop("name", None) or (path.stem if path.suffix else name_or_path)
     if base:
-        raw = _merge(_raw(str(base), (*seen, name_or_path)), raw)
+        raw = merge_dicts(_raw(str(base), (*seen, name_or_path)), raw)
     raw["name"] = own_name
     return raw
 
 
 def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> RunConfig:
     """A RunConfig from a YAML file or preset name, with nested overrides on top; clear errors."""
-    raw = _merge(_raw(name_or_path), overrides or {})
+    raw = merge_dicts(_raw(name_or_path), overrides or {})
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:

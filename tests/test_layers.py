@@ -7,7 +7,7 @@ from pathlib import Path
 
 import smearmil
 
-ORDER = ["utils", "data", "models", "training", "evaluation", "explain", "report", "bench", "demo", "cli"]
+ORDER = ["utils", "data", "models", "baselines", "training", "evaluation", "explain", "report", "bench", "demo", "cli"]
 PACKAGE = Path(smearmil.__file__).parent
 
 

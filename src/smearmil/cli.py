@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -319,6 +320,33 @@ def cv(
     out.print(_metrics_table(f"{cfg.name}: {folds}-fold CV on {path} (test folds, mean ± std)",
                              {cfg.name: summary["metrics"]}))
     out.print(f"-> {out_dir}/summary.json, predictions.csv ({summary['wall_seconds']:.0f} s)")
+
+
+@app.command()
+@guarded
+def compare(
+    path: DataPath,
+    config: Annotated[str, typer.Option("--config", help="Comparison config: cpu-compare or a YAML file.")] = "cpu-compare",
+    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/compare"),
+    cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")] = False,
+) -> None:
+    """Run deep models and baselines on identical folds: comparison.csv/.md, summary.json, ROC plot."""
+    from .data.validation import load_cohort
+    from .evaluation.compare import load_compare_config, run_compare
+
+    cfg = load_compare_config(config)
+    cohort = load_cohort(path, cfg.data, progress=not (quiet or as_json))
+    result = run_compare(cohort, cfg, out_dir, folds, seed, cache_dir, progress=not (quiet or as_json))
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    rows = {escape(name if name.endswith("]") else f"{name} [{m['data']}]"): m["metrics"]
+            for name, m in result["methods"].items()}
+    out.print(_metrics_table(f"{folds}-fold CV on {path}: test folds, mean ± std", rows))
+    out.print(f"-> {out_dir}/comparison.md, comparison.csv, summary.json, roc.png ({result['wall_seconds']:.0f} s)")
 
 
 @app.command()

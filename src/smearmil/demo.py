@@ -63,7 +63,8 @@ def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = 
         run_config = load_config(preset, merge_dicts(DEMO_OVERRIDES, DEMO_METHOD_OVERRIDES.get(name, {})))
         resolved[name] = run_config.model_dump(mode="json")
         summaries[name] = run_cv(cohort, run_config, out / "cv" / name, DEMO_FOLDS, seed, out / "cache", plan, progress)
-    table = comparison_markdown(summaries, f"{DEMO_FOLDS}-fold CV on the simulated cohort (test folds, mean ± std)")
+    table = comparison_markdown(summaries, f"{DEMO_FOLDS}-fold CV on the simulated cohort (test folds, mean ± std)",
+                                {"cnn": "imgs", "mlp": "attrs", "moe": "imgs+attrs"})
     write_text(out / "comparison.md", table)
     write_json(out / "config.json", {"simulation": asdict(config), "splits": {"scheme": "kfold", "folds": DEMO_FOLDS,
                                      "seed": seed}, "methods": resolved})

@@ -144,15 +144,31 @@ def shipped_presets() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("smearmil.configs").iterdir() if p.name.endswith(".yaml"))
 
 
-def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    if name_or_path in seen:
-        raise ValueError(f"config {name_or_path!r} includes itself through 'base'")
+def read_yaml_config(name_or_path: str) -> tuple[dict[str, Any], str]:
+    """The mapping in a YAML file or shipped preset, and where it came from."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         text, where = path.read_text(encoding="utf-8"), str(path)
     elif name_or_path in shipped_presets():
         text = resources.files("smearmil.configs").joinpath(f"{name_or_path}.yaml").read_text(encoding="utf-8")
         where = f"preset {name_or_path}"
+    else:
+        raise ValueError(f"no config file or preset named {name_or_path!r}; presets: {', '.join(shipped_presets())}")
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{where}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: a config must be a mapping")
+    return raw, where
+
+
+def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    if name_or_path in seen:
+        raise ValueError(f"config {name_or_path!r} includes itself through 'base'")
+    path = Path(name_or_path)
+    if (path.suffix in (".yaml", ".yml") and path.is_file()) or name_or_path in shipped_presets():
+        raw, where = read_yaml_config(name_or_path)
     elif (paper := paper_preset(name_or_path)) is not None:
         return paper
     else:
@@ -160,12 +176,8 @@ def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
             f"no config file or preset named {name_or_path!r}; presets: {', '.join(shipped_presets())}, "
             "or a paper row such as cnn-mean-k32, cnn-lse-k64, avg-mean-k32, moe-p1-k64, moe-p2-k32, mlp"
         )
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{where}: not valid YAML: {error}") from error
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: a config must be a mapping")
+    if raw.get("kind") == "compare":
+        raise ValueError(f"{where} is a comparison config: use it with `smearmil compare`")
     base = raw.pop("base", None)
     own_name = raw.pop("name", None) or (path.stem if path.suffix else name_or_path)
     if base:

@@ -1,0 +1,125 @@
+"""Hand-crafted features against known answers; classical MIL on a toy problem; clinical classifiers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.draw import disk
+from skimage.feature import graycomatrix, graycoprops
+
+from smearmil.baselines import BASELINES
+from smearmil.baselines.features import (
+    FEATURE_NAMES,
+    GLCM,
+    SHAPE,
+    cell_features,
+    fractal_dimension,
+    glcm_statistics,
+    region_glcm,
+    shape_features,
+)
+from smearmil.baselines.segmentation import segment
+from smearmil.data.images import read_rgb
+from smearmil.data.simulate import SimulationConfig, simulate
+
+
+def test_there_are_94_features() -> None:
+    assert len(FEATURE_NAMES) == 94 == 12 + 9 + 72 + 1 and len(set(FEATURE_NAMES)) == 94
+    assert len(GLCM) + 1 == 24
+
+
+def test_shape_of_a_disc() -> None:
+    mask = np.zeros((101, 101), bool)
+    r = 30
+    mask[disk((50, 50), r)] = True
+    f = dict(zip(SHAPE, shape_features(mask)))
+    assert f["area"] == pytest.approx(np.pi * r**2, rel=0.01)
+    assert f["perimeter"] == pytest.approx(2 * np.pi * r, rel=0.05)
+    assert f["perimeter_crofton"] == pytest.approx(2 * np.pi * r, rel=0.05)
+    assert f["eccentricity"] < 0.05 and f["solidity"] > 0.98 and f["euler_number"] == 1
+    assert f["axis_major_length"] == pytest.approx(2 * r, rel=0.02)
+    assert f["extent"] == pytest.approx(np.pi / 4, rel=0.05)  # digital disc: its box is 59 px, not 61
+    mask[50, 50] = False  # a hole: Euler number 0, filled area one more than area
+    f = dict(zip(SHAPE, shape_features(mask)))
+    assert f["euler_number"] == 0 and f["area_filled"] == f["area"] + 1
+
+
+def test_texture_of_a_flat_region() -> None:
+    channel = np.full((20, 20), 120, np.uint8)
+    stats = dict(zip(GLCM, glcm_statistics(region_glcm(channel, np.ones((20, 20), bool)))))
+    assert stats["energy"] == pytest.approx(1.0) and stats["asm"] == pytest.approx(1.0)
+    assert stats["contrast"] == 0 and stats["dissimilarity"] == 0 and stats["homogeneity"] == pytest.approx(1.0)
+    assert stats["entropy"] == pytest.approx(0.0, abs=1e-9) and stats["max_probability"] == pytest.approx(1.0)
+
+
+def test_texture_matches_scikit_image_where_both_define_it() -> None:
+    rng = np.random.default_rng(0)
+    channel = rng.integers(0, 256, (40, 40)).astype(np.uint8)
+    ours = dict(zip(GLCM, glcm_statistics(region_glcm(channel, np.ones((40, 40), bool)))))
+    q = (channel.astype(int) * 32 // 256).astype(np.uint8)
+    p = graycomatrix(q, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=32, symmetric=True, normed=True)
+    for ours_name, sk_name in (("contrast", "contrast"), ("dissimilarity", "dissimilarity"), ("idm", "homogeneity"),
+                               ("asm", "ASM"), ("energy", "energy"), ("correlation", "correlation")):
+        assert ours[ours_name] == pytest.approx(graycoprops(p, sk_name).mean(), rel=1e-6), ours_name
+    stripes = np.tile(np.array([0, 255], np.uint8), (10, 5))  # alternating columns: contrast at 0 degrees
+    p_stripes = region_glcm(stripes, np.ones(stripes.shape, bool))
+    assert glcm_statistics(p_stripes[..., :1])[GLCM.index("contrast")] == pytest.approx(31**2)
+
+
+def test_fractal_dimension_of_a_square_and_a_line() -> None:
+    square = np.ones((64, 64), bool)
+    line = np.zeros((64, 64), bool)
+    line[32, :] = True
+    assert fractal_dimension(square) == pytest.approx(2.0, abs=0.05)
+    assert fractal_dimension(line) == pytest.approx(1.0, abs=0.05)
+
+
+def test_segmentation_finds_the_simulated_white_cell(tmp_path) -> None:
+    root = simulate(tmp_path / "s", SimulationConfig(patients=2, cells_min=3, cells_max=3, size=96), progress=False)
+    for path in sorted((root / "trainset").rglob("*.jpg")):
+        rgb = read_rgb(path)
+        seg = segment(rgb)
+        rows, cols = np.nonzero(seg.mask)
+        assert abs(rows.mean() - 48) < 12 and abs(cols.mean() - 48) < 12  # the nucleus sits in the centre
+        assert 0.05 < seg.mask.mean() < 0.5 and seg.count >= 1
+        features = cell_features(rgb)
+        assert features.shape == (94,) and np.isfinite(features).all()
+
+
+def _toy(n_bags: int, seed: int, shift: float = 5.0, n: int = 10, d: int = 5) -> tuple[list[np.ndarray], np.ndarray]:
+    """Positive bags hold one instance shifted along the first axis among negatives."""
+    rng = np.random.default_rng(seed)
+    bags, labels = [], []
+    for i in range(n_bags):
+        bag = rng.normal(size=(n, d))
+        if i % 2:
+            bag[rng.integers(n), 0] += shift
+        bags.append(bag)
+        labels.append(i % 2)
+    return bags, np.array(labels)
+
+
+@pytest.mark.parametrize("name", ["mil/MISVM", "mil/miSVM", "mil/MILES", "mil/specialising"])
+def test_classical_mil_on_a_toy_problem(name: str) -> None:
+    train, y_train = _toy(60, seed=1)
+    test, y_test = _toy(200, seed=2)
+    model = BASELINES.build(name).fit(train, y_train)
+    proba = model.predict_proba(test)
+    assert proba.shape == (200, 2) and np.allclose(proba.sum(1), 1)
+    assert (model.predict(test) == y_test).mean() >= 0.9
+
+
+def test_specialising_mil_tunes_its_fraction_by_cross_validation() -> None:
+    train, y = _toy(60, seed=3)
+    model = BASELINES.build("mil/specialising").fit(train, y)
+    assert model.eta_ in model.etas and model.eta_ <= 0.2  # one shifted instance in ten
+
+
+@pytest.mark.parametrize("name", ["svm", "tree", "gnb", "adaboost", "gboost", "rf", "mlp", "logreg"])
+def test_clinical_classifiers_follow_the_estimator_api(name: str) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2))
+    y = (x[:, 0] + 0.3 * rng.normal(size=80) > 0).astype(int)
+    model = BASELINES.build(f"clinical/{name}", seed=0).fit(x[:60], y[:60])
+    assert model.predict_proba(x[60:]).shape == (20, 2)
+    assert (model.predict(x[60:]) == y[60:]).mean() >= 0.75

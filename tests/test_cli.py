@@ -62,6 +62,9 @@ def test_demo_pipeline_writes_splits_cache_comparison_and_config(tmp_path: Path,
     for m in ("cnn", "mlp", "moe"):
         summary = json.loads((tmp_path / "d" / "cv" / m / "summary.json").read_text())
         assert summary["split"] == "test"
+    report = tmp_path / "d" / "cv" / "moe" / "report.html"
+    assert f"report -> {report}" in result.output.replace("\n", "")
+    assert "<h2>Comparison on the same folds (test patients)</h2>" in report.read_text()
 
 
 def test_train_evaluate_predict_and_cv_commands(tmp_path: Path, sim_cohort: Path) -> None:
@@ -105,3 +108,43 @@ def test_bad_config_is_reported_clearly(tmp_path: Path, sim_cohort: Path) -> Non
 def test_usage_error_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["simulate", str(tmp_path / "x"), "--cells-per-patient", "9:2"])
     assert result.exit_code == 2 and "MIN <= MAX" in result.output
+
+
+def test_compare_runs_deep_models_and_baselines_on_the_same_folds(tmp_path: Path, sim_cohort: Path) -> None:
+    config = tmp_path / "cmp.yaml"
+    config.write_text(
+        "kind: compare\nfeatures: {size: 64, n_jobs: 1}\nmethods:\n"
+        "  - {name: MOE, config: cpu-moe, overrides: {image: {size: 32, crop: null}, train: {epochs: 1, stages: "
+        "{mlp: {epochs: 2}, moe: {epochs: 1}}}}}\n"
+        "  - {name: naive Bayes, baseline: clinical/gnb}\n"
+        "  - {name: MI-SVM, baseline: mil/MISVM, data: imgs}\n"
+        "  - {name: MI-SVM, baseline: mil/MISVM, data: imgs+attrs}\n")
+    result = runner.invoke(app, ["compare", str(sim_cohort), "--config", str(config), "--folds", "2", "--out",
+                                 str(tmp_path / "out"), "--cache-dir", str(tmp_path / "k"), "-q"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"MOE", "naive Bayes", "MI-SVM [imgs]", "MI-SVM [imgs+attrs]"}
+    assert summary["methods"]["MOE"]["data"] == "imgs+attrs" and summary["methods"]["naive Bayes"]["data"] == "attrs"
+    for method in summary["methods"].values():
+        assert set(method["metrics"]) == {"balanced_accuracy", "roc_auc", "sensitivity", "specificity", "accuracy", "macro_f1"}
+        assert all(set(v) == {"mean", "std"} for v in method["metrics"].values())
+    assert "MI-SVM [imgs+attrs]" in result.output  # labels are not eaten as markup
+    assert (out / "roc.png").stat().st_size > 1000 and "| naive Bayes | attrs |" in (out / "comparison.md").read_text()
+    rows = (out / "comparison.csv").read_text().splitlines()
+    assert rows[0].startswith("method,data,balanced_accuracy_mean") and len(rows) == 5
+    # every method saw the same test patients in each fold
+    import csv as _csv
+
+    folds = {}
+    for method_dir in (out / "methods").iterdir():
+        for r in _csv.DictReader((method_dir / "predictions.csv").open()):
+            folds.setdefault(method_dir.name, set()).add((r["patient"], r["fold"]))
+    assert len({frozenset(v) for v in folds.values()}) == 1
+
+
+def test_bench_features_prints_a_ratio(tmp_path: Path, sim_cohort: Path) -> None:
+    result = runner.invoke(app, ["bench", "features", str(sim_cohort), "--cells", "6", "--jobs", "2",
+                                 "--cache-dir", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "cells/s" in result.output and result.output.strip().splitlines()[-1].startswith("ratio: ")

@@ -89,6 +89,29 @@ def _print_problems(error: DataError) -> None:
     err_console.print(f"[red]error:[/] {str(error).splitlines()[0]}")
 
 
+@bench_app.command("features")
+@guarded
+def bench_features_cmd(
+    path: DataPath,
+    cells: Annotated[int, typer.Option(help="How many cells to time.")] = 200,
+    jobs: Annotated[int, typer.Option(help="Parallel processes.")] = 2,
+    target_cells: Annotated[int, typer.Option(help="Cohort size to project the time for.")] = 13000,
+    goal_minutes: Annotated[float, typer.Option(help="Time goal for that cohort.")] = 20.0,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Cells per second of the 94 hand-crafted features; last line `ratio: goal / projected time`."""
+    from .bench import bench_features
+
+    result = bench_features(path, n_cells=cells, n_jobs=jobs, cache_dir=cache_dir, progress=not quiet)
+    minutes = result.minutes_for(target_cells)
+    out.print(f"cells: {result.cells}")
+    out.print(f"1 process: {result.cells_per_second(False):.1f} cells/s")
+    out.print(f"{result.n_jobs} processes: {result.cells_per_second():.1f} cells/s")
+    out.print(f"{target_cells:,} cells on {result.n_jobs} processes: {minutes:.1f} min (goal {goal_minutes:g} min)")
+    out.print(f"ratio: {goal_minutes / minutes:.2f}")
+
+
 @app.command()
 def version() -> None:
     """Print the smearmil version."""
@@ -351,6 +374,57 @@ def compare(
 
 @app.command()
 @guarded
+def repeatability(
+    run: Annotated[Path, typer.Argument(help="Run or CV folder.")],
+    path: DataPath,
+    sets: Annotated[int, typer.Option("--sets", help="Image sets drawn per patient.")] = 5,
+    fraction: Annotated[float, typer.Option("--fraction", help="Share of a patient's cells in each set.")] = 0.5,
+    given: Annotated[bool, typer.Option("--given", help="Use each patient's sub-folders as its image sets.")] = False,
+    seed: SeedOpt = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {models: {name: {disagreement_rate, majority_vote_accuracy}}}.")] = False,
+    cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
+) -> None:
+    """Predict several image sets of each patient with every model of a run (the paper's Table 5)."""
+    from .data.validation import load_cohort
+    from .evaluation.repeatability import repeatability_plot, run_repeatability
+    from .evaluation.runs_io import fold_models
+
+    cohort = load_cohort(path, fold_models(run)[0].model.config.data, progress=not (quiet or as_json))
+    result = run_repeatability(run, cohort, sets, fraction, seed, given, cache_dir, progress=not (quiet or as_json))
+    repeatability_plot(result, run / "repeatability.png")
+    if as_json:
+        public = {"models": {name: {"disagreement_rate": m["disagreement_rate"],
+                                    "majority_vote_accuracy": m["majority_vote_accuracy"]}
+                             for name, m in result["models"].items()}}
+        sys.stdout.write(json.dumps(public, indent=2) + "\n")
+        return
+    table = Table(title=f"repeatability over {'given' if given else sets} image sets per patient (test patients)")
+    for col in ("model", "patients", "intra-patient disagreement", "majority-vote accuracy", "mean std of P(true)"):
+        table.add_column(col, justify="right")
+    for name, m in result["models"].items():
+        table.add_row(name, str(m["patients"]), f"{100 * m['disagreement_rate']:.1f}%",
+                      f"{m['majority_vote_accuracy']:.3f}", f"{m['p_true_std_mean']:.3f}")
+    out.print(table)
+    out.print(f"-> {run}/repeatability.json, repeatability.csv, repeatability.png")
+
+
+@app.command()
+@guarded
+def report(
+    run: Annotated[Path, typer.Argument(help="Folder written by train, cv or compare.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data set (default: the one the run recorded).")] = None,
+    galleries: Annotated[int, typer.Option(help="Patients with cell galleries (misclassified first).")] = 3,
+    cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
+) -> None:
+    """Write a self-contained report.html (and report.md) of a run."""
+    from .report.html import build_report
+
+    path = build_report(run, data, galleries, cache_dir, progress=not quiet)
+    out.print(f"report -> {path}")
+
+
+@app.command()
+@guarded
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `smearmil train`.")],
     path: DataPath,
@@ -401,7 +475,7 @@ def demo(
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the main job on the embedded synthetic cohort: simulate, inspect, split, cache, CV, compare."""
+    """Run the main job on the embedded synthetic cohort: simulate, inspect, split, cache, CV, compare, report."""
     from .demo import run_demo
 
     result = run_demo(out_dir, seed=seed, progress=not quiet)
@@ -411,6 +485,7 @@ def demo(
     out.print(_metrics_table(f"{len(result.splits.folds)}-fold CV on the simulated cohort (test folds, mean ± std)",
                              {name: s["metrics"] for name, s in result.summaries.items()}))
     out.print(f"comparison -> {result.out / 'comparison.md'}; resolved config -> {result.out / 'config.json'}")
+    out.print(f"report -> {result.report_html}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

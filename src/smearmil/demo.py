@@ -1,7 +1,8 @@
 """``smearmil demo``: the main job on the embedded default, a synthetic cohort.
 
 simulate -> inspect -> split by patient -> cache -> quick cross-validation of the CNN, MLP and
-mixture-of-experts models on the same folds -> comparison table.
+mixture-of-experts models on the same folds -> comparison table -> repeatability of the MOE run
+-> a self-contained HTML report.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from .data.splits import SplitPlan, make_splits
 from .data.validation import load_cohort
 from .evaluation.compare import comparison_markdown
 from .evaluation.cv import run_cv
+from .evaluation.repeatability import run_repeatability
+from .report.html import build_report
 from .training.config import load_config, merge_dicts
 from .utils.atomic import write_json, write_text
 
@@ -43,6 +46,7 @@ class DemoResult:
     cached_cells: int
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     table: str = ""
+    report_html: Path | None = None
 
 
 def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = True) -> DemoResult:
@@ -68,4 +72,8 @@ def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = 
     write_text(out / "comparison.md", table)
     write_json(out / "config.json", {"simulation": asdict(config), "splits": {"scheme": "kfold", "folds": DEMO_FOLDS,
                                      "seed": seed}, "methods": resolved})
-    return DemoResult(out, cohort_dir, report, plan, cache.directory, len(cache), summaries, table)
+    moe_run = out / "cv" / "moe"
+    run_repeatability(moe_run, cohort, sets=5, fraction=0.5, seed=seed, cache_dir=out / "cache", progress=progress)
+    page = build_report(moe_run, cohort_dir, galleries=2, cache_dir=out / "cache", progress=progress,
+                        comparison=summaries)
+    return DemoResult(out, cohort_dir, report, plan, cache.directory, len(cache), summaries, table, page)

@@ -93,6 +93,7 @@ def run_cv(cohort: Cohort, config: RunConfig, out: str | Path, folds: int = 5, s
     out.mkdir(parents=True, exist_ok=True)
     config = config.model_copy(update={"seed": seed, "split": config.split.model_copy(update={"folds": folds})})
     write_text(out / "config.yaml", config.to_yaml())
+    write_json(out / "run.json", {"data": str(cohort.root), "layout": cohort.layout, "command": "cv"})
     plan = splits or make_splits(cohort, "kfold", folds=folds, val=config.split.val, seed=seed)
     plan.check_cohort(cohort)
     plan.save(out / "splits.json")

@@ -46,6 +46,7 @@ def train_run(cohort: Cohort, config: RunConfig, out: str | Path, splits: SplitP
         raise ValueError(f"no fold {fold!r} in the splits file; it has {[f.name for f in plan.folds]}")
     out.mkdir(parents=True, exist_ok=True)
     plan.save(out / "splits.json")
+    write_json(out / "run.json", {"data": str(cohort.root), "layout": cohort.layout, "command": "train"})
     cache = image_cache(cohort, config, cache_dir, progress)
     trained = train_fold(cohort, chosen, config, out, cache, progress)
     reports = {}

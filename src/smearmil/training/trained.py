@@ -46,6 +46,26 @@ class TrainedModel:
     def uses_images(self) -> bool:
         return self.config.model.uses_images
 
+    def with_model(self, model: MILModel, kind: str) -> TrainedModel:
+        """The same preprocessing and thresholds around another model (e.g. one expert of a mixture)."""
+        config = self.config.model_copy(update={"model": self.config.model.model_copy(update={"kind": kind})})
+        return TrainedModel(model, self.transform, self.encoder, config, self.class_names, self.threshold,
+                            self.threshold_source)
+
+    def models(self) -> dict[str, TrainedModel]:
+        """Every model of the run by name: a fusion model brings its experts (and their average)."""
+        from ..models.fusion import AverageModel, MixtureOfExperts
+
+        kind = self.config.model.kind
+        if not isinstance(self.model, (AverageModel, MixtureOfExperts)):
+            return {kind.upper(): self}
+        cnn, mlp = self.model.cnn, self.model.mlp
+        out = {"CNN": self.with_model(cnn, "cnn"), "MLP": self.with_model(mlp, "mlp"),
+               "AVG": self.with_model(AverageModel(cnn, mlp), "avg")}
+        if isinstance(self.model, MixtureOfExperts):
+            out["MOE"] = self
+        return out
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         payload = {"model": self.model.state_dict(),

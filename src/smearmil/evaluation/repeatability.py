@@ -1,0 +1,136 @@
+"""Repeatability over several image sets of one blood sample (the paper's Table 5).
+
+For each patient, R image sets are drawn without replacement (each a fraction F of its cells), or
+taken from the sub-folders of its folder; every model of the run predicts every set. Each patient is
+judged only by a model that did not train on it (its fold's model in a cross-validation).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.cache import ImageCache
+from ..data.cohort import Cohort
+from ..utils.atomic import write_json, write_text
+from ..utils.scoring import predict_labels
+from .cv import image_cache
+from .runs_io import fold_models
+
+
+def draw_sets(n_cells: int, sets: int, fraction: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """``sets`` subsets of ``round(fraction * n_cells)`` cells (at least one), each drawn without replacement."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    size = max(1, round(fraction * n_cells))
+    return [np.sort(rng.choice(n_cells, size, replace=False)) for _ in range(sets)]
+
+
+def folder_sets(cell_ids: Sequence[str]) -> list[np.ndarray]:
+    """Sets given as sub-folders of the patient folder (``<ID>/set1/*.jpg``, ``<ID>/set2/*.jpg``)."""
+    groups: dict[str, list[int]] = {}
+    for i, cell in enumerate(cell_ids):
+        groups.setdefault(str(Path(cell).parent), []).append(i)
+    return [np.array(v) for _, v in sorted(groups.items())]
+
+
+def run_repeatability(run: str | Path, cohort: Cohort, sets: int = 5, fraction: float = 0.5, seed: int = 0,
+                      given: bool = False, cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Predict every image set of every patient with every model; write ``repeatability.json`` and
+    ``repeatability.csv`` in ``run`` and return ``{"models": {name: {...}}, ...}``."""
+    run = Path(run)
+    folds = fold_models(run)
+    rng = np.random.default_rng(seed)
+    cache: ImageCache | None = None
+    rows: list[dict[str, Any]] = []
+    for fold in folds:
+        cache = cache or image_cache(cohort, fold.model.config, cache_dir, progress)
+        ids = [i for i in fold.test_ids if i in cohort and cohort[i].label is not None]
+        attributes = fold.model.encoder.transform(cohort, ids) if fold.model.encoder.names else np.zeros((len(ids), 0), np.float32)
+        subsets = {}
+        for pid in ids:
+            n = len(cache.rows(pid)) if cache is not None else cohort[pid].n_cells
+            subsets[pid] = folder_sets(cache.cell_ids(pid)) if given and cache is not None else draw_sets(n, sets, fraction, rng)
+        for name, model in fold.model.models().items():
+            for k in range(max(len(v) for v in subsets.values())):
+                chosen = [pid for pid in ids if k < len(subsets[pid])]
+                bags = [cache.bag(pid)[subsets[pid][k]] if cache is not None and model.uses_images else None for pid in chosen]
+                index = [ids.index(pid) for pid in chosen]
+                for p in model.predict_arrays(chosen, bags, attributes[index]):
+                    label = int(predict_labels(p.proba[None], model.threshold)[0])
+                    rows.append({"model": name, "fold": fold.fold, "patient": p.id, "set": k,
+                                 "true": cohort.label_index(cohort[p.id]), "predicted": label,
+                                 "probability": float(p.proba[label]), "proba": p.proba.tolist()})
+    result = summarise_sets(rows, cohort.class_names)
+    result.update({"sets": sets if not given else "given", "fraction": fraction if not given else None, "seed": seed,
+                   "split": "test"})
+    write_json(run / "repeatability.json", result)
+    write_text(run / "repeatability.csv", _rows_csv(rows, cohort.class_names))
+    return result
+
+
+def summarise_sets(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
+    """Per patient: majority vote, disagreement, mean and spread of P(true class); per model: Table 5."""
+    per_patient: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        per_patient.setdefault((r["model"], r["patient"]), []).append(r)
+    patients: dict[str, dict[str, Any]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    for (model, pid), preds in sorted(per_patient.items()):
+        votes = Counter(r["predicted"] for r in preds)
+        majority, count = votes.most_common(1)[0]
+        true = preds[0]["true"]
+        p_true = np.array([r["proba"][true] for r in preds])
+        entry = {"true": class_names[true], "majority": class_names[majority], "sets": len(preds),
+                 "disagreement": 1 - count / len(preds), "any_disagreement": len(votes) > 1,
+                 "p_true_mean": float(p_true.mean()), "p_true_std": float(p_true.std())}
+        patients.setdefault(model, {})[pid] = entry
+    for model, entries in patients.items():
+        values = list(entries.values())
+        models[model] = {
+            "patients": len(values),
+            "disagreement_rate": float(np.mean([e["any_disagreement"] for e in values])),
+            "mean_set_disagreement": float(np.mean([e["disagreement"] for e in values])),
+            "majority_vote_accuracy": float(np.mean([e["majority"] == e["true"] for e in values])),
+            "p_true_std_mean": float(np.mean([e["p_true_std"] for e in values])),
+        }
+    return {"models": models, "patients": patients}
+
+
+def _rows_csv(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "fold", "patient", "set", "label", "prediction", *(f"prob_{c}" for c in class_names)])
+    for r in rows:
+        writer.writerow([r["model"], r["fold"], r["patient"], r["set"], class_names[r["true"]], class_names[r["predicted"]],
+                         *(f"{v:.6f}" for v in r["proba"])])
+    return buffer.getvalue()
+
+
+def repeatability_plot(result: dict[str, Any], path: str | Path) -> Path:
+    """Per model and patient, the spread of P(true class) over the image sets."""
+    from .plots import plt, _save
+
+    models = list(result["patients"])
+    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.4), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
+        entries = sorted(result["patients"][model].items(), key=lambda kv: kv[1]["p_true_mean"])
+        xs = np.arange(len(entries))
+        means = [e["p_true_mean"] for _, e in entries]
+        stds = [e["p_true_std"] for _, e in entries]
+        colours = ["tab:red" if e["majority"] != e["true"] else ("tab:orange" if e["any_disagreement"] else "tab:green")
+                   for _, e in entries]
+        ax.errorbar(xs, means, yerr=stds, fmt="none", ecolor="grey", lw=0.8)
+        ax.scatter(xs, means, c=colours, s=12, zorder=3)
+        ax.axhline(0.5, ls="--", c="grey", lw=0.6)
+        m = result["models"][model]
+        ax.set_title(f"{model}: {100 * m['disagreement_rate']:.0f}% disagree", fontsize=9)
+        ax.set_xlabel("patients (sorted)")
+    axes[0][0].set_ylabel("P(true class) over image sets")
+    return _save(fig, Path(path))

@@ -1,0 +1,1 @@
+"""Explanations: each cell's contribution to the patient decision, guided-backprop saliency, galleries."""

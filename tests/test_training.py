@@ -161,3 +161,16 @@ def test_multi_class_attention_mil_trains_and_reports_macro_f1(tmp_path: Path) -
     summary = run_cv(cohort, config, tmp_path / "cv", folds=2, seed=0, cache_dir=tmp_path / "k", progress=False)
     assert set(summary["per_class_f1"]) == {"class_0", "class_1", "class_2"}
     assert len(summary["confusion_matrix"]) == 3 and summary["metrics"]["macro_f1"]["mean"] is not None
+
+
+def test_same_seed_same_training(tmp_path: Path, sim_cohort: Path) -> None:
+    cohort = load_cohort(sim_cohort, progress=False)
+    config = load_config("cpu-moe", {"image": {"size": 32, "crop": None},
+                                     "train": {"epochs": 2, "stages": {"mlp": {"epochs": 3}, "moe": {"epochs": 1}}}})
+    plan = make_splits(cohort, "holdout", val=0.2, test=0.2, seed=0)
+    logs = []
+    for name in ("a", "b"):
+        train_run(cohort, config, tmp_path / name, plan, cache_dir=tmp_path / "k", progress=False)
+        logs.append([(tmp_path / name / stage / "logs" / "metrics.csv").read_text() for stage in ("cnn", "mlp", "moe")])
+    assert logs[0] == logs[1]
+    assert (tmp_path / "a" / "predictions.csv").read_text() == (tmp_path / "b" / "predictions.csv").read_text()

@@ -271,14 +271,13 @@ def _run_config(config: str, layout: str, seed: int | None) -> Any:
 
 
 def _metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
+    from .evaluation.compare import LABELS
     from .evaluation.metrics import METRICS
 
-    short = {"balanced_accuracy": "bal. acc", "roc_auc": "ROC-AUC", "sensitivity": "sens", "specificity": "spec",
-             "accuracy": "acc", "macro_f1": "macro-F1"}
     table = Table(title=title)
     table.add_column("")
     for m in METRICS:
-        table.add_column(short[m], justify="right")
+        table.add_column(LABELS[m], justify="right")
     for name, values in rows.items():
         table.add_row(name, *(_cell(values.get(m)) for m in METRICS))
     return table

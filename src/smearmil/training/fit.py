@@ -143,10 +143,13 @@ def prepare_fold(cohort: Cohort, fold: Fold, config: RunConfig, cache: ImageCach
 
 
 def _stage_runner(data: FoldData, transform: BatchTransform | None, config: RunConfig, out: Path,
-                  progress: bool) -> Callable[[str, MILModel, int], MILModel]:
-    def run(stage: str, model: MILModel, offset: int) -> MILModel:
-        return fit_stage(stage, model, data, transform, config.train.for_stage(stage), out / stage,
-                         config.seed * 100 + offset, progress)
+                  progress: bool) -> Callable[[str, Callable[[], MILModel], int], MILModel]:
+    def run(stage: str, build: Callable[[], MILModel], offset: int) -> MILModel:
+        seed = config.seed * 100 + offset
+        with torch.random.fork_rng():  # weights start from the stage's seed, whatever ran before
+            torch.manual_seed(seed)
+            model = build()
+        return fit_stage(stage, model, data, transform, config.train.for_stage(stage), out / stage, seed, progress)
 
     return run
 
@@ -162,15 +165,15 @@ def train_fold(cohort: Cohort, fold: Fold, config: RunConfig, out: str | Path, c
     run = _stage_runner(data, transform, config, out, progress)
     m = config.model
     if m.kind in ("cnn", "mlp") or (m.kind == "moe" and m.paradigm == "P1"):
-        model = run(m.kind, build_model(m, n_classes, n_attr, size), 0)
+        model = run(m.kind, lambda: build_model(m, n_classes, n_attr, size), 0)
     else:
-        cnn = run("cnn", build_cnn(m, n_classes, size), 1)
-        mlp = run("mlp", MLPModel(n_attr, n_classes, m.mlp_hidden), 2)
+        cnn = run("cnn", lambda: build_cnn(m, n_classes, size), 1)
+        mlp = run("mlp", lambda: MLPModel(n_attr, n_classes, m.mlp_hidden), 2)
         if m.kind == "avg":
             model = AverageModel(cnn, mlp)
         else:
-            moe = MixtureOfExperts(cnn, mlp, n_attr, m.gate_projection, freeze_experts=m.paradigm == "P2")
-            model = run("moe", moe, 3)
+            model = run("moe", lambda: MixtureOfExperts(cnn, mlp, n_attr, m.gate_projection,
+                                                        freeze_experts=m.paradigm == "P2"), 3)  # type: ignore[arg-type]
     trained = TrainedModel(model, transform, encoder, config, list(cohort.class_names))
     if config.train.threshold == "validation" and n_classes == 2 and data.ids["val"]:
         val = trained.predict_cohort(cohort, data.ids["val"], cache)

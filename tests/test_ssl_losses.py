@@ -34,6 +34,11 @@ def test_sinkhorn_rows_and_columns_sum_to_their_marginals() -> None:
     assert (q >= 0).all()
 
 
+def test_sinkhorn_is_stable_for_large_scores() -> None:
+    q = sinkhorn(torch.randn(32, 6) * 50, epsilon=0.05, iterations=3)
+    assert torch.isfinite(q).all() and torch.allclose(q.sum(dim=1), torch.ones(32), atol=1e-3)
+
+
 def test_swav_loss_is_lower_when_views_agree() -> None:
     torch.manual_seed(2)
     a = torch.randn(32, 6) * 5
@@ -59,11 +64,11 @@ def test_losses_decrease_when_training_on_an_easy_toy_set() -> None:
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     criterion = NTXentLoss(0.5)
     first = None
-    for _ in range(60):
+    for _ in range(200):
         v1, v2 = data + 0.1 * torch.randn_like(data), data + 0.1 * torch.randn_like(data)
         loss = criterion(net(v1), net(v2))
-        first = first if first is not None else float(loss)
+        first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.7 * first
+    assert loss.item() < first - 1.0  # from about 4.2 towards its floor (about 1.2 for 64 samples at tau 0.5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -32,17 +34,15 @@ class NTXentLoss(nn.Module):
 def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -> torch.Tensor:
     """SwAV's Sinkhorn-Knopp: soft assignments of B samples to K prototypes with equal prototype mass.
 
-    Returns (B, K) codes whose rows sum to 1 and whose columns sum to B / K.
+    Returns (B, K) codes whose rows sum to 1 and whose columns sum to B / K. Computed in the log
+    domain, so large scores do not underflow to zero rows.
     """
-    q = torch.exp((scores - scores.max()) / epsilon).T  # (K, B)
-    q /= q.sum()
-    k, b = q.shape
+    log_q = (scores.float() / epsilon).T  # (K, B)
+    k, b = log_q.shape
     for _ in range(iterations):
-        q /= q.sum(dim=1, keepdim=True)
-        q /= k
-        q /= q.sum(dim=0, keepdim=True)
-        q /= b
-    return (q * b).T
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(k)
+        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - math.log(b)
+    return (log_q + math.log(b)).exp().T
 
 
 class SwAVLoss(nn.Module):

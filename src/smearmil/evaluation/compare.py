@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import yaml
 from rich.markup import escape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -21,7 +22,7 @@ from ..data.cache import build_cache
 from ..data.cohort import Cohort
 from ..data.images import Preprocessing
 from ..data.options import DataOptions
-from ..data.splits import Fold, SplitPlan, make_splits
+from ..data.splits import Fold, make_splits
 from ..training.config import load_config, read_yaml_config
 from ..training.trained import PatientPrediction
 from ..utils.atomic import write_json, write_text
@@ -180,7 +181,7 @@ def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, folds: i
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", __import__("yaml").safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     plan = make_splits(cohort, "kfold", folds=folds, val=config.val, seed=seed)
     plan.save(out / "splits.json")
     bags = None

@@ -18,7 +18,7 @@ from ..data.images import Preprocessing
 from ..data.inspect import summarise
 from ..data.options import DataOptions
 from ..data.validation import load_cohort
-from ..evaluation.plots import _save, confusion_plot, plt, roc_plot
+from ..evaluation.plots import _save, confusion_plot, plt
 from ..evaluation.repeatability import repeatability_plot
 from ..evaluation.runs_io import fold_models, run_data_path
 from ..explain.gallery import explain_patient, gallery_png

@@ -76,13 +76,17 @@ class _MILBase(ClassifierMixin, BaseEstimator):
         return (self.predict_proba(bags)[:, 1] >= 0.5).astype(np.int64)
 
 
-class MISVM(_MILBase):
-    """MI-SVM: each positive bag is represented by its witness, its highest-scoring instance."""
+class _InstanceSVM(_MILBase):
+    """Parameters shared by the SVMs over instances (an RBF SVC, iterated on latent instance labels)."""
 
     def __init__(self, C: float = 1.0, gamma: str | float = "scale", max_iter: int = 10, max_instances: int = 32,
                  class_weight: str | None = None, calibrate: bool = True, random_state: int = 0):
         self.C, self.gamma, self.max_iter, self.max_instances, self.random_state = C, gamma, max_iter, max_instances, random_state
         self.class_weight, self.calibrate = class_weight, calibrate
+
+
+class MISVM(_InstanceSVM):
+    """MI-SVM: each positive bag is represented by its witness, its highest-scoring instance."""
 
     def _fit_scaled(self, bags: list[np.ndarray], y: np.ndarray) -> None:
         negatives = np.vstack([b for b, t in zip(bags, y) if t == 0])
@@ -108,13 +112,8 @@ class MISVM(_MILBase):
         return np.array([self.svm_.decision_function(b).max() for b in bags])
 
 
-class MiSVM(_MILBase):
+class MiSVM(_InstanceSVM):
     """mi-SVM: instance labels in positive bags are latent; at least one instance per positive bag is positive."""
-
-    def __init__(self, C: float = 1.0, gamma: str | float = "scale", max_iter: int = 10, max_instances: int = 32,
-                 class_weight: str | None = None, calibrate: bool = True, random_state: int = 0):
-        self.C, self.gamma, self.max_iter, self.max_instances, self.random_state = C, gamma, max_iter, max_instances, random_state
-        self.class_weight, self.calibrate = class_weight, calibrate
 
     def _fit_scaled(self, bags: list[np.ndarray], y: np.ndarray) -> None:
         x = np.vstack(bags)

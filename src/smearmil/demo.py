@@ -14,7 +14,7 @@ from typing import Any
 
 from .data.cache import build_cache
 from .data.images import Preprocessing
-from .data.inspect import InspectReport, inspect_data
+from .data.inspect import InspectReport, summarise
 from .data.simulate import SimulationConfig, simulate
 from .data.splits import SplitPlan, make_splits
 from .data.validation import load_cohort
@@ -56,8 +56,8 @@ def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = 
     previous = cohort_dir / "simulation.json"
     if not (previous.is_file() and json.loads(previous.read_text()) == json.loads(json.dumps(asdict(config)))):
         simulate(cohort_dir, config, progress=progress, overwrite=True)
-    report = inspect_data(cohort_dir, progress=progress)
-    cohort = load_cohort(cohort_dir, progress=False)
+    cohort = load_cohort(cohort_dir, progress=progress)  # decodes every cell once
+    report = summarise(cohort)
     plan = make_splits(cohort, "kfold", folds=DEMO_FOLDS, seed=seed)
     plan.save(out / "splits.json")
     cache = build_cache(cohort, Preprocessing(size=config.size), out / "cache", progress=progress)

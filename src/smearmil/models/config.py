@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .base import MILModel
 from .encoders import ENCODERS
@@ -16,35 +16,30 @@ from .registry import Registry
 MODELS: Registry[MILModel] = Registry("model")
 
 
-def _registered(registry: Registry, name: str) -> str:
-    if name not in registry:
-        raise ValueError(f"unknown {registry.kind} {name!r}; choose one of {registry.names()}")
-    return name
+def registered_name(registry: Registry) -> AfterValidator:
+    """A pydantic validator that accepts only names registered in ``registry``."""
+
+    def check(name: str) -> str:
+        if name not in registry:
+            raise ValueError(f"unknown {registry.kind} {name!r}; choose one of {registry.names()}")
+        return name
+
+    return AfterValidator(check)
 
 
 class EncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = "resnetk"
+    name: Annotated[str, registered_name(ENCODERS)] = "resnetk"
     k: int = Field(32, ge=1, description="width K of the first stage")
     blocks: int = Field(1, ge=1, description="residual blocks per stage (2 gives ResNet18's depth)")
     embedding: Literal["gap", "flatten"] = "gap"
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        return _registered(ENCODERS, v)
-
 
 class PoolingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = "mean"
+    name: Annotated[str, registered_name(POOLINGS)] = "mean"
     r: float = Field(1.0, gt=0, description="log-sum-exp temperature")
     hidden: int = Field(128, ge=1, description="attention hidden units")
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        return _registered(POOLINGS, v)
 
 
 class ModelConfig(BaseModel):

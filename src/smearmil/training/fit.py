@@ -7,7 +7,6 @@ A finished stage leaves ``model.pt``; an interrupted one resumes from ``checkpoi
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -182,8 +181,3 @@ def train_fold(cohort: Cohort, fold: Fold, config: RunConfig, out: str | Path, c
         trained.threshold_source = "validation"
     trained.save(out)
     return trained
-
-
-def read_stage(out: Path, stage: str) -> dict[str, Any] | None:
-    path = out / stage / "stage.json"
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -87,7 +87,7 @@ def fit_stage(stage: str, model: MILModel, data: FoldData, transform: BatchTrans
     monitor = f"val/{train.select_metric}" if data.ids["val"] and train.select_metric != "last" else None
     checkpoint = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best", monitor=monitor,
                                  mode="min" if train.select_metric == "loss" else "max", save_last=True,
-                                 save_top_k=1 if monitor else 0, enable_version_counter=False)
+                                 save_top_k=1, enable_version_counter=False)  # Lightning saves last only with a top-k save
     callbacks: list[Any] = [checkpoint]
     if progress:
         callbacks.append(RichProgressBar(leave=False))

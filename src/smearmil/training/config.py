@@ -178,6 +178,8 @@ def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         )
     if raw.get("kind") == "compare":
         raise ValueError(f"{where} is a comparison config: use it with `smearmil compare`")
+    if raw.get("kind") == "ssl":
+        raise ValueError(f"{where} is a pre-training config: use it with `smearmil ssl pretrain`")
     base = raw.pop("base", None)
     own_name = raw.pop("name", None) or (path.stem if path.suffix else name_or_path)
     if base:

@@ -1,0 +1,130 @@
+"""A frozen cell encoder with its input normalisation: pre-trained (SSL), supervised or random."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...data.cache import ImageCache
+from ...data.cohort import Cohort
+from ...data.features import FeatureStore
+from ...models.config import EncoderConfig
+from ...models.encoders import ENCODERS
+from ...utils.atomic import atomic_path, write_json
+from ..trained import default_device
+
+ENCODER_WEIGHTS = "encoder.pt"
+ENCODER_META = "encoder.json"
+
+
+def build_encoder(config: EncoderConfig, input_size: int) -> nn.Module:
+    return ENCODERS.build(config.name, k=config.k, blocks=config.blocks, embedding=config.embedding,
+                          input_size=input_size)
+
+
+class ChannelNormalise(nn.Module):
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W), each channel standardised with fixed statistics."""
+
+    def __init__(self, mean: list[float], std: list[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.permute(0, 3, 1, 2).contiguous().float() / 255.0 - self.mean) / self.std
+
+
+def channel_statistics(cells: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (in [0, 1]) of a sample of uint8 cells (N, H, W, 3)."""
+    pixels = cells.reshape(-1, 3).astype(np.float64) / 255.0
+    return pixels.mean(axis=0).tolist(), np.maximum(pixels.std(axis=0), 1e-3).tolist()
+
+
+class CellEncoder:
+    """Maps uint8 cells of ``input_size`` px to embeddings; ``meta`` says where the weights came from."""
+
+    def __init__(self, encoder: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor], input_size: int,
+                 meta: dict[str, Any]):
+        self.encoder, self.prepare, self.input_size, self.meta = encoder.eval(), prepare, input_size, meta
+
+    @property
+    def dim(self) -> int:
+        return int(self.encoder.out_dim)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def embed(self, cells: np.ndarray, batch: int = 512, device: torch.device | None = None) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, D) float32, in batches, in eval mode."""
+        if cells.shape[0] and cells.shape[1] != self.input_size:
+            raise ValueError(f"this encoder takes {self.input_size} px cells, got {cells.shape[1]} px")
+        device = device or default_device()
+        self.encoder.to(device)
+        prepare = self.prepare.to(device) if isinstance(self.prepare, nn.Module) else self.prepare
+        out = [self.encoder(prepare(torch.from_numpy(np.array(cells[i : i + batch])).to(device))).float().cpu()
+               for i in range(0, cells.shape[0], batch)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if not isinstance(self.prepare, ChannelNormalise):
+            raise ValueError("only encoders with channel normalisation are saved on their own")
+        with atomic_path(directory / ENCODER_WEIGHTS) as tmp:
+            torch.save(self.encoder.state_dict(), tmp)
+        write_json(directory / ENCODER_META, {
+            **self.meta, "input_size": self.input_size,
+            "mean": self.prepare.mean.flatten().tolist(), "std": self.prepare.std.flatten().tolist(),
+        })
+
+    @classmethod
+    def load(cls, path: str | Path) -> CellEncoder:
+        """From a pre-training folder (``encoder.pt`` + ``encoder.json``) or a trained CNN model folder."""
+        path = Path(path)
+        directory = path.parent if path.is_file() else path
+        if (directory / ENCODER_META).is_file():
+            meta = json.loads((directory / ENCODER_META).read_text(encoding="utf-8"))
+            encoder = build_encoder(EncoderConfig.model_validate(meta["encoder"]), meta["input_size"])
+            state = torch.load(directory / ENCODER_WEIGHTS, map_location="cpu", weights_only=True)
+            encoder.load_state_dict(state)
+            return cls(encoder, ChannelNormalise(meta["mean"], meta["std"]), meta["input_size"], meta)
+        if (directory / "model.json").is_file():
+            return cls.from_trained(directory)
+        raise FileNotFoundError(f"{path}: no {ENCODER_META} (from `smearmil ssl pretrain`) nor a trained model here")
+
+    @classmethod
+    def from_trained(cls, directory: str | Path) -> CellEncoder:
+        """The encoder of a model trained on bag labels (``smearmil train``): the "supervised" encoder."""
+        from ..trained import TrainedModel
+
+        trained = TrainedModel.load(directory)
+        cnn = next((m for m in trained.model.modules() if hasattr(m, "encode") and hasattr(m, "encoder")), None)
+        if cnn is None or trained.transform is None:
+            raise ValueError(f"{directory}: the model has no image encoder")
+        transform = trained.transform.eval()
+        size = trained.config.image.input_size
+        meta = {"method": "supervised", "encoder": trained.config.model.encoder.model_dump(), "source": str(directory)}
+        return cls(cnn.encoder, lambda x: transform(x, train=False), size, meta)  # type: ignore[attr-defined]
+
+    @classmethod
+    def random(cls, config: EncoderConfig, input_size: int, seed: int = 0,
+               statistics: tuple[list[float], list[float]] | None = None) -> CellEncoder:
+        """A randomly initialised encoder (the baseline every pre-training must beat)."""
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            encoder = build_encoder(config, input_size)
+        mean, std = statistics or ([0.5] * 3, [0.25] * 3)
+        return cls(encoder, ChannelNormalise(mean, std), input_size,
+                   {"method": "random", "encoder": config.model_dump(), "seed": seed})
+
+
+def extract_features(encoder: CellEncoder, cohort: Cohort, cache: ImageCache, out: str | Path,
+                     progress: bool = True) -> FeatureStore:
+    """Embed every cached cell of ``cohort`` and store the embeddings per patient in ``out``."""
+    if cache.shape[1] != encoder.input_size:
+        raise ValueError(f"the cache holds {cache.shape[1]} px cells; this encoder takes {encoder.input_size} px")
+    return FeatureStore.write(out, cohort, cache, encoder.embed, encoder.meta, progress)

@@ -1,0 +1,184 @@
+"""Self-supervised pre-training of a cell encoder with Lightning: resumable, with progress and AMP on GPU.
+
+A run folder holds ``ssl.yaml`` (resolved config), ``checkpoints/last.ckpt`` (written atomically every
+epoch), ``logs/metrics.csv`` (loss per epoch), ``loss.png`` and, once finished, ``encoder.pt`` +
+``encoder.json`` (the encoder alone, its normalisation and the patients whose cells it saw).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+
+from ...data.cache import ImageCache
+from ...utils.atomic import write_text
+from ..fit import _QUIET, AtomicCheckpointIO, _loggers, resolve_precision
+from .config import SSLConfig
+from .encoder import ENCODER_META, CellEncoder, ChannelNormalise, build_encoder, channel_statistics
+from .methods import SSLMethod, build_method
+from .views import SSLViews
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CellSource:
+    """The cells of some patients (``None``: all) of one cached data set."""
+
+    cache: ImageCache
+    patients: Sequence[str] | None = None
+    name: str = ""
+
+    def rows(self) -> np.ndarray:
+        ids = self.cache.patient_ids if self.patients is None else self.patients
+        return np.concatenate([np.asarray(self.cache.rows(i), dtype=np.int64) for i in ids] or [np.zeros(0, np.int64)])
+
+    def describe(self) -> dict[str, Any]:
+        ids = self.cache.patient_ids if self.patients is None else list(self.patients)
+        return {"data": self.name or str(self.cache.root), "patients": sorted(ids), "cells": int(self.rows().size)}
+
+
+class CellBatches(Dataset):
+    """Cells of several caches as one index; an item is a whole batch (a list of indices in, uint8 out)."""
+
+    def __init__(self, sources: Sequence[CellSource]):
+        self.arrays = [s.cache.array for s in sources]
+        self.index = np.concatenate([np.stack([np.full(r.size, k), r], 1) for k, s in enumerate(sources)
+                                     if (r := s.rows()).size] or [np.zeros((0, 2), np.int64)])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, items: list[int]) -> torch.Tensor:
+        chosen = self.index[np.sort(np.asarray(items))]
+        parts = [self.arrays[k][np.sort(chosen[chosen[:, 0] == k, 1])] for k in np.unique(chosen[:, 0])]
+        return torch.from_numpy(np.concatenate(parts))
+
+
+class SSLModule(L.LightningModule):
+    def __init__(self, method: SSLMethod, views: SSLViews, normalise: ChannelNormalise, config: SSLConfig):
+        super().__init__()
+        self.method, self.views, self.normalise, self.config = method, views, normalise, config
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        x = batch.permute(0, 3, 1, 2).contiguous().float() / 255.0
+        views = [(v - self.normalise.mean) / self.normalise.std for v in self.views(x)]
+        loss = self.method.training_loss(views, self.current_epoch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.shape[0])
+        return loss
+
+    def on_after_backward(self) -> None:
+        self.method.after_backward(self.current_epoch)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        total = max(1, self.trainer.estimated_stepping_batches)
+        self.method.after_step(self.global_step / total)
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(total - 1, self.config.warmup_epochs * max(1, total // self.config.epochs))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def pretrain(sources: Sequence[CellSource], config: SSLConfig, out: str | Path, progress: bool = True) -> CellEncoder:
+    """Pre-train ``config.encoder`` on the cells of ``sources``; resumes an interrupted run in ``out``.
+
+    A finished run (``encoder.json`` present) is loaded, not retrained.
+    """
+    out = Path(out)
+    if (out / ENCODER_META).is_file():
+        return CellEncoder.load(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "ssl.yaml", config.to_yaml())
+    size = config.image.input_size
+    for s in sources:
+        if s.cache.shape[1] != size:
+            raise ValueError(f"{s.name or s.cache.root}: cached at {s.cache.shape[1]} px but the config needs {size} px")
+    dataset = CellBatches(sources)
+    if len(dataset) < 2:
+        raise ValueError("pre-training needs at least 2 cells; the chosen patients have fewer")
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    sample = dataset[list(np.random.default_rng(config.seed).choice(len(dataset), min(2000, len(dataset)), replace=False))]
+    normalise = ChannelNormalise(*channel_statistics(sample.numpy()))
+    encoder = build_encoder(config.encoder, size)
+    method = build_method(config, encoder)
+    module = SSLModule(method, SSLViews(config.view_config), normalise, config)
+    batch_size = min(config.batch_size, len(dataset))
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(dataset, batch_size=None, num_workers=config.num_workers,
+                        sampler=BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=True))
+    # no monitor: the one kept checkpoint is the newest, rewritten (atomically) after every epoch
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
+                                 enable_version_counter=False)
+    last = out / "checkpoints" / "last.ckpt"
+    resume = str(last) if last.is_file() else None
+    last_epoch = int(torch.load(last, map_location="cpu", weights_only=True)["epoch"]) if resume else None
+    callbacks: list[Any] = [checkpoint] + ([RichProgressBar(leave=False)] if progress else [])
+    trainer = L.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+        precision=resolve_precision(config.precision), logger=_loggers(out, last_epoch), callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False,
+        log_every_n_steps=1, default_root_dir=out,
+    )
+    if resume:
+        log.warning("pre-training: resuming from %s (epoch %d of %d)", last, (last_epoch or 0) + 1, config.epochs)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_QUIET)
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=resume, weights_only=True)
+    meta = {
+        "method": config.method, "config": config.name, "encoder": config.encoder.model_dump(),
+        "epochs": config.epochs, "seed": config.seed, "sources": [s.describe() for s in sources],
+        "resumed_from_epoch": None if last_epoch is None else last_epoch + 1,
+        "final_loss": _final_loss(trainer), "wall_seconds_last_session": round(time.perf_counter() - start, 1),
+    }
+    result = CellEncoder(method.exported_encoder.cpu(), normalise.cpu(), size, meta)
+    _loss_plot(out)
+    result.save(out)  # encoder.json last: its presence marks the run finished
+    return result
+
+
+def _final_loss(trainer: L.Trainer) -> float | None:
+    value = trainer.callback_metrics.get("train/loss")
+    return None if value is None else round(float(value), 5)
+
+
+def _loss_plot(out: Path) -> None:
+    import csv
+
+    from ...utils.plotting import save_figure, subplots
+
+    path = out / "logs" / "metrics.csv"
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    if not rows:
+        return
+    fig, ax = subplots(figsize=(5, 3.2))
+    ax.plot([int(float(r["epoch"])) + 1 for r in rows], [float(r["train/loss"]) for r in rows], marker=".")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"{out.name}: self-supervised loss")
+    save_figure(fig, out / "loss.png")

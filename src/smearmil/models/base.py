@@ -19,10 +19,12 @@ class Bags:
     attributes: torch.Tensor  # (B, d) float, standardised
     labels: torch.Tensor | None = None  # (B,) long
     ids: list[str] = field(default_factory=list)
+    features: torch.Tensor | None = None  # (N, D) float: cached cell embeddings, for heads on frozen encoders
 
     def to(self, device: torch.device | str) -> Bags:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Bags(move(self.images), move(self.segments), self.n_bags, move(self.attributes), move(self.labels), self.ids)
+        return Bags(move(self.images), move(self.segments), self.n_bags, move(self.attributes), move(self.labels),
+                    self.ids, move(self.features))
 
 
 @dataclass

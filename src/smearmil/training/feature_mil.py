@@ -1,0 +1,117 @@
+"""Training MIL heads on cached features: a plain, fast loop (the model is tiny; no Lightning needed).
+
+Bags are drawn class-balanced (each class equally likely) by default; a bag larger than
+``max_cells_per_bag`` contributes a random subset of its cells in each step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..data.features import FeatureStore
+from ..models.base import Bags, probabilities
+from ..models.config import registered_name
+from ..models.feature_mil import FeatureMIL
+from ..models.pooling import POOLINGS
+from .config import Strict
+
+
+class HeadConfig(Strict):
+    pooling: Annotated[str, registered_name(POOLINGS)] = "attention"
+    embed_dim: int = Field(64, ge=1)
+    hidden: int = Field(64, ge=1, description="attention hidden units")
+    r: float = Field(1.0, gt=0, description="log-sum-exp temperature")
+    dropout: float = Field(0.25, ge=0, lt=1)
+    epochs: int = Field(40, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="default: training bags / bags_per_batch")
+    bags_per_batch: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    balance: Literal["sampler", "weights", "none"] = "sampler"
+    max_cells_per_bag: int | None = Field(512, ge=1)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Tiny models run faster on one thread, and do not fight a concurrent job for the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _batch(bags: Sequence[torch.Tensor], labels: torch.Tensor | None = None) -> Bags:
+    sizes = torch.tensor([len(b) for b in bags])
+    segments = torch.repeat_interleave(torch.arange(len(bags)), sizes)
+    return Bags(None, segments, len(bags), torch.zeros(len(bags), 0), labels, features=torch.cat(list(bags)))
+
+
+def balanced_probabilities(labels: np.ndarray) -> np.ndarray:
+    """Per-bag draw probabilities under which every present class is equally likely."""
+    counts = np.bincount(labels)
+    p = 1.0 / counts[labels]
+    return p / p.sum()
+
+
+def train_head(store: FeatureStore, ids: Sequence[str], config: HeadConfig, seed: int = 0) -> FeatureMIL:
+    """Fit a head on the labelled patients ``ids`` of ``store``."""
+    class_names = store.class_names
+    labels = np.array([class_names.index(store.label(i)) for i in ids])  # type: ignore[arg-type]
+    if len(ids) == 0:
+        raise ValueError("no training patients")
+    rng = np.random.default_rng(seed)
+    bags = [torch.from_numpy(store.bag(i)) for i in ids]
+    cells = torch.cat(bags)
+    with torch.random.fork_rng(), one_thread():
+        torch.manual_seed(seed)
+        model = FeatureMIL(store.dim, len(class_names), config.pooling, config.embed_dim, config.hidden,
+                           config.dropout, config.r)
+        model.set_standardisation(cells.mean(0), cells.std(0))
+        counts = np.bincount(labels, minlength=len(class_names)).astype(np.float64)
+        class_weights = None
+        if config.balance == "weights":
+            class_weights = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(class_names), 0.0))
+        p = balanced_probabilities(labels) if config.balance == "sampler" else None
+        optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        steps = config.steps_per_epoch or max(1, int(np.ceil(len(ids) / config.bags_per_batch)))
+        model.train()
+        for _ in range(config.epochs):
+            for _ in range(steps):
+                chosen = rng.choice(len(ids), size=min(config.bags_per_batch, len(ids)), replace=p is not None, p=p)
+                batch = _batch([_subsample(bags[k], config.max_cells_per_bag, rng) for k in chosen],
+                               torch.from_numpy(labels[chosen]))
+                loss = model.loss(model(batch), batch.labels, class_weights)  # type: ignore[arg-type]
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+    return model.eval()
+
+
+def _subsample(bag: torch.Tensor, cap: int | None, rng: np.random.Generator) -> torch.Tensor:
+    if cap is None or len(bag) <= cap:
+        return bag
+    return bag[torch.from_numpy(np.sort(rng.choice(len(bag), cap, replace=False)))]
+
+
+@torch.no_grad()
+def predict_head(model: FeatureMIL, store: FeatureStore, ids: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Class probabilities (patients x classes) and each patient's per-cell weights (summing to 1)."""
+    if not ids:
+        return np.zeros((0, len(store.class_names))), []
+    bags = [torch.from_numpy(store.bag(i)) for i in ids]
+    batch = _batch(bags)
+    model.eval()
+    with one_thread():
+        output = model(batch)
+    proba = probabilities(output.logits, model.n_classes).numpy()
+    weights = output.weights.numpy() if output.weights is not None else np.zeros(len(batch.segments))
+    bounds = np.cumsum([0] + [len(b) for b in bags])
+    return proba, [weights[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

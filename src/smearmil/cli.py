@@ -25,6 +25,10 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect, split and cache a da
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print measured ratios.")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+ssl_app = typer.Typer(no_args_is_help=True, help="Self-supervised cell encoders: pre-train, evaluate, compare.")
+features_app = typer.Typer(no_args_is_help=True, help="Cached cell embeddings and MIL heads on them.")
+app.add_typer(ssl_app, name="ssl")
+app.add_typer(features_app, name="features")
 out = Console(width=None if sys.stdout.isatty() else 140)  # pipes and CI logs get whole tables
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -485,6 +489,280 @@ def demo(
                              {name: s["metrics"] for name, s in result.summaries.items()}))
     out.print(f"comparison -> {result.out / 'comparison.md'}; resolved config -> {result.out / 'config.json'}")
     out.print(f"report -> {result.report_html}")
+
+
+SSLConfigOpt = Annotated[str, typer.Option("--config", help="Pre-training preset (cpu-ssl, cpu-ssl-swav, cpu-ssl-dino) or YAML file.")]
+MethodOpt = Annotated[Optional[str], typer.Option("--method", help="simclr, swav or dino (default: the config's).")]
+HeadOpt = Annotated[str, typer.Option("--head", help="Pooling of the MIL head: attention, gated_attention, mean, max, lse.")]
+HeadEpochsOpt = Annotated[int, typer.Option("--head-epochs", help="Epochs of the MIL head.")]
+UmapOpt = Annotated[bool, typer.Option("--umap/--no-umap", help="UMAP plots of the test cells.")]
+
+
+def _ssl_config(config: str, method: str | None, epochs: int | None, seed: int | None) -> Any:
+    from .training.ssl.config import load_ssl_config
+
+    overrides: dict[str, Any] = {}
+    for key, value in (("method", method), ("epochs", epochs), ("seed", seed)):
+        if value is not None:
+            overrides[key] = value
+    return load_ssl_config(config, overrides)
+
+
+def _head_config(head: str, epochs: int) -> Any:
+    from pydantic import ValidationError
+
+    from .training.feature_mil import HeadConfig
+
+    try:
+        return HeadConfig(pooling=head, epochs=epochs)
+    except ValidationError as error:
+        raise ValueError(f"--head {head}: {error.errors()[0]['msg']}") from None
+
+
+def _fold_table(title: str, summary: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    for col in ("fold", "test patients", "macro-F1", "bal. acc.", "accuracy"):
+        table.add_column(col, justify="right" if col != "fold" else "left")
+    for f in summary["folds"]:
+        table.add_row(f["fold"], str(f["n_test"]), _cell(f["macro_f1"]), _cell(f["balanced_accuracy"]), _cell(f["accuracy"]))
+    m = summary["metrics"]
+    table.add_row("mean ± std", "", _cell(m["macro_f1"]), _cell(m["balanced_accuracy"]), _cell(m["accuracy"]))
+    return table
+
+
+def _attention_table(summary: dict[str, Any]) -> Table | None:
+    by_type = summary.get("attention_by_cell_type")
+    if not by_type:
+        return None
+    kinds = sorted({k for per in by_type.values() for k in per})
+    table = Table(title="mean relative attention per cell type (test cells; 1 = uniform)")
+    table.add_column("cell type")
+    for label in by_type:
+        table.add_column(label, justify="right")
+    for kind in kinds:
+        table.add_row(escape(kind), *(f"{by_type[c][kind]['mean_relative_attention']:.2f} ({by_type[c][kind]['n_cells']})"
+                                      if kind in by_type[c] else "-" for c in by_type))
+    return table
+
+
+@ssl_app.command("pretrain")
+@guarded
+def ssl_pretrain_cmd(
+    paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help="One or more data sets whose cells to learn from.")],
+    method: MethodOpt = None,
+    config: SSLConfigOpt = "cpu-ssl",
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (resumes if it holds an interrupted run).")] = Path("runs/ssl"),
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs (default: the config's).")] = None,
+    splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file: learn from one fold's train+val patients only.")] = None,
+    fold: Annotated[Optional[str], typer.Option("--fold", help="Fold of --splits (default: the first).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (default: the config's).")] = None,
+    cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+) -> None:
+    """Pre-train a cell encoder without labels (SimCLR, SwAV or DINO): OUT/encoder.pt + encoder.json."""
+    import time
+
+    from .data.cache import build_cache
+    from .data.images import Preprocessing
+    from .data.splits import SplitPlan
+    from .data.validation import load_cohort
+    from .training.ssl.pretrain import CellSource, pretrain
+
+    cfg = _ssl_config(config, method, epochs, seed)
+    if splits is not None and len(paths) != 1:
+        raise ValueError("--splits restricts one data set; pass exactly one DATA with it")
+    sources = []
+    for path in paths:
+        cohort = load_cohort(path, data_options(layout), progress=not quiet)
+        patients = None
+        if splits is not None:
+            plan = SplitPlan.load(splits)
+            plan.check_cohort(cohort)
+            chosen = next((f for f in plan.folds if f.name == fold), None) if fold else plan.folds[0]
+            if chosen is None:
+                raise ValueError(f"{splits} has no fold {fold!r}; folds: {', '.join(f.name for f in plan.folds)}")
+            patients = list(chosen.train) + list(chosen.val)
+        cache = build_cache(cohort, Preprocessing(cfg.image.size, cfg.image.crop), cache_dir, progress=not quiet)
+        sources.append(CellSource(cache, patients, str(path)))
+    start = time.perf_counter()
+    encoder = pretrain(sources, cfg, out_dir, progress=not quiet)
+    cells = sum(s["cells"] for s in encoder.meta["sources"])
+    out.print(f"{cfg.method} on {cells} cells, {cfg.epochs} epochs: final loss {encoder.meta.get('final_loss')} "
+              f"({time.perf_counter() - start:.0f} s) -> {out_dir}/encoder.pt")
+
+
+def _load_encoder(spec: str) -> Any:
+    """A saved encoder folder, or ``random:<preset>`` for a random encoder of that preset's shape."""
+    from .training.ssl.encoder import CellEncoder
+
+    if spec.startswith("random"):
+        cfg = _ssl_config(spec.partition(":")[2] or "cpu-ssl", None, None, None)
+        return CellEncoder.random(cfg.encoder, cfg.image.input_size, cfg.seed)
+    return CellEncoder.load(spec)
+
+
+@ssl_app.command("evaluate")
+@guarded
+def ssl_evaluate_cmd(
+    checkpoint: Annotated[str, typer.Argument(metavar="CKPT", help="Pre-training folder (or its encoder.pt), a trained model folder, or random[:PRESET].")],
+    path: DataPath,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for umap.png (default: beside CKPT).")] = None,
+    k: Annotated[int, typer.Option("--k", help="Neighbours of the kNN classifier.")] = 10,
+    test_size: Annotated[float, typer.Option("--test-size", help="Test share of the fixed stratified split.")] = 0.3,
+    seed: SeedOpt = 0,
+    cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+) -> None:
+    """kNN and linear-probe accuracy of frozen features on labelled single cells, and a UMAP plot by class."""
+    from .data.cohort import CellSet
+    from .data.validation import load
+    from .evaluation.encoders import evaluate_encoder
+
+    encoder = _load_encoder(checkpoint)
+    cells = load(path, DataOptions(), progress=not (quiet or as_json))
+    if not isinstance(cells, CellSet):
+        raise ValueError(f"{path} is not a single-cell data set (<class>/*.jpg with labels.csv)")
+    target = out_dir or (Path(checkpoint).parent if Path(checkpoint).is_file() else
+                         Path(checkpoint) if Path(checkpoint).is_dir() else Path("runs/ssl-evaluate"))
+    result = evaluate_encoder(encoder, cells, target, cache_dir, test_size, k, seed, progress=not (quiet or as_json))
+    public = {key: result[key] for key in ("knn_accuracy", "linear_probe_accuracy", "n_train", "n_test")}
+    if as_json:
+        sys.stdout.write(json.dumps(public) + "\n")
+        return
+    out.print(f"kNN accuracy (k={k}): {public['knn_accuracy']:.3f}")
+    out.print(f"linear-probe accuracy: {public['linear_probe_accuracy']:.3f}")
+    out.print(f"train / test cells: {public['n_train']} / {public['n_test']} (chance {1 / len(cells.class_names):.3f})")
+    out.print(f"UMAP -> {target / 'umap.png'}")
+
+
+@features_app.command("extract")
+@guarded
+def features_extract_cmd(
+    path: DataPath,
+    encoder_spec: Annotated[str, typer.Option("--encoder", help="Pre-training folder, trained model folder, or random[:PRESET].")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Feature folder (features.npy + index.json).")] = Path("runs/features"),
+    cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+) -> None:
+    """Embed every cell of a cohort with a frozen encoder; store embeddings, cell ids and cell types per patient."""
+    from .data.cache import build_cache
+    from .data.images import Preprocessing
+    from .data.validation import load_cohort
+    from .training.ssl.encoder import extract_features
+
+    encoder = _load_encoder(encoder_spec)
+    cohort = load_cohort(path, data_options(layout), progress=not quiet)
+    cache = build_cache(cohort, Preprocessing(encoder.input_size), cache_dir, progress=not quiet)
+    store = extract_features(encoder, cohort, cache, out_dir, progress=not quiet)
+    out.print(f"{store.features.shape[0]} cells of {len(store.patient_ids)} patients, {store.dim}-d -> {out_dir}")
+
+
+@features_app.command("cv")
+@guarded
+def features_cv_cmd(
+    features: Annotated[Path, typer.Argument(metavar="FEATURES", help="Folder written by `smearmil features extract`.")],
+    head: HeadOpt = "attention",
+    head_epochs: HeadEpochsOpt = 40,
+    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, attention.csv, ...).")] = Path("runs/features-cv"),
+    splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    umap: UmapOpt = True, quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of tables.")] = False,
+) -> None:
+    """Cross-validate a MIL head on cached features: macro-F1 per fold, attention per cell and cell type."""
+    from .data.features import FeatureStore
+    from .data.splits import SplitPlan
+    from .evaluation.feature_cv import run_head_cv, store_cv_stores
+
+    store = FeatureStore(features)
+    if store.encoder.get("sources") and not as_json:
+        err_console.print("[yellow]note:[/] this encoder was pre-trained on the cells of "
+                          f"{', '.join(s['data'] for s in store.encoder['sources'])}; if that includes test patients, "
+                          "use `smearmil ssl cv` (pre-training per fold) for an unbiased estimate")
+    plan = SplitPlan.load(splits) if splits else None
+    summary = run_head_cv(store.cohort(), store_cv_stores(store), _head_config(head, head_epochs), out_dir, folds, seed,
+                          plan, progress=not (quiet or as_json), name=f"{head} MIL on {features.name}", umap=umap)
+    _print_head_summary(summary, f"{head} MIL on {features}: {folds}-fold CV (test folds)", out_dir, as_json)
+
+
+def _print_head_summary(summary: dict[str, Any], title: str, out_dir: Path, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    out.print(_fold_table(title, summary))
+    if (table := _attention_table(summary)) is not None:
+        out.print(table)
+    out.print(f"-> {out_dir}/summary.json, predictions.csv, attention.csv ({summary['wall_seconds']:.0f} s)")
+
+
+@ssl_app.command("cv")
+@guarded
+def ssl_cv_cmd(
+    path: DataPath,
+    method: Annotated[str, typer.Option("--method", help="Encoder: simclr, swav, dino, random or supervised.")] = "simclr",
+    config: SSLConfigOpt = "cpu-ssl",
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Pre-training epochs per fold (default: the config's).")] = None,
+    head: HeadOpt = "attention",
+    head_epochs: HeadEpochsOpt = 40,
+    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-cv"),
+    splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    supervised_config: Annotated[str, typer.Option("--supervised-config", help="Run config of the supervised encoder.")] = "cpu-attention",
+    umap: UmapOpt = True, cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of tables.")] = False,
+) -> None:
+    """Per fold: encoder on the training patients' cells -> features -> MIL head -> test (resumable)."""
+    from .data.splits import SplitPlan
+    from .data.validation import load_cohort
+    from .evaluation.ssl_cv import run_encoder_cv
+
+    ssl = _ssl_config(config, method if method in ("simclr", "swav", "dino") else None, epochs, seed)
+    cohort = load_cohort(path, data_options(layout), progress=not (quiet or as_json))
+    plan = SplitPlan.load(splits) if splits else None
+    summary = run_encoder_cv(cohort, method, ssl, _head_config(head, head_epochs), out_dir, folds, seed, plan,
+                             cache_dir, supervised_config, progress=not (quiet or as_json), umap=umap)
+    _print_head_summary(summary, f"{method} encoder + {head} MIL on {path}: {folds}-fold CV (test folds)", out_dir, as_json)
+
+
+@ssl_app.command("compare")
+@guarded
+def ssl_compare_cmd(
+    path: DataPath,
+    encoders: Annotated[str, typer.Option("--encoders", help="Comma-separated: random, supervised, simclr, swav, dino.")] = "random,supervised,simclr,swav,dino",
+    config: SSLConfigOpt = "cpu-ssl",
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Pre-training epochs per fold (default: the config's).")] = None,
+    head: HeadOpt = "attention",
+    head_epochs: HeadEpochsOpt = 40,
+    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-compare"),
+    supervised_config: Annotated[str, typer.Option("--supervised-config", help="Run config of the supervised encoder.")] = "cpu-attention",
+    cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")] = False,
+) -> None:
+    """Encoders through the same MIL head on identical folds; prints macro-F1 mean and std across folds."""
+    from .data.validation import load_cohort
+    from .evaluation.ssl_cv import ENCODER_KINDS, run_encoder_comparison
+
+    kinds = _split_list(encoders) or []
+    unknown = [k for k in kinds if k not in ENCODER_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"--encoders: unknown {unknown or 'empty list'}; choose from {', '.join(ENCODER_KINDS)}")
+    ssl = _ssl_config(config, None, epochs, seed)
+    cohort = load_cohort(path, data_options(layout), progress=not (quiet or as_json))
+    result = run_encoder_comparison(cohort, kinds, ssl, _head_config(head, head_epochs), out_dir, folds, seed, cache_dir,
+                                    supervised_config, progress=not (quiet or as_json))
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"encoders + {head} MIL on {path}: {folds}-fold CV (test folds)")
+    for col in ("encoder", "macro-F1 mean", "macro-F1 std", "per fold"):
+        table.add_column(col, justify="left" if col in ("encoder", "per fold") else "right")
+    for kind, r in result["encoders"].items():
+        table.add_row(kind, f"{r['macro_f1']['mean']:.3f}", f"{r['macro_f1']['std']:.3f}",
+                      " ".join(f"{v:.2f}" for v in r["folds_macro_f1"]))
+    out.print(table)
+    out.print(f"-> {out_dir}/comparison.csv, summary.json ({result['wall_seconds']:.0f} s)")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,90 @@
+"""Encoder quality on labelled single cells: kNN and linear probe on frozen features, UMAP by class."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ..data.cache import build_cache
+from ..data.cohort import CellSet
+from ..data.images import Preprocessing
+from ..training.ssl.encoder import CellEncoder
+from ..utils.plotting import save_figure, subplots
+
+
+def cell_features(encoder: CellEncoder, cells: CellSet, cache_dir: str | Path | None = None,
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen embeddings and class indices of every readable cell, at the encoder's input size."""
+    cache = build_cache(cells.as_cohort(), Preprocessing(encoder.input_size), cache_dir, progress=progress)
+    labels = np.concatenate([np.full(len(cache.rows(c)), cells.class_names.index(c)) for c in cache.patient_ids])
+    features = np.concatenate([encoder.embed(cache.bag(c)) for c in cache.patient_ids])
+    return features, labels.astype(np.int64)
+
+
+def probe_scores(features: np.ndarray, labels: np.ndarray, test_size: float = 0.3, k: int = 10,
+                 seed: int = 0) -> dict[str, Any]:
+    """kNN (cosine, distance-weighted) and logistic-regression accuracy on a fixed stratified split."""
+    idx_train, idx_test = train_test_split(np.arange(len(labels)), test_size=test_size, stratify=labels,
+                                           random_state=seed)
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    knn = KNeighborsClassifier(n_neighbors=min(k, len(idx_train)), metric="cosine", weights="distance")
+    knn.fit(unit[idx_train], labels[idx_train])
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.5))
+    probe.fit(features[idx_train], labels[idx_train])
+    return {
+        "knn_accuracy": float((knn.predict(unit[idx_test]) == labels[idx_test]).mean()),
+        "linear_probe_accuracy": float((probe.predict(features[idx_test]) == labels[idx_test]).mean()),
+        "n_train": int(len(idx_train)),
+        "n_test": int(len(idx_test)),
+    }
+
+
+def umap_embedding(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-d UMAP of standardised features (umap-learn)."""
+    import umap
+
+    scaled = StandardScaler().fit_transform(features)
+    reducer = umap.UMAP(n_neighbors=min(15, len(features) - 1), min_dist=0.2, random_state=seed, n_jobs=1)
+    return reducer.fit_transform(scaled)
+
+
+def umap_plot(points: np.ndarray, colour: Sequence[Any], path: str | Path, title: str, legend_title: str = "") -> Path:
+    """Scatter of 2-d points, categorical colours for strings, a colour bar for numbers."""
+    fig, ax = subplots(figsize=(6.4, 5))
+    values = np.asarray(colour)
+    if values.dtype.kind in "fiu":
+        sc = ax.scatter(points[:, 0], points[:, 1], c=values, s=6, cmap="viridis")
+        fig.colorbar(sc, ax=ax, label=legend_title)
+    else:
+        for name in sorted(set(values.tolist())):
+            chosen = values == name
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=6, label=f"{name} ({int(chosen.sum())})")
+        ax.legend(title=legend_title, fontsize=7, markerscale=2, loc="best", frameon=False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def evaluate_encoder(encoder: CellEncoder, cells: CellSet, out: str | Path | None = None,
+                     cache_dir: str | Path | None = None, test_size: float = 0.3, k: int = 10, seed: int = 0,
+                     progress: bool = True) -> dict[str, Any]:
+    """``{"knn_accuracy", "linear_probe_accuracy", "n_train", "n_test"}``; a UMAP plot by class in ``out``."""
+    start = time.perf_counter()
+    features, labels = cell_features(encoder, cells, cache_dir, progress)
+    result = probe_scores(features, labels, test_size, k, seed)
+    result["wall_seconds"] = round(time.perf_counter() - start, 2)
+    if out is not None:
+        names = np.array(cells.class_names)[labels]
+        umap_plot(umap_embedding(features, seed), names, Path(out) / "umap.png",
+                  f"{encoder.meta.get('method', 'encoder')} embeddings of {cells.root.name}", "class")
+    return result

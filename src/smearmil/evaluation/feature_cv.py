@@ -1,0 +1,144 @@
+"""Cross-validation of MIL heads on cached features, with attention per cell and per cell type.
+
+Writes the ``smearmil cv`` outputs (``summary.json``, ``predictions.csv``, ``splits.json``,
+``confusion.png``, ``roc.png`` for two classes) plus ``attention.csv`` (every test cell's attention),
+``attention_by_cell_type.csv``/``.png`` (mean attention per cell type per true class, when the cohort
+has cell types) and ``umap_cell_type.png``/``umap_attention.png`` (test cells of every fold).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..data.cohort import Cohort
+from ..data.features import FeatureStore
+from ..data.splits import Fold, SplitPlan, make_splits
+from ..training.feature_mil import HeadConfig, predict_head, train_head
+from ..training.trained import PatientPrediction
+from ..utils.atomic import write_json, write_text
+from ..utils.plotting import save_figure, subplots
+from ..utils.progress import console
+from .cv import FoldPredictions, _plots, predictions_csv, summarise
+from .encoders import umap_embedding, umap_plot
+
+StoreForFold = Callable[[Fold, Path], FeatureStore]
+
+
+def run_head_cv(cohort: Cohort, stores: StoreForFold, head: HeadConfig, out: str | Path, folds: int = 5,
+                seed: int = 0, splits: SplitPlan | None = None, progress: bool = True, name: str = "attention MIL",
+                extra_config: dict[str, Any] | None = None, umap: bool = True) -> dict[str, Any]:
+    """Train a head per fold on the features ``stores(fold, fold_dir)`` gives, test it, summarise."""
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", yaml.safe_dump({"name": name, "seed": seed, "folds": folds,
+                                                     "head": head.model_dump(mode="json"), **(extra_config or {})},
+                                                    sort_keys=False))
+    plan = splits or make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
+    plan.check_cohort(cohort)
+    plan.save(out / "splits.json")
+    results, cells = [], []
+    for i, fold in enumerate(plan.folds):
+        if progress:
+            console.print(f"[bold]{name}[/]: fold {i + 1}/{len(plan.folds)} ({fold.name}: "
+                          f"{len(fold.train) + len(fold.val)} train, {len(fold.test)} test patients)")
+        store = stores(fold, out / fold.name)
+        model = train_head(store, list(fold.train) + list(fold.val), head, seed * 100 + i)
+        test = list(fold.test)
+        proba, weights = predict_head(model, store, test)
+        predictions = [PatientPrediction(pid, p, w) for pid, p, w in zip(test, proba, weights)]
+        results.append(FoldPredictions(fold.name, predictions, cohort.labels(test), 0.5, "fixed"))
+        for pid, w in zip(test, weights):
+            features = store.bag(pid)
+            for j, (cell, kind) in enumerate(zip(store.cell_ids(pid), store.cell_types(pid))):
+                cells.append((fold.name, pid, store.label(pid), cell, kind, float(w[j]), float(w[j] * len(w)),
+                              features[j]))
+    write_text(out / "predictions.csv", predictions_csv(results, cohort.class_names))
+    summary = summarise(results, cohort.class_names, seed)
+    summary["model"] = name
+    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    write_text(out / "attention.csv", _attention_csv(cells))
+    if cohort.has_cell_types:
+        table = attention_by_cell_type(cells, cohort.class_names)
+        write_text(out / "attention_by_cell_type.csv", _by_type_csv(table))
+        attention_by_type_plot(table, cohort.class_names, out / "attention_by_cell_type.png")
+        summary["attention_by_cell_type"] = table
+    write_json(out / "summary.json", summary)
+    _plots(results, summary, cohort.class_names, out)
+    if umap:
+        _umap_plots(cells, out, seed)
+    return summary
+
+
+def _attention_csv(cells: Sequence[tuple]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["fold", "patient", "label", "cell", "cell_type", "attention", "relative_attention"])
+    for fold, pid, label, cell, kind, w, rel, _ in cells:
+        writer.writerow([fold, pid, label, cell, kind, f"{w:.6g}", f"{rel:.6g}"])
+    return buffer.getvalue()
+
+
+def attention_by_cell_type(cells: Sequence[tuple], class_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{class: {cell type: {"n_cells", "mean_relative_attention"}}}`` over test cells.
+
+    Relative attention is a cell's weight times its bag's size: 1 is what every cell of a bag would
+    get under uniform attention, 3 means three times that.
+    """
+    sums: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for _, _, label, _, kind, _, rel, _ in cells:
+        sums[(label, kind)].append(rel)
+    table: dict[str, dict[str, dict[str, float]]] = {c: {} for c in class_names}
+    for (label, kind), values in sorted(sums.items()):
+        table[label][kind] = {"n_cells": len(values), "mean_relative_attention": float(np.mean(values))}
+    return table
+
+
+def _by_type_csv(table: dict[str, dict[str, dict[str, float]]]) -> str:
+    lines = ["class,cell_type,n_cells,mean_relative_attention"]
+    for label, kinds in table.items():
+        lines += [f'{label},"{kind}",{v["n_cells"]},{v["mean_relative_attention"]:.4f}' for kind, v in kinds.items()]
+    return "\n".join(lines) + "\n"
+
+
+def attention_by_type_plot(table: dict[str, dict[str, dict[str, float]]], class_names: Sequence[str], path: Path) -> Path:
+    """Grouped bars: mean relative attention of each cell type, one bar per true class."""
+    kinds = sorted({k for per in table.values() for k in per})
+    fig, ax = subplots(figsize=(max(5, 0.7 * len(kinds) * len(class_names)), 4))
+    width = 0.8 / max(1, len(class_names))
+    for c, label in enumerate(class_names):
+        values = [table[label].get(k, {}).get("mean_relative_attention", np.nan) for k in kinds]
+        ax.bar(np.arange(len(kinds)) + c * width, values, width, label=label)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(kinds)) + width * (len(class_names) - 1) / 2)
+    ax.set_xticklabels(kinds, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("mean relative attention (1 = uniform)")
+    ax.set_title("Which cells the model looks at (test folds)")
+    ax.legend(title="true class", fontsize=8)
+    return save_figure(fig, path)
+
+
+def _umap_plots(cells: Sequence[tuple], out: Path, seed: int, max_cells: int = 5000) -> None:
+    if len(cells) < 5:
+        return
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(cells), min(max_cells, len(cells)), replace=False))
+    features = np.stack([cells[i][7] for i in chosen])
+    points = umap_embedding(features, seed)
+    umap_plot(points, [cells[i][4] for i in chosen], out / "umap_cell_type.png", "test cells by cell type", "cell type")
+    umap_plot(points, np.log10([max(cells[i][6], 1e-3) for i in chosen]), out / "umap_attention.png",
+              "test cells by attention", "log10 relative attention")
+
+
+def store_cv_stores(store: FeatureStore) -> StoreForFold:
+    """One feature store for every fold (an encoder pre-trained beforehand)."""
+    return lambda fold, fold_dir: store

@@ -1,0 +1,95 @@
+"""Encoders through one attention-MIL head, per fold: random, supervised, SimCLR, SwAV, DINO.
+
+In every fold the encoder learns from the training patients' cells only (self-supervised methods
+from their images, the supervised one from their bag labels), then every cell is embedded and the
+head is trained and tested on the fold's patients. No test cell is ever seen by an encoder.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.cache import ImageCache, build_cache
+from ..data.cohort import Cohort
+from ..data.features import FeatureStore
+from ..data.images import Preprocessing
+from ..data.splits import Fold, SplitPlan, make_splits
+from ..training.config import load_config
+from ..training.feature_mil import HeadConfig
+from ..training.fit import train_fold
+from ..training.ssl.config import SSLConfig
+from ..training.ssl.encoder import CellEncoder, channel_statistics, extract_features
+from ..training.ssl.pretrain import CellSource, pretrain
+from ..utils.atomic import write_json, write_text
+from .feature_cv import run_head_cv
+
+ENCODER_KINDS = ("random", "supervised", "simclr", "swav", "dino")
+
+
+def fold_encoder(kind: str, cohort: Cohort, cache: ImageCache, fold: Fold, ssl: SSLConfig, fold_dir: Path,
+                 supervised_config: str = "cpu-attention", progress: bool = True) -> CellEncoder:
+    """The encoder of ``kind`` for one fold, learnt from the fold's training (and validation) patients only."""
+    seen = list(fold.train) + list(fold.val)
+    size = ssl.image.input_size
+    if kind == "random":
+        sample = np.concatenate([cache.bag(i)[:50] for i in seen])
+        return CellEncoder.random(ssl.encoder, size, ssl.seed, channel_statistics(sample))
+    if kind == "supervised":
+        config = load_config(supervised_config, {"seed": ssl.seed, "image": ssl.image.model_dump(),
+                                                 "model": {"encoder": ssl.encoder.model_dump()}})
+        train_fold(cohort, Fold(fold.name, fold.train, fold.val, ()), config, fold_dir / "supervised", cache, progress)
+        return CellEncoder.from_trained(fold_dir / "supervised")
+    if kind not in ("simclr", "swav", "dino"):
+        raise ValueError(f"unknown encoder {kind!r}; choose from {', '.join(ENCODER_KINDS)}")
+    config = ssl.model_copy(update={"method": kind})
+    return pretrain([CellSource(cache, seen, str(cohort.root))], config, fold_dir / f"ssl-{kind}", progress)
+
+
+def run_encoder_cv(cohort: Cohort, kind: str, ssl: SSLConfig, head: HeadConfig, out: str | Path, folds: int = 5,
+                   seed: int = 0, splits: SplitPlan | None = None, cache_dir: str | Path | None = None,
+                   supervised_config: str = "cpu-attention", progress: bool = True, umap: bool = True) -> dict[str, Any]:
+    """Per fold: encoder of ``kind`` -> features of every cell -> head trained and tested; CV summary."""
+    cache = build_cache(cohort, Preprocessing(ssl.image.size, ssl.image.crop), cache_dir, progress=progress)
+
+    def store(fold: Fold, fold_dir: Path) -> FeatureStore:
+        features = fold_dir / "features"
+        if (features / "index.json").is_file():
+            return FeatureStore(features)
+        encoder = fold_encoder(kind, cohort, cache, fold, ssl, fold_dir, supervised_config, progress)
+        return extract_features(encoder, cohort, cache, features, progress)
+
+    return run_head_cv(cohort, store, head, out, folds, seed, splits, progress, name=f"{kind} + {head.pooling} MIL",
+                       extra_config={"encoder": kind, "ssl": ssl.model_dump(mode="json")}, umap=umap)
+
+
+def run_encoder_comparison(cohort: Cohort, kinds: Sequence[str], ssl: SSLConfig, head: HeadConfig, out: str | Path,
+                           folds: int = 5, seed: int = 0, cache_dir: str | Path | None = None,
+                           supervised_config: str = "cpu-attention", progress: bool = True) -> dict[str, Any]:
+    """Every encoder on identical folds; ``comparison.csv`` and ``summary.json`` with macro-F1 per encoder."""
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
+    plan.save(out / "splits.json")
+    summaries = {kind: run_encoder_cv(cohort, kind, ssl, head, out / kind, folds, seed, plan, cache_dir,
+                                      supervised_config, progress) for kind in kinds}
+    result = {
+        "split": "test",
+        "encoders": {kind: {"macro_f1": s["metrics"]["macro_f1"], "balanced_accuracy": s["metrics"]["balanced_accuracy"],
+                            "folds_macro_f1": [f["macro_f1"] for f in s["folds"]], "wall_seconds": s["wall_seconds"]}
+                     for kind, s in summaries.items()},
+        "wall_seconds": round(time.perf_counter() - start, 2),
+    }
+    lines = ["encoder,macro_f1_mean,macro_f1_std,balanced_accuracy_mean,folds_macro_f1"]
+    for kind, r in result["encoders"].items():
+        folds_text = " ".join(f"{v:.3f}" for v in r["folds_macro_f1"])
+        lines.append(f"{kind},{r['macro_f1']['mean']:.4f},{r['macro_f1']['std']:.4f},"
+                     f"{r['balanced_accuracy']['mean']:.4f},{folds_text}")
+    write_text(out / "comparison.csv", "\n".join(lines) + "\n")
+    write_json(out / "summary.json", result)
+    return result

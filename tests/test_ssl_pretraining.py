@@ -46,12 +46,12 @@ def test_each_method_pretrains_and_saves_an_encoder_that_reloads(sim_cohort: Pat
 
 def test_swav_queue_fills_and_dino_teacher_follows_the_student() -> None:
     config = load_ssl_config("cpu-ssl-swav", {**TINY, "swav": {"queue_length": 8}})
-    encoder = CellEncoder.random(EncoderConfig(k=4), 32).encoder.train()
+    encoder = CellEncoder.random(EncoderConfig(k=4), Preprocessing(32)).encoder.train()
     swav = SwAV(encoder, config.swav)
     views = [torch.randn(6, 3, 32, 32), torch.randn(6, 3, 32, 32), torch.randn(6, 3, 16, 16)]
     swav.training_loss(views, epoch=0)
     assert int(swav.queue_filled) == 8 and swav.queue.abs().sum() > 0
-    dino = DINO(CellEncoder.random(EncoderConfig(k=4), 32).encoder.train(), load_ssl_config("cpu-ssl-dino").dino)
+    dino = DINO(CellEncoder.random(EncoderConfig(k=4), Preprocessing(32)).encoder.train(), load_ssl_config("cpu-ssl-dino").dino)
     with torch.no_grad():
         for p in dino.encoder.parameters():
             p.add_(1.0)
@@ -94,3 +94,30 @@ def test_a_wrong_config_kind_is_refused_clearly(tmp_path: Path) -> None:
         from smearmil.training.config import load_config
 
         load_config("cpu-ssl")
+
+
+def test_a_mil_model_can_start_from_a_pretrained_encoder_and_fine_tune_it(sim_cohort: Path, tmp_path: Path) -> None:
+    from smearmil.data.splits import make_splits
+    from smearmil.training.config import load_config
+    from smearmil.training.fit import initialise_encoders, train_fold
+
+    cohort = load_cohort(sim_cohort, progress=False)
+    cache = build_cache(cohort, Preprocessing(32), tmp_path / "k", progress=False)
+    pretrain([CellSource(cache, cohort.ids[:8], "sim")], load_ssl_config("cpu-ssl", TINY), tmp_path / "ssl", progress=False)
+    saved = torch.load(tmp_path / "ssl" / "encoder.pt", weights_only=True)
+    overrides = {"image": {"size": 32, "crop": None}, "model": {"encoder": {"k": 4, "init": str(tmp_path / "ssl")}},
+                 "train": {"epochs": 1, "bags_per_batch": 4}}
+    config = load_config("cpu-attention", overrides)
+    fold = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0).folds[0]
+    trained = train_fold(cohort, fold, config, tmp_path / "mil", cache, progress=False)
+    tuned = trained.model.encoder.state_dict()  # type: ignore[union-attr]
+    assert tuned.keys() == saved.keys()
+    changed = [k for k in saved if saved[k].is_floating_point() and not torch.equal(saved[k], tuned[k])]
+    assert changed, "fine-tuning left the pre-trained weights untouched"
+    first_conv = next(k for k in saved if k.endswith("weight"))
+    assert torch.corrcoef(torch.stack([saved[first_conv].flatten(), tuned[first_conv].flatten()]))[0, 1] > 0.9
+    wrong = load_config("cpu-attention", {**overrides, "model": {"encoder": {"k": 8, "init": str(tmp_path / "ssl")}}})
+    with pytest.raises(ValueError, match="set model.encoder to the same"):
+        from smearmil.models.config import build_cnn
+
+        initialise_encoders(build_cnn(wrong.model, 2, 32), wrong.model.encoder)

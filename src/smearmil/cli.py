@@ -592,11 +592,12 @@ def ssl_pretrain_cmd(
 
 def _load_encoder(spec: str) -> Any:
     """A saved encoder folder, or ``random:<preset>`` for a random encoder of that preset's shape."""
+    from .data.images import Preprocessing
     from .training.ssl.encoder import CellEncoder
 
     if spec.startswith("random"):
         cfg = _ssl_config(spec.partition(":")[2] or "cpu-ssl", None, None, None)
-        return CellEncoder.random(cfg.encoder, cfg.image.input_size, cfg.seed)
+        return CellEncoder.random(cfg.encoder, Preprocessing(cfg.image.size, cfg.image.crop), cfg.seed)
     return CellEncoder.load(spec)
 
 
@@ -644,13 +645,12 @@ def features_extract_cmd(
 ) -> None:
     """Embed every cell of a cohort with a frozen encoder; store embeddings, cell ids and cell types per patient."""
     from .data.cache import build_cache
-    from .data.images import Preprocessing
     from .data.validation import load_cohort
     from .training.ssl.encoder import extract_features
 
     encoder = _load_encoder(encoder_spec)
     cohort = load_cohort(path, data_options(layout), progress=not quiet)
-    cache = build_cache(cohort, Preprocessing(encoder.input_size), cache_dir, progress=not quiet)
+    cache = build_cache(cohort, encoder.preprocessing, cache_dir, progress=not quiet)
     store = extract_features(encoder, cohort, cache, out_dir, progress=not quiet)
     out.print(f"{store.features.shape[0]} cells of {len(store.patient_ids)} patients, {store.dim}-d -> {out_dir}")
 

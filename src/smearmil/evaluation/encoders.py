@@ -16,7 +16,6 @@ from sklearn.preprocessing import StandardScaler
 
 from ..data.cache import build_cache
 from ..data.cohort import CellSet
-from ..data.images import Preprocessing
 from ..training.ssl.encoder import CellEncoder
 from ..utils.plotting import save_figure, subplots
 
@@ -24,7 +23,7 @@ from ..utils.plotting import save_figure, subplots
 def cell_features(encoder: CellEncoder, cells: CellSet, cache_dir: str | Path | None = None,
                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Frozen embeddings and class indices of every readable cell, at the encoder's input size."""
-    cache = build_cache(cells.as_cohort(), Preprocessing(encoder.input_size), cache_dir, progress=progress)
+    cache = build_cache(cells.as_cohort(), encoder.preprocessing, cache_dir, progress=progress)
     labels = np.concatenate([np.full(len(cache.rows(c)), cells.class_names.index(c)) for c in cache.patient_ids])
     features = np.concatenate([encoder.embed(cache.bag(c)) for c in cache.patient_ids])
     return features, labels.astype(np.int64)

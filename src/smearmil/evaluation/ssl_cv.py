@@ -35,10 +35,9 @@ def fold_encoder(kind: str, cohort: Cohort, cache: ImageCache, fold: Fold, ssl: 
                  supervised_config: str = "cpu-attention", progress: bool = True) -> CellEncoder:
     """The encoder of ``kind`` for one fold, learnt from the fold's training (and validation) patients only."""
     seen = list(fold.train) + list(fold.val)
-    size = ssl.image.input_size
     if kind == "random":
         sample = np.concatenate([cache.bag(i)[:50] for i in seen])
-        return CellEncoder.random(ssl.encoder, size, ssl.seed, channel_statistics(sample))
+        return CellEncoder.random(ssl.encoder, cache.preprocessing, ssl.seed, channel_statistics(sample))
     if kind == "supervised":
         config = load_config(supervised_config, {"seed": ssl.seed, "image": ssl.image.model_dump(),
                                                  "model": {"encoder": ssl.encoder.model_dump()}})

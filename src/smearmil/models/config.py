@@ -33,6 +33,8 @@ class EncoderConfig(BaseModel):
     k: int = Field(32, ge=1, description="width K of the first stage")
     blocks: int = Field(1, ge=1, description="residual blocks per stage (2 gives ResNet18's depth)")
     embedding: Literal["gap", "flatten"] = "gap"
+    init: str | None = Field(None, description="folder of `smearmil ssl pretrain`: start from its encoder's weights "
+                             "and fine-tune them end to end inside the MIL model (`smearmil train` and `cv`)")
 
 
 class PoolingConfig(BaseModel):

@@ -7,6 +7,7 @@ A finished stage leaves ``model.pt``; an interrupted one resumes from ``checkpoi
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -24,8 +25,8 @@ from ..data.cache import ImageCache
 from ..data.cohort import Cohort
 from ..data.splits import Fold
 from ..models.base import MILModel
-from ..models.config import build_cnn, build_model
-from ..models.experts import MLPModel
+from ..models.config import EncoderConfig, build_cnn, build_model
+from ..models.experts import CNNModel, MLPModel
 from ..models.fusion import AverageModel, MixtureOfExperts
 from ..utils.atomic import atomic_path, write_json
 from ..utils.scoring import best_threshold
@@ -141,6 +142,26 @@ def prepare_fold(cohort: Cohort, fold: Fold, config: RunConfig, cache: ImageCach
     return data, encoder, transform
 
 
+def initialise_encoders(model: MILModel, config: EncoderConfig) -> MILModel:
+    """Load the pre-trained weights ``config.init`` names into every CNN expert of ``model`` (fine-tuning)."""
+    if config.init is None:
+        return model
+    from .ssl.encoder import ENCODER_META, ENCODER_WEIGHTS
+
+    folder = Path(config.init)
+    if not (folder / ENCODER_META).is_file():
+        raise FileNotFoundError(f"model.encoder.init: {folder} holds no {ENCODER_META}; give a `smearmil ssl pretrain` folder")
+    meta = json.loads((folder / ENCODER_META).read_text(encoding="utf-8"))
+    shape = {k: meta["encoder"][k] for k in ("name", "k", "blocks")}
+    if shape != {k: getattr(config, k) for k in shape}:
+        raise ValueError(f"model.encoder.init: {folder} holds a {shape} encoder; set model.encoder to the same "
+                         "name, k and blocks to fine-tune it")
+    state = torch.load(folder / ENCODER_WEIGHTS, map_location="cpu", weights_only=True)
+    for cnn in (m for m in model.modules() if isinstance(m, CNNModel)):
+        cnn.encoder.load_state_dict(state)
+    return model
+
+
 def _stage_runner(data: FoldData, transform: BatchTransform | None, config: RunConfig, out: Path,
                   progress: bool) -> Callable[[str, Callable[[], MILModel], int], MILModel]:
     def run(stage: str, build: Callable[[], MILModel], offset: int) -> MILModel:
@@ -164,9 +185,9 @@ def train_fold(cohort: Cohort, fold: Fold, config: RunConfig, out: str | Path, c
     run = _stage_runner(data, transform, config, out, progress)
     m = config.model
     if m.kind in ("cnn", "mlp") or (m.kind == "moe" and m.paradigm == "P1"):
-        model = run(m.kind, lambda: build_model(m, n_classes, n_attr, size), 0)
+        model = run(m.kind, lambda: initialise_encoders(build_model(m, n_classes, n_attr, size), m.encoder), 0)
     else:
-        cnn = run("cnn", lambda: build_cnn(m, n_classes, size), 1)
+        cnn = run("cnn", lambda: initialise_encoders(build_cnn(m, n_classes, size), m.encoder), 1)
         mlp = run("mlp", lambda: MLPModel(n_attr, n_classes, m.mlp_hidden), 2)
         if m.kind == "avg":
             model = AverageModel(cnn, mlp)

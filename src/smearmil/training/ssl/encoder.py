@@ -14,6 +14,7 @@ from torch import nn
 from ...data.cache import ImageCache
 from ...data.cohort import Cohort
 from ...data.features import FeatureStore
+from ...data.images import Preprocessing
 from ...models.config import EncoderConfig
 from ...models.encoders import ENCODERS
 from ...utils.atomic import atomic_path, write_json
@@ -47,11 +48,15 @@ def channel_statistics(cells: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 class CellEncoder:
-    """Maps uint8 cells of ``input_size`` px to embeddings; ``meta`` says where the weights came from."""
+    """Maps uint8 cells, cached with ``preprocessing``, to embeddings; ``meta`` says where the weights came from."""
 
-    def __init__(self, encoder: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor], input_size: int,
-                 meta: dict[str, Any]):
-        self.encoder, self.prepare, self.input_size, self.meta = encoder.eval(), prepare, input_size, meta
+    def __init__(self, encoder: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor],
+                 preprocessing: Preprocessing, meta: dict[str, Any]):
+        self.encoder, self.prepare, self.preprocessing, self.meta = encoder.eval(), prepare, preprocessing, meta
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.output_size
 
     @property
     def dim(self) -> int:
@@ -78,6 +83,7 @@ class CellEncoder:
             torch.save(self.encoder.state_dict(), tmp)
         write_json(directory / ENCODER_META, {
             **self.meta, "input_size": self.input_size,
+            "image": {"size": self.preprocessing.size, "crop": self.preprocessing.crop},
             "mean": self.prepare.mean.flatten().tolist(), "std": self.prepare.std.flatten().tolist(),
         })
 
@@ -91,7 +97,9 @@ class CellEncoder:
             encoder = build_encoder(EncoderConfig.model_validate(meta["encoder"]), meta["input_size"])
             state = torch.load(directory / ENCODER_WEIGHTS, map_location="cpu", weights_only=True)
             encoder.load_state_dict(state)
-            return cls(encoder, ChannelNormalise(meta["mean"], meta["std"]), meta["input_size"], meta)
+            image = meta.get("image") or {"size": meta["input_size"], "crop": None}
+            return cls(encoder, ChannelNormalise(meta["mean"], meta["std"]), Preprocessing(image["size"], image["crop"]),
+                       meta)
         if (directory / "model.json").is_file():
             return cls.from_trained(directory)
         raise FileNotFoundError(f"{path}: no {ENCODER_META} (from `smearmil ssl pretrain`) nor a trained model here")
@@ -106,25 +114,26 @@ class CellEncoder:
         if cnn is None or trained.transform is None:
             raise ValueError(f"{directory}: the model has no image encoder")
         transform = trained.transform.eval()
-        size = trained.config.image.input_size
+        image = trained.config.image
         meta = {"method": "supervised", "encoder": trained.config.model.encoder.model_dump(), "source": str(directory)}
-        return cls(cnn.encoder, lambda x: transform(x, train=False), size, meta)  # type: ignore[attr-defined]
+        return cls(cnn.encoder, lambda x: transform(x, train=False), Preprocessing(image.size, image.crop),  # type: ignore[attr-defined]
+                   meta)
 
     @classmethod
-    def random(cls, config: EncoderConfig, input_size: int, seed: int = 0,
+    def random(cls, config: EncoderConfig, preprocessing: Preprocessing, seed: int = 0,
                statistics: tuple[list[float], list[float]] | None = None) -> CellEncoder:
         """A randomly initialised encoder (the baseline every pre-training must beat)."""
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            encoder = build_encoder(config, input_size)
+            encoder = build_encoder(config, preprocessing.output_size)
         mean, std = statistics or ([0.5] * 3, [0.25] * 3)
-        return cls(encoder, ChannelNormalise(mean, std), input_size,
+        return cls(encoder, ChannelNormalise(mean, std), preprocessing,
                    {"method": "random", "encoder": config.model_dump(), "seed": seed})
 
 
 def extract_features(encoder: CellEncoder, cohort: Cohort, cache: ImageCache, out: str | Path,
                      progress: bool = True) -> FeatureStore:
     """Embed every cached cell of ``cohort`` and store the embeddings per patient in ``out``."""
-    if cache.shape[1] != encoder.input_size:
-        raise ValueError(f"the cache holds {cache.shape[1]} px cells; this encoder takes {encoder.input_size} px")
+    if cache.preprocessing != encoder.preprocessing:
+        raise ValueError(f"the cache was made with {cache.preprocessing}; this encoder takes {encoder.preprocessing}")
     return FeatureStore.write(out, cohort, cache, encoder.embed, encoder.meta, progress)

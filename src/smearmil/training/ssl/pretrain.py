@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from ...data.cache import ImageCache
+from ...data.images import Preprocessing
 from ...utils.atomic import write_text
 from ..fit import _QUIET, AtomicCheckpointIO, _loggers, resolve_precision
 from .config import SSLConfig
@@ -111,17 +112,17 @@ def pretrain(sources: Sequence[CellSource], config: SSLConfig, out: str | Path, 
         return CellEncoder.load(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "ssl.yaml", config.to_yaml())
-    size = config.image.input_size
+    prep = Preprocessing(config.image.size, config.image.crop)
     for s in sources:
-        if s.cache.shape[1] != size:
-            raise ValueError(f"{s.name or s.cache.root}: cached at {s.cache.shape[1]} px but the config needs {size} px")
+        if s.cache.preprocessing != prep:
+            raise ValueError(f"{s.name or s.cache.root}: cached with {s.cache.preprocessing} but the config needs {prep}")
     dataset = CellBatches(sources)
     if len(dataset) < 2:
         raise ValueError("pre-training needs at least 2 cells; the chosen patients have fewer")
     L.seed_everything(config.seed, workers=True, verbose=False)
     sample = dataset[list(np.random.default_rng(config.seed).choice(len(dataset), min(2000, len(dataset)), replace=False))]
     normalise = ChannelNormalise(*channel_statistics(sample.numpy()))
-    encoder = build_encoder(config.encoder, size)
+    encoder = build_encoder(config.encoder, prep.output_size)
     method = build_method(config, encoder)
     module = SSLModule(method, SSLViews(config.view_config), normalise, config)
     batch_size = min(config.batch_size, len(dataset))
@@ -153,7 +154,7 @@ def pretrain(sources: Sequence[CellSource], config: SSLConfig, out: str | Path, 
         "resumed_from_epoch": None if last_epoch is None else last_epoch + 1,
         "final_loss": _final_loss(trainer), "wall_seconds_last_session": round(time.perf_counter() - start, 1),
     }
-    result = CellEncoder(method.exported_encoder.cpu(), normalise.cpu(), size, meta)
+    result = CellEncoder(method.exported_encoder.cpu(), normalise.cpu(), prep, meta)
     _loss_plot(out)
     result.save(out)  # encoder.json last: its presence marks the run finished
     return result

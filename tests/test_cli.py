@@ -148,3 +148,12 @@ def test_bench_features_prints_a_ratio(tmp_path: Path, sim_cohort: Path) -> None
                                  "--cache-dir", str(tmp_path), "-q"])
     assert result.exit_code == 0, result.output
     assert "cells/s" in result.output and result.output.strip().splitlines()[-1].startswith("ratio: ")
+
+
+def test_bench_heads_times_a_cv_on_simulated_features() -> None:
+    result = runner.invoke(app, ["bench", "heads", "--patients", "12", "--cells", "4:8", "--folds", "3",
+                                 "--head-epochs", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "patients: 12" in result.output and "3-fold CV, attention head" in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("ratio: ") and float(last.split()[1]) > 0

@@ -100,3 +100,48 @@ def bench_features(path: str | Path, options: DataOptions | None = None, n_cells
     Parallel(n_jobs=n_jobs)(delayed(lambda batch: [cell_features(c) for c in batch])(c) for c in chunks)
     parallel = time.perf_counter() - start
     return FeatureBench(len(cells), serial, parallel, n_jobs)
+
+
+@dataclass
+class HeadBench:
+    patients: int
+    cells: int
+    folds: int
+    prepare_seconds: float
+    cv_seconds: float
+    macro_f1: float
+
+
+def bench_heads(features: str | Path | None = None, patients: int = 100, cells: tuple[int, int] = (16, 64),
+                folds: int = 5, pooling: str = "attention", epochs: int = 40, work: str | Path | None = None,
+                progress: bool = True) -> HeadBench:
+    """Time a ``folds``-fold CV of a MIL head on cached features (given, or of a simulated 4-class cohort
+    embedded by a random cpu-ssl-shaped encoder); preparing the features is timed apart."""
+    import tempfile
+
+    from .data.features import FeatureStore
+    from .data.simulate import SimulationConfig, simulate
+    from .evaluation.feature_cv import run_head_cv, store_cv_stores
+    from .models.config import EncoderConfig
+    from .training.feature_mil import HeadConfig
+    from .training.ssl.encoder import CellEncoder, channel_statistics, extract_features
+
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        start = time.perf_counter()
+        if features is None:
+            config = SimulationConfig(patients=patients, classes=4, cells_min=cells[0], cells_max=cells[1], size=64)
+            root = simulate(Path(tmp) / "cohort", config, progress=progress)
+            cohort = load_cohort(root, progress=progress)
+            cache = build_cache(cohort, Preprocessing(64), Path(tmp) / "cache", progress=progress)
+            sample = np.concatenate([cache.bag(p)[:20] for p in cache.patient_ids])
+            encoder = CellEncoder.random(EncoderConfig(k=16), Preprocessing(64), 0, channel_statistics(sample))
+            store = extract_features(encoder, cohort, cache, Path(tmp) / "features", progress)
+        else:
+            store = FeatureStore(features)
+        prepared = time.perf_counter() - start
+        start = time.perf_counter()
+        summary = run_head_cv(store.cohort(), store_cv_stores(store), HeadConfig(pooling=pooling, epochs=epochs),
+                              Path(tmp) / "cv", folds, progress=progress, umap=False)
+        seconds = time.perf_counter() - start
+        return HeadBench(len(store.patient_ids), int(store.features.shape[0]), folds, prepared, seconds,
+                         float(summary["metrics"]["macro_f1"]["mean"]))

@@ -545,6 +545,30 @@ def _attention_table(summary: dict[str, Any]) -> Table | None:
     return table
 
 
+@bench_app.command("heads")
+@guarded
+def bench_heads_cmd(
+    features: Annotated[Optional[Path], typer.Argument(help="Feature folder (default: simulate 4 classes and embed).")] = None,
+    patients: Annotated[int, typer.Option(help="Simulated patients.")] = 100,
+    cells: Annotated[str, typer.Option(help="Cells per simulated patient, MIN:MAX.")] = "16:64",
+    folds: Annotated[int, typer.Option(help="Folds.")] = 5,
+    head: HeadOpt = "attention",
+    head_epochs: HeadEpochsOpt = 40,
+    goal_seconds: Annotated[float, typer.Option(help="Time goal of the whole CV.")] = 60.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Wall time of a k-fold CV of a MIL head on cached features; last line `ratio: goal / measured`."""
+    from .bench import bench_heads
+
+    low, _, high = cells.partition(":")
+    result = bench_heads(features, patients, (int(low), int(high or low)), folds, head, head_epochs,
+                         progress=not quiet)
+    out.print(f"patients: {result.patients}, cells: {result.cells:,}, features ready in {result.prepare_seconds:.1f} s")
+    out.print(f"{result.folds}-fold CV, {head} head, {head_epochs} epochs: {result.cv_seconds:.1f} s, "
+              f"macro-F1 {result.macro_f1:.3f} (test folds)")
+    out.print(f"ratio: {goal_seconds / result.cv_seconds:.2f}")
+
+
 @ssl_app.command("pretrain")
 @guarded
 def ssl_pretrain_cmd(

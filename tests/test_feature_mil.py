@@ -158,3 +158,24 @@ def test_aml_apl_pipeline_reports_macro_f1_per_fold_and_attention_per_cell_type(
         sources = json.loads((out / fold["fold"] / "ssl-simclr" / "encoder.json").read_text())["sources"]
         test = set(json.loads((out / "splits.json").read_text())["folds"][int(fold["fold"][-1])]["test"])
         assert not test & set(sources[0]["patients"])
+
+
+def test_umaps_get_one_panel_per_feature_space(four_class: tuple[Path, FeatureStore], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folds that share an encoder share one embedding; folds with their own encoders (ssl cv) get a panel each."""
+    import shutil
+
+    from smearmil.evaluation import feature_cv
+
+    _, store = four_class
+    panels: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(feature_cv, "umap_embedding", lambda features, seed: features[:, :2])
+    monkeypatch.setattr(feature_cv, "umap_panels", lambda groups, path, *a: panels.append((Path(path).name, list(groups))))
+    head = HeadConfig(epochs=1)
+    run_head_cv(store.cohort(), store_cv_stores(store), head, tmp_path / "shared", folds=3, progress=False)
+    assert panels == [("umap_cell_type.png", ["all folds"]), ("umap_attention.png", ["all folds"])]
+
+    copies = {f"fold{i}": FeatureStore(shutil.copytree(store.directory, tmp_path / f"features{i}")) for i in range(3)}
+    panels.clear()
+    run_head_cv(store.cohort(), lambda fold, _: copies[fold.name], head, tmp_path / "own", folds=3, progress=False)
+    assert [names for _, names in panels] == [["fold0", "fold1", "fold2"]] * 2

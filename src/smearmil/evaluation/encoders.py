@@ -56,21 +56,52 @@ def umap_embedding(features: np.ndarray, seed: int = 0) -> np.ndarray:
     return reducer.fit_transform(scaled)
 
 
+def category_colours(names: Sequence[str]) -> dict[str, Any]:
+    """A distinct colour per category (tab10 up to 10, tab20 up to 20, then a continuous map)."""
+    import matplotlib
+
+    names = sorted(names)
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20" if len(names) <= 20 else "gist_ncar"]
+    step = 1 / max(1, len(names)) if len(names) > 20 else 1 / cmap.N
+    return {name: cmap(i * step) for i, name in enumerate(names)}
+
+
 def umap_plot(points: np.ndarray, colour: Sequence[Any], path: str | Path, title: str, legend_title: str = "") -> Path:
     """Scatter of 2-d points, categorical colours for strings, a colour bar for numbers."""
-    fig, ax = subplots(figsize=(6.4, 5))
-    values = np.asarray(colour)
-    if values.dtype.kind in "fiu":
-        sc = ax.scatter(points[:, 0], points[:, 1], c=values, s=6, cmap="viridis")
-        fig.colorbar(sc, ax=ax, label=legend_title)
+    return umap_panels({"": (points, colour)}, path, title, legend_title)
+
+
+def umap_panels(panels: dict[str, tuple[np.ndarray, Sequence[Any]]], path: str | Path, title: str,
+                legend_title: str = "") -> Path:
+    """One scatter per panel (e.g. per fold, when each fold has its own encoder) with shared colours."""
+    values = {name: np.asarray(colour) for name, (_, colour) in panels.items()}
+    numeric = all(v.dtype.kind in "fiu" for v in values.values())
+    fig, axes = subplots(1, len(panels), figsize=(5.2 * len(panels) + (0.8 if numeric else 2.6), 4.6), squeeze=False)
+    if numeric:
+        low = min(float(v.min()) for v in values.values())
+        high = max(float(v.max()) for v in values.values())
     else:
-        for name in sorted(set(values.tolist())):
-            chosen = values == name
-            ax.scatter(points[chosen, 0], points[chosen, 1], s=6, label=f"{name} ({int(chosen.sum())})")
-        ax.legend(title=legend_title, fontsize=7, markerscale=2, loc="best", frameon=False)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title)
+        colours = category_colours(sorted({x for v in values.values() for x in v.tolist()}))
+        counts = {name: sum(int((v == name).sum()) for v in values.values()) for name in colours}
+    for ax, (name, (points, _)) in zip(axes[0], panels.items()):
+        v = values[name]
+        if numeric:
+            sc = ax.scatter(points[:, 0], points[:, 1], c=v, s=6, cmap="viridis", vmin=low, vmax=high)
+        else:
+            for kind, colour in colours.items():
+                chosen = v == kind
+                ax.scatter(points[chosen, 0], points[chosen, 1], s=6, color=colour,
+                           label=f"{kind} ({counts[kind]})" if ax is axes[0][0] else None)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(name or title, fontsize=10)
+    if len(panels) > 1:
+        fig.suptitle(title)
+    if numeric:
+        fig.colorbar(sc, ax=list(axes[0]), label=legend_title)
+    else:
+        fig.legend(title=legend_title, fontsize=7, markerscale=2, frameon=False, loc="upper left",
+                   bbox_to_anchor=(1.0, 0.95))
     return save_figure(fig, path)
 
 

@@ -28,7 +28,7 @@ from ..utils.atomic import write_json, write_text
 from ..utils.plotting import save_figure, subplots
 from ..utils.progress import console
 from .cv import FoldPredictions, _plots, predictions_csv, summarise
-from .encoders import umap_embedding, umap_plot
+from .encoders import umap_embedding, umap_panels
 
 StoreForFold = Callable[[Fold, Path], FeatureStore]
 
@@ -47,11 +47,13 @@ def run_head_cv(cohort: Cohort, stores: StoreForFold, head: HeadConfig, out: str
     plan.check_cohort(cohort)
     plan.save(out / "splits.json")
     results, cells = [], []
+    spaces: dict[str, str] = {}  # fold -> name of its feature space
     for i, fold in enumerate(plan.folds):
         if progress:
             console.print(f"[bold]{name}[/]: fold {i + 1}/{len(plan.folds)} ({fold.name}: "
                           f"{len(fold.train) + len(fold.val)} train, {len(fold.test)} test patients)")
         store = stores(fold, out / fold.name)
+        spaces[fold.name] = str(store.directory)
         model = train_head(store, list(fold.train) + list(fold.val), head, seed * 100 + i)
         test = list(fold.test)
         proba, weights = predict_head(model, store, test)
@@ -75,7 +77,8 @@ def run_head_cv(cohort: Cohort, stores: StoreForFold, head: HeadConfig, out: str
     write_json(out / "summary.json", summary)
     _plots(results, summary, cohort.class_names, out)
     if umap:
-        _umap_plots(cells, out, seed)
+        names = {d: ("all folds" if len(set(spaces.values())) == 1 else f) for f, d in spaces.items()}
+        _umap_plots(cells, {f: names[d] for f, d in spaces.items()}, out, seed)
     return summary
 
 
@@ -111,32 +114,49 @@ def _by_type_csv(table: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def attention_by_type_plot(table: dict[str, dict[str, dict[str, float]]], class_names: Sequence[str], path: Path) -> Path:
-    """Grouped bars: mean relative attention of each cell type, one bar per true class."""
+    """Grouped bars on a log scale: mean relative attention of each cell type, one bar per true class,
+    each labelled with its number of cells (a rare type's mean rests on few cells)."""
     kinds = sorted({k for per in table.values() for k in per})
-    fig, ax = subplots(figsize=(max(5, 0.7 * len(kinds) * len(class_names)), 4))
+    fig, ax = subplots(figsize=(max(5.0, 0.45 * len(kinds) * len(class_names) + 2), 4.2))
     width = 0.8 / max(1, len(class_names))
     for c, label in enumerate(class_names):
-        values = [table[label].get(k, {}).get("mean_relative_attention", np.nan) for k in kinds]
-        ax.bar(np.arange(len(kinds)) + c * width, values, width, label=label)
+        rows = [table.get(label, {}).get(k, {}) for k in kinds]
+        values = np.array([r.get("mean_relative_attention", np.nan) for r in rows], dtype=float)
+        values[values <= 0] = np.nan
+        x = np.arange(len(kinds)) + c * width
+        ax.bar(x, values, width, label=label)
+        for xi, v, r in zip(x, values, rows):
+            if np.isfinite(v):
+                ax.annotate(str(int(r["n_cells"])), (xi, v), ha="center", va="bottom", fontsize=6,
+                            xytext=(0, 1), textcoords="offset points")
+    ax.set_yscale("log")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xticks(np.arange(len(kinds)) + width * (len(class_names) - 1) / 2)
     ax.set_xticklabels(kinds, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("mean relative attention (1 = uniform)")
-    ax.set_title("Which cells the model looks at (test folds)")
+    ax.set_ylabel("mean relative attention (1 = uniform, log)")
+    ax.set_title("Which cells the model looks at (test folds; numbers: cells)")
     ax.legend(title="true class", fontsize=8)
     return save_figure(fig, path)
 
 
-def _umap_plots(cells: Sequence[tuple], out: Path, seed: int, max_cells: int = 5000) -> None:
+def _umap_plots(cells: Sequence[tuple], spaces: dict[str, str], out: Path, seed: int, max_cells: int = 5000) -> None:
+    """UMAPs of the test cells by cell type and by attention: one panel per feature space (folds whose
+    encoders differ cannot share one embedding)."""
     if len(cells) < 5:
         return
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(cells), min(max_cells, len(cells)), replace=False))
-    features = np.stack([cells[i][7] for i in chosen])
-    points = umap_embedding(features, seed)
-    umap_plot(points, [cells[i][4] for i in chosen], out / "umap_cell_type.png", "test cells by cell type", "cell type")
-    umap_plot(points, np.log10([max(cells[i][6], 1e-3) for i in chosen]), out / "umap_attention.png",
-              "test cells by attention", "log10 relative attention")
+    groups: dict[str, list[int]] = {}
+    for i in chosen:
+        groups.setdefault(spaces[cells[i][0]], []).append(int(i))
+    groups = {name: rows for name, rows in groups.items() if len(rows) >= 5}
+    if not groups:
+        return
+    points = {name: umap_embedding(np.stack([cells[i][7] for i in rows]), seed) for name, rows in groups.items()}
+    umap_panels({n: (points[n], [cells[i][4] for i in rows]) for n, rows in groups.items()},
+                out / "umap_cell_type.png", "test cells by cell type", "cell type")
+    umap_panels({n: (points[n], np.log10([max(cells[i][6], 1e-3) for i in rows])) for n, rows in groups.items()},
+                out / "umap_attention.png", "test cells by attention", "log10 relative attention")
 
 
 def store_cv_stores(store: FeatureStore) -> StoreForFold:

@@ -179,3 +179,24 @@ def test_umaps_get_one_panel_per_feature_space(four_class: tuple[Path, FeatureSt
     panels.clear()
     run_head_cv(store.cohort(), lambda fold, _: copies[fold.name], head, tmp_path / "own", folds=3, progress=False)
     assert [names for _, names in panels] == [["fold0", "fold1", "fold2"]] * 2
+
+
+def test_ssl_compare_runs_every_encoder_on_the_same_folds(sim_cohort: Path, tmp_path: Path) -> None:
+    ssl = tmp_path / "ssl.yaml"
+    ssl.write_text("kind: ssl\nbase: cpu-ssl\nimage: {size: 32, crop: null}\nencoder: {k: 4}\nepochs: 1\n"
+                   "batch_size: 16\n")
+    supervised = tmp_path / "supervised.yaml"
+    supervised.write_text("base: cpu-attention\ntrain: {epochs: 1, lr_steps: []}\n")
+    out = tmp_path / "compare"
+    done = run_cli("ssl", "compare", sim_cohort, "--config", ssl, "--supervised-config", supervised, "--folds", "2",
+                   "--head-epochs", "2", "--out", out, "--cache-dir", tmp_path / "cache", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == json.loads((out / "summary.json").read_text()) and result["split"] == "test"
+    kinds = ["random", "supervised", "simclr", "swav", "dino"]
+    assert list(result["encoders"]) == kinds
+    assert all(len(r["folds_macro_f1"]) == 2 and 0 <= r["macro_f1"]["mean"] <= 1 for r in result["encoders"].values())
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    assert [r["encoder"] for r in rows] == kinds
+    splits = {k: json.loads((out / k / "splits.json").read_text())["folds"] for k in kinds}
+    assert all(splits[k] == splits["random"] for k in kinds), "every encoder sees identical folds"

@@ -24,7 +24,7 @@ from smearmil.training.ssl.encoder import CellEncoder
 from smearmil.training.ssl.methods import DINO, SwAV
 from smearmil.training.ssl.pretrain import CellSource, pretrain
 
-TINY = {"image": {"size": 32}, "encoder": {"k": 4}, "epochs": 1, "batch_size": 16, "warmup_epochs": 0}
+TINY = {"image": {"size": 32, "crop": None}, "encoder": {"k": 4}, "epochs": 1, "batch_size": 16, "warmup_epochs": 0}
 
 
 @pytest.mark.parametrize("method", ["simclr", "swav", "dino"])
@@ -63,7 +63,7 @@ def test_swav_queue_fills_and_dino_teacher_follows_the_student() -> None:
 
 def test_killed_pretraining_resumes_from_its_last_checkpoint(sim_cohort: Path, tmp_path: Path) -> None:
     config = tmp_path / "slow.yaml"
-    config.write_text("kind: ssl\nbase: cpu-ssl\nimage: {size: 32}\nencoder: {k: 8}\nepochs: 8\nbatch_size: 16\n")
+    config.write_text("kind: ssl\nbase: cpu-ssl\nimage: {size: 32, crop: null}\nencoder: {k: 8}\nepochs: 8\nbatch_size: 16\n")
     run = tmp_path / "run"
     exe = Path(sys.executable).with_name("smearmil")
     command = [str(exe), "ssl", "pretrain", str(sim_cohort), "--config", str(config), "--out", str(run),

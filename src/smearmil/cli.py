@@ -44,6 +44,8 @@ ClassOpt = Annotated[Optional[str], typer.Option("--class-names", help="Comma-se
 RefOpt = Annotated[Optional[str], typer.Option("--reference-date", help="Date (YYYY-MM-DD) for ages from DOB.")]
 MissingOpt = Annotated[Optional[str], typer.Option("--missing-policy", help="error, or impute (training median).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of folds.")]
+TableJsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
@@ -324,12 +326,12 @@ def train(
 def cv(
     path: DataPath,
     config: ConfigOpt = "cpu-cnn",
-    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, predictions.csv).")] = Path("runs/cv"),
     splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
     cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")] = False,
+    as_json: TableJsonOpt = False,
 ) -> None:
     """Cross-validate a config by patient: DIR/predictions.csv and DIR/summary.json."""
     from .data.splits import SplitPlan
@@ -353,11 +355,11 @@ def cv(
 def compare(
     path: DataPath,
     config: Annotated[str, typer.Option("--config", help="Comparison config: cpu-compare or a YAML file.")] = "cpu-compare",
-    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/compare"),
     cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")] = False,
+    as_json: TableJsonOpt = False,
 ) -> None:
     """Run deep models and baselines on identical folds: comparison.csv/.md, summary.json, ROC plot."""
     from .data.validation import load_cohort
@@ -496,6 +498,8 @@ MethodOpt = Annotated[Optional[str], typer.Option("--method", help="simclr, swav
 HeadOpt = Annotated[str, typer.Option("--head", help="Pooling of the MIL head: attention, gated_attention, mean, max, lse.")]
 HeadEpochsOpt = Annotated[int, typer.Option("--head-epochs", help="Epochs of the MIL head.")]
 UmapOpt = Annotated[bool, typer.Option("--umap/--no-umap", help="UMAP plots of the test cells.")]
+PretrainEpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Pre-training epochs per fold (default: the config's).")]
+SupervisedOpt = Annotated[str, typer.Option("--supervised-config", help="Run config of the supervised encoder.")]
 
 
 def _ssl_config(config: str, method: str | None, epochs: int | None, seed: int | None) -> Any:
@@ -685,12 +689,12 @@ def features_cv_cmd(
     features: Annotated[Path, typer.Argument(metavar="FEATURES", help="Folder written by `smearmil features extract`.")],
     head: HeadOpt = "attention",
     head_epochs: HeadEpochsOpt = 40,
-    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, attention.csv, ...).")] = Path("runs/features-cv"),
     splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
     umap: UmapOpt = True, quiet: QuietOpt = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of tables.")] = False,
+    as_json: TableJsonOpt = False,
 ) -> None:
     """Cross-validate a MIL head on cached features: macro-F1 per fold, attention per cell and cell type."""
     from .data.features import FeatureStore
@@ -724,16 +728,16 @@ def ssl_cv_cmd(
     path: DataPath,
     method: Annotated[str, typer.Option("--method", help="Encoder: simclr, swav, dino, random or supervised.")] = "simclr",
     config: SSLConfigOpt = "cpu-ssl",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Pre-training epochs per fold (default: the config's).")] = None,
+    epochs: PretrainEpochsOpt = None,
     head: HeadOpt = "attention",
     head_epochs: HeadEpochsOpt = 40,
-    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-cv"),
     splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
-    supervised_config: Annotated[str, typer.Option("--supervised-config", help="Run config of the supervised encoder.")] = "cpu-attention",
+    supervised_config: SupervisedOpt = "cpu-attention",
     umap: UmapOpt = True, cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of tables.")] = False,
+    as_json: TableJsonOpt = False,
 ) -> None:
     """Per fold: encoder on the training patients' cells -> features -> MIL head -> test (resumable)."""
     from .data.splits import SplitPlan
@@ -754,15 +758,15 @@ def ssl_compare_cmd(
     path: DataPath,
     encoders: Annotated[str, typer.Option("--encoders", help="Comma-separated: random, supervised, simclr, swav, dino.")] = "random,supervised,simclr,swav,dino",
     config: SSLConfigOpt = "cpu-ssl",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Pre-training epochs per fold (default: the config's).")] = None,
+    epochs: PretrainEpochsOpt = None,
     head: HeadOpt = "attention",
     head_epochs: HeadEpochsOpt = 40,
-    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-compare"),
-    supervised_config: Annotated[str, typer.Option("--supervised-config", help="Run config of the supervised encoder.")] = "cpu-attention",
+    supervised_config: SupervisedOpt = "cpu-attention",
     cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")] = False,
+    as_json: TableJsonOpt = False,
 ) -> None:
     """Encoders through the same MIL head on identical folds; prints macro-F1 mean and std across folds."""
     from .data.validation import load_cohort

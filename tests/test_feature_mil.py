@@ -200,3 +200,18 @@ def test_ssl_compare_runs_every_encoder_on_the_same_folds(sim_cohort: Path, tmp_
     assert [r["encoder"] for r in rows] == kinds
     splits = {k: json.loads((out / k / "splits.json").read_text())["folds"] for k in kinds}
     assert all(splits[k] == splits["random"] for k in kinds), "every encoder sees identical folds"
+
+
+def test_a_random_encoder_is_standardised_on_the_cells_it_embeds(sim_cohort: Path, tmp_path: Path) -> None:
+    import torch
+
+    cohort = load_cohort(sim_cohort, progress=False)
+    cache = build_cache(cohort, Preprocessing(32), tmp_path / "cache", progress=False)
+    raw = CellEncoder.random(EncoderConfig(k=4), Preprocessing(32))
+    fair = raw.calibrated(cache)
+    cells = torch.from_numpy(np.concatenate([cache.bag(p) for p in cache.patient_ids]))
+    channel_means = fair.prepare(cells).mean(dim=(0, 2, 3))
+    assert torch.allclose(channel_means, torch.zeros(3), atol=0.1)
+    assert fair.meta["calibrated"] and not raw.meta["calibrated"] and fair.calibrated(cache) is fair
+    store = extract_features(raw, cohort, cache, tmp_path / "features", progress=False)
+    assert store.encoder["calibrated"] is True

@@ -24,6 +24,7 @@ def cell_features(encoder: CellEncoder, cells: CellSet, cache_dir: str | Path | 
                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Frozen embeddings and class indices of every readable cell, at the encoder's input size."""
     cache = build_cache(cells.as_cohort(), encoder.preprocessing, cache_dir, progress=progress)
+    encoder = encoder.calibrated(cache)
     labels = np.concatenate([np.full(len(cache.rows(c)), cells.class_names.index(c)) for c in cache.patient_ids])
     features = np.concatenate([encoder.embed(cache.bag(c)) for c in cache.patient_ids])
     return features, labels.astype(np.int64)

@@ -128,7 +128,16 @@ class CellEncoder:
             encoder = build_encoder(config, preprocessing.output_size)
         mean, std = statistics or ([0.5] * 3, [0.25] * 3)
         return cls(encoder, ChannelNormalise(mean, std), preprocessing,
-                   {"method": "random", "encoder": config.model_dump(), "seed": seed})
+                   {"method": "random", "encoder": config.model_dump(), "seed": seed, "calibrated": bool(statistics)})
+
+    def calibrated(self, cache: ImageCache, per_patient: int = 50) -> CellEncoder:
+        """A random encoder standardised with the channel statistics of the cells it will embed, as a
+        pre-trained one is with those of its training cells (a fair baseline); other encoders unchanged."""
+        if self.meta.get("method") != "random" or self.meta.get("calibrated"):
+            return self
+        sample = np.concatenate([cache.bag(p)[:per_patient] for p in cache.patient_ids])
+        mean, std = channel_statistics(sample)
+        return CellEncoder(self.encoder, ChannelNormalise(mean, std), self.preprocessing, {**self.meta, "calibrated": True})
 
 
 def extract_features(encoder: CellEncoder, cohort: Cohort, cache: ImageCache, out: str | Path,
@@ -136,4 +145,5 @@ def extract_features(encoder: CellEncoder, cohort: Cohort, cache: ImageCache, ou
     """Embed every cached cell of ``cohort`` and store the embeddings per patient in ``out``."""
     if cache.preprocessing != encoder.preprocessing:
         raise ValueError(f"the cache was made with {cache.preprocessing}; this encoder takes {encoder.preprocessing}")
+    encoder = encoder.calibrated(cache)
     return FeatureStore.write(out, cohort, cache, encoder.embed, encoder.meta, progress)

@@ -20,7 +20,7 @@ from smearmil.data.simulate import SimulationConfig, read_truth, simulate
 from smearmil.evaluation.feature_cv import run_head_cv, store_cv_stores
 from smearmil.models.config import EncoderConfig
 from smearmil.training.feature_mil import HeadConfig, balanced_probabilities, predict_head, train_head
-from smearmil.training.ssl.encoder import CellEncoder, channel_statistics, extract_features
+from smearmil.training.ssl.encoder import CellEncoder, extract_features
 
 CLI = [sys.executable, "-m", "smearmil"]
 
@@ -38,8 +38,7 @@ def four_class(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FeatureS
              progress=False, workers=1)
     cohort = load_cohort(root, progress=False)
     cache = build_cache(cohort, Preprocessing(64), tmp_path_factory.mktemp("cache"), progress=False)
-    sample = np.concatenate([cache.bag(p)[:20] for p in cache.patient_ids])
-    encoder = CellEncoder.random(EncoderConfig(k=16), Preprocessing(64), 0, channel_statistics(sample))
+    encoder = CellEncoder.random(EncoderConfig(k=16), Preprocessing(64))
     return root, extract_features(encoder, cohort, cache, root.parent / "features", progress=False)
 
 
@@ -213,5 +212,8 @@ def test_a_random_encoder_is_standardised_on_the_cells_it_embeds(sim_cohort: Pat
     channel_means = fair.prepare(cells).mean(dim=(0, 2, 3))
     assert torch.allclose(channel_means, torch.zeros(3), atol=0.1)
     assert fair.meta["calibrated"] and not raw.meta["calibrated"] and fair.calibrated(cache) is fair
+    seen = cache.patient_ids[:3]  # ssl cv calibrates on a fold's training patients only
+    theirs = torch.from_numpy(np.concatenate([cache.bag(p) for p in seen]))
+    assert torch.allclose(raw.calibrated(cache, seen).prepare(theirs).mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
     store = extract_features(raw, cohort, cache, tmp_path / "features", progress=False)
     assert store.encoder["calibrated"] is True

@@ -121,3 +121,6 @@ def test_a_mil_model_can_start_from_a_pretrained_encoder_and_fine_tune_it(sim_co
         from smearmil.models.config import build_cnn
 
         initialise_encoders(build_cnn(wrong.model, 2, 32), wrong.model.encoder)
+    empty = load_config("cpu-attention", {**overrides, "model": {"encoder": {"k": 4, "init": str(tmp_path)}}})
+    with pytest.raises(FileNotFoundError, match="model.encoder.init: .*ssl pretrain"):
+        initialise_encoders(build_cnn(empty.model, 2, 32), empty.model.encoder)

@@ -124,7 +124,7 @@ def bench_heads(features: str | Path | None = None, patients: int = 100, cells: 
     from .evaluation.feature_cv import run_head_cv, store_cv_stores
     from .models.config import EncoderConfig
     from .training.feature_mil import HeadConfig
-    from .training.ssl.encoder import CellEncoder, channel_statistics, extract_features
+    from .training.ssl.encoder import CellEncoder, extract_features
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         start = time.perf_counter()
@@ -133,8 +133,7 @@ def bench_heads(features: str | Path | None = None, patients: int = 100, cells: 
             root = simulate(Path(tmp) / "cohort", config, progress=progress)
             cohort = load_cohort(root, progress=progress)
             cache = build_cache(cohort, Preprocessing(64), Path(tmp) / "cache", progress=progress)
-            sample = np.concatenate([cache.bag(p)[:20] for p in cache.patient_ids])
-            encoder = CellEncoder.random(EncoderConfig(k=16), Preprocessing(64), 0, channel_statistics(sample))
+            encoder = CellEncoder.random(EncoderConfig(k=16), Preprocessing(64))  # calibrated on the cells it embeds
             store = extract_features(encoder, cohort, cache, Path(tmp) / "features", progress)
         else:
             store = FeatureStore(features)

@@ -590,7 +590,6 @@ def ssl_pretrain_cmd(
     import time
 
     from .data.cache import build_cache
-    from .data.images import Preprocessing
     from .data.splits import SplitPlan
     from .data.validation import load_cohort
     from .training.ssl.pretrain import CellSource, pretrain
@@ -609,7 +608,7 @@ def ssl_pretrain_cmd(
             if chosen is None:
                 raise ValueError(f"{splits} has no fold {fold!r}; folds: {', '.join(f.name for f in plan.folds)}")
             patients = list(chosen.train) + list(chosen.val)
-        cache = build_cache(cohort, Preprocessing(cfg.image.size, cfg.image.crop), cache_dir, progress=not quiet)
+        cache = build_cache(cohort, cfg.image.preprocessing, cache_dir, progress=not quiet)
         sources.append(CellSource(cache, patients, str(path)))
     start = time.perf_counter()
     encoder = pretrain(sources, cfg, out_dir, progress=not quiet)
@@ -620,12 +619,11 @@ def ssl_pretrain_cmd(
 
 def _load_encoder(spec: str) -> Any:
     """A saved encoder folder, or ``random:<preset>`` for a random encoder of that preset's shape."""
-    from .data.images import Preprocessing
     from .training.ssl.encoder import CellEncoder
 
     if spec.startswith("random"):
         cfg = _ssl_config(spec.partition(":")[2] or "cpu-ssl", None, None, None)
-        return CellEncoder.random(cfg.encoder, Preprocessing(cfg.image.size, cfg.image.crop), cfg.seed)
+        return CellEncoder.random(cfg.encoder, cfg.image.preprocessing, cfg.seed)
     return CellEncoder.load(spec)
 
 

@@ -15,7 +15,6 @@ import numpy as np
 
 from ..data.cache import ImageCache, build_cache
 from ..data.cohort import Cohort
-from ..data.images import Preprocessing
 from ..data.splits import SplitPlan, make_splits
 from ..training.config import RunConfig
 from ..training.fit import train_fold
@@ -44,7 +43,7 @@ class FoldPredictions:
 def image_cache(cohort: Cohort, config: RunConfig, cache_dir: str | Path | None, progress: bool) -> ImageCache | None:
     if not config.model.uses_images:
         return None
-    return build_cache(cohort, Preprocessing(config.image.size, config.image.crop), cache_dir, progress=progress)
+    return build_cache(cohort, config.image.preprocessing, cache_dir, progress=progress)
 
 
 def predictions_csv(folds: Sequence[FoldPredictions], class_names: Sequence[str]) -> str:

@@ -77,8 +77,8 @@ def run_head_cv(cohort: Cohort, stores: StoreForFold, head: HeadConfig, out: str
     write_json(out / "summary.json", summary)
     _plots(results, summary, cohort.class_names, out)
     if umap:
-        names = {d: ("all folds" if len(set(spaces.values())) == 1 else f) for f, d in spaces.items()}
-        _umap_plots(cells, {f: names[d] for f, d in spaces.items()}, out, seed)
+        shared = len(set(spaces.values())) == 1
+        _umap_plots(cells, {f: "all folds" if shared else f for f in spaces}, out, seed)
     return summary
 
 

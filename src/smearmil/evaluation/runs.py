@@ -12,7 +12,6 @@ import numpy as np
 
 from ..data.adhoc import cohort_from_folders
 from ..data.cohort import Cohort
-from ..data.images import Preprocessing
 from ..data.splits import SplitPlan, make_splits
 from ..training.config import RunConfig
 from ..training.fit import train_fold
@@ -97,7 +96,7 @@ def predict_folders(run: str | Path, folders: Sequence[str | Path], attributes_c
         attributes = trained.encoder.transform(cohort, ids)
     else:
         attributes = np.zeros((len(ids), 0), np.float32)
-    prep = Preprocessing(trained.config.image.size, trained.config.image.crop)
+    prep = trained.config.image.preprocessing
     bags = [np.stack([prep.load(p.read_bytes(), p.name) for p in cohort[i].images]) if trained.uses_images else None
             for i in ids]
     predictions = trained.predict_arrays(ids, bags, attributes)

@@ -12,18 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from ..data.cache import ImageCache, build_cache
 from ..data.cohort import Cohort
 from ..data.features import FeatureStore
-from ..data.images import Preprocessing
 from ..data.splits import Fold, SplitPlan, make_splits
 from ..training.config import load_config
 from ..training.feature_mil import HeadConfig
 from ..training.fit import train_fold
 from ..training.ssl.config import SSLConfig
-from ..training.ssl.encoder import CellEncoder, channel_statistics, extract_features
+from ..training.ssl.encoder import CellEncoder, extract_features
 from ..training.ssl.pretrain import CellSource, pretrain
 from ..utils.atomic import write_json, write_text
 from .feature_cv import run_head_cv
@@ -36,8 +34,7 @@ def fold_encoder(kind: str, cohort: Cohort, cache: ImageCache, fold: Fold, ssl: 
     """The encoder of ``kind`` for one fold, learnt from the fold's training (and validation) patients only."""
     seen = list(fold.train) + list(fold.val)
     if kind == "random":
-        sample = np.concatenate([cache.bag(i)[:50] for i in seen])
-        return CellEncoder.random(ssl.encoder, cache.preprocessing, ssl.seed, channel_statistics(sample))
+        return CellEncoder.random(ssl.encoder, cache.preprocessing, ssl.seed).calibrated(cache, seen)
     if kind == "supervised":
         config = load_config(supervised_config, {"seed": ssl.seed, "image": ssl.image.model_dump(),
                                                  "model": {"encoder": ssl.encoder.model_dump()}})
@@ -53,7 +50,7 @@ def run_encoder_cv(cohort: Cohort, kind: str, ssl: SSLConfig, head: HeadConfig, 
                    seed: int = 0, splits: SplitPlan | None = None, cache_dir: str | Path | None = None,
                    supervised_config: str = "cpu-attention", progress: bool = True, umap: bool = True) -> dict[str, Any]:
     """Per fold: encoder of ``kind`` -> features of every cell -> head trained and tested; CV summary."""
-    cache = build_cache(cohort, Preprocessing(ssl.image.size, ssl.image.crop), cache_dir, progress=progress)
+    cache = build_cache(cohort, ssl.image.preprocessing, cache_dir, progress=progress)
 
     def store(fold: Fold, fold_dir: Path) -> FeatureStore:
         features = fold_dir / "features"

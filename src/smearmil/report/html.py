@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from ..data.cache import build_cache
-from ..data.images import Preprocessing
 from ..data.inspect import summarise
 from ..data.options import DataOptions
 from ..data.validation import load_cohort
@@ -207,8 +206,7 @@ def _galleries(report: Report, run: Path, cohort: Any, n: int, cache_dir: str | 
     s = report.section("Cells that drive the decision")
     report.text(s, "Most and least contributing cells of a few test patients (misclassified first), each above "
                    "its guided-backpropagation saliency.")
-    cache = build_cache(cohort, Preprocessing(image_models[0].model.config.image.size,
-                                              image_models[0].model.config.image.crop), cache_dir, progress=progress)
+    cache = build_cache(cohort, image_models[0].model.config.image.preprocessing, cache_dir, progress=progress)
     for r in rows[:n]:
         fold = models.get(r["fold"])
         if fold is None or not fold.model.uses_images:

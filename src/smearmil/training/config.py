@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..data.images import Preprocessing
 from ..data.options import DataOptions
 from ..models.config import ModelConfig
 
@@ -32,6 +33,10 @@ class ImageConfig(Strict):
     @property
     def input_size(self) -> int:
         return self.crop or self.size
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.size, self.crop)
 
 
 class AugmentConfig(Strict):

@@ -7,7 +7,6 @@ A finished stage leaves ``model.pt``; an interrupted one resumes from ``checkpoi
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -146,19 +145,18 @@ def initialise_encoders(model: MILModel, config: EncoderConfig) -> MILModel:
     """Load the pre-trained weights ``config.init`` names into every CNN expert of ``model`` (fine-tuning)."""
     if config.init is None:
         return model
-    from .ssl.encoder import ENCODER_META, ENCODER_WEIGHTS
+    from .ssl.encoder import CellEncoder
 
-    folder = Path(config.init)
-    if not (folder / ENCODER_META).is_file():
-        raise FileNotFoundError(f"model.encoder.init: {folder} holds no {ENCODER_META}; give a `smearmil ssl pretrain` folder")
-    meta = json.loads((folder / ENCODER_META).read_text(encoding="utf-8"))
-    shape = {k: meta["encoder"][k] for k in ("name", "k", "blocks")}
+    try:
+        pretrained = CellEncoder.load(config.init)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"model.encoder.init: {err}; give a `smearmil ssl pretrain` folder") from err
+    shape = {k: pretrained.meta["encoder"][k] for k in ("name", "k", "blocks")}
     if shape != {k: getattr(config, k) for k in shape}:
-        raise ValueError(f"model.encoder.init: {folder} holds a {shape} encoder; set model.encoder to the same "
+        raise ValueError(f"model.encoder.init: {config.init} holds a {shape} encoder; set model.encoder to the same "
                          "name, k and blocks to fine-tune it")
-    state = torch.load(folder / ENCODER_WEIGHTS, map_location="cpu", weights_only=True)
     for cnn in (m for m in model.modules() if isinstance(m, CNNModel)):
-        cnn.encoder.load_state_dict(state)
+        cnn.encoder.load_state_dict(pretrained.encoder.state_dict())
     return model
 
 

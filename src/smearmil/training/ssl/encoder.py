@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,28 +114,25 @@ class CellEncoder:
         if cnn is None or trained.transform is None:
             raise ValueError(f"{directory}: the model has no image encoder")
         transform = trained.transform.eval()
-        image = trained.config.image
         meta = {"method": "supervised", "encoder": trained.config.model.encoder.model_dump(), "source": str(directory)}
-        return cls(cnn.encoder, lambda x: transform(x, train=False), Preprocessing(image.size, image.crop),  # type: ignore[attr-defined]
-                   meta)
+        return cls(cnn.encoder, lambda x: transform(x, train=False), trained.config.image.preprocessing, meta)  # type: ignore[attr-defined]
 
     @classmethod
-    def random(cls, config: EncoderConfig, preprocessing: Preprocessing, seed: int = 0,
-               statistics: tuple[list[float], list[float]] | None = None) -> CellEncoder:
-        """A randomly initialised encoder (the baseline every pre-training must beat)."""
+    def random(cls, config: EncoderConfig, preprocessing: Preprocessing, seed: int = 0) -> CellEncoder:
+        """A randomly initialised encoder (the baseline every pre-training must beat); placeholder channel
+        statistics until :meth:`calibrated` sets those of real cells."""
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             encoder = build_encoder(config, preprocessing.output_size)
-        mean, std = statistics or ([0.5] * 3, [0.25] * 3)
-        return cls(encoder, ChannelNormalise(mean, std), preprocessing,
-                   {"method": "random", "encoder": config.model_dump(), "seed": seed, "calibrated": bool(statistics)})
+        return cls(encoder, ChannelNormalise([0.5] * 3, [0.25] * 3), preprocessing,
+                   {"method": "random", "encoder": config.model_dump(), "seed": seed, "calibrated": False})
 
-    def calibrated(self, cache: ImageCache, per_patient: int = 50) -> CellEncoder:
-        """A random encoder standardised with the channel statistics of the cells it will embed, as a
-        pre-trained one is with those of its training cells (a fair baseline); other encoders unchanged."""
+    def calibrated(self, cache: ImageCache, patients: Sequence[str] | None = None, per_patient: int = 50) -> CellEncoder:
+        """A random encoder standardised with the channel statistics of ``patients``' cells (default: all it
+        will embed), as a pre-trained one is with those of its training cells; other encoders unchanged."""
         if self.meta.get("method") != "random" or self.meta.get("calibrated"):
             return self
-        sample = np.concatenate([cache.bag(p)[:per_patient] for p in cache.patient_ids])
+        sample = np.concatenate([cache.bag(p)[:per_patient] for p in (patients or cache.patient_ids)])
         mean, std = channel_statistics(sample)
         return CellEncoder(self.encoder, ChannelNormalise(mean, std), self.preprocessing, {**self.meta, "calibrated": True})
 

@@ -23,7 +23,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from ...data.cache import ImageCache
-from ...data.images import Preprocessing
 from ...utils.atomic import write_text
 from ..fit import _QUIET, AtomicCheckpointIO, _loggers, resolve_precision
 from .config import SSLConfig
@@ -112,7 +111,7 @@ def pretrain(sources: Sequence[CellSource], config: SSLConfig, out: str | Path, 
         return CellEncoder.load(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "ssl.yaml", config.to_yaml())
-    prep = Preprocessing(config.image.size, config.image.crop)
+    prep = config.image.preprocessing
     for s in sources:
         if s.cache.preprocessing != prep:
             raise ValueError(f"{s.name or s.cache.root}: cached with {s.cache.preprocessing} but the config needs {prep}")

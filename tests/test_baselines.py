@@ -8,7 +8,7 @@ from skimage.draw import disk
 from skimage.feature import graycomatrix, graycoprops
 
 from smearmil.baselines import BASELINES
-from smearmil.baselines.features import (
+from smearmil.baselines.handcrafted import (
     FEATURE_NAMES,
     GLCM,
     SHAPE,

@@ -18,9 +18,10 @@ from smearmil.data.features import FeatureStore
 from smearmil.data.images import Preprocessing
 from smearmil.data.simulate import SimulationConfig, read_truth, simulate
 from smearmil.evaluation.feature_cv import run_head_cv, store_cv_stores
-from smearmil.models.config import EncoderConfig
+from smearmil.models.cell_encoder import CellEncoder, extract_features
+from smearmil.models.encoders import EncoderConfig
+from smearmil.models.pooling import POOLINGS
 from smearmil.training.feature_mil import HeadConfig, balanced_probabilities, predict_head, train_head
-from smearmil.training.ssl.encoder import CellEncoder, extract_features
 
 CLI = [sys.executable, "-m", "smearmil"]
 
@@ -59,7 +60,7 @@ def test_the_feature_store_keeps_every_cell_with_its_id(four_class: tuple[Path, 
     assert store.encoder["method"] == "random"
 
 
-@pytest.mark.parametrize("pooling", ["attention", "gated_attention", "mean", "max", "lse"])
+@pytest.mark.parametrize("pooling", POOLINGS.names())
 def test_every_head_trains_on_cached_features_and_predicts_distributions(
     four_class: tuple[Path, FeatureStore], pooling: str
 ) -> None:
@@ -75,7 +76,7 @@ def test_every_head_trains_on_cached_features_and_predicts_distributions(
 def test_attention_mil_on_cached_features_finds_the_abnormal_cells(four_class: tuple[Path, FeatureStore], tmp_path: Path) -> None:
     root, store = four_class
     summary = run_head_cv(store.cohort(), store_cv_stores(store), HeadConfig(), tmp_path, folds=5, progress=False,
-                          umap=False)
+                          umap=False).summary
     assert summary["metrics"]["macro_f1"]["mean"] >= 0.9
     assert len(summary["folds"]) == 5 and all("macro_f1" in f for f in summary["folds"])
     assert set(summary["per_class_f1"]) == {"class_0", "class_1", "class_2", "class_3"}

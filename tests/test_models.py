@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from smearmil.models import Bags, ModelConfig, ResNetK, build_model
+from smearmil.models import MODELS, Bags, ModelConfig, ResNetK, build_model
 from smearmil.models.base import logits_from_probabilities, probabilities
 from smearmil.training.augment import BatchTransform
 
@@ -40,7 +40,7 @@ def _bags(n_classes: int, n_attributes: int = 2) -> Bags:
     return Bags(torch.randn(6, 3, 32, 32), segments, 3, torch.randn(3, n_attributes), torch.tensor([0, 1, n_classes - 1]))
 
 
-@pytest.mark.parametrize("kind", ["cnn", "mlp", "avg", "moe"])
+@pytest.mark.parametrize("kind", MODELS.names())
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_models_share_one_interface(kind: str, n_classes: int) -> None:
     config = ModelConfig(kind=kind, encoder={"k": 2}, pooling={"name": "attention", "hidden": 4})
@@ -48,7 +48,7 @@ def test_models_share_one_interface(kind: str, n_classes: int) -> None:
     bags = _bags(n_classes)
     out = model(bags)
     assert out.logits.shape == (3, 1 if n_classes == 2 else n_classes)
-    if kind != "mlp":
+    if MODELS.get(kind).uses("images"):
         assert out.weights is not None and out.weights.shape == (6,)
         assert torch.allclose(torch.zeros(3).index_add(0, bags.segments, out.weights), torch.ones(3))
     loss = model.loss(out, bags.labels)

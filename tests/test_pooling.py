@@ -5,14 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from smearmil.models.pooling import POOLINGS
+from smearmil.models.pooling import POOLINGS, PoolingConfig
 
-NAMES = ["mean", "max", "lse", "attention", "gated_attention"]
+NAMES = POOLINGS.names()  # every registered pooling, including ones added later
+
+
+def pooling(name: str, dim: int = 6, **params: float) -> torch.nn.Module:
+    """Pooling ``name`` with those of ``params`` it declares (e.g. LSE's r, attention's hidden units)."""
+    declared = POOLINGS.params(name).model_fields
+    return PoolingConfig(name=name, **{k: v for k, v in params.items() if k in declared}).build(dim)
 
 
 def make(name: str, dim: int = 6, r: float = 2.0) -> torch.nn.Module:
     torch.manual_seed(0)
-    return POOLINGS.build(name, in_dim=dim, r=r, hidden=8).double()
+    return pooling(name, dim, r=r, hidden=8).double()
 
 
 def flat_batch(sizes: list[int], dim: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,16 +64,16 @@ def test_pooling_values_match_their_definitions() -> None:
 
 def test_lse_limits_max_and_mean() -> None:
     x, seg = flat_batch([6, 9, 1])
-    top = POOLINGS.build("max")(x, seg, 3)[0]
-    mean = POOLINGS.build("mean")(x, seg, 3)[0]
-    assert torch.allclose(POOLINGS.build("lse", r=1e4)(x, seg, 3)[0], top, atol=1e-3)
-    assert torch.allclose(POOLINGS.build("lse", r=1e-4)(x, seg, 3)[0], mean, atol=1e-3)
+    top = pooling("max")(x, seg, 3)[0]
+    mean = pooling("mean")(x, seg, 3)[0]
+    assert torch.allclose(pooling("lse", r=1e4)(x, seg, 3)[0], top, atol=1e-3)
+    assert torch.allclose(pooling("lse", r=1e-4)(x, seg, 3)[0], mean, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("r", [1e-4, 1.0, 1e4])
 def test_no_nan_or_inf_for_tiny_and_huge_bags(name: str, r: float) -> None:
-    pool = POOLINGS.build(name, in_dim=16, r=r, hidden=8)  # float32, as in training
+    pool = pooling(name, 16, r=r, hidden=8)  # float32, as in training
     for sizes in ([1], [5000], [1, 5000, 2]):
         x, seg = flat_batch(sizes, dim=16)
         x = (x * 20).float().requires_grad_(True)  # large activations

@@ -18,21 +18,24 @@ import torch
 from smearmil.data import load_cohort
 from smearmil.data.cache import build_cache
 from smearmil.data.images import Preprocessing
-from smearmil.models.config import EncoderConfig
+from smearmil.models.cell_encoder import CellEncoder
+from smearmil.models.encoders import EncoderConfig
+from smearmil.training.ssl import SSL_METHODS
 from smearmil.training.ssl.config import load_ssl_config
-from smearmil.training.ssl.encoder import CellEncoder
-from smearmil.training.ssl.methods import DINO, SwAV
+from smearmil.training.ssl.dino import DINO
 from smearmil.training.ssl.pretrain import CellSource, pretrain
+from smearmil.training.ssl.swav import SwAV
 
 TINY = {"image": {"size": 32, "crop": None}, "encoder": {"k": 4}, "epochs": 1, "batch_size": 16, "warmup_epochs": 0}
 
 
-@pytest.mark.parametrize("method", ["simclr", "swav", "dino"])
+@pytest.mark.parametrize("method", SSL_METHODS.names())
 def test_each_method_pretrains_and_saves_an_encoder_that_reloads(sim_cohort: Path, tmp_path: Path, method: str) -> None:
     cohort = load_cohort(sim_cohort, progress=False)
     cache = build_cache(cohort, Preprocessing(32), tmp_path / "k", progress=False)
     seen = cohort.ids[:8]
-    config = load_ssl_config("cpu-ssl", {**TINY, "method": method, "swav": {"queue_length": 32, "queue_start_epoch": 0}})
+    extra = {"queue_length": 32, "queue_start_epoch": 0} if method == "swav" else {}
+    config = load_ssl_config("cpu-ssl", {**TINY, "method": {"name": method, **extra}})
     encoder = pretrain([CellSource(cache, seen, "sim")], config, tmp_path / "run", progress=False)
     meta = json.loads((tmp_path / "run" / "encoder.json").read_text())
     assert meta["method"] == method and meta["sources"][0]["patients"] == sorted(seen)
@@ -45,13 +48,14 @@ def test_each_method_pretrains_and_saves_an_encoder_that_reloads(sim_cohort: Pat
 
 
 def test_swav_queue_fills_and_dino_teacher_follows_the_student() -> None:
-    config = load_ssl_config("cpu-ssl-swav", {**TINY, "swav": {"queue_length": 8}})
+    config = load_ssl_config("cpu-ssl-swav", {**TINY, "method": {"name": "swav", "queue_length": 8}})
     encoder = CellEncoder.random(EncoderConfig(k=4), Preprocessing(32)).encoder.train()
-    swav = SwAV(encoder, config.swav)
+    swav = config.build_method(encoder)
+    assert isinstance(swav, SwAV)
     views = [torch.randn(6, 3, 32, 32), torch.randn(6, 3, 32, 32), torch.randn(6, 3, 16, 16)]
     swav.training_loss(views, epoch=0)
     assert int(swav.queue_filled) == 8 and swav.queue.abs().sum() > 0
-    dino = DINO(CellEncoder.random(EncoderConfig(k=4), Preprocessing(32)).encoder.train(), load_ssl_config("cpu-ssl-dino").dino)
+    dino = DINO(CellEncoder.random(EncoderConfig(k=4), Preprocessing(32)).encoder.train(), load_ssl_config("cpu-ssl-dino").method.params)
     with torch.no_grad():
         for p in dino.encoder.parameters():
             p.add_(1.0)
@@ -98,8 +102,10 @@ def test_a_wrong_config_kind_is_refused_clearly(tmp_path: Path) -> None:
 
 def test_a_mil_model_can_start_from_a_pretrained_encoder_and_fine_tune_it(sim_cohort: Path, tmp_path: Path) -> None:
     from smearmil.data.splits import make_splits
+    from smearmil.models.experts import build_cnn, initialised
+    from smearmil.models.kinds import ModelDims
     from smearmil.training.config import load_config
-    from smearmil.training.fit import initialise_encoders, train_fold
+    from smearmil.training.fit import train_fold
 
     cohort = load_cohort(sim_cohort, progress=False)
     cache = build_cache(cohort, Preprocessing(32), tmp_path / "k", progress=False)
@@ -117,10 +123,9 @@ def test_a_mil_model_can_start_from_a_pretrained_encoder_and_fine_tune_it(sim_co
     first_conv = next(k for k in saved if k.endswith("weight"))
     assert torch.corrcoef(torch.stack([saved[first_conv].flatten(), tuned[first_conv].flatten()]))[0, 1] > 0.9
     wrong = load_config("cpu-attention", {**overrides, "model": {"encoder": {"k": 8, "init": str(tmp_path / "ssl")}}})
+    dims = ModelDims(2, 0, 32)
     with pytest.raises(ValueError, match="set model.encoder to the same"):
-        from smearmil.models.config import build_cnn
-
-        initialise_encoders(build_cnn(wrong.model, 2, 32), wrong.model.encoder)
+        initialised(build_cnn(wrong.model, dims), wrong.model)
     empty = load_config("cpu-attention", {**overrides, "model": {"encoder": {"k": 4, "init": str(tmp_path)}}})
     with pytest.raises(FileNotFoundError, match="model.encoder.init: .*ssl pretrain"):
-        initialise_encoders(build_cnn(empty.model, 2, 32), empty.model.encoder)
+        initialised(build_cnn(empty.model, dims), empty.model)

@@ -18,8 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from smearmil.data import load_cohort
-from smearmil.data.splits import make_splits
 from smearmil.data.simulate import SimulationConfig, simulate
+from smearmil.data.splits import make_splits
 from smearmil.evaluation.cv import run_cv
 from smearmil.evaluation.runs import evaluate_run, predict_folders, train_run
 from smearmil.training.config import load_config
@@ -105,7 +105,7 @@ def test_cv_writes_predictions_and_summary(tmp_path: Path, sim_cohort: Path) -> 
     cohort = load_cohort(sim_cohort, progress=False)
     config = load_config("cpu-moe", {"image": {"size": 32, "crop": None},
                                      "train": {"epochs": 1, "stages": {"mlp": {"epochs": 3}, "moe": {"epochs": 1}}}})
-    summary = run_cv(cohort, config, tmp_path / "cv", folds=3, seed=4, cache_dir=tmp_path / "k", progress=False)
+    summary = run_cv(cohort, config, tmp_path / "cv", folds=3, seed=4, cache_dir=tmp_path / "k", progress=False).summary
     on_disk = json.loads((tmp_path / "cv" / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
     assert {"metrics", "pooled", "wall_seconds"} <= set(on_disk)
@@ -158,7 +158,7 @@ def test_multi_class_attention_mil_trains_and_reports_macro_f1(tmp_path: Path) -
                     progress=False)
     cohort = load_cohort(root, progress=False)
     config = load_config("cnn-attention-k4", {"image": {"size": 32}, "train": {"epochs": 1}})
-    summary = run_cv(cohort, config, tmp_path / "cv", folds=2, seed=0, cache_dir=tmp_path / "k", progress=False)
+    summary = run_cv(cohort, config, tmp_path / "cv", folds=2, seed=0, cache_dir=tmp_path / "k", progress=False).summary
     assert set(summary["per_class_f1"]) == {"class_0", "class_1", "class_2"}
     assert len(summary["confusion_matrix"]) == 3 and summary["metrics"]["macro_f1"]["mean"] is not None
 

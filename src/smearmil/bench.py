@@ -85,7 +85,7 @@ def bench_features(path: str | Path, options: DataOptions | None = None, n_cells
     """Time the 94 hand-crafted features on a sample of cells, in one process and in ``n_jobs``."""
     from joblib import Parallel, delayed
 
-    from .baselines.features import cell_features
+    from .baselines.handcrafted import cell_features
 
     cohort = load_cohort(path, options, progress)
     cache = build_cache(cohort, Preprocessing(size), cache_dir, progress=progress)
@@ -122,9 +122,9 @@ def bench_heads(features: str | Path | None = None, patients: int = 100, cells: 
     from .data.features import FeatureStore
     from .data.simulate import SimulationConfig, simulate
     from .evaluation.feature_cv import run_head_cv, store_cv_stores
-    from .models.config import EncoderConfig
-    from .training.feature_mil import HeadConfig
-    from .training.ssl.encoder import CellEncoder, extract_features
+    from .models.cell_encoder import CellEncoder, extract_features
+    from .models.encoders import EncoderConfig
+    from .training.feature_mil import load_head_config
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         start = time.perf_counter()
@@ -139,8 +139,8 @@ def bench_heads(features: str | Path | None = None, patients: int = 100, cells: 
             store = FeatureStore(features)
         prepared = time.perf_counter() - start
         start = time.perf_counter()
-        summary = run_head_cv(store.cohort(), store_cv_stores(store), HeadConfig(pooling=pooling, epochs=epochs),
-                              Path(tmp) / "cv", folds, progress=progress, umap=False)
+        summary = run_head_cv(store.cohort(), store_cv_stores(store), load_head_config(pooling, {"epochs": epochs}),
+                              Path(tmp) / "cv", folds, progress=progress, umap=False).summary
         seconds = time.perf_counter() - start
         return HeadBench(len(store.patient_ids), int(store.features.shape[0]), folds, prepared, seconds,
                          float(summary["metrics"]["macro_f1"]["mean"]))

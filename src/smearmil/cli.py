@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import date
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,8 +16,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from .baselines import BASELINES
+from .data.layouts import LAYOUTS
 from .data.options import DataOptions
 from .data.problems import DataError
+from .models import ENCODERS, MODELS, POOLINGS
+from .training.ssl import SSL_METHODS
+from .utils.config_files import shipped_presets
 from .utils.progress import console as err_console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Deep multiple-instance learning on blood-smear cells.")
@@ -34,15 +39,15 @@ out = Console(width=None if sys.stdout.isatty() else 140)  # pipes and CI logs g
 F = TypeVar("F", bound=Callable[..., Any])
 
 DataPath = Annotated[Path, typer.Argument(help="Folder of the data set.")]
-LayoutOpt = Annotated[str, typer.Option("--layout", help="auto, lymphocytosis, patient-folders or single-cell.")]
-CsvOpt = Annotated[Optional[Path], typer.Option("--csv", help="Clinical table, if not found by the layout.")]
-SpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="YAML file of data options (columns, classes, ...).")]
-IdOpt = Annotated[Optional[str], typer.Option("--id-column", help="Patient-id column.")]
-LabelOpt = Annotated[Optional[str], typer.Option("--label-column", help="Label column.")]
-AttrOpt = Annotated[Optional[str], typer.Option("--attributes", help="Comma-separated attribute columns.")]
-ClassOpt = Annotated[Optional[str], typer.Option("--class-names", help="Comma-separated class names, in label order.")]
-RefOpt = Annotated[Optional[str], typer.Option("--reference-date", help="Date (YYYY-MM-DD) for ages from DOB.")]
-MissingOpt = Annotated[Optional[str], typer.Option("--missing-policy", help="error, or impute (training median).")]
+LayoutOpt = Annotated[str, typer.Option("--layout", help=f"auto, or one of: {LAYOUTS.choices()}.")]
+CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Clinical table, if not found by the layout.")]
+SpecOpt = Annotated[Path | None, typer.Option("--spec", help="YAML file of data options (columns, classes, ...).")]
+IdOpt = Annotated[str | None, typer.Option("--id-column", help="Patient-id column.")]
+LabelOpt = Annotated[str | None, typer.Option("--label-column", help="Label column.")]
+AttrOpt = Annotated[str | None, typer.Option("--attributes", help="Comma-separated attribute columns.")]
+ClassOpt = Annotated[str | None, typer.Option("--class-names", help="Comma-separated class names, in label order.")]
+RefOpt = Annotated[str | None, typer.Option("--reference-date", help="Date (YYYY-MM-DD) for ages from DOB.")]
+MissingOpt = Annotated[str | None, typer.Option("--missing-policy", help="error, or impute (training median).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of folds.")]
 TableJsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")]
@@ -103,7 +108,7 @@ def bench_features_cmd(
     jobs: Annotated[int, typer.Option(help="Parallel processes.")] = 2,
     target_cells: Annotated[int, typer.Option(help="Cohort size to project the time for.")] = 13000,
     goal_minutes: Annotated[float, typer.Option(help="Time goal for that cohort.")] = 20.0,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Cells per second of the 94 hand-crafted features; last line `ratio: goal / projected time`."""
@@ -122,6 +127,23 @@ def bench_features_cmd(
 def version() -> None:
     """Print the smearmil version."""
     out.print(__version__)
+
+
+REGISTRIES = {"model kinds": MODELS, "encoders": ENCODERS, "poolings": POOLINGS, "SSL methods": SSL_METHODS,
+              "layouts": LAYOUTS, "baselines": BASELINES}
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Every registered component a config can name, and the shipped presets of each config kind."""
+    table = Table(title="components and presets")
+    table.add_column("kind")
+    table.add_column("names", overflow="fold")
+    for kind, registry in REGISTRIES.items():
+        table.add_row(kind, registry.choices())
+    for kind in ("run", "ssl", "head", "compare"):
+        table.add_row(f"{kind} presets", ", ".join(shipped_presets(kind)) or "-")
+    out.print(table)
 
 
 @app.command()
@@ -226,8 +248,8 @@ def _class_mix(cohort: Any, ids: tuple[str, ...]) -> str:
 def cache_cmd(
     path: DataPath,
     size: Annotated[int, typer.Option(help="Side the images are resized to.")] = 224,
-    crop: Annotated[Optional[int], typer.Option(help="Keep the central CROP pixels after resizing.")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder (default $SMEARMIL_CACHE_DIR or ~/.cache/smearmil).")] = None,
+    crop: Annotated[int | None, typer.Option(help="Keep the central CROP pixels after resizing.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default $SMEARMIL_CACHE_DIR or ~/.cache/smearmil).")] = None,
     key: Annotated[str, typer.Option(help="stat (path, size, mtime) or content (file hashes).")] = "stat",
     layout: LayoutOpt = "auto", csv: CsvOpt = None, spec: SpecOpt = None, quiet: QuietOpt = False,
 ) -> None:
@@ -246,8 +268,8 @@ def cache_cmd(
 def bench_cache_cmd(
     path: DataPath,
     size: Annotated[int, typer.Option(help="Side the images are resized to.")] = 224,
-    crop: Annotated[Optional[int], typer.Option(help="Central crop after resizing.")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder.")] = None,
+    crop: Annotated[int | None, typer.Option(help="Central crop after resizing.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
     layout: LayoutOpt = "auto", quiet: QuietOpt = False,
 ) -> None:
     """Time one epoch from the cache against decoding the same images; last line `ratio: N`."""
@@ -261,8 +283,9 @@ def bench_cache_cmd(
     out.print(f"ratio: {result.ratio:.1f}")
 
 
-ConfigOpt = Annotated[str, typer.Option("--config", help="Preset name (e.g. cpu-moe, cnn-mean-k32) or YAML file.")]
-CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Image cache folder.")]
+ConfigOpt = Annotated[str, typer.Option("--config", help=f"YAML file, preset ({', '.join(shipped_presets('run'))}) or a "
+                                        "paper row (e.g. cnn-mean-k32, moe-p2-k32, mlp).")]
+CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Image cache folder.")]
 
 
 def _run_config(config: str, layout: str, seed: int | None) -> Any:
@@ -302,9 +325,9 @@ def train(
     path: DataPath,
     config: ConfigOpt = "cpu-cnn",
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/run"),
-    splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file (default: hold-out from the config).")] = None,
-    fold: Annotated[Optional[str], typer.Option("--fold", help="Fold of the splits file to train on.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (default: the config's).")] = None,
+    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file (default: hold-out from the config).")] = None,
+    fold: Annotated[str | None, typer.Option("--fold", help="Fold of the splits file to train on.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: the config's).")] = None,
     cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
 ) -> None:
     """Train one model on a patient-level hold-out split (resumes if OUT holds an interrupted run)."""
@@ -329,7 +352,7 @@ def cv(
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, predictions.csv).")] = Path("runs/cv"),
-    splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
     cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
@@ -341,7 +364,7 @@ def cv(
     cfg = _run_config(config, layout, seed)
     cohort = load_cohort(path, cfg.data, progress=not quiet)
     plan = SplitPlan.load(splits) if splits else None
-    summary = run_cv(cohort, cfg, out_dir, folds, seed, cache_dir, plan, progress=not (quiet or as_json))
+    summary = run_cv(cohort, cfg, out_dir, folds, seed, cache_dir, plan, progress=not (quiet or as_json)).summary
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
@@ -354,7 +377,7 @@ def cv(
 @guarded
 def compare(
     path: DataPath,
-    config: Annotated[str, typer.Option("--config", help="Comparison config: cpu-compare or a YAML file.")] = "cpu-compare",
+    config: Annotated[str, typer.Option("--config", help=f"Comparison config: {', '.join(shipped_presets('compare'))} or a YAML file.")] = "cpu-compare",
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/compare"),
@@ -392,9 +415,9 @@ def repeatability(
     """Predict several image sets of each patient with every model of a run (the paper's Table 5)."""
     from .data.validation import load_cohort
     from .evaluation.repeatability import repeatability_plot, run_repeatability
-    from .evaluation.runs_io import fold_models
+    from .training.run_dir import RunDir
 
-    cohort = load_cohort(path, fold_models(run)[0].model.config.data, progress=not (quiet or as_json))
+    cohort = load_cohort(path, RunDir(run).fold_models()[0].model.config.data, progress=not (quiet or as_json))
     result = run_repeatability(run, cohort, sets, fraction, seed, given, cache_dir, progress=not (quiet or as_json))
     repeatability_plot(result, run / "repeatability.png")
     if as_json:
@@ -417,7 +440,7 @@ def repeatability(
 @guarded
 def report(
     run: Annotated[Path, typer.Argument(help="Folder written by train, cv or compare.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Data set (default: the one the run recorded).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Data set (default: the one the run recorded).")] = None,
     galleries: Annotated[int, typer.Option(help="Patients with cell galleries (misclassified first).")] = 3,
     cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
 ) -> None:
@@ -455,7 +478,7 @@ def evaluate(
 def predict(
     run: Annotated[Path, typer.Argument(help="Run folder written by `smearmil train`.")],
     patients: Annotated[list[Path], typer.Argument(help="One folder of cell images per patient.")],
-    attributes: Annotated[Optional[Path], typer.Option("--attributes", help="CSV: id column + attributes (or DOB, LYMPH_COUNT).")] = None,
+    attributes: Annotated[Path | None, typer.Option("--attributes", help="CSV: id column + attributes (or DOB, LYMPH_COUNT).")] = None,
     top: Annotated[int, typer.Option(help="How many cells to list, by weight.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -493,12 +516,13 @@ def demo(
     out.print(f"report -> {result.report_html}")
 
 
-SSLConfigOpt = Annotated[str, typer.Option("--config", help="Pre-training preset (cpu-ssl, cpu-ssl-swav, cpu-ssl-dino) or YAML file.")]
-MethodOpt = Annotated[Optional[str], typer.Option("--method", help="simclr, swav or dino (default: the config's).")]
-HeadOpt = Annotated[str, typer.Option("--head", help="Pooling of the MIL head: attention, gated_attention, mean, max, lse.")]
+SSLConfigOpt = Annotated[str, typer.Option("--config", help=f"Pre-training preset ({', '.join(shipped_presets('ssl'))}) or YAML file.")]
+MethodOpt = Annotated[str | None, typer.Option("--method", help=f"{SSL_METHODS.choices()} (default: the config's).")]
+HeadOpt = Annotated[str, typer.Option("--head", help=f"Pooling of the MIL head ({POOLINGS.choices()}), or a head "
+                                      "config (YAML file with kind: head).")]
 HeadEpochsOpt = Annotated[int, typer.Option("--head-epochs", help="Epochs of the MIL head.")]
 UmapOpt = Annotated[bool, typer.Option("--umap/--no-umap", help="UMAP plots of the test cells.")]
-PretrainEpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Pre-training epochs per fold (default: the config's).")]
+PretrainEpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Pre-training epochs per fold (default: the config's).")]
 SupervisedOpt = Annotated[str, typer.Option("--supervised-config", help="Run config of the supervised encoder.")]
 
 
@@ -513,14 +537,9 @@ def _ssl_config(config: str, method: str | None, epochs: int | None, seed: int |
 
 
 def _head_config(head: str, epochs: int) -> Any:
-    from pydantic import ValidationError
+    from .training.feature_mil import load_head_config
 
-    from .training.feature_mil import HeadConfig
-
-    try:
-        return HeadConfig(pooling=head, epochs=epochs)
-    except ValidationError as error:
-        raise ValueError(f"--head {head}: {error.errors()[0]['msg']}") from None
+    return load_head_config(head, {"epochs": epochs})
 
 
 def _fold_table(title: str, summary: dict[str, Any]) -> Table:
@@ -552,7 +571,7 @@ def _attention_table(summary: dict[str, Any]) -> Table | None:
 @bench_app.command("heads")
 @guarded
 def bench_heads_cmd(
-    features: Annotated[Optional[Path], typer.Argument(help="Feature folder (default: simulate 4 classes and embed).")] = None,
+    features: Annotated[Path | None, typer.Argument(help="Feature folder (default: simulate 4 classes and embed).")] = None,
     patients: Annotated[int, typer.Option(help="Simulated patients.")] = 100,
     cells: Annotated[str, typer.Option(help="Cells per simulated patient, MIN:MAX.")] = "16:64",
     folds: Annotated[int, typer.Option(help="Folds.")] = 5,
@@ -580,10 +599,10 @@ def ssl_pretrain_cmd(
     method: MethodOpt = None,
     config: SSLConfigOpt = "cpu-ssl",
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder (resumes if it holds an interrupted run).")] = Path("runs/ssl"),
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs (default: the config's).")] = None,
-    splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file: learn from one fold's train+val patients only.")] = None,
-    fold: Annotated[Optional[str], typer.Option("--fold", help="Fold of --splits (default: the first).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (default: the config's).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: the config's).")] = None,
+    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file: learn from one fold's train+val patients only.")] = None,
+    fold: Annotated[str | None, typer.Option("--fold", help="Fold of --splits (default: the first).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: the config's).")] = None,
     cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
 ) -> None:
     """Pre-train a cell encoder without labels (SimCLR, SwAV or DINO): OUT/encoder.pt + encoder.json."""
@@ -604,9 +623,7 @@ def ssl_pretrain_cmd(
         if splits is not None:
             plan = SplitPlan.load(splits)
             plan.check_cohort(cohort)
-            chosen = next((f for f in plan.folds if f.name == fold), None) if fold else plan.folds[0]
-            if chosen is None:
-                raise ValueError(f"{splits} has no fold {fold!r}; folds: {', '.join(f.name for f in plan.folds)}")
+            chosen = plan.fold(fold)
             patients = list(chosen.train) + list(chosen.val)
         cache = build_cache(cohort, cfg.image.preprocessing, cache_dir, progress=not quiet)
         sources.append(CellSource(cache, patients, str(path)))
@@ -618,13 +635,15 @@ def ssl_pretrain_cmd(
 
 
 def _load_encoder(spec: str) -> Any:
-    """A saved encoder folder, or ``random:<preset>`` for a random encoder of that preset's shape."""
-    from .training.ssl.encoder import CellEncoder
+    """A saved encoder folder, a trained model folder, or ``random:<preset>`` for a random encoder of that
+    preset's shape."""
+    from .models.cell_encoder import CellEncoder
+    from .training.trained import load_encoder
 
     if spec.startswith("random"):
         cfg = _ssl_config(spec.partition(":")[2] or "cpu-ssl", None, None, None)
         return CellEncoder.random(cfg.encoder, cfg.image.preprocessing, cfg.seed)
-    return CellEncoder.load(spec)
+    return load_encoder(spec)
 
 
 @ssl_app.command("evaluate")
@@ -632,7 +651,7 @@ def _load_encoder(spec: str) -> Any:
 def ssl_evaluate_cmd(
     checkpoint: Annotated[str, typer.Argument(metavar="CKPT", help="Pre-training folder (or its encoder.pt), a trained model folder, or random[:PRESET].")],
     path: DataPath,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for umap.png (default: beside CKPT).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for umap.png (default: beside CKPT).")] = None,
     k: Annotated[int, typer.Option("--k", help="Neighbours of the kNN classifier.")] = 10,
     test_size: Annotated[float, typer.Option("--test-size", help="Test share of the fixed stratified split.")] = 0.3,
     seed: SeedOpt = 0,
@@ -642,7 +661,7 @@ def ssl_evaluate_cmd(
     """kNN and linear-probe accuracy of frozen features on labelled single cells, and a UMAP plot by class."""
     from .data.cohort import CellSet
     from .data.validation import load
-    from .evaluation.encoders import evaluate_encoder
+    from .evaluation.encoder_probe import evaluate_encoder
 
     encoder = _load_encoder(checkpoint)
     cells = load(path, DataOptions(), progress=not (quiet or as_json))
@@ -672,7 +691,7 @@ def features_extract_cmd(
     """Embed every cell of a cohort with a frozen encoder; store embeddings, cell ids and cell types per patient."""
     from .data.cache import build_cache
     from .data.validation import load_cohort
-    from .training.ssl.encoder import extract_features
+    from .models.cell_encoder import extract_features
 
     encoder = _load_encoder(encoder_spec)
     cohort = load_cohort(path, data_options(layout), progress=not quiet)
@@ -690,7 +709,7 @@ def features_cv_cmd(
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, attention.csv, ...).")] = Path("runs/features-cv"),
-    splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
     umap: UmapOpt = True, quiet: QuietOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
@@ -705,9 +724,9 @@ def features_cv_cmd(
                           f"{', '.join(s['data'] for s in store.encoder['sources'])}; if that includes test patients, "
                           "use `smearmil ssl cv` (pre-training per fold) for an unbiased estimate")
     plan = SplitPlan.load(splits) if splits else None
-    summary = run_head_cv(store.cohort(), store_cv_stores(store), _head_config(head, head_epochs), out_dir, folds, seed,
+    result = run_head_cv(store.cohort(), store_cv_stores(store), _head_config(head, head_epochs), out_dir, folds, seed,
                           plan, progress=not (quiet or as_json), name=f"{head} MIL on {features.name}", umap=umap)
-    _print_head_summary(summary, f"{head} MIL on {features}: {folds}-fold CV (test folds)", out_dir, as_json)
+    _print_head_summary(result.summary, f"{head} MIL on {features}: {folds}-fold CV (test folds)", out_dir, as_json)
 
 
 def _print_head_summary(summary: dict[str, Any], title: str, out_dir: Path, as_json: bool) -> None:
@@ -724,7 +743,7 @@ def _print_head_summary(summary: dict[str, Any], title: str, out_dir: Path, as_j
 @guarded
 def ssl_cv_cmd(
     path: DataPath,
-    method: Annotated[str, typer.Option("--method", help="Encoder: simclr, swav, dino, random or supervised.")] = "simclr",
+    method: Annotated[str, typer.Option("--method", help=f"Encoder: random, supervised, or {SSL_METHODS.choices()}.")] = "simclr",
     config: SSLConfigOpt = "cpu-ssl",
     epochs: PretrainEpochsOpt = None,
     head: HeadOpt = "attention",
@@ -732,7 +751,7 @@ def ssl_cv_cmd(
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-cv"),
-    splits: Annotated[Optional[Path], typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
     supervised_config: SupervisedOpt = "cpu-attention",
     umap: UmapOpt = True, cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
     as_json: TableJsonOpt = False,
@@ -745,16 +764,16 @@ def ssl_cv_cmd(
     ssl = _ssl_config(config, method if method in ("simclr", "swav", "dino") else None, epochs, seed)
     cohort = load_cohort(path, data_options(layout), progress=not (quiet or as_json))
     plan = SplitPlan.load(splits) if splits else None
-    summary = run_encoder_cv(cohort, method, ssl, _head_config(head, head_epochs), out_dir, folds, seed, plan,
+    result = run_encoder_cv(cohort, method, ssl, _head_config(head, head_epochs), out_dir, folds, seed, plan,
                              cache_dir, supervised_config, progress=not (quiet or as_json), umap=umap)
-    _print_head_summary(summary, f"{method} encoder + {head} MIL on {path}: {folds}-fold CV (test folds)", out_dir, as_json)
+    _print_head_summary(result.summary, f"{method} encoder + {head} MIL on {path}: {folds}-fold CV (test folds)", out_dir, as_json)
 
 
 @ssl_app.command("compare")
 @guarded
 def ssl_compare_cmd(
     path: DataPath,
-    encoders: Annotated[str, typer.Option("--encoders", help="Comma-separated: random, supervised, simclr, swav, dino.")] = "random,supervised,simclr,swav,dino",
+    encoders: Annotated[str, typer.Option("--encoders", help=f"Comma-separated: random, supervised, {SSL_METHODS.choices()}.")] = "random,supervised,simclr,swav,dino",
     config: SSLConfigOpt = "cpu-ssl",
     epochs: PretrainEpochsOpt = None,
     head: HeadOpt = "attention",
@@ -768,12 +787,12 @@ def ssl_compare_cmd(
 ) -> None:
     """Encoders through the same MIL head on identical folds; prints macro-F1 mean and std across folds."""
     from .data.validation import load_cohort
-    from .evaluation.ssl_cv import ENCODER_KINDS, run_encoder_comparison
+    from .evaluation.ssl_cv import encoder_kinds, run_encoder_comparison
 
     kinds = _split_list(encoders) or []
-    unknown = [k for k in kinds if k not in ENCODER_KINDS]
+    unknown = [k for k in kinds if k not in encoder_kinds()]
     if unknown or not kinds:
-        raise ValueError(f"--encoders: unknown {unknown or 'empty list'}; choose from {', '.join(ENCODER_KINDS)}")
+        raise ValueError(f"--encoders: unknown {unknown or 'empty list'}; choose from {', '.join(encoder_kinds())}")
     ssl = _ssl_config(config, None, epochs, seed)
     cohort = load_cohort(path, data_options(layout), progress=not (quiet or as_json))
     result = run_encoder_comparison(cohort, kinds, ssl, _head_config(head, head_epochs), out_dir, folds, seed, cache_dir,

@@ -22,8 +22,9 @@ from .evaluation.compare import comparison_markdown
 from .evaluation.cv import run_cv
 from .evaluation.repeatability import run_repeatability
 from .report.html import build_report
-from .training.config import load_config, merge_dicts
+from .training.config import load_config
 from .utils.atomic import write_json, write_text
+from .utils.config_files import merge_dicts
 
 DEMO_SIMULATION = SimulationConfig(patients=60, cells_min=16, cells_max=48, size=64, seed=0)
 DEMO_FOLDS = 3
@@ -66,7 +67,8 @@ def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = 
     for name, preset in DEMO_METHODS.items():
         run_config = load_config(preset, merge_dicts(DEMO_OVERRIDES, DEMO_METHOD_OVERRIDES.get(name, {})))
         resolved[name] = run_config.model_dump(mode="json")
-        summaries[name] = run_cv(cohort, run_config, out / "cv" / name, DEMO_FOLDS, seed, out / "cache", plan, progress)
+        summaries[name] = run_cv(cohort, run_config, out / "cv" / name, DEMO_FOLDS, seed, out / "cache", plan,
+                                 progress).summary
     table = comparison_markdown(summaries, f"{DEMO_FOLDS}-fold CV on the simulated cohort (test folds, mean ± std)",
                                 {"cnn": "imgs", "mlp": "attrs", "moe": "imgs+attrs"})
     write_text(out / "comparison.md", table)

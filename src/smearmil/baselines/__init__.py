@@ -4,6 +4,6 @@ Importing this package fills ``BASELINES`` (``clinical/<name>`` and ``mil/<name>
 """
 
 from . import clinical, mil  # noqa: F401  (registration)
-from .registry import BASELINES
+from .registry import BASELINES, Baseline
 
-__all__ = ["BASELINES"]
+__all__ = ["BASELINES", "Baseline"]

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from .registry import BASELINES
+from .registry import ATTRS, BASELINES, Baseline
 
 
 def _pipeline(estimator: ClassifierMixin) -> ClassifierMixin:
@@ -32,4 +32,4 @@ CLINICAL = {
 }
 
 for _name, _factory in CLINICAL.items():
-    BASELINES.register(f"clinical/{_name}")(lambda seed=0, _f=_factory, **_: _f(seed))
+    BASELINES.register(f"clinical/{_name}")(Baseline(lambda seed, _f=_factory, **_: _f(seed), (ATTRS,)))

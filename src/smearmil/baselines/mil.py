@@ -22,6 +22,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
+from .registry import BASELINES, IMGS, IMGS_ATTRS, Baseline
+
 Bags = Sequence[np.ndarray]
 
 
@@ -228,11 +230,5 @@ class SpecialisingMIL(_MILBase):
         return np.array(out)
 
 
-def _register() -> None:
-    from .registry import BASELINES
-
-    for name, cls in (("MISVM", MISVM), ("miSVM", MiSVM), ("MILES", MILES), ("specialising", SpecialisingMIL)):
-        BASELINES.register(f"mil/{name}")(lambda seed=0, _c=cls, **kw: _c(random_state=seed, **kw))
-
-
-_register()
+for _name, _cls in (("MISVM", MISVM), ("miSVM", MiSVM), ("MILES", MILES), ("specialising", SpecialisingMIL)):
+    BASELINES.register(f"mil/{_name}")(Baseline(lambda seed, _c=_cls, **kw: _c(random_state=seed, **kw), (IMGS, IMGS_ATTRS)))

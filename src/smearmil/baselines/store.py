@@ -17,7 +17,7 @@ from joblib import Parallel, delayed
 from ..data.cache import ImageCache
 from ..utils.atomic import atomic_path
 from ..utils.progress import track
-from .features import FEATURE_NAMES, cell_features
+from .handcrafted import FEATURE_NAMES, cell_features
 from .segmentation import SegmentationConfig
 
 FEATURE_VERSION = 1

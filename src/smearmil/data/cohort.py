@@ -134,9 +134,6 @@ class CellSet:
             counts[label] += 1
         return counts
 
-    def label_indices(self) -> np.ndarray:
-        return np.array([self.class_names.index(c) for c in self.labels], dtype=np.int64)
-
     def as_cohort(self) -> Cohort:
         """One pseudo-patient per class (id and label: the class name), so the image cache can hold the cells."""
         patients = [Patient(c, c, images=[p for p, label in zip(self.images, self.labels) if label == c])

@@ -92,7 +92,7 @@ def _tiff_bits(data: bytes) -> int:
 
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             return int(tif.pages[0].bitspersample)
-    except Exception:  # noqa: BLE001 - a failure here only means "not a deep TIFF"
+    except Exception:
         return 8
 
 
@@ -101,7 +101,7 @@ def _decode_tiff(data: bytes, pil_error: Exception | None) -> Image.Image:
 
     try:
         array = tifffile.imread(io.BytesIO(data), key=0)
-    except Exception as error:  # noqa: BLE001 - tifffile raises many types
+    except Exception as error:
         raise OSError(f"cannot decode TIFF: {pil_error or error}") from error
     return _array_to_rgb(np.asarray(array))
 

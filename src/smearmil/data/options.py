@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Layout = Literal["auto", "lymphocytosis", "patient-folders", "single-cell"]
+from ..utils.registry import registered_name
+from .layouts import LAYOUTS
 
 
 class DataOptions(BaseModel):
@@ -17,7 +18,7 @@ class DataOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    layout: Layout = "auto"
+    layout: Annotated[str, registered_name(LAYOUTS, "auto")] = Field("auto", description="a registered layout, or auto")
     csv: Path | None = Field(None, description="clinical table (default: found by the layout)")
     id_column: str | None = Field(None, description="patient-id column (patient-folder layout)")
     label_column: str | None = Field(None, description="label column (patient-folder layout)")

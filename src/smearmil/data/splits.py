@@ -71,6 +71,15 @@ class SplitPlan:
         plan.check_disjoint(str(path))
         return plan
 
+    def fold(self, name: str | None = None) -> Fold:
+        """The fold called ``name`` (default: the first)."""
+        if name is None:
+            return self.folds[0]
+        for fold in self.folds:
+            if fold.name == name:
+                return fold
+        raise ValueError(f"no fold {name!r} in the splits; folds: {', '.join(f.name for f in self.folds)}")
+
     def check_disjoint(self, where: str = "splits") -> None:
         problems = []
         for fold in self.folds:

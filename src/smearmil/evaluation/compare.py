@@ -5,16 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.markup import escape
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..baselines import BASELINES
+from ..baselines.registry import ATTRS, IMGS
 from ..baselines.segmentation import SegmentationConfig
 from ..baselines.store import bags_of_features, feature_matrix
 from ..data.attributes import AttributeEncoder
@@ -23,15 +23,17 @@ from ..data.cohort import Cohort
 from ..data.images import Preprocessing
 from ..data.options import DataOptions
 from ..data.splits import Fold, make_splits
-from ..training.config import load_config, read_yaml_config
+from ..models.kinds import MODELS, data_label
+from ..training.config import load_config
 from ..training.trained import PatientPrediction
 from ..utils.atomic import write_json, write_text
+from ..utils.config_files import dump_yaml, load_config_file
 from ..utils.progress import console
 from ..utils.scoring import METRICS
-from .cv import FoldPredictions, predictions_csv, run_cv, summarise
+from .cv import CVResult, FoldPredictions, run_cv, run_folds
 from .plots import roc_plot
 
-DataKind = Literal["imgs", "attrs", "imgs+attrs"]
+DataKind = Literal["imgs", "attrs", "imgs+attrs", "feats", "feats+attrs"]
 LABELS = {"balanced_accuracy": "bal. acc", "roc_auc": "ROC-AUC", "sensitivity": "sens", "specificity": "spec",
           "accuracy": "acc", "macro_f1": "macro-F1"}
 
@@ -51,17 +53,18 @@ class MethodSpec(BaseModel):
     def _one_kind(self) -> MethodSpec:
         if (self.config is None) == (self.baseline is None):
             raise ValueError(f"method {self.name!r}: give exactly one of config (deep model) or baseline")
-        if self.baseline is not None and self.baseline not in BASELINES:
-            raise ValueError(f"method {self.name!r}: unknown baseline {self.baseline!r}; choose from {BASELINES.names()}")
-        if self.baseline and self.baseline.startswith("clinical/"):
-            self.data = "attrs"
-        elif self.baseline:
-            self.data = self.data or "imgs"
+        if self.baseline is not None:
+            allowed = BASELINES.get(self.baseline).data
+            self.data = self.data or allowed[0]
+            if self.data not in allowed:
+                raise ValueError(f"method {self.name!r}: {self.baseline} takes data {', '.join(allowed)}, not {self.data}")
         return self
 
     @property
     def label(self) -> str:
-        return f"{self.name} [{self.data}]" if self.baseline and self.baseline.startswith("mil/") else self.name
+        """The name, with the data when the same baseline can be given several kinds of data."""
+        several = self.baseline is not None and len(BASELINES.get(self.baseline).data) > 1
+        return f"{self.name} [{self.data}]" if several else self.name
 
 
 class FeatureSettings(BaseModel):
@@ -90,18 +93,11 @@ class CompareConfig(BaseModel):
         return self
 
 
-def load_compare_config(name_or_path: str) -> CompareConfig:
-    raw, where = read_yaml_config(name_or_path)
-    raw.setdefault("name", Path(name_or_path).stem if Path(name_or_path).suffix else name_or_path)
-    try:
-        config = CompareConfig.model_validate(raw)
-    except ValidationError as error:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        raise ValueError(f"{where} is not a valid comparison config:\n" + "\n".join(lines)) from None
+def load_compare_config(name_or_path: str | Path) -> CompareConfig:
+    config = load_config_file(name_or_path, CompareConfig, "compare")
     for m in config.methods:
         if m.config:
-            model = load_config(m.config, m.overrides).model
-            m.data = m.data or ("attrs" if model.kind == "mlp" else "imgs" if model.kind == "cnn" else "imgs+attrs")
+            m.data = m.data or data_label(MODELS.get(load_config(m.config, m.overrides).model.kind).inputs())  # type: ignore[assignment]
     return config
 
 
@@ -123,14 +119,14 @@ def _baseline_fold(spec: MethodSpec, cohort: Cohort, config: CompareConfig, fold
     inputs = _FoldInputs(cohort, config, fold)
     y_train, y_test = cohort.labels(inputs.train), cohort.labels(inputs.test)
     model = BASELINES.build(spec.baseline or "", seed=seed, **spec.params)
-    if spec.data == "attrs":
+    if spec.data == ATTRS:
         model.fit(inputs.attributes(cohort, inputs.train), y_train)
         proba = model.predict_proba(inputs.attributes(cohort, inputs.test))
     else:
         assert bags is not None
 
         def instances(ids: list[str]) -> list[np.ndarray]:
-            if spec.data == "imgs":
+            if spec.data == IMGS:
                 return [bags[i] for i in ids]
             a = inputs.attributes(cohort, ids)  # early fusion: the patient's attributes on every instance
             return [np.hstack([bags[i], np.repeat(a[k][None], len(bags[i]), axis=0)]) for k, i in enumerate(ids)]
@@ -139,17 +135,6 @@ def _baseline_fold(spec: MethodSpec, cohort: Cohort, config: CompareConfig, fold
         proba = model.predict_proba(instances(inputs.test))
     predictions = [PatientPrediction(pid, p.astype(np.float64), None) for pid, p in zip(inputs.test, proba)]
     return FoldPredictions(fold.name, predictions, y_test, 0.5, "fixed")
-
-
-def _read_predictions(path: Path, class_names: Sequence[str]) -> list[FoldPredictions]:
-    rows = list(csv.DictReader(path.open()))
-    out: dict[str, FoldPredictions] = {}
-    for r in rows:
-        f = out.setdefault(r["fold"], FoldPredictions(r["fold"], [], np.zeros(0, np.int64), 0.5, "fixed"))
-        proba = np.array([float(r[f"prob_{c}"]) for c in class_names])
-        f.predictions.append(PatientPrediction(r["patient"], proba, None))
-        f.labels = np.append(f.labels, class_names.index(r["label"]))
-    return list(out.values())
 
 
 def comparison_markdown(summaries: Mapping[str, Mapping[str, Any]], title: str = "",
@@ -181,11 +166,11 @@ def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, folds: i
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_text(out / "config.yaml", dump_yaml(config))
     plan = make_splits(cohort, "kfold", folds=folds, val=config.val, seed=seed)
     plan.save(out / "splits.json")
     bags = None
-    if any(m.baseline and m.data != "attrs" for m in config.methods):
+    if any(m.baseline and m.data != ATTRS for m in config.methods):
         image_cache = build_cache(cohort, Preprocessing(config.features.size, config.features.crop), cache_dir,
                                   progress=progress)
         features = feature_matrix(image_cache, SegmentationConfig(), config.features.n_jobs, progress)
@@ -197,17 +182,16 @@ def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, folds: i
         label, method_dir = spec.label, out / "methods" / spec.label.replace("/", "-").replace(" ", "_")
         if progress:
             console.print(f"[bold]compare[/]: {escape(label)}")
+        result: CVResult
         if spec.config:
-            run_cv(cohort, load_config(spec.config, spec.overrides), method_dir, folds, seed, cache_dir, plan, progress)
-            results = _read_predictions(method_dir / "predictions.csv", cohort.class_names)
+            result = run_cv(cohort, load_config(spec.config, spec.overrides), method_dir, folds, seed, cache_dir, plan,
+                            progress)
         else:
-            results = [_baseline_fold(spec, cohort, config, f, bags, seed) for f in plan.folds]
-            write_text(method_dir / "predictions.csv", predictions_csv(results, cohort.class_names))
-        summary = summarise(results, cohort.class_names, seed)
-        write_json(method_dir / "summary.json", summary)
-        summaries[label], data[label] = summary, spec.data or ""
+            result = run_folds(cohort, plan, lambda fold, _, s=spec: _baseline_fold(s, cohort, config, fold, bags, seed),
+                               method_dir, name=label, seed=seed, config_text=dump_yaml(spec), progress=progress)
+        summaries[label], data[label] = result.summary, spec.data or ""
         if len(cohort.class_names) == 2:
-            curves[label] = (np.concatenate([f.labels for f in results]), np.concatenate([f.proba[:, 1] for f in results]))
+            curves[label] = (result.labels, result.proba[:, 1])
     table = comparison_markdown(summaries, f"{folds}-fold CV, test folds (mean ± std)", data)
     write_text(out / "comparison.md", table)
     write_text(out / "comparison.csv", _comparison_csv(summaries, data))

@@ -1,30 +1,35 @@
-"""Cross-validation: train and evaluate every fold on patient-level splits; predictions and summary."""
+"""Cross-validation by patient: one driver (``run_folds``) for every method, and the deep-model CV.
+
+``run_folds`` writes the splits and, fold by fold, calls a ``fit_predict(fold, fold_dir)`` that trains
+on the fold's training (and validation) patients and predicts its test patients; then it writes
+``predictions.csv``, ``summary.json`` and the ROC and confusion plots. ``cv``, ``compare`` (deep
+models and baselines) and the cached-feature CVs (``features cv``, ``ssl cv``) all go through it.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 
 from ..data.cache import ImageCache, build_cache
 from ..data.cohort import Cohort
-from ..data.splits import SplitPlan, make_splits
+from ..data.splits import Fold, SplitPlan, make_splits
 from ..training.config import RunConfig
 from ..training.fit import train_fold
+from ..training.run_dir import RunDir
 from ..training.trained import PatientPrediction
 from ..utils.atomic import write_json, write_text
 from ..utils.progress import console
 from .metrics import bootstrap_ci, confusion, fold_summary, per_class_f1, predict_labels, scores
 from .plots import confusion_plot, roc_plot
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,12 +37,30 @@ class FoldPredictions:
     fold: str
     predictions: list[PatientPrediction]
     labels: np.ndarray
-    threshold: float
-    threshold_source: str
+    threshold: float = 0.5
+    threshold_source: str = "fixed"
 
     @property
     def proba(self) -> np.ndarray:
         return np.array([p.proba for p in self.predictions])
+
+
+@dataclass
+class CVResult:
+    summary: dict[str, Any]
+    folds: list[FoldPredictions]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.concatenate([f.labels for f in self.folds])
+
+    @property
+    def proba(self) -> np.ndarray:
+        return np.concatenate([f.proba for f in self.folds])
+
+
+FitPredict = Callable[[Fold, Path], FoldPredictions]
+Finish = Callable[[list[FoldPredictions], dict[str, Any]], None]
 
 
 def image_cache(cohort: Cohort, config: RunConfig, cache_dir: str | Path | None, progress: bool) -> ImageCache | None:
@@ -81,40 +104,35 @@ def summarise(folds: Sequence[FoldPredictions], class_names: Sequence[str], seed
     }
 
 
-def run_cv(cohort: Cohort, config: RunConfig, out: str | Path, folds: int = 5, seed: int = 0,
-           cache_dir: str | Path | None = None, splits: SplitPlan | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train and test every fold; write splits, resolved config, predictions, summary and plots to ``out``.
+def run_folds(cohort: Cohort, plan: SplitPlan, fit_predict: FitPredict, out: str | Path, *, name: str,
+              seed: int = 0, config_text: str | None = None, finish: Finish | None = None,
+              started: float | None = None, progress: bool = True) -> CVResult:
+    """The CV driver: every fold of ``plan`` through ``fit_predict``, then predictions, summary and plots.
 
-    Folds already trained in ``out`` are reused, so a killed CV resumes where it stopped.
+    ``finish(folds, summary)`` may add to the summary and write more files before ``summary.json``
+    (written last: its presence marks a finished CV).
     """
-    start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = config.model_copy(update={"seed": seed, "split": config.split.model_copy(update={"folds": folds})})
-    write_text(out / "config.yaml", config.to_yaml())
-    write_json(out / "run.json", {"data": str(cohort.root), "layout": cohort.layout, "command": "cv"})
-    plan = splits or make_splits(cohort, "kfold", folds=folds, val=config.split.val, seed=seed)
+    started = time.perf_counter() if started is None else started
+    run = RunDir(out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    if config_text is not None:
+        write_text(run.config, config_text)
     plan.check_cohort(cohort)
-    plan.save(out / "splits.json")
-    cache = image_cache(cohort, config, cache_dir, progress)
+    plan.save(run.splits)
     results = []
     for i, fold in enumerate(plan.folds):
         if progress:
-            console.print(f"[bold]{config.name}[/]: fold {i + 1}/{len(plan.folds)} ({fold.name}: "
+            console.print(f"[bold]{escape(name)}[/]: fold {i + 1}/{len(plan.folds)} ({escape(fold.name)}: "
                           f"{len(fold.train)} train, {len(fold.val)} val, {len(fold.test)} test patients)")
-        trained = train_fold(cohort, fold, config, out / fold.name, cache, progress)
-        predictions = trained.predict_cohort(cohort, list(fold.test), cache)
-        results.append(FoldPredictions(fold.name, predictions, cohort.labels(list(fold.test)), trained.threshold,
-                                       trained.threshold_source))
-        if any(p.gate is not None for p in predictions):
-            write_text(out / fold.name / "gates.csv", "patient,gate_image_expert\n" +
-                       "".join(f"{p.id},{p.gate:.6f}\n" for p in predictions))
-    write_text(out / "predictions.csv", predictions_csv(results, cohort.class_names))
+        results.append(fit_predict(fold, run.fold_dir(fold.name)))
+    write_text(run.predictions, predictions_csv(results, cohort.class_names))
     summary = summarise(results, cohort.class_names, seed)
-    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
-    write_json(out / "summary.json", summary)
-    _plots(results, summary, cohort.class_names, out)
-    return summary
+    _plots(results, summary, cohort.class_names, run.path)
+    if finish is not None:
+        finish(results, summary)
+    summary["wall_seconds"] = round(time.perf_counter() - started, 2)
+    write_json(run.summary, summary)
+    return CVResult(summary, results)
 
 
 def _plots(results: Sequence[FoldPredictions], summary: dict[str, Any], class_names: Sequence[str], out: Path) -> None:
@@ -123,3 +141,28 @@ def _plots(results: Sequence[FoldPredictions], summary: dict[str, Any], class_na
     if len(class_names) == 2:
         roc_plot({"pooled test folds": (y, proba[:, 1])}, out / "roc.png")
     confusion_plot(summary["confusion_matrix"], class_names, out / "confusion.png")
+
+
+def run_cv(cohort: Cohort, config: RunConfig, out: str | Path, folds: int = 5, seed: int = 0,
+           cache_dir: str | Path | None = None, splits: SplitPlan | None = None, progress: bool = True) -> CVResult:
+    """Train and test every fold of a deep-model config; write splits, resolved config, predictions,
+    summary and plots to ``out``. Folds already trained in ``out`` are reused, so a killed CV resumes."""
+    started = time.perf_counter()
+    run = RunDir(out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    config = config.model_copy(update={"seed": seed, "split": config.split.model_copy(update={"folds": folds})})
+    run.write_info(cohort.root, cohort.layout, "cv")
+    plan = splits or make_splits(cohort, "kfold", folds=folds, val=config.split.val, seed=seed)
+    cache = image_cache(cohort, config, cache_dir, progress)
+
+    def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
+        trained = train_fold(cohort, fold, config, fold_dir, cache, progress)
+        predictions = trained.predict_cohort(cohort, list(fold.test), cache)
+        if any(p.gate is not None for p in predictions):
+            write_text(fold_dir / "gates.csv", "patient,gate_image_expert\n" +
+                       "".join(f"{p.id},{p.gate:.6f}\n" for p in predictions))
+        return FoldPredictions(fold.name, predictions, cohort.labels(list(fold.test)), trained.threshold,
+                               trained.threshold_source)
+
+    return run_folds(cohort, plan, fit_predict, run.path, name=config.name, seed=seed, config_text=config.to_yaml(),
+                     started=started, progress=progress)

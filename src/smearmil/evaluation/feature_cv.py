@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,62 +23,52 @@ from ..data.features import FeatureStore
 from ..data.splits import Fold, SplitPlan, make_splits
 from ..training.feature_mil import HeadConfig, predict_head, train_head
 from ..training.trained import PatientPrediction
-from ..utils.atomic import write_json, write_text
+from ..utils.atomic import write_text
 from ..utils.plotting import save_figure, subplots
-from ..utils.progress import console
-from .cv import FoldPredictions, _plots, predictions_csv, summarise
-from .encoders import umap_embedding, umap_panels
+from .cv import CVResult, FoldPredictions, run_folds
+from .encoder_probe import umap_embedding, umap_panels
 
 StoreForFold = Callable[[Fold, Path], FeatureStore]
 
 
 def run_head_cv(cohort: Cohort, stores: StoreForFold, head: HeadConfig, out: str | Path, folds: int = 5,
                 seed: int = 0, splits: SplitPlan | None = None, progress: bool = True, name: str = "attention MIL",
-                extra_config: dict[str, Any] | None = None, umap: bool = True) -> dict[str, Any]:
+                extra_config: dict[str, Any] | None = None, umap: bool = True) -> CVResult:
     """Train a head per fold on the features ``stores(fold, fold_dir)`` gives, test it, summarise."""
-    start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", yaml.safe_dump({"name": name, "seed": seed, "folds": folds,
-                                                     "head": head.model_dump(mode="json"), **(extra_config or {})},
-                                                    sort_keys=False))
     plan = splits or make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
-    plan.check_cohort(cohort)
-    plan.save(out / "splits.json")
-    results, cells = [], []
+    cells: list[tuple] = []
     spaces: dict[str, str] = {}  # fold -> name of its feature space
-    for i, fold in enumerate(plan.folds):
-        if progress:
-            console.print(f"[bold]{name}[/]: fold {i + 1}/{len(plan.folds)} ({fold.name}: "
-                          f"{len(fold.train) + len(fold.val)} train, {len(fold.test)} test patients)")
-        store = stores(fold, out / fold.name)
+
+    def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
+        store = stores(fold, fold_dir)
         spaces[fold.name] = str(store.directory)
-        model = train_head(store, list(fold.train) + list(fold.val), head, seed * 100 + i)
+        model = train_head(store, list(fold.train) + list(fold.val), head, seed * 100 + plan.folds.index(fold))
         test = list(fold.test)
         proba, weights = predict_head(model, store, test)
-        predictions = [PatientPrediction(pid, p, w) for pid, p, w in zip(test, proba, weights)]
-        results.append(FoldPredictions(fold.name, predictions, cohort.labels(test), 0.5, "fixed"))
         for pid, w in zip(test, weights):
             features = store.bag(pid)
             for j, (cell, kind) in enumerate(zip(store.cell_ids(pid), store.cell_types(pid))):
                 cells.append((fold.name, pid, store.label(pid), cell, kind, float(w[j]), float(w[j] * len(w)),
                               features[j]))
-    write_text(out / "predictions.csv", predictions_csv(results, cohort.class_names))
-    summary = summarise(results, cohort.class_names, seed)
-    summary["model"] = name
-    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
-    write_text(out / "attention.csv", _attention_csv(cells))
-    if cohort.has_cell_types:
-        table = attention_by_cell_type(cells, cohort.class_names)
-        write_text(out / "attention_by_cell_type.csv", _by_type_csv(table))
-        attention_by_type_plot(table, cohort.class_names, out / "attention_by_cell_type.png")
-        summary["attention_by_cell_type"] = table
-    write_json(out / "summary.json", summary)
-    _plots(results, summary, cohort.class_names, out)
-    if umap:
-        shared = len(set(spaces.values())) == 1
-        _umap_plots(cells, {f: "all folds" if shared else f for f in spaces}, out, seed)
-    return summary
+        predictions = [PatientPrediction(pid, p, w) for pid, p, w in zip(test, proba, weights)]
+        return FoldPredictions(fold.name, predictions, cohort.labels(test))
+
+    def finish(results: list[FoldPredictions], summary: dict[str, Any]) -> None:
+        summary["model"] = name
+        write_text(out / "attention.csv", _attention_csv(cells))
+        if cohort.has_cell_types:
+            table = attention_by_cell_type(cells, cohort.class_names)
+            write_text(out / "attention_by_cell_type.csv", _by_type_csv(table))
+            attention_by_type_plot(table, cohort.class_names, out / "attention_by_cell_type.png")
+            summary["attention_by_cell_type"] = table
+        if umap:
+            shared = len(set(spaces.values())) == 1
+            _umap_plots(cells, {f: "all folds" if shared else f for f in spaces}, out, seed)
+
+    config = {"name": name, "seed": seed, "folds": folds, "head": head.model_dump(mode="json"), **(extra_config or {})}
+    return run_folds(cohort, plan, fit_predict, out, name=name, seed=seed, finish=finish, progress=progress,
+                     config_text=yaml.safe_dump(config, sort_keys=False))
 
 
 def _attention_csv(cells: Sequence[tuple]) -> str:

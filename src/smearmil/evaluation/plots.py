@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from ..utils.plotting import save_figure as _save
+from ..utils.plotting import plt, save_figure
 
 
 def roc_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "ROC (test folds)") -> Path:
@@ -25,7 +24,7 @@ def roc_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def confusion_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path,
@@ -38,4 +37,4 @@ def confusion_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
     ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))

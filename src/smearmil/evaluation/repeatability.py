@@ -18,10 +18,11 @@ import numpy as np
 
 from ..data.cache import ImageCache
 from ..data.cohort import Cohort
+from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
+from ..utils.plotting import plt, save_figure
 from ..utils.scoring import predict_labels
 from .cv import image_cache
-from .runs_io import fold_models
 
 
 def draw_sets(n_cells: int, sets: int, fraction: float, rng: np.random.Generator) -> list[np.ndarray]:
@@ -45,7 +46,7 @@ def run_repeatability(run: str | Path, cohort: Cohort, sets: int = 5, fraction: 
     """Predict every image set of every patient with every model; write ``repeatability.json`` and
     ``repeatability.csv`` in ``run`` and return ``{"models": {name: {...}}, ...}``."""
     run = Path(run)
-    folds = fold_models(run)
+    folds = RunDir(run).fold_models()
     rng = np.random.default_rng(seed)
     cache: ImageCache | None = None
     rows: list[dict[str, Any]] = []
@@ -115,8 +116,6 @@ def _rows_csv(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> str
 
 def repeatability_plot(result: dict[str, Any], path: str | Path) -> Path:
     """Per model and patient, the spread of P(true class) over the image sets."""
-    from .plots import plt, _save
-
     models = list(result["patients"])
     fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.4), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
@@ -133,4 +132,4 @@ def repeatability_plot(result: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(f"{model}: {100 * m['disagreement_rate']:.0f}% disagree", fontsize=9)
         ax.set_xlabel("patients (sorted)")
     axes[0][0].set_ylabel("P(true class) over image sets")
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))

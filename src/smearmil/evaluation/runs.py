@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +14,10 @@ from ..data.cohort import Cohort
 from ..data.splits import SplitPlan, make_splits
 from ..training.config import RunConfig
 from ..training.fit import train_fold
+from ..training.run_dir import RunDir
 from ..training.trained import PatientPrediction, TrainedModel
 from ..utils.atomic import write_json, write_text
+from ..utils.scoring import predict_labels
 from .cv import FoldPredictions, image_cache, predictions_csv
 from .metrics import confusion, scores
 
@@ -37,17 +38,15 @@ def train_run(cohort: Cohort, config: RunConfig, out: str | Path, splits: SplitP
               fold: str | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Train on one split (hold-out from the config, or a fold of a splits file) and report val and test."""
     start = time.perf_counter()
-    out = Path(out)
+    run = RunDir(out)
     plan = splits or make_splits(cohort, "holdout", val=config.split.val, test=config.split.test, seed=config.seed)
     plan.check_cohort(cohort)
-    chosen = next((f for f in plan.folds if f.name == fold), None) if fold else plan.folds[0]
-    if chosen is None:
-        raise ValueError(f"no fold {fold!r} in the splits file; it has {[f.name for f in plan.folds]}")
-    out.mkdir(parents=True, exist_ok=True)
-    plan.save(out / "splits.json")
-    write_json(out / "run.json", {"data": str(cohort.root), "layout": cohort.layout, "command": "train"})
+    chosen = plan.fold(fold)
+    run.path.mkdir(parents=True, exist_ok=True)
+    plan.save(run.splits)
+    run.write_info(cohort.root, cohort.layout, "train")
     cache = image_cache(cohort, config, cache_dir, progress)
-    trained = train_fold(cohort, chosen, config, out, cache, progress)
+    trained = train_fold(cohort, chosen, config, run.path, cache, progress)
     reports = {}
     test_predictions = None
     for split, ids in (("val", chosen.val), ("test", chosen.test)):
@@ -55,9 +54,9 @@ def train_run(cohort: Cohort, config: RunConfig, out: str | Path, splits: SplitP
         if split == "test":
             test_predictions = predictions
     assert test_predictions is not None
-    write_text(out / "predictions.csv", predictions_csv([test_predictions], cohort.class_names))
+    write_text(run.predictions, predictions_csv([test_predictions], cohort.class_names))
     result = {"fold": chosen.name, "splits": reports, "wall_seconds": round(time.perf_counter() - start, 2)}
-    write_json(out / "metrics.json", result)
+    write_json(run.metrics, result)
     return result
 
 
@@ -65,18 +64,16 @@ def evaluate_run(run: str | Path, cohort: Cohort, split: str = "test", cache_dir
                  progress: bool = True) -> dict[str, Any]:
     """Evaluate a trained run on ``cohort``: on the run's own ``split`` when the cohort is the one it was
     trained on, or on every labelled patient with ``split="all"`` (e.g. an external cohort)."""
-    run = Path(run)
-    trained = TrainedModel.load(run)
+    folder = RunDir(run)
+    trained = TrainedModel.load(folder.path)
     if trained.class_names != cohort.class_names:
         raise ValueError(f"the run predicts {trained.class_names} but the cohort has classes {cohort.class_names}")
     if split == "all":
         ids = [p.id for p in cohort.labelled()]
     else:
-        plan = SplitPlan.load(run / "splits.json")
-        plan.check_cohort(cohort, str(run / "splits.json"))
-        fold_name = json.loads((run / "metrics.json").read_text())["fold"] if (run / "metrics.json").is_file() else None
-        fold = next((f for f in plan.folds if f.name == fold_name), plan.folds[0])
-        ids = list(fold.sets()[split])
+        plan = folder.plan()
+        plan.check_cohort(cohort, str(folder.splits))
+        ids = list(folder.own_fold(plan).sets()[split])
     cache = image_cache(cohort, trained.config, cache_dir, progress)
     report, _ = _split_report(trained, cohort, ids, cache, split)
     return report
@@ -104,8 +101,6 @@ def predict_folders(run: str | Path, folders: Sequence[str | Path], attributes_c
 
 
 def _describe(p: PatientPrediction, cohort: Cohort, trained: TrainedModel, top: int) -> dict[str, Any]:
-    from ..utils.scoring import predict_labels
-
     label = trained.class_names[int(predict_labels(p.proba[None], trained.threshold)[0])]
     cells = []
     if p.weights is not None:

@@ -12,21 +12,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
 from ..data.cache import ImageCache, build_cache
 from ..data.cohort import Cohort
 from ..data.features import FeatureStore
 from ..data.splits import Fold, SplitPlan, make_splits
+from ..models.cell_encoder import CellEncoder, extract_features
 from ..training.config import load_config
 from ..training.feature_mil import HeadConfig
 from ..training.fit import train_fold
+from ..training.ssl import SSL_METHODS
 from ..training.ssl.config import SSLConfig
-from ..training.ssl.encoder import CellEncoder, extract_features
 from ..training.ssl.pretrain import CellSource, pretrain
+from ..training.trained import TrainedModel
 from ..utils.atomic import write_json, write_text
+from .cv import CVResult
 from .feature_cv import run_head_cv
 
-ENCODER_KINDS = ("random", "supervised", "simclr", "swav", "dino")
+BASELINE_ENCODERS = ("random", "supervised")
+
+
+def encoder_kinds() -> list[str]:
+    """The encoders a fold can learn: the two baselines and every registered SSL method."""
+    return [*BASELINE_ENCODERS, *SSL_METHODS.names()]
 
 
 def fold_encoder(kind: str, cohort: Cohort, cache: ImageCache, fold: Fold, ssl: SSLConfig, fold_dir: Path,
@@ -39,16 +46,15 @@ def fold_encoder(kind: str, cohort: Cohort, cache: ImageCache, fold: Fold, ssl: 
         config = load_config(supervised_config, {"seed": ssl.seed, "image": ssl.image.model_dump(),
                                                  "model": {"encoder": ssl.encoder.model_dump()}})
         train_fold(cohort, Fold(fold.name, fold.train, fold.val, ()), config, fold_dir / "supervised", cache, progress)
-        return CellEncoder.from_trained(fold_dir / "supervised")
-    if kind not in ("simclr", "swav", "dino"):
-        raise ValueError(f"unknown encoder {kind!r}; choose from {', '.join(ENCODER_KINDS)}")
-    config = ssl.model_copy(update={"method": kind})
-    return pretrain([CellSource(cache, seen, str(cohort.root))], config, fold_dir / f"ssl-{kind}", progress)
+        return TrainedModel.load(fold_dir / "supervised").cell_encoder()
+    if kind not in SSL_METHODS:
+        raise ValueError(f"unknown encoder {kind!r}; choose from {', '.join(encoder_kinds())}")
+    return pretrain([CellSource(cache, seen, str(cohort.root))], ssl.with_method(kind), fold_dir / f"ssl-{kind}", progress)
 
 
 def run_encoder_cv(cohort: Cohort, kind: str, ssl: SSLConfig, head: HeadConfig, out: str | Path, folds: int = 5,
                    seed: int = 0, splits: SplitPlan | None = None, cache_dir: str | Path | None = None,
-                   supervised_config: str = "cpu-attention", progress: bool = True, umap: bool = True) -> dict[str, Any]:
+                   supervised_config: str = "cpu-attention", progress: bool = True, umap: bool = True) -> CVResult:
     """Per fold: encoder of ``kind`` -> features of every cell -> head trained and tested; CV summary."""
     cache = build_cache(cohort, ssl.image.preprocessing, cache_dir, progress=progress)
 
@@ -59,7 +65,7 @@ def run_encoder_cv(cohort: Cohort, kind: str, ssl: SSLConfig, head: HeadConfig, 
         encoder = fold_encoder(kind, cohort, cache, fold, ssl, fold_dir, supervised_config, progress)
         return extract_features(encoder, cohort, cache, features, progress)
 
-    return run_head_cv(cohort, store, head, out, folds, seed, splits, progress, name=f"{kind} + {head.pooling} MIL",
+    return run_head_cv(cohort, store, head, out, folds, seed, splits, progress, name=f"{kind} + {head.pooling.name} MIL",
                        extra_config={"encoder": kind, "ssl": ssl.model_dump(mode="json")}, umap=umap)
 
 
@@ -73,7 +79,7 @@ def run_encoder_comparison(cohort: Cohort, kinds: Sequence[str], ssl: SSLConfig,
     plan = make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
     plan.save(out / "splits.json")
     summaries = {kind: run_encoder_cv(cohort, kind, ssl, head, out / kind, folds, seed, plan, cache_dir,
-                                      supervised_config, progress) for kind in kinds}
+                                      supervised_config, progress).summary for kind in kinds}
     result = {
         "split": "test",
         "encoders": {kind: {"macro_f1": s["metrics"]["macro_f1"], "balanced_accuracy": s["metrics"]["balanced_accuracy"],

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..training.trained import TrainedModel
+from ..utils.plotting import plt, save_figure
 from .contributions import cell_contributions
 from .saliency import guided_saliency
 
@@ -38,8 +39,6 @@ def explain_patient(trained: TrainedModel, patient: str, cells: np.ndarray, cell
 
 def gallery_png(explanation: PatientExplanation, path: str | Path, k: int = 6, title: str = "") -> Path:
     """Top and bottom ``k`` cells by contribution; each cell above its saliency overlay."""
-    from ..evaluation.plots import _save, plt
-
     order = np.argsort(-explanation.contributions)
     k = min(k, len(order))
     groups = [("most contributing", order[:k]), ("least contributing", order[::-1][:k])]
@@ -60,4 +59,4 @@ def gallery_png(explanation: PatientExplanation, path: str | Path, k: int = 6, t
         axes[2 * g][0].text(-0.15, 0.5, label, transform=axes[2 * g][0].transAxes, rotation=90, va="center",
                             ha="right", fontsize=8)
     fig.suptitle(title or f"patient {explanation.patient}", fontsize=9)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))

@@ -1,9 +1,11 @@
-"""Models layer: encoders, bag poolings, experts and their fusion, each behind a registry."""
+"""Models layer: encoders, bag poolings, experts and their fusion, each kind behind a registry."""
 
+from . import experts, fusion  # noqa: F401  (registration of the model kinds)
 from .base import Bags, MILModel, MILOutput, probabilities
-from .config import MODELS, ModelConfig, build_model
-from .encoders import ENCODERS, ResNetK
-from .pooling import POOLINGS
+from .encoders import ENCODERS, EncoderConfig, ResNetK
+from .factory import ModelConfig, build_model
+from .kinds import MODELS, ModelDims, ModelKind, Stage
+from .pooling import POOLINGS, Pooling, PoolingConfig
 
-__all__ = ["ENCODERS", "MODELS", "POOLINGS", "Bags", "MILModel", "MILOutput", "ModelConfig", "ResNetK",
-           "build_model", "probabilities"]
+__all__ = ["ENCODERS", "MODELS", "POOLINGS", "Bags", "EncoderConfig", "MILModel", "MILOutput", "ModelConfig",
+           "ModelDims", "ModelKind", "Pooling", "PoolingConfig", "ResNetK", "Stage", "build_model", "probabilities"]

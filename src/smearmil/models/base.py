@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from .experts import CNNModel
 
 
 @dataclass
@@ -20,6 +25,19 @@ class Bags:
     labels: torch.Tensor | None = None  # (B,) long
     ids: list[str] = field(default_factory=list)
     features: torch.Tensor | None = None  # (N, D) float: cached cell embeddings, for heads on frozen encoders
+
+    @classmethod
+    def of(cls, attributes: torch.Tensor, images: Sequence[torch.Tensor] | None = None,
+           features: Sequence[torch.Tensor] | None = None, labels: torch.Tensor | None = None,
+           ids: Sequence[str] = ()) -> Bags:
+        """One batch from per-bag tensors of cells (``images`` or ``features``) and per-bag attributes (B, d)."""
+        cells = images if images is not None else features
+        segments = torch.zeros(0, dtype=torch.long, device=attributes.device)
+        if cells is not None:
+            sizes = torch.tensor([len(c) for c in cells])
+            segments = torch.repeat_interleave(torch.arange(len(cells)), sizes).to(cells[0].device if cells else "cpu")
+        return cls(torch.cat(list(images)) if images is not None else None, segments, len(attributes), attributes,
+                   labels, list(ids), torch.cat(list(features)) if features is not None else None)
 
     def to(self, device: torch.device | str) -> Bags:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
@@ -67,11 +85,26 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, n_classes: i
     return (w * per_bag).sum() / w.sum()
 
 
+IMAGES, ATTRIBUTES, FEATURES = "images", "attributes", "features"
+
+
 class MILModel(nn.Module):
-    """Base class: subclasses set ``n_classes`` and implement ``forward``."""
+    """Base class: subclasses set ``n_classes``, declare their ``inputs`` and implement ``forward``."""
 
     n_classes: int
-    uses_images: bool = True
+    inputs: ClassVar[frozenset[str]] = frozenset({IMAGES})
+
+    @property
+    def uses_images(self) -> bool:
+        return IMAGES in self.inputs
+
+    def image_expert(self) -> CNNModel | None:
+        """The part that encodes and pools cells (``encoder``, ``pooling``, ``classifier``), if any."""
+        return None
+
+    def experts(self) -> dict[str, MILModel]:
+        """The experts a fusion model combines, by name (none for a single model)."""
+        return {}
 
     def forward(self, bags: Bags) -> MILOutput:  # pragma: no cover - abstract
         raise NotImplementedError

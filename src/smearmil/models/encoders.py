@@ -1,15 +1,37 @@
-"""Cell encoders. ``ResNetK`` is the width-K ResNet of Sahasrabudhe et al. (2020), Table 1."""
+"""Cell encoders. ``ResNetK`` is the width-K ResNet of Sahasrabudhe et al. (2020), Table 1.
+
+An encoder is a factory ``(params, input_size) -> nn.Module`` with an ``out_dim``, registered in
+``ENCODERS`` with the pydantic model of its hyper-parameters; ``EncoderConfig`` names one in a config.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .registry import Registry
+from ..utils.registry import Component, Registry
 
-ENCODERS: Registry[nn.Module] = Registry("encoder")
+ENCODERS: Registry[Any] = Registry("encoder")
+
+
+class EncoderConfig(Component):
+    """``{name: <encoder>, **its parameters, init: <ssl folder>}``, e.g. ``{name: resnetk, k: 8}``."""
+
+    registry: ClassVar[Registry[Any]] = ENCODERS
+    name: str = "resnetk"
+    init: str | None = Field(None, description="folder of `smearmil ssl pretrain`: start from its encoder's weights "
+                             "and fine-tune them end to end inside the MIL model (`smearmil train` and `cv`)")
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        """What decides the weights' shapes: the name and parameters, not where they start from."""
+        return self.model_dump(exclude={"init"})
+
+    def build(self, input_size: int) -> nn.Module:
+        return ENCODERS.get(self.name)(self.params, input_size)
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
@@ -80,12 +102,24 @@ class ResNetK(nn.Module):
         return features.flatten(1)
 
 
-@ENCODERS.register("resnetk")
-def resnetk(k: int = 32, blocks: int = 1, embedding: str = "gap", input_size: int = 224) -> ResNetK:
-    return ResNetK(k, blocks, embedding, input_size)  # type: ignore[arg-type]
+class ResNet18Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    embedding: Literal["gap", "flatten"] = Field("gap", description="global average pooling, or Table 1's flatten")
 
 
-@ENCODERS.register("resnet18")
-def resnet18(embedding: str = "gap", input_size: int = 224, **_: object) -> ResNetK:
+class ResNetKParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    k: int = Field(32, ge=1, description="width K of the first stage")
+    blocks: int = Field(1, ge=1, description="residual blocks per stage (2 gives ResNet18's depth)")
+    embedding: Literal["gap", "flatten"] = Field("gap", description="global average pooling, or Table 1's flatten")
+
+
+@ENCODERS.register("resnetk", params=ResNetKParams)
+def resnetk(params: ResNetKParams, input_size: int = 224) -> ResNetK:
+    return ResNetK(params.k, params.blocks, params.embedding, input_size)
+
+
+@ENCODERS.register("resnet18", params=ResNet18Params)
+def resnet18(params: ResNet18Params, input_size: int = 224) -> ResNetK:
     """ResNet18's depth and widths (K = 64, two blocks per stage)."""
-    return ResNetK(64, 2, embedding, input_size)  # type: ignore[arg-type]
+    return ResNetK(64, 2, params.embedding, input_size)

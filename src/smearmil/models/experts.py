@@ -5,23 +5,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Bags, MILModel, MILOutput, n_outputs
-from .pooling import POOLINGS
+from .base import ATTRIBUTES, Bags, MILModel, MILOutput, n_outputs
+from .cell_encoder import CellEncoder
+from .encoders import EncoderConfig
+from .factory import ModelConfig
+from .kinds import MODELS, ModelDims, ModelKind, Stage
+from .pooling import PoolingConfig
 
 
 class CNNModel(MILModel):
     """Encoder on every cell, permutation-invariant pooling, linear classifier (Eq. 8-10)."""
 
-    def __init__(self, encoder: nn.Module, pooling: str, n_classes: int, pooling_args: dict | None = None,
-                 dropout: float = 0.0, chunk: int = 1024):
+    def __init__(self, encoder: nn.Module, pooling: PoolingConfig, n_classes: int, dropout: float = 0.0,
+                 chunk: int = 1024):
         super().__init__()
         self.n_classes = n_classes
         self.encoder = encoder
         self.embed_dim: int = encoder.out_dim  # type: ignore[assignment]
-        self.pooling = POOLINGS.build(pooling, in_dim=self.embed_dim, **(pooling_args or {}))
+        self.pooling = pooling.build(self.embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.embed_dim, n_outputs(n_classes))
         self.chunk = chunk
+
+    def image_expert(self) -> CNNModel:
+        return self
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Cell embeddings; in inference, in chunks so that a bag of thousands of cells fits in memory."""
@@ -42,7 +49,7 @@ class CNNModel(MILModel):
 class MLPModel(MILModel):
     """Attributes -> a few sigmoid hidden units -> output (Eq. 11-13)."""
 
-    uses_images = False
+    inputs = frozenset({ATTRIBUTES})
 
     def __init__(self, n_attributes: int, n_classes: int, hidden: int = 2):
         super().__init__()
@@ -53,3 +60,64 @@ class MLPModel(MILModel):
 
     def forward(self, bags: Bags) -> MILOutput:
         return MILOutput(self.net(bags.attributes), None)
+
+
+def load_pretrained_encoder(encoder: nn.Module, config: EncoderConfig) -> nn.Module:
+    """Copy the weights of the pre-trained encoder ``config.init`` names into ``encoder`` (fine-tuning)."""
+    if config.init is None:
+        return encoder
+    try:
+        pretrained = CellEncoder.load(config.init)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"model.encoder.init: {err}; give a `smearmil ssl pretrain` folder") from err
+    mine = {k: tuple(v.shape) for k, v in encoder.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in pretrained.encoder.state_dict().items()}
+    if mine != theirs:
+        raise ValueError(f"model.encoder.init: {config.init} holds a {pretrained.meta.get('encoder')} encoder; set "
+                         "model.encoder to the same name and parameters to fine-tune it")
+    encoder.load_state_dict(pretrained.encoder.state_dict())
+    return encoder
+
+
+def initialised(model: MILModel, config: ModelConfig, init: bool = True) -> MILModel:
+    """``model`` with its image expert's encoder loaded from ``config.encoder.init`` (when ``init`` and set)."""
+    expert = model.image_expert()
+    if init and expert is not None:
+        load_pretrained_encoder(expert.encoder, config.encoder)
+    return model
+
+
+def build_cnn(config: ModelConfig, dims: ModelDims) -> CNNModel:
+    return CNNModel(config.encoder.build(dims.input_size), config.pooling, dims.n_classes, config.dropout)
+
+
+def build_mlp(config: ModelConfig, dims: ModelDims) -> MLPModel:
+    return MLPModel(dims.n_attributes, dims.n_classes, config.mlp_hidden)
+
+
+@MODELS.register("cnn")
+class CNNKind(ModelKind):
+    """Images only: the CNN expert, trained in one stage."""
+
+    model = CNNModel
+    stage_names = ("cnn",)
+
+    def build(self, config: ModelConfig, dims: ModelDims) -> MILModel:
+        return build_cnn(config, dims)
+
+    def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:
+        return [Stage("cnn", 0, lambda _: initialised(build_cnn(config, dims), config, init))]
+
+
+@MODELS.register("mlp")
+class MLPKind(ModelKind):
+    """Attributes only: the MLP expert, trained in one stage."""
+
+    model = MLPModel
+    stage_names = ("mlp",)
+
+    def build(self, config: ModelConfig, dims: ModelDims) -> MILModel:
+        return build_mlp(config, dims)
+
+    def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:
+        return [Stage("mlp", 0, lambda _: build_mlp(config, dims))]

@@ -5,23 +5,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Bags, MILModel, MILOutput, n_outputs
-from .pooling import POOLINGS
+from .base import FEATURES, Bags, MILModel, MILOutput, n_outputs
+from .pooling import PoolingConfig
 
 
 class FeatureMIL(MILModel):
     """A bag classifier over frozen-encoder features (``bags.features``); weights are per-cell attention."""
 
-    uses_images = False
+    inputs = frozenset({FEATURES})
 
-    def __init__(self, in_dim: int, n_classes: int, pooling: str = "attention", embed_dim: int = 64,
-                 hidden: int = 64, dropout: float = 0.25, r: float = 1.0):
+    def __init__(self, in_dim: int, n_classes: int, pooling: PoolingConfig | None = None, embed_dim: int = 64,
+                 dropout: float = 0.25):
         super().__init__()
         self.n_classes = n_classes
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
         self.project = nn.Sequential(nn.Linear(in_dim, embed_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
-        self.pooling = POOLINGS.build(pooling, in_dim=embed_dim, hidden=hidden, r=r)
+        self.pooling = (pooling or PoolingConfig(name="attention", hidden=64)).build(embed_dim)
         self.classifier = nn.Linear(embed_dim, n_outputs(n_classes))
 
     @torch.no_grad()

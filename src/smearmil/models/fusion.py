@@ -5,11 +5,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Bags, MILModel, MILOutput, logits_from_probabilities, probabilities
-from .experts import CNNModel, MLPModel
+from .base import ATTRIBUTES, IMAGES, Bags, MILModel, MILOutput, logits_from_probabilities, probabilities
+from .experts import CNNModel, MLPModel, build_cnn, build_mlp, initialised
+from .factory import ModelConfig
+from .kinds import MODELS, ModelDims, ModelKind, Stage
 
 
-class AverageModel(MILModel):
+class _Fusion(MILModel):
+    """A model over a CNN expert (``cnn``) and an MLP expert (``mlp``)."""
+
+    inputs = frozenset({IMAGES, ATTRIBUTES})
+    cnn: CNNModel
+    mlp: MLPModel
+
+    def image_expert(self) -> CNNModel:
+        return self.cnn
+
+    def experts(self) -> dict[str, MILModel]:
+        return {"cnn": self.cnn, "mlp": self.mlp}
+
+
+class AverageModel(_Fusion):
     """Mean of the two experts' probabilities; the experts are trained separately."""
 
     def __init__(self, cnn: CNNModel, mlp: MLPModel):
@@ -24,7 +40,7 @@ class AverageModel(MILModel):
         return MILOutput(logits_from_probabilities(p, self.n_classes), image_out.weights, extras)
 
 
-class MixtureOfExperts(MILModel):
+class MixtureOfExperts(_Fusion):
     """pi = sigmoid(theta_G . [theta_A . p, a]); P = pi * P_CNN + (1 - pi) * P_MLP.
 
     ``p`` is the pooled cell embedding and ``a`` the patient's attributes. The logits returned are
@@ -59,3 +75,48 @@ class MixtureOfExperts(MILModel):
         p = pi * probabilities(cnn_logits, self.n_classes) + (1 - pi) * probabilities(mlp_logits, self.n_classes)
         extras = {"gate": pi[:, 0], "cnn_logits": cnn_logits, "mlp_logits": mlp_logits, "embedding": pooled}
         return MILOutput(logits_from_probabilities(p, self.n_classes), weights, extras)
+
+
+def _experts(config: ModelConfig, dims: ModelDims, init: bool) -> list[Stage]:
+    return [Stage("cnn", 1, lambda _: initialised(build_cnn(config, dims), config, init)),
+            Stage("mlp", 2, lambda _: build_mlp(config, dims))]
+
+
+@MODELS.register("avg")
+class AverageKind(ModelKind):
+    """The two experts trained separately, then averaged (no stage of its own)."""
+
+    model = AverageModel
+    stage_names = ("cnn", "mlp")
+
+    def build(self, config: ModelConfig, dims: ModelDims) -> MILModel:
+        return AverageModel(build_cnn(config, dims), build_mlp(config, dims))
+
+    def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:
+        return _experts(config, dims, init)
+
+    def assemble(self, trained: dict[str, MILModel], config: ModelConfig, dims: ModelDims) -> MILModel:
+        return AverageModel(trained["cnn"], trained["mlp"])  # type: ignore[arg-type]
+
+
+@MODELS.register("moe")
+class MixtureKind(ModelKind):
+    """P1: the mixture end to end from scratch; P2: each expert alone, then only the gate; P3: each expert
+    alone, then all of it."""
+
+    model = MixtureOfExperts
+    stage_names = ("cnn", "mlp", "moe")
+
+    def build(self, config: ModelConfig, dims: ModelDims) -> MILModel:
+        return self._mixture(build_cnn(config, dims), build_mlp(config, dims), config, dims)
+
+    @staticmethod
+    def _mixture(cnn: MILModel, mlp: MILModel, config: ModelConfig, dims: ModelDims) -> MixtureOfExperts:
+        return MixtureOfExperts(cnn, mlp, dims.n_attributes, config.gate_projection,  # type: ignore[arg-type]
+                                freeze_experts=config.paradigm == "P2")
+
+    def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:
+        if config.paradigm == "P1":
+            return [Stage("moe", 0, lambda _: initialised(self.build(config, dims), config, init))]
+        return [*_experts(config, dims, init),
+                Stage("moe", 3, lambda trained: self._mixture(trained["cnn"], trained["mlp"], config, dims))]

@@ -2,17 +2,22 @@
 
 Every pooling maps ``(x: (N, D), segments: (N,), n_bags)`` to ``(pooled: (B, D), weights: (N,))``,
 where ``weights`` says how much each cell contributes to its bag (they sum to 1 within a bag).
-Bags of any size share one batch, with no padding.
+Bags of any size share one batch, with no padding. A pooling declares its hyper-parameters
+(``Params``) and how much each cell adds to a linear score of the pooled vector (``contributions``);
+a new pooling is one class registered in ``POOLINGS``.
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .registry import Registry
+from ..utils.registry import Component, NoParams, Registry
 
-POOLINGS: Registry[nn.Module] = Registry("pooling")
+POOLINGS: Registry[type[Pooling]] = Registry("pooling")
 
 
 def segment_count(segments: torch.Tensor, n_bags: int) -> torch.Tensor:
@@ -37,13 +42,48 @@ def segment_softmax(scores: torch.Tensor, segments: torch.Tensor, n_bags: int) -
     return e / segment_sum(e, segments, n_bags)[segments]
 
 
-class MeanPooling(nn.Module):
+class Pooling(nn.Module):
+    """Base class: ``Params`` (pydantic) are the hyper-parameters a config may set."""
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, in_dim: int, params: Any = None):
+        super().__init__()
+        self.in_dim = in_dim
+        self.p = params if params is not None else self.Params()
+
+    def forward(self, x: torch.Tensor, segments: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def contributions(self, h: torch.Tensor, segments: torch.Tensor, n_bags: int, pooled: torch.Tensor,
+                      weights: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Each cell's part in the score ``w . pooled`` of its bag (default: its pooling weight)."""
+        return weights
+
+
+class PoolingConfig(Component):
+    """``{name: <pooling>, **its parameters}``, e.g. ``{name: lse, r: 5}``."""
+
+    registry: ClassVar[Registry[Any]] = POOLINGS
+
+    def build(self, in_dim: int) -> Pooling:
+        return POOLINGS.get(self.name)(in_dim, self.params)
+
+
+@POOLINGS.register("mean")
+class MeanPooling(Pooling):
     def forward(self, x: torch.Tensor, segments: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
         counts = segment_count(segments, n_bags).to(x.dtype)
         return segment_sum(x, segments, n_bags) / counts[:, None], 1.0 / counts[segments]
 
+    def contributions(self, h: torch.Tensor, segments: torch.Tensor, n_bags: int, pooled: torch.Tensor,
+                      weights: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The exact decomposition: w . h_i / n."""
+        return (h @ w) / segment_count(segments, n_bags).to(h.dtype)[segments]
 
-class MaxPooling(nn.Module):
+
+@POOLINGS.register("max")
+class MaxPooling(Pooling):
     """Feature-wise max; a cell's weight is the share of features for which it is the maximum."""
 
     def forward(self, x: torch.Tensor, segments: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,15 +93,28 @@ class MaxPooling(nn.Module):
         weights = (winners / ties).mean(dim=1)
         return pooled, weights
 
+    def contributions(self, h: torch.Tensor, segments: torch.Tensor, n_bags: int, pooled: torch.Tensor,
+                      weights: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Sum of w_d h_id over the features d the cell wins (shared among ties)."""
+        winners = (h == pooled[segments]).to(h.dtype)
+        ties = segment_sum(winners, segments, n_bags)[segments].clamp(min=1)
+        return (winners / ties * h * w).sum(1)
 
-class LSEPooling(nn.Module):
+
+class LSEParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    r: float = Field(1.0, gt=0, description="temperature: max as r grows, mean as r -> 0")
+
+
+@POOLINGS.register("lse")
+class LSEPooling(Pooling):
     """Log-sum-exp with temperature r: (logsumexp(r x) - log N) / r; max as r grows, mean as r -> 0."""
 
-    def __init__(self, r: float = 1.0):
-        super().__init__()
-        if r <= 0:
-            raise ValueError(f"LSE temperature r must be positive, got {r}")
-        self.r = r
+    Params = LSEParams
+
+    def __init__(self, in_dim: int, params: LSEParams | None = None):
+        super().__init__(in_dim, params)
+        self.r = float(self.p.r)
 
     def forward(self, x: torch.Tensor, segments: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
         rx = self.r * x
@@ -72,14 +125,29 @@ class LSEPooling(nn.Module):
         weights = segment_softmax(rx, segments, n_bags).mean(dim=1)
         return pooled, weights
 
+    def contributions(self, h: torch.Tensor, segments: torch.Tensor, n_bags: int, pooled: torch.Tensor,
+                      weights: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """w . (s_i * h_i), with s_i the cell's soft-max share per feature."""
+        return (segment_softmax(self.r * h, segments, n_bags) * h * w).sum(1)
 
-class AttentionPooling(nn.Module):
-    """Attention MIL pooling (Ilse et al. 2018); ``gated=True`` for the gated variant."""
 
-    def __init__(self, in_dim: int, hidden: int = 128, gated: bool = False):
-        super().__init__()
+class AttentionParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hidden: int = Field(128, ge=1, description="attention hidden units")
+
+
+@POOLINGS.register("attention")
+class AttentionPooling(Pooling):
+    """Attention MIL pooling (Ilse et al. 2018); a cell's contribution is its attention weight."""
+
+    Params = AttentionParams
+    gated: ClassVar[bool] = False
+
+    def __init__(self, in_dim: int, params: AttentionParams | None = None):
+        super().__init__(in_dim, params)
+        hidden = self.p.hidden
         self.v = nn.Linear(in_dim, hidden)
-        self.u = nn.Linear(in_dim, hidden) if gated else None
+        self.u = nn.Linear(in_dim, hidden) if self.gated else None
         self.w = nn.Linear(hidden, 1)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,27 +161,8 @@ class AttentionPooling(nn.Module):
         return segment_sum(weights[:, None] * x, segments, n_bags), weights
 
 
-@POOLINGS.register("mean")
-def _mean(**_: object) -> nn.Module:
-    return MeanPooling()
-
-
-@POOLINGS.register("max")
-def _max(**_: object) -> nn.Module:
-    return MaxPooling()
-
-
-@POOLINGS.register("lse")
-def _lse(r: float = 1.0, **_: object) -> nn.Module:
-    return LSEPooling(r)
-
-
-@POOLINGS.register("attention")
-def _attention(in_dim: int, hidden: int = 128, **_: object) -> nn.Module:
-    return AttentionPooling(in_dim, hidden, gated=False)
-
-
 @POOLINGS.register("gated_attention")
-def _gated(in_dim: int, hidden: int = 128, **_: object) -> nn.Module:
-    return AttentionPooling(in_dim, hidden, gated=True)
+class GatedAttentionPooling(AttentionPooling):
+    """The gated variant: tanh(V x) * sigmoid(U x) before the score."""
 
+    gated = True

@@ -17,11 +17,12 @@ from ..data.cache import build_cache
 from ..data.inspect import summarise
 from ..data.options import DataOptions
 from ..data.validation import load_cohort
-from ..evaluation.plots import _save, confusion_plot, plt
+from ..evaluation.plots import confusion_plot
 from ..evaluation.repeatability import repeatability_plot
-from ..evaluation.runs_io import fold_models, run_data_path
 from ..explain.gallery import explain_patient, gallery_png
+from ..training.run_dir import RunDir
 from ..utils.atomic import write_text
+from ..utils.plotting import plt, save_figure
 from ..utils.scoring import METRICS
 
 LABELS = {"balanced_accuracy": "balanced accuracy", "roc_auc": "ROC-AUC", "sensitivity": "sensitivity",
@@ -121,7 +122,7 @@ def _training_curves(run: Path, png: Path) -> Path | None:
                     ax.plot(xs, ys, style, lw=1, label=f"{fold} {key.split('/')[0]}".strip())
         ax.set(title=f"stage {stage}", xlabel="epoch", ylabel="loss")
         ax.legend(fontsize=6)
-    return _save(fig, png)
+    return save_figure(fig, png)
 
 
 def _predictions(run: Path) -> list[dict[str, str]]:
@@ -140,7 +141,7 @@ def build_report(run: str | Path, data: str | Path | None = None, galleries: int
     work.mkdir(exist_ok=True)
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else None
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else None
-    data = Path(data) if data else run_data_path(run)
+    data = Path(data) if data else RunDir(run).data_path()
     cohort = None
     if data is not None and data.exists():
         cohort = load_cohort(data, DataOptions(check_images=False), progress=False)
@@ -195,7 +196,7 @@ def build_report(run: str | Path, data: str | Path | None = None, galleries: int
 
 def _galleries(report: Report, run: Path, cohort: Any, n: int, cache_dir: str | Path | None, progress: bool) -> None:
     try:
-        models = {f.fold: f for f in fold_models(run)}
+        models = {f.fold: f for f in RunDir(run).fold_models()}
     except FileNotFoundError:
         return
     rows = [r for r in _predictions(run) if r["patient"] in cohort]

@@ -31,6 +31,17 @@ def pixel_statistics(cache: ImageCache, ids: Sequence[str], max_cells: int = 400
     }
 
 
+def random_rot90(x: torch.Tensor) -> torch.Tensor:
+    """Each image of (N, C, H, W) turned by a random multiple of 90 degrees (square images)."""
+    turns = torch.randint(0, 4, (x.shape[0],), device=x.device)
+    out = x.clone()
+    for k in (1, 2, 3):
+        chosen = turns == k
+        if chosen.any():
+            out[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
+    return out
+
+
 class BatchTransform(nn.Module):
     """uint8 (N, H, W, 3) -> float (N, 3, H, W): augment when training, then centre on the training mean."""
 
@@ -47,13 +58,7 @@ class BatchTransform(nn.Module):
             x = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(3), x)
             x = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(2), x)
         if self.rot90 and x.shape[2] == x.shape[3]:
-            turns = torch.randint(0, 4, (n,), device=x.device)
-            out = x.clone()
-            for k in (1, 2, 3):
-                chosen = turns == k
-                if chosen.any():
-                    out[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
-            x = out
+            x = random_rot90(x)
         if self.pca_colour_std > 0:  # AlexNet-style lighting noise along the RGB principal components
             alpha = torch.randn(n, 3, device=x.device) * self.pca_colour_std
             shift = (alpha * self.eigvals.sqrt()) @ self.eigvecs.T  # (n, 3)

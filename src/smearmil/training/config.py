@@ -8,18 +8,18 @@ with pool one of max, mean, lse (or lse<r>, e.g. lse5), attention, gated-attenti
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..data.images import Preprocessing
 from ..data.options import DataOptions
-from ..models.config import ModelConfig
+from ..models.factory import ModelConfig
+from ..models.kinds import all_stage_names
+from ..utils.config_files import RUN, dump_yaml, load_config_file
 
-STAGES = ("cnn", "mlp", "moe", "avg")
+PAPER_HINT = ", or a paper row such as cnn-mean-k32, cnn-lse-k64, avg-mean-k32, moe-p1-k64, moe-p2-k32, mlp"
 
 
 class Strict(BaseModel):
@@ -78,9 +78,10 @@ class TrainConfig(Strict):
     @field_validator("stages")
     @classmethod
     def _known_stages(cls, v: dict[str, StageConfig]) -> dict[str, StageConfig]:
-        unknown = set(v) - set(STAGES)
+        known = all_stage_names()
+        unknown = set(v) - known
         if unknown:
-            raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {STAGES}")
+            raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {sorted(known)}")
         return v
 
     def for_stage(self, stage: str) -> TrainConfig:
@@ -109,7 +110,7 @@ class RunConfig(Strict):
     split: SplitConfig = SplitConfig()
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return dump_yaml(self)
 
 
 _PAPER = re.compile(r"^(?P<kind>cnn|avg|moe-p(?P<paradigm>[123]))(?:-(?P<pool>max|mean|lse(?P<r>\d+(?:\.\d+)?)?|attention|gated-attention))?-k(?P<k>\d+)$")
@@ -137,67 +138,6 @@ def paper_preset(name: str) -> dict[str, Any] | None:
     return {"name": name, "model": model, "train": PAPER_TRAINING}
 
 
-def merge_dicts(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """Nested update: ``top`` wins, mappings are merged key by key."""
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def shipped_presets() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("smearmil.configs").iterdir() if p.name.endswith(".yaml"))
-
-
-def read_yaml_config(name_or_path: str) -> tuple[dict[str, Any], str]:
-    """The mapping in a YAML file or shipped preset, and where it came from."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        text, where = path.read_text(encoding="utf-8"), str(path)
-    elif name_or_path in shipped_presets():
-        text = resources.files("smearmil.configs").joinpath(f"{name_or_path}.yaml").read_text(encoding="utf-8")
-        where = f"preset {name_or_path}"
-    else:
-        raise ValueError(f"no config file or preset named {name_or_path!r}; presets: {', '.join(shipped_presets())}")
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{where}: not valid YAML: {error}") from error
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: a config must be a mapping")
-    return raw, where
-
-
-def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    if name_or_path in seen:
-        raise ValueError(f"config {name_or_path!r} includes itself through 'base'")
-    path = Path(name_or_path)
-    if (path.suffix in (".yaml", ".yml") and path.is_file()) or name_or_path in shipped_presets():
-        raw, where = read_yaml_config(name_or_path)
-    elif (paper := paper_preset(name_or_path)) is not None:
-        return paper
-    else:
-        raise ValueError(
-            f"no config file or preset named {name_or_path!r}; presets: {', '.join(shipped_presets())}, "
-            "or a paper row such as cnn-mean-k32, cnn-lse-k64, avg-mean-k32, moe-p1-k64, moe-p2-k32, mlp"
-        )
-    if raw.get("kind") == "compare":
-        raise ValueError(f"{where} is a comparison config: use it with `smearmil compare`")
-    if raw.get("kind") == "ssl":
-        raise ValueError(f"{where} is a pre-training config: use it with `smearmil ssl pretrain`")
-    base = raw.pop("base", None)
-    own_name = raw.pop("name", None) or (path.stem if path.suffix else name_or_path)
-    if base:
-        raw = merge_dicts(_raw(str(base), (*seen, name_or_path)), raw)
-    raw["name"] = own_name
-    return raw
-
-
-def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """A RunConfig from a YAML file or preset name, with nested overrides on top; clear errors."""
-    raw = merge_dicts(_raw(name_or_path), overrides or {})
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as error:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        raise ValueError(f"config {name_or_path!r} is not valid:\n" + "\n".join(lines)) from None
+def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """A RunConfig from a YAML file, shipped preset or paper row, with nested overrides on top; clear errors."""
+    return load_config_file(name_or_path, RunConfig, RUN, overrides, paper_preset, PAPER_HINT)

@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from ..data.cache import ImageCache
 from ..models.base import Bags
+from ..utils.balance import balanced_draw_weights
+from ..utils.balance import class_weights as inverse_class_frequency
 
 
 @dataclass
@@ -26,9 +28,8 @@ class FoldData:
 
     def class_weights(self) -> torch.Tensor:
         """Inverse class frequency on the training patients (mean weight 1)."""
-        counts = np.bincount([self.labels[i] for i in self.ids["train"]], minlength=self.n_classes).astype(np.float64)
-        weights = np.where(counts > 0, counts.sum() / (self.n_classes * np.maximum(counts, 1)), 0.0)
-        return torch.tensor(weights, dtype=torch.float32)
+        labels = np.array([self.labels[i] for i in self.ids["train"]], dtype=np.int64)
+        return torch.tensor(inverse_class_frequency(labels, self.n_classes), dtype=torch.float32)
 
 
 class BagDataset(Dataset):
@@ -55,15 +56,9 @@ class BagDataset(Dataset):
 
 
 def collate_bags(items: list[dict]) -> Bags:
-    images = None
-    sizes = [1] * len(items)
-    if "images" in items[0]:
-        sizes = [len(it["images"]) for it in items]
-        images = torch.cat([it["images"] for it in items])
-    segments = torch.repeat_interleave(torch.arange(len(items)), torch.tensor(sizes))
-    return Bags(images, segments if images is not None else torch.zeros(0, dtype=torch.long), len(items),
-                torch.stack([it["attributes"] for it in items]), torch.tensor([it["label"] for it in items]),
-                [it["id"] for it in items])
+    images = [it["images"] for it in items] if "images" in items[0] else None
+    return Bags.of(torch.stack([it["attributes"] for it in items]), images,
+                   labels=torch.tensor([it["label"] for it in items]), ids=[it["id"] for it in items])
 
 
 class BagDataModule(L.LightningDataModule):
@@ -78,9 +73,7 @@ class BagDataModule(L.LightningDataModule):
         generator = torch.Generator().manual_seed(self.seed)
         sampler = None
         if train and self.balance == "sampler":
-            labels = np.array([self.data.labels[i] for i in ids])
-            per_class = np.bincount(labels, minlength=self.data.n_classes).astype(np.float64)
-            weights = 1.0 / per_class[labels]
+            weights = balanced_draw_weights(np.array([self.data.labels[i] for i in ids]))
             sampler = WeightedRandomSampler(weights.tolist(), len(ids), replacement=True, generator=generator)
         return DataLoader(dataset, batch_size=self.bags_per_batch, shuffle=train and sampler is None,
                           sampler=sampler, collate_fn=collate_bags, num_workers=self.num_workers,

@@ -8,25 +8,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..data.features import FeatureStore
 from ..models.base import Bags, probabilities
-from ..models.config import registered_name
 from ..models.feature_mil import FeatureMIL
-from ..models.pooling import POOLINGS
+from ..models.pooling import POOLINGS, PoolingConfig
+from ..utils.balance import balanced_draw_weights
+from ..utils.balance import class_weights as inverse_class_frequency
+from ..utils.config_files import load_config_file
 from .config import Strict
 
 
 class HeadConfig(Strict):
-    pooling: Annotated[str, registered_name(POOLINGS)] = "attention"
+    """A MIL head on cached features (``kind: head`` in a YAML file)."""
+
+    name: str = "head"
+    pooling: PoolingConfig = PoolingConfig(name="attention", hidden=64)
     embed_dim: int = Field(64, ge=1)
-    hidden: int = Field(64, ge=1, description="attention hidden units")
-    r: float = Field(1.0, gt=0, description="log-sum-exp temperature")
+    # heads are small: a pooling that has these parameters gets these defaults here
+    small_pooling: ClassVar[dict[str, Any]] = {"hidden": 64}
     dropout: float = Field(0.25, ge=0, lt=1)
     epochs: int = Field(40, ge=1)
     steps_per_epoch: int | None = Field(None, ge=1, description="default: training bags / bags_per_batch")
@@ -35,6 +41,15 @@ class HeadConfig(Strict):
     weight_decay: float = Field(1e-4, ge=0)
     balance: Literal["sampler", "weights", "none"] = "sampler"
     max_cells_per_bag: int | None = Field(512, ge=1)
+
+    @field_validator("pooling", mode="before")
+    @classmethod
+    def _small_defaults(cls, value: Any) -> Any:
+        section = {"name": value} if isinstance(value, str) else value
+        if not isinstance(section, dict) or section.get("name") not in POOLINGS:
+            return value
+        declared = POOLINGS.params(section["name"]).model_fields
+        return {**{k: v for k, v in cls.small_pooling.items() if k in declared}, **section}
 
 
 @contextmanager
@@ -48,16 +63,20 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def load_head_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> HeadConfig:
+    """A head config from a YAML file (``kind: head``), or from the name of a registered pooling."""
+    if str(name_or_path) in POOLINGS:
+        return HeadConfig.model_validate({"pooling": str(name_or_path), **(overrides or {})})
+    return load_config_file(name_or_path, HeadConfig, "head", overrides)
+
+
 def _batch(bags: Sequence[torch.Tensor], labels: torch.Tensor | None = None) -> Bags:
-    sizes = torch.tensor([len(b) for b in bags])
-    segments = torch.repeat_interleave(torch.arange(len(bags)), sizes)
-    return Bags(None, segments, len(bags), torch.zeros(len(bags), 0), labels, features=torch.cat(list(bags)))
+    return Bags.of(torch.zeros(len(bags), 0), features=bags, labels=labels)
 
 
 def balanced_probabilities(labels: np.ndarray) -> np.ndarray:
     """Per-bag draw probabilities under which every present class is equally likely."""
-    counts = np.bincount(labels)
-    p = 1.0 / counts[labels]
+    p = balanced_draw_weights(labels)
     return p / p.sum()
 
 
@@ -72,13 +91,11 @@ def train_head(store: FeatureStore, ids: Sequence[str], config: HeadConfig, seed
     cells = torch.cat(bags)
     with torch.random.fork_rng(), one_thread():
         torch.manual_seed(seed)
-        model = FeatureMIL(store.dim, len(class_names), config.pooling, config.embed_dim, config.hidden,
-                           config.dropout, config.r)
+        model = FeatureMIL(store.dim, len(class_names), config.pooling, config.embed_dim, config.dropout)
         model.set_standardisation(cells.mean(0), cells.std(0))
-        counts = np.bincount(labels, minlength=len(class_names)).astype(np.float64)
         class_weights = None
         if config.balance == "weights":
-            class_weights = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(class_names), 0.0))
+            class_weights = torch.tensor(inverse_class_frequency(labels, len(class_names)))
         p = balanced_probabilities(labels) if config.balance == "sampler" else None
         optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         steps = config.steps_per_epoch or max(1, int(np.ceil(len(ids) / config.bags_per_batch)))

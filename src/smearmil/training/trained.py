@@ -14,12 +14,14 @@ import torch
 from ..data.attributes import AttributeEncoder
 from ..data.cache import ImageCache
 from ..models.base import Bags, MILModel, probabilities
-from ..models.config import build_model
+from ..models.cell_encoder import CellEncoder
+from ..models.factory import build_model
 from ..utils.atomic import atomic_path, write_json
+from ..utils.device import default_device
 from .augment import BatchTransform
 from .config import RunConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: poolings and encoders keep only the parameters they declare
 
 
 @dataclass
@@ -30,10 +32,6 @@ class PatientPrediction:
     gate: float | None = None  # MOE: weight of the image expert
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class TrainedModel:
     def __init__(self, model: MILModel, transform: BatchTransform | None, encoder: AttributeEncoder,
                  config: RunConfig, class_names: list[str], threshold: float = 0.5,
@@ -41,10 +39,11 @@ class TrainedModel:
         self.model, self.transform, self.encoder = model, transform, encoder
         self.config, self.class_names = config, class_names
         self.threshold, self.threshold_source = threshold, threshold_source
+        self.source = ""  # the folder it was loaded from
 
     @property
     def uses_images(self) -> bool:
-        return self.config.model.uses_images
+        return self.model.uses_images
 
     def with_model(self, model: MILModel, kind: str) -> TrainedModel:
         """The same preprocessing and thresholds around another model (e.g. one expert of a mixture)."""
@@ -54,17 +53,26 @@ class TrainedModel:
 
     def models(self) -> dict[str, TrainedModel]:
         """Every model of the run by name: a fusion model brings its experts (and their average)."""
-        from ..models.fusion import AverageModel, MixtureOfExperts
+        from ..models.fusion import AverageModel
 
         kind = self.config.model.kind
-        if not isinstance(self.model, (AverageModel, MixtureOfExperts)):
+        experts = self.model.experts()
+        if not experts:
             return {kind.upper(): self}
-        cnn, mlp = self.model.cnn, self.model.mlp
-        out = {"CNN": self.with_model(cnn, "cnn"), "MLP": self.with_model(mlp, "mlp"),
-               "AVG": self.with_model(AverageModel(cnn, mlp), "avg")}
-        if isinstance(self.model, MixtureOfExperts):
-            out["MOE"] = self
+        out = {name.upper(): self.with_model(expert, name) for name, expert in experts.items()}
+        if {"cnn", "mlp"} <= set(experts):
+            out["AVG"] = self.with_model(AverageModel(experts["cnn"], experts["mlp"]), "avg")  # type: ignore[arg-type]
+        out[kind.upper()] = self
         return out
+
+    def cell_encoder(self) -> CellEncoder:
+        """The image expert's encoder with this model's preprocessing: the "supervised" encoder."""
+        expert = self.model.image_expert()
+        if expert is None or self.transform is None:
+            raise ValueError(f"this {self.config.model.kind} model has no image encoder")
+        transform = self.transform.eval()
+        meta = {"method": "supervised", "encoder": self.config.model.encoder.model_dump(), "source": self.source}
+        return CellEncoder(expert.encoder, lambda x: transform(x, train=False), self.config.image.preprocessing, meta)  # type: ignore[arg-type]
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -86,7 +94,7 @@ class TrainedModel:
         if not meta_path.is_file():
             raise FileNotFoundError(f"{directory} holds no trained model (model.json); train one with `smearmil train`")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        config = RunConfig.model_validate(meta["config"])
+        config = RunConfig.model_validate(_upgrade(meta["config"], meta.get("format", 1)))
         encoder = AttributeEncoder.from_dict(meta["attributes"])
         model = build_model(config.model, len(meta["class_names"]), len(encoder.feature_names), config.image.input_size)
         payload = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
@@ -95,7 +103,9 @@ class TrainedModel:
         if meta["has_transform"]:
             transform = BatchTransform(payload["transform"], mean_centring=config.train.mean_centring)
             transform.load_state_dict(payload["transform"])
-        return cls(model, transform, encoder, config, meta["class_names"], meta["threshold"], meta["threshold_source"])
+        trained = cls(model, transform, encoder, config, meta["class_names"], meta["threshold"], meta["threshold_source"])
+        trained.source = str(directory)
+        return trained
 
     @torch.no_grad()
     def predict_arrays(self, ids: Sequence[str], bags: Sequence[np.ndarray | None], attributes: np.ndarray,
@@ -108,21 +118,17 @@ class TrainedModel:
         out: list[PatientPrediction] = []
         for start in range(0, len(ids), bags_per_batch):
             chunk = range(start, min(start + bags_per_batch, len(ids)))
-            images = segments = None
-            if self.uses_images:
-                arrays = [torch.from_numpy(np.array(bags[i])) for i in chunk]
-                sizes = torch.tensor([len(a) for a in arrays])
-                images = self.transform(torch.cat(arrays).to(device), train=False)  # type: ignore[misc]
-                segments = torch.repeat_interleave(torch.arange(len(arrays)), sizes).to(device)
-            batch = Bags(images, segments if segments is not None else torch.zeros(0, dtype=torch.long, device=device),
-                         len(chunk), torch.from_numpy(attributes[list(chunk)]).to(device), None, [ids[i] for i in chunk])
+            images = [torch.from_numpy(np.array(bags[i])) for i in chunk] if self.uses_images else None
+            batch = Bags.of(torch.from_numpy(attributes[list(chunk)]), images, ids=[ids[i] for i in chunk]).to(device)
+            if batch.images is not None:
+                batch.images = self.transform(batch.images, train=False)  # type: ignore[misc]
             result = self.model(batch)
             proba = probabilities(result.logits.float(), self.model.n_classes).cpu().numpy()
             gates = result.extras.get("gate")
             for b, i in enumerate(chunk):
                 weights = None
-                if result.weights is not None and segments is not None:
-                    weights = result.weights[segments == b].float().cpu().numpy()
+                if result.weights is not None and batch.images is not None:
+                    weights = result.weights[batch.segments == b].float().cpu().numpy()
                 gate = float(gates[b]) if gates is not None else None
                 out.append(PatientPrediction(ids[i], proba[b].astype(np.float64), weights, gate))
         return out
@@ -132,3 +138,30 @@ class TrainedModel:
         attributes = self.encoder.transform(cohort, ids) if self.encoder.names else np.zeros((len(ids), 0), np.float32)
         bags = [cache.bag(i) if cache is not None and self.uses_images else None for i in ids]
         return self.predict_arrays(ids, bags, attributes, device=device)
+
+
+def _upgrade(config: dict[str, Any], version: int) -> dict[str, Any]:
+    """A saved run config of an older format, read by this version."""
+    if version < 2:  # format 1 saved r and hidden with every pooling, k and blocks with every encoder
+        from ..models.encoders import ENCODERS
+        from ..models.pooling import POOLINGS
+
+        model = dict(config.get("model", {}))
+        for key, registry in (("pooling", POOLINGS), ("encoder", ENCODERS)):
+            section = dict(model.get(key) or {})
+            if section.get("name") in registry:
+                declared = set(registry.params(section["name"]).model_fields) | {"name", "init"}
+                model[key] = {k: v for k, v in section.items() if k in declared}
+        config = {**config, "model": model}
+    return config
+
+
+def load_encoder(path: str | Path) -> CellEncoder:
+    """A frozen encoder from a pre-training folder, or the image encoder of a trained model folder."""
+    if CellEncoder.is_saved_in(path):
+        return CellEncoder.load(path)
+    directory = Path(path)
+    if (directory / "model.json").is_file():
+        return TrainedModel.load(directory).cell_encoder()
+    raise FileNotFoundError(f"{path}: neither a pre-training folder (encoder.json, from `smearmil ssl pretrain`) "
+                            "nor a trained model (model.json)")

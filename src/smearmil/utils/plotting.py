@@ -8,9 +8,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from .atomic import atomic_path  # noqa: E402
+from .atomic import atomic_path
+
+__all__ = ["plt", "save_figure", "subplots"]
 
 
 def subplots(*args: Any, **kwargs: Any) -> Any:

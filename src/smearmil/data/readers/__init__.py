@@ -1,23 +1,25 @@
-"""Readers for the three layouts users have, auto-detected, and the one entry point ``load``."""
+"""Readers for the layouts users have, auto-detected, and the one entry point ``read``.
+
+Each reader module registers its layout in ``LAYOUTS``; a new layout is one more module here.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..cohort import CellSet, Cohort
+from ..layouts import LAYOUTS
 from ..options import DataOptions
 from ..problems import DataError, Problem
-from . import lymphocytosis, patient_folders, single_cell
+from . import lymphocytosis, patient_folders, single_cell  # noqa: F401  (registration)
 
 
 def detect_layout(root: Path) -> str:
-    """Name the layout of ``root``: lymphocytosis, single-cell or patient-folders."""
-    if single_cell.looks_like(root):
-        return "single-cell"
-    if lymphocytosis.looks_like(root):
-        return "lymphocytosis"
-    if any(p.suffix.lower() in (".csv", ".tsv") for p in root.iterdir() if p.is_file()):
-        return "patient-folders"
+    """Name the registered layout that ``root`` looks like (in each layout's ``detect_order``)."""
+    candidates = sorted((layout.detect_order, name) for name, layout in LAYOUTS.items() if layout.detect_order is not None)
+    for _, name in candidates:
+        if LAYOUTS.get(name).looks_like(root):
+            return name
     raise DataError(
         [
             Problem(
@@ -37,5 +39,4 @@ def read(path: str | Path, options: DataOptions | None = None) -> Cohort | CellS
     if not root.is_dir():
         raise DataError([Problem("missing_path", str(root), "is not a folder; give the folder of the data set")])
     layout = detect_layout(root) if options.layout == "auto" else options.layout
-    reader = {"lymphocytosis": lymphocytosis, "patient-folders": patient_folders, "single-cell": single_cell}[layout]
-    return reader.read(root.resolve(), options)
+    return LAYOUTS.get(layout).read(root.resolve(), options)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..cohort import Cohort, Patient
 from ..dates import age_at, parse_dob
+from ..layouts import LAYOUTS
 from ..options import DataOptions
 from ..problems import DataError, Problem
 from ..table import Table, read_table
@@ -188,3 +189,10 @@ def _read_row(
 def _date_problem(table: Table, i: int, pid: str, note: str, options: DataOptions) -> Problem:
     missing = missing_value_problem(table.where(i, pid), "age", options)
     return Problem("bad_date", missing.where, f"DOB: {note}; {missing.message}", missing.severity)
+
+
+@LAYOUTS.register("lymphocytosis")
+class LymphocytosisLayout:
+    detect_order = 20
+    looks_like = staticmethod(looks_like)
+    read = staticmethod(read)

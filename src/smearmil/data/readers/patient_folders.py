@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from ..cohort import UNKNOWN_CELL_TYPE, Cohort, Patient
+from ..layouts import LAYOUTS
 from ..options import DataOptions
 from ..problems import DataError, Problem
 from ..table import Table, is_missing, parse_gender, parse_number, read_table, snake_case
@@ -19,6 +20,11 @@ from .common import GENDER_NAMES, check_duplicate_ids, drop_empty_bags, list_ima
 LABEL_HINTS = ("label", "diagnosis", "class", "target", "subtype", "outcome", "category")
 UNTYPED_FOLDERS = re.compile(r"^(unsigned.*|unknown|unclassified|unlabell?ed|other|misc.*|none)$", re.IGNORECASE)
 ALIASES = {"age_at_diagnosis": "age", "age_at_sampling": "age", "sex": "gender", "lymphocyte_count": "lymph_count"}
+
+
+def looks_like(root: Path) -> bool:
+    """Any clinical table (.csv or .tsv) at the top of the folder."""
+    return any(p.suffix.lower() in (".csv", ".tsv") for p in root.iterdir() if p.is_file())
 
 
 def find_table(root: Path) -> Path:
@@ -166,3 +172,10 @@ def read(root: Path, options: DataOptions) -> Cohort:
             "attribute_columns": dict(zip(names, columns)),
         },
     )
+
+
+@LAYOUTS.register("patient-folders")
+class PatientFoldersLayout:
+    detect_order = 30
+    looks_like = staticmethod(looks_like)
+    read = staticmethod(read)

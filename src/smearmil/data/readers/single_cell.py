@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..cohort import CellSet
 from ..images import is_image_file
+from ..layouts import LAYOUTS
 from ..options import DataOptions
 from ..problems import DataError, Problem
 from ..table import read_table
@@ -44,3 +45,10 @@ def read(root: Path, options: DataOptions) -> CellSet:
             problems.append(Problem("unlisted_image", str(path), "image not in labels.csv; ignored", "warning"))
     class_names = options.class_names or sorted(set(labels))
     return CellSet(root=root, images=images, labels=labels, class_names=class_names, problems=problems)
+
+
+@LAYOUTS.register("single-cell")
+class SingleCellLayout:
+    detect_order = 10
+    looks_like = staticmethod(looks_like)
+    read = staticmethod(read)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +18,15 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from ...data.cache import ImageCache
+from ...models.cell_encoder import ENCODER_META, CellEncoder, ChannelNormalise, channel_statistics
 from ...utils.atomic import write_text
-from ..fit import _QUIET, AtomicCheckpointIO, _loggers, resolve_precision
+from ..trainer import fit, make_trainer, resume_point
 from .config import SSLConfig
-from .encoder import ENCODER_META, CellEncoder, ChannelNormalise, build_encoder, channel_statistics
-from .methods import SSLMethod, build_method
+from .methods import SSLMethod
 from .views import SSLViews
 
 log = logging.getLogger(__name__)
@@ -121,8 +120,8 @@ def pretrain(sources: Sequence[CellSource], config: SSLConfig, out: str | Path, 
     L.seed_everything(config.seed, workers=True, verbose=False)
     sample = dataset[list(np.random.default_rng(config.seed).choice(len(dataset), min(2000, len(dataset)), replace=False))]
     normalise = ChannelNormalise(*channel_statistics(sample.numpy()))
-    encoder = build_encoder(config.encoder, prep.output_size)
-    method = build_method(config, encoder)
+    encoder = config.encoder.build(prep.output_size)
+    method = config.build_method(encoder)
     module = SSLModule(method, SSLViews(config.view_config), normalise, config)
     batch_size = min(config.batch_size, len(dataset))
     generator = torch.Generator().manual_seed(config.seed)
@@ -131,24 +130,15 @@ def pretrain(sources: Sequence[CellSource], config: SSLConfig, out: str | Path, 
     # no monitor: the one kept checkpoint is the newest, rewritten (atomically) after every epoch
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
                                  enable_version_counter=False)
-    last = out / "checkpoints" / "last.ckpt"
-    resume = str(last) if last.is_file() else None
-    last_epoch = int(torch.load(last, map_location="cpu", weights_only=True)["epoch"]) if resume else None
-    callbacks: list[Any] = [checkpoint] + ([RichProgressBar(leave=False)] if progress else [])
-    trainer = L.Trainer(
-        max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
-        precision=resolve_precision(config.precision), logger=_loggers(out, last_epoch), callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False,
-        log_every_n_steps=1, default_root_dir=out,
-    )
+    resume, last_epoch = resume_point(out)
+    trainer = make_trainer(out, config.epochs, config.accelerator, config.devices, config.precision, [checkpoint],
+                           last_epoch, progress)
     if resume:
-        log.warning("pre-training: resuming from %s (epoch %d of %d)", last, (last_epoch or 0) + 1, config.epochs)
+        log.warning("pre-training: resuming from %s (epoch %d of %d)", resume, (last_epoch or 0) + 1, config.epochs)
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_QUIET)
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=resume, weights_only=True)
+    fit(trainer, module, resume, train_dataloaders=loader)
     meta = {
-        "method": config.method, "config": config.name, "encoder": config.encoder.model_dump(),
+        "method": config.method.name, "config": config.name, "encoder": config.encoder.model_dump(),
         "epochs": config.epochs, "seed": config.seed, "sources": [s.describe() for s in sources],
         "resumed_from_epoch": None if last_epoch is None else last_epoch + 1,
         "final_loss": _final_loss(trainer), "wall_seconds_last_session": round(time.perf_counter() - start, 1),

@@ -9,6 +9,8 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 
+from ..augment import random_rot90
+
 
 @dataclass(frozen=True)
 class ViewConfig:
@@ -23,16 +25,6 @@ class ViewConfig:
     blur: float = 0.5
     grayscale: float = 0.2
     solarize: float = 0.0  # probability, applied to the second global view only (DINO: 0.2)
-
-
-def _rot90(x: torch.Tensor) -> torch.Tensor:
-    turns = torch.randint(0, 4, (x.shape[0],), device=x.device)
-    out = x.clone()
-    for k in (1, 2, 3):
-        chosen = turns == k
-        if chosen.any():
-            out[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
-    return out
 
 
 class SSLViews(nn.Module):
@@ -61,7 +53,7 @@ class SSLViews(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        views = [_rot90(p(images)).clamp(0, 1).contiguous() for p in self.globals]
+        views = [random_rot90(p(images)).clamp(0, 1).contiguous() for p in self.globals]
         if self.local is not None:
-            views += [_rot90(self.local(images)).clamp(0, 1).contiguous() for _ in range(self.config.n_local)]
+            views += [random_rot90(self.local(images)).clamp(0, 1).contiguous() for _ in range(self.config.n_local)]
         return views

@@ -1,4 +1,9 @@
-"""A frozen cell encoder with its input normalisation: pre-trained (SSL), supervised or random."""
+"""A frozen cell encoder with its input normalisation: pre-trained (SSL), supervised or random.
+
+``CellEncoder`` is an inference object: it maps cached uint8 cells to embeddings, saves itself as
+``encoder.pt`` (weights only) + ``encoder.json`` and loads back; ``extract_features`` fills a
+feature store with the embeddings of a cohort.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...data.cache import ImageCache
-from ...data.cohort import Cohort
-from ...data.features import FeatureStore
-from ...data.images import Preprocessing
-from ...models.config import EncoderConfig
-from ...models.encoders import ENCODERS
-from ...utils.atomic import atomic_path, write_json
-from ..trained import default_device
+from ..data.cache import ImageCache
+from ..data.cohort import Cohort
+from ..data.features import FeatureStore
+from ..data.images import Preprocessing
+from ..utils.atomic import atomic_path, write_json
+from ..utils.device import default_device
+from .encoders import EncoderConfig
 
 ENCODER_WEIGHTS = "encoder.pt"
 ENCODER_META = "encoder.json"
-
-
-def build_encoder(config: EncoderConfig, input_size: int) -> nn.Module:
-    return ENCODERS.build(config.name, k=config.k, blocks=config.blocks, embedding=config.embedding,
-                          input_size=input_size)
 
 
 class ChannelNormalise(nn.Module):
@@ -87,35 +86,24 @@ class CellEncoder:
             "mean": self.prepare.mean.flatten().tolist(), "std": self.prepare.std.flatten().tolist(),
         })
 
+    @staticmethod
+    def is_saved_in(path: str | Path) -> bool:
+        path = Path(path)
+        return ((path.parent if path.is_file() else path) / ENCODER_META).is_file()
+
     @classmethod
     def load(cls, path: str | Path) -> CellEncoder:
-        """From a pre-training folder (``encoder.pt`` + ``encoder.json``) or a trained CNN model folder."""
+        """From a pre-training folder (``encoder.pt`` + ``encoder.json``, or the path of ``encoder.pt``)."""
         path = Path(path)
         directory = path.parent if path.is_file() else path
-        if (directory / ENCODER_META).is_file():
-            meta = json.loads((directory / ENCODER_META).read_text(encoding="utf-8"))
-            encoder = build_encoder(EncoderConfig.model_validate(meta["encoder"]), meta["input_size"])
-            state = torch.load(directory / ENCODER_WEIGHTS, map_location="cpu", weights_only=True)
-            encoder.load_state_dict(state)
-            image = meta.get("image") or {"size": meta["input_size"], "crop": None}
-            return cls(encoder, ChannelNormalise(meta["mean"], meta["std"]), Preprocessing(image["size"], image["crop"]),
-                       meta)
-        if (directory / "model.json").is_file():
-            return cls.from_trained(directory)
-        raise FileNotFoundError(f"{path}: no {ENCODER_META} (from `smearmil ssl pretrain`) nor a trained model here")
-
-    @classmethod
-    def from_trained(cls, directory: str | Path) -> CellEncoder:
-        """The encoder of a model trained on bag labels (``smearmil train``): the "supervised" encoder."""
-        from ..trained import TrainedModel
-
-        trained = TrainedModel.load(directory)
-        cnn = next((m for m in trained.model.modules() if hasattr(m, "encode") and hasattr(m, "encoder")), None)
-        if cnn is None or trained.transform is None:
-            raise ValueError(f"{directory}: the model has no image encoder")
-        transform = trained.transform.eval()
-        meta = {"method": "supervised", "encoder": trained.config.model.encoder.model_dump(), "source": str(directory)}
-        return cls(cnn.encoder, lambda x: transform(x, train=False), trained.config.image.preprocessing, meta)  # type: ignore[attr-defined]
+        if not (directory / ENCODER_META).is_file():
+            raise FileNotFoundError(f"{path}: no {ENCODER_META} here; give a folder written by `smearmil ssl pretrain`")
+        meta = json.loads((directory / ENCODER_META).read_text(encoding="utf-8"))
+        encoder = EncoderConfig.model_validate(_architecture(meta["encoder"])).build(meta["input_size"])
+        state = torch.load(directory / ENCODER_WEIGHTS, map_location="cpu", weights_only=True)
+        encoder.load_state_dict(state)
+        image = meta.get("image") or {"size": meta["input_size"], "crop": None}
+        return cls(encoder, ChannelNormalise(meta["mean"], meta["std"]), Preprocessing(image["size"], image["crop"]), meta)
 
     @classmethod
     def random(cls, config: EncoderConfig, preprocessing: Preprocessing, seed: int = 0) -> CellEncoder:
@@ -123,7 +111,7 @@ class CellEncoder:
         statistics until :meth:`calibrated` sets those of real cells."""
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            encoder = build_encoder(config, preprocessing.output_size)
+            encoder = config.build(preprocessing.output_size)
         return cls(encoder, ChannelNormalise([0.5] * 3, [0.25] * 3), preprocessing,
                    {"method": "random", "encoder": config.model_dump(), "seed": seed, "calibrated": False})
 
@@ -135,6 +123,16 @@ class CellEncoder:
         sample = np.concatenate([cache.bag(p)[:per_patient] for p in (patients or cache.patient_ids)])
         mean, std = channel_statistics(sample)
         return CellEncoder(self.encoder, ChannelNormalise(mean, std), self.preprocessing, {**self.meta, "calibrated": True})
+
+
+def _architecture(saved: dict[str, Any]) -> dict[str, Any]:
+    """An encoder config as saved by any version: drops parameters its encoder does not declare
+    (format 1 saved ``k`` and ``blocks`` for every encoder)."""
+    from .encoders import ENCODERS
+
+    name = saved.get("name", "resnetk")
+    declared = set(ENCODERS.params(name).model_fields) | {"name", "init"}
+    return {k: v for k, v in saved.items() if k in declared}
 
 
 def extract_features(encoder: CellEncoder, cohort: Cohort, cache: ImageCache, out: str | Path,

@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..data.cache import build_cache
 from ..data.cohort import CellSet
-from ..training.ssl.encoder import CellEncoder
+from ..models.cell_encoder import CellEncoder
 from ..utils.plotting import save_figure, subplots
 
 

@@ -1,0 +1,80 @@
+"""Model kinds (``model.kind`` in a config): what each builds, what it needs and how it trains.
+
+A kind is a class registered in ``MODELS`` that says which model class it makes (and so which inputs
+it needs: images, attributes, cached features), builds the whole model (to load saved weights), and
+lists its training stages: each stage builds a model, possibly from the models earlier stages
+trained, and the last stage (or ``assemble``) gives the final model. A new kind is one new file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..utils.registry import Registry
+from .base import ATTRIBUTES, FEATURES, IMAGES, MILModel
+
+if TYPE_CHECKING:
+    from .factory import ModelConfig
+
+MODELS: Registry[type[ModelKind]] = Registry("model kind")
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    n_classes: int
+    n_attributes: int
+    input_size: int
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: ``name`` (its folder and ``train.stages`` key), the offset of its seed, and
+    ``build(trained)`` making the model to train from the models of the stages before it."""
+
+    name: str
+    seed_offset: int
+    build: Callable[[dict[str, MILModel]], MILModel]
+
+
+class ModelKind:
+    """Base class of a registered kind: set ``model`` and ``stage_names``; implement ``build`` and ``stages``."""
+
+    model: ClassVar[type[MILModel]]
+    stage_names: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def inputs(cls) -> frozenset[str]:
+        return cls.model.inputs
+
+    @classmethod
+    def uses(cls, what: str) -> bool:
+        return what in cls.inputs()
+
+    def build(self, config: ModelConfig, dims: ModelDims) -> MILModel:
+        """The whole model with fresh weights (e.g. to load saved ones into)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:
+        """The stages that train it; ``init`` loads pre-trained encoder weights (``model.encoder.init``)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def assemble(self, trained: dict[str, MILModel], config: ModelConfig, dims: ModelDims) -> MILModel:
+        """The final model from the trained stages (default: the last one)."""
+        return list(trained.values())[-1]
+
+
+def data_label(inputs: frozenset[str]) -> str:
+    """How comparison tables name what a method sees: imgs, attrs, imgs+attrs, feats."""
+    parts = [label for what, label in ((IMAGES, "imgs"), (FEATURES, "feats"), (ATTRIBUTES, "attrs")) if what in inputs]
+    return "+".join(parts)
+
+
+def all_stage_names() -> set[str]:
+    return {name for _, kind in MODELS.items() for name in kind.stage_names}
+
+
+def kind_of(config: Any) -> ModelKind:
+    """The registered kind a model config names."""
+    return MODELS.get(config.kind)()

@@ -1,0 +1,79 @@
+"""A run folder and the files every command writes there, with its folds and trained models.
+
+``train`` writes one model at the top (``model.json``, ``metrics.json`` naming its fold); ``cv``
+writes one sub-folder per fold; both write ``splits.json``, ``config.yaml`` and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.splits import Fold, SplitPlan
+from ..utils.atomic import write_json
+from .trained import TrainedModel
+
+
+@dataclass
+class FoldModel:
+    fold: str
+    model: TrainedModel
+    test_ids: list[str]
+
+
+class RunDir:
+    """The files of a run folder by name, and what they say."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    splits = property(lambda self: self.path / "splits.json")
+    summary = property(lambda self: self.path / "summary.json")
+    predictions = property(lambda self: self.path / "predictions.csv")
+    info = property(lambda self: self.path / "run.json")
+    metrics = property(lambda self: self.path / "metrics.json")
+    model_meta = property(lambda self: self.path / "model.json")
+
+    def fold_dir(self, fold: str) -> Path:
+        return self.path / fold
+
+    def plan(self) -> SplitPlan:
+        return SplitPlan.load(self.splits)
+
+    def read_json(self, path: Path) -> dict[str, Any] | None:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def write_info(self, data: str | Path, layout: str, command: str) -> None:
+        write_json(self.info, {"data": str(data), "layout": layout, "command": command})
+
+    def data_path(self) -> Path | None:
+        """The data set the run was trained on, as recorded in ``run.json``."""
+        info = self.read_json(self.info)
+        return Path(info["data"]) if info else None
+
+    @property
+    def is_single_model(self) -> bool:
+        """A ``train`` folder (one model at the top), rather than a ``cv`` folder of folds."""
+        return self.model_meta.is_file()
+
+    def own_fold(self, plan: SplitPlan | None = None) -> Fold:
+        """The fold a ``train`` run trained on (named in ``metrics.json``; else the first)."""
+        metrics = self.read_json(self.metrics)
+        return (plan or self.plan()).fold(metrics["fold"] if metrics else None)
+
+    def fold_models(self) -> list[FoldModel]:
+        """The models of the run with the patients each may be judged on (its test patients, never its
+        own training ones): every fold of a ``cv`` folder, or the single model of a ``train`` folder."""
+        plan = self.plan()
+        if self.is_single_model:
+            fold = self.own_fold(plan)
+            return [FoldModel(fold.name, TrainedModel.load(self.path), list(fold.test))]
+        found = [FoldModel(f.name, TrainedModel.load(self.fold_dir(f.name)), list(f.test)) for f in plan.folds
+                 if (self.fold_dir(f.name) / "model.json").is_file()]
+        if not found:
+            raise FileNotFoundError(f"{self.path} holds no trained model: give a folder written by `smearmil train` "
+                                    "or `smearmil cv`")
+        return found

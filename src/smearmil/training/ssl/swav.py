@@ -1,0 +1,64 @@
+"""SwAV (Caron et al. 2020): prototypes, Sinkhorn-Knopp codes, swapped prediction, multi-crop, a queue."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.nn import functional as F
+
+from ...models.ssl_heads import ProjectionHead, Prototypes
+from .losses import SwAVLoss
+from .methods import SSL_METHODS, SSLMethod, encode_views
+
+
+class SwAVParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(0.1, gt=0)
+    epsilon: float = Field(0.05, gt=0)
+    sinkhorn_iterations: int = Field(3, ge=1)
+    prototypes: int = Field(32, ge=2)
+    hidden: int = Field(256, ge=1)
+    out_dim: int = Field(64, ge=1)
+    queue_length: int = Field(0, ge=0, description="embeddings of earlier batches used for the codes (0: off)")
+    queue_start_epoch: int = Field(2, ge=0)
+    freeze_prototypes_epochs: int = Field(1, ge=0)
+
+
+@SSL_METHODS.register("swav")
+class SwAV(SSLMethod):
+    """Swapped prototype prediction with multi-crop and an optional queue of earlier embeddings."""
+
+    Params = SwAVParams
+    local_crops = 4
+
+    def __init__(self, encoder: nn.Module, params: SwAVParams | None = None, n_global: int = 2):
+        super().__init__(encoder, params, n_global)
+        c = self.c
+        self.head = ProjectionHead(encoder.out_dim, c.hidden, c.out_dim)  # type: ignore[arg-type]
+        self.prototypes = Prototypes(c.out_dim, c.prototypes)
+        self.criterion = SwAVLoss(c.temperature, c.epsilon, c.sinkhorn_iterations)
+        self.register_buffer("queue", torch.zeros(c.queue_length, c.out_dim))
+        self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+
+    def training_loss(self, views: list[torch.Tensor], epoch: int) -> torch.Tensor:
+        self.prototypes.normalise()
+        z = [F.normalize(self.head(h), dim=1) for h in encode_views(self.encoder, views)]
+        scores = [self.prototypes(zi) for zi in z]
+        queue_scores = None
+        if self.c.queue_length and epoch >= self.c.queue_start_epoch and int(self.queue_filled) >= self.c.queue_length:
+            queue_scores = self.prototypes(self.queue)
+        loss = self.criterion(scores, self.n_global, queue_scores)
+        if self.c.queue_length:
+            self._enqueue(torch.cat(z[: self.n_global]).detach())
+        return loss
+
+    @torch.no_grad()
+    def _enqueue(self, z: torch.Tensor) -> None:
+        z = z[: self.c.queue_length]
+        self.queue.copy_(torch.cat([z.to(self.queue.dtype), self.queue])[: self.c.queue_length])
+        self.queue_filled.add_(z.shape[0]).clamp_(max=self.c.queue_length)
+
+    def after_backward(self, epoch: int) -> None:
+        if epoch < self.c.freeze_prototypes_epochs:  # SwAV: prototypes stay fixed at first
+            self.prototypes.layer.weight.grad = None

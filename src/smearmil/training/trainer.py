@@ -1,0 +1,80 @@
+"""The one Lightning trainer factory: atomic checkpoints, resumable CSV logs, progress bars, quiet fits.
+
+Both supervised stages and self-supervised pre-training train through ``make_trainer`` and ``fit``;
+an interrupted run resumes from ``checkpoints/last.ckpt`` (see ``resume_point``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import RichProgressBar
+
+from ..utils.atomic import atomic_path
+from .logs import ResumableCSVLogger
+
+# Lightning's start-up banners (GPU/TPU lines, tips) say nothing a smearmil user needs
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+QUIET = r".*(does not have many workers|LeafSpec|Checkpoint directory|You have overridden|litlogger|Total length of).*"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written beside their target and renamed into place: a kill never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def resolve_precision(precision: str) -> str:
+    if precision != "auto":
+        return precision
+    return "16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def _tensorboard_available() -> bool:
+    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
+
+
+def loggers(out: Path, last_epoch: int | None) -> list[Any]:
+    """A CSV log of losses and metrics per epoch, and TensorBoard's when it is installed."""
+    found: list[Any] = [ResumableCSVLogger(out, last_epoch)]
+    if _tensorboard_available():
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        found.append(TensorBoardLogger(out, name="tensorboard", version=""))
+    return found
+
+
+def resume_point(out: Path) -> tuple[str | None, int | None]:
+    """``(checkpoint, its epoch)`` of an interrupted run in ``out``, or ``(None, None)``."""
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None, None
+    return str(last), int(torch.load(last, map_location="cpu", weights_only=True)["epoch"])
+
+
+def make_trainer(out: Path, max_epochs: int, accelerator: str, devices: int | str, precision: str,
+                 callbacks: list[Any], last_epoch: int | None, progress: bool = True, **options: Any) -> L.Trainer:
+    """A Trainer writing logs and atomic checkpoints in ``out``, with a progress bar unless ``progress`` is off."""
+    return L.Trainer(
+        max_epochs=max_epochs, accelerator=accelerator, devices=devices, precision=resolve_precision(precision),  # type: ignore[arg-type]
+        logger=loggers(out, last_epoch), callbacks=[*callbacks, *([RichProgressBar(leave=False)] if progress else [])],
+        plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+        default_root_dir=out, **options,
+    )
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, resume: str | None, **data: Any) -> None:
+    """``trainer.fit`` without Lightning's chatter, resuming from ``resume`` (loaded with ``weights_only``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=QUIET)
+        trainer.fit(module, ckpt_path=resume, weights_only=True, **data)

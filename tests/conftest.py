@@ -64,4 +64,6 @@ def lymph_cohort(tmp_path: Path) -> Path:
 def sim_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small simulated cohort shared by the session (read-only for tests)."""
     out = tmp_path_factory.mktemp("sim") / "cohort"
-    return simulate(out, SimulationConfig(patients=12, cells_min=4, cells_max=8, size=32, seed=3), progress=False, workers=1)
+    return simulate(
+        out, SimulationConfig(patients=12, cells_min=4, cells_max=8, size=32, seed=3), progress=False, workers=1
+    )

@@ -58,8 +58,14 @@ def test_texture_matches_scikit_image_where_both_define_it() -> None:
     ours = dict(zip(GLCM, glcm_statistics(region_glcm(channel, np.ones((40, 40), bool)))))
     q = (channel.astype(int) * 32 // 256).astype(np.uint8)
     p = graycomatrix(q, [1], [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=32, symmetric=True, normed=True)
-    for ours_name, sk_name in (("contrast", "contrast"), ("dissimilarity", "dissimilarity"), ("idm", "homogeneity"),
-                               ("asm", "ASM"), ("energy", "energy"), ("correlation", "correlation")):
+    for ours_name, sk_name in (
+        ("contrast", "contrast"),
+        ("dissimilarity", "dissimilarity"),
+        ("idm", "homogeneity"),
+        ("asm", "ASM"),
+        ("energy", "energy"),
+        ("correlation", "correlation"),
+    ):
         assert ours[ours_name] == pytest.approx(graycoprops(p, sk_name).mean(), rel=1e-6), ours_name
     stripes = np.tile(np.array([0, 255], np.uint8), (10, 5))  # alternating columns: contrast at 0 degrees
     p_stripes = region_glcm(stripes, np.ones(stripes.shape, bool))

@@ -62,13 +62,16 @@ def test_unreadable_file_found_at_build_is_skipped(lymph_cohort: Path, tmp_path:
 
 
 def test_a_killed_build_leaves_nothing_trusted(tmp_path: Path) -> None:
-    cohort_dir = simulate(tmp_path / "big", SimulationConfig(patients=30, cells_min=60, cells_max=60, size=96, seed=5),
-                          progress=False)
+    cohort_dir = simulate(
+        tmp_path / "big", SimulationConfig(patients=30, cells_min=60, cells_max=60, size=96, seed=5), progress=False
+    )
     cache_dir = tmp_path / "cache"
-    script = (f"from smearmil.data import load_cohort, DataOptions\nfrom smearmil.data.cache import build_cache\n"
-              f"from smearmil.data.images import Preprocessing\n"
-              f"c = load_cohort({str(cohort_dir)!r}, DataOptions(check_images=False), progress=False)\n"
-              f"build_cache(c, Preprocessing(size=256), {str(cache_dir)!r}, progress=False, workers=1)\n")
+    script = (
+        f"from smearmil.data import load_cohort, DataOptions\nfrom smearmil.data.cache import build_cache\n"
+        f"from smearmil.data.images import Preprocessing\n"
+        f"c = load_cohort({str(cohort_dir)!r}, DataOptions(check_images=False), progress=False)\n"
+        f"build_cache(c, Preprocessing(size=256), {str(cache_dir)!r}, progress=False, workers=1)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 60
     while not list(cache_dir.glob("*.building-*/images.u8")) and time.time() < deadline:

@@ -23,17 +23,37 @@ def test_help_lists_every_command() -> None:
 
 def test_simulate_inspect_split_cache(tmp_path: Path) -> None:
     cohort = tmp_path / "c"
-    result = runner.invoke(app, ["simulate", str(cohort), "--patients", "6", "--cells-per-patient", "2:3",
-                                 "--size", "24", "--seed", "4", "--classes", "3", "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(cohort),
+            "--patients",
+            "6",
+            "--cells-per-patient",
+            "2:3",
+            "--size",
+            "24",
+            "--seed",
+            "4",
+            "--classes",
+            "3",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["data", "inspect", str(cohort), "--json"])
     report = json.loads(result.stdout)
     assert report["patients"] == 6 and report["classes"] == {"class_0": 2, "class_1": 2, "class_2": 2}
     splits = tmp_path / "s.json"
-    result = runner.invoke(app, ["data", "split", str(cohort), "--folds", "2", "--val", "0", "--out", str(splits), "-q"])
+    result = runner.invoke(
+        app, ["data", "split", str(cohort), "--folds", "2", "--val", "0", "--out", str(splits), "-q"]
+    )
     assert result.exit_code == 0, result.output
     assert len(json.loads(splits.read_text())["folds"]) == 2
-    result = runner.invoke(app, ["data", "cache", str(cohort), "--size", "16", "--cache-dir", str(tmp_path / "k"), "-q"])
+    result = runner.invoke(
+        app, ["data", "cache", str(cohort), "--size", "16", "--cache-dir", str(tmp_path / "k"), "-q"]
+    )
     assert result.exit_code == 0 and "of 6 patients, 16 px" in result.output
 
 
@@ -50,8 +70,11 @@ def test_demo_pipeline_writes_splits_cache_comparison_and_config(tmp_path: Path,
 
     monkeypatch.setattr(demo, "DEMO_SIMULATION", SimulationConfig(patients=9, cells_min=3, cells_max=5, size=32))
     monkeypatch.setattr(demo, "DEMO_OVERRIDES", {"image": {"size": 32, "crop": None}, "train": {"epochs": 1}})
-    monkeypatch.setattr(demo, "DEMO_METHOD_OVERRIDES", {"mlp": {"train": {"epochs": 2}},
-                                                        "moe": {"train": {"stages": {"mlp": {"epochs": 2}, "moe": {"epochs": 1}}}}})
+    monkeypatch.setattr(
+        demo,
+        "DEMO_METHOD_OVERRIDES",
+        {"mlp": {"train": {"epochs": 2}}, "moe": {"train": {"stages": {"mlp": {"epochs": 2}, "moe": {"epochs": 1}}}}},
+    )
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "-q"])
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "d" / "config.json").read_text())
@@ -69,28 +92,60 @@ def test_demo_pipeline_writes_splits_cache_comparison_and_config(tmp_path: Path,
 
 def test_train_evaluate_predict_and_cv_commands(tmp_path: Path, sim_cohort: Path) -> None:
     config = tmp_path / "tiny.yaml"
-    config.write_text("base: cpu-moe\nimage: {size: 32, crop: null}\n"
-                      "train: {epochs: 1, stages: {mlp: {epochs: 2}, moe: {epochs: 1}}}\n")
+    config.write_text(
+        "base: cpu-moe\nimage: {size: 32, crop: null}\n"
+        "train: {epochs: 1, stages: {mlp: {epochs: 2}, moe: {epochs: 1}}}\n"
+    )
     run, cache = tmp_path / "run", tmp_path / "cache"
-    result = runner.invoke(app, ["train", str(sim_cohort), "--config", str(config), "--out", str(run),
-                                 "--cache-dir", str(cache), "-q"])
+    result = runner.invoke(
+        app, ["train", str(sim_cohort), "--config", str(config), "--out", str(run), "--cache-dir", str(cache), "-q"]
+    )
     assert result.exit_code == 0, result.output
     assert "test (" in result.output and "val (" in result.output
     assert (run / "config.yaml").read_text().startswith("name: tiny")
     result = runner.invoke(app, ["evaluate", str(run), str(sim_cohort), "--json", "--cache-dir", str(cache)])
     report = json.loads(result.stdout)
-    assert report["split"] == "test" and report["n_patients"] == len(json.loads((run / "splits.json").read_text())["folds"][0]["test"])
+    assert report["split"] == "test" and report["n_patients"] == len(
+        json.loads((run / "splits.json").read_text())["folds"][0]["test"]
+    )
     attributes = tmp_path / "attrs.csv"
     attributes.write_text("ID,DOB,LYMPH_COUNT\nP000,1/1/1950,12.0\n")
-    result = runner.invoke(app, ["predict", str(run), str(sim_cohort / "trainset" / "P000"), "--attributes",
-                                 str(attributes), "--json", "--top", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(run),
+            str(sim_cohort / "trainset" / "P000"),
+            "--attributes",
+            str(attributes),
+            "--json",
+            "--top",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     [patient] = json.loads(result.stdout)
     assert patient["patient"] == "P000" and len(patient["top_cells"]) == 2 and 0 < patient["gate_image_expert"] < 1
     result = runner.invoke(app, ["predict", str(run), str(sim_cohort / "trainset" / "P000")])
     assert result.exit_code == 2 and "--attributes" in result.output  # the MOE needs attributes
-    result = runner.invoke(app, ["cv", str(sim_cohort), "--config", str(config), "--folds", "2", "--seed", "1",
-                                 "--out", str(tmp_path / "cv"), "--cache-dir", str(cache), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "cv",
+            str(sim_cohort),
+            "--config",
+            str(config),
+            "--folds",
+            "2",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "cv"),
+            "--cache-dir",
+            str(cache),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == json.loads((tmp_path / "cv" / "summary.json").read_text())
 
@@ -118,16 +173,38 @@ def test_compare_runs_deep_models_and_baselines_on_the_same_folds(tmp_path: Path
         "{mlp: {epochs: 2}, moe: {epochs: 1}}}}}\n"
         "  - {name: naive Bayes, baseline: clinical/gnb}\n"
         "  - {name: MI-SVM, baseline: mil/MISVM, data: imgs}\n"
-        "  - {name: MI-SVM, baseline: mil/MISVM, data: imgs+attrs}\n")
-    result = runner.invoke(app, ["compare", str(sim_cohort), "--config", str(config), "--folds", "2", "--out",
-                                 str(tmp_path / "out"), "--cache-dir", str(tmp_path / "k"), "-q"])
+        "  - {name: MI-SVM, baseline: mil/MISVM, data: imgs+attrs}\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            str(sim_cohort),
+            "--config",
+            str(config),
+            "--folds",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "k"),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"MOE", "naive Bayes", "MI-SVM [imgs]", "MI-SVM [imgs+attrs]"}
     assert summary["methods"]["MOE"]["data"] == "imgs+attrs" and summary["methods"]["naive Bayes"]["data"] == "attrs"
     for method in summary["methods"].values():
-        assert set(method["metrics"]) == {"balanced_accuracy", "roc_auc", "sensitivity", "specificity", "accuracy", "macro_f1"}
+        assert set(method["metrics"]) == {
+            "balanced_accuracy",
+            "roc_auc",
+            "sensitivity",
+            "specificity",
+            "accuracy",
+            "macro_f1",
+        }
         assert all(set(v) == {"mean", "std"} for v in method["metrics"].values())
     assert "MI-SVM [imgs+attrs]" in result.output  # labels are not eaten as markup
     assert (out / "roc.png").stat().st_size > 1000 and "| naive Bayes | attrs |" in (out / "comparison.md").read_text()
@@ -144,15 +221,17 @@ def test_compare_runs_deep_models_and_baselines_on_the_same_folds(tmp_path: Path
 
 
 def test_bench_features_prints_a_ratio(tmp_path: Path, sim_cohort: Path) -> None:
-    result = runner.invoke(app, ["bench", "features", str(sim_cohort), "--cells", "6", "--jobs", "2",
-                                 "--cache-dir", str(tmp_path), "-q"])
+    result = runner.invoke(
+        app, ["bench", "features", str(sim_cohort), "--cells", "6", "--jobs", "2", "--cache-dir", str(tmp_path), "-q"]
+    )
     assert result.exit_code == 0, result.output
     assert "cells/s" in result.output and result.output.strip().splitlines()[-1].startswith("ratio: ")
 
 
 def test_bench_heads_times_a_cv_on_simulated_features() -> None:
-    result = runner.invoke(app, ["bench", "heads", "--patients", "12", "--cells", "4:8", "--folds", "3",
-                                 "--head-epochs", "2", "-q"])
+    result = runner.invoke(
+        app, ["bench", "heads", "--patients", "12", "--cells", "4:8", "--folds", "3", "--head-epochs", "2", "-q"]
+    )
     assert result.exit_code == 0, result.output
     assert "patients: 12" in result.output and "3-fold CV, attention head" in result.output
     last = result.output.strip().splitlines()[-1]

@@ -24,8 +24,9 @@ from smearmil.training.trained import TrainedModel
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     base = tmp_path_factory.mktemp("explain")
-    root = simulate(base / "cohort", SimulationConfig(patients=48, cells_min=10, cells_max=20, size=48, seed=31),
-                    progress=False)
+    root = simulate(
+        base / "cohort", SimulationConfig(patients=48, cells_min=10, cells_max=20, size=48, seed=31), progress=False
+    )
     cohort = load_cohort(root, progress=False)
     config = load_config("cpu-cnn", {"image": {"size": 48, "crop": None}, "train": {"epochs": 12, "lr_steps": [9]}})
     train_run(cohort, config, base / "run", cache_dir=base / "cache", progress=False)

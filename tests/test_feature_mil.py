@@ -35,8 +35,12 @@ def four_class(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FeatureS
     """A simulated 4-class cohort (class 0 normal cells only, classes 1-3 one abnormal kind each), embedded
     by a random encoder."""
     root = tmp_path_factory.mktemp("four") / "cohort"
-    simulate(root, SimulationConfig(patients=80, classes=4, cells_min=12, cells_max=24, size=64, seed=1),
-             progress=False, workers=1)
+    simulate(
+        root,
+        SimulationConfig(patients=80, classes=4, cells_min=12, cells_max=24, size=64, seed=1),
+        progress=False,
+        workers=1,
+    )
     cohort = load_cohort(root, progress=False)
     cache = build_cache(cohort, Preprocessing(64), tmp_path_factory.mktemp("cache"), progress=False)
     encoder = CellEncoder.random(EncoderConfig(k=16), Preprocessing(64))
@@ -73,10 +77,13 @@ def test_every_head_trains_on_cached_features_and_predicts_distributions(
     assert [len(w) for w in weights] == [len(store.cell_ids(p)) for p in ids[60:]]
 
 
-def test_attention_mil_on_cached_features_finds_the_abnormal_cells(four_class: tuple[Path, FeatureStore], tmp_path: Path) -> None:
+def test_attention_mil_on_cached_features_finds_the_abnormal_cells(
+    four_class: tuple[Path, FeatureStore], tmp_path: Path
+) -> None:
     root, store = four_class
-    summary = run_head_cv(store.cohort(), store_cv_stores(store), HeadConfig(), tmp_path, folds=5, progress=False,
-                          umap=False).summary
+    summary = run_head_cv(
+        store.cohort(), store_cv_stores(store), HeadConfig(), tmp_path, folds=5, progress=False, umap=False
+    ).summary
     assert summary["metrics"]["macro_f1"]["mean"] >= 0.9
     assert len(summary["folds"]) == 5 and all("macro_f1" in f for f in summary["folds"])
     assert set(summary["per_class_f1"]) == {"class_0", "class_1", "class_2", "class_3"}
@@ -99,13 +106,34 @@ def test_head_cv_is_reproducible(four_class: tuple[Path, FeatureStore], tmp_path
 
 def test_features_extract_and_cv_commands(sim_cohort: Path, tmp_path: Path) -> None:
     features = tmp_path / "features"
-    done = run_cli("features", "extract", sim_cohort, "--encoder", "random:cpu-ssl", "--out", features,
-                   "--cache-dir", tmp_path / "cache", "--quiet")
+    done = run_cli(
+        "features",
+        "extract",
+        sim_cohort,
+        "--encoder",
+        "random:cpu-ssl",
+        "--out",
+        features,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--quiet",
+    )
     assert done.returncode == 0, done.stderr
     index = json.loads((features / "index.json").read_text())
     assert len(index["patients"]) == 12
-    done = run_cli("features", "cv", features, "--folds", "3", "--head-epochs", "2", "--no-umap", "--out",
-                   tmp_path / "cv", "--json")
+    done = run_cli(
+        "features",
+        "cv",
+        features,
+        "--folds",
+        "3",
+        "--head-epochs",
+        "2",
+        "--no-umap",
+        "--out",
+        tmp_path / "cv",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary == json.loads((tmp_path / "cv" / "summary.json").read_text())
@@ -131,8 +159,17 @@ def write_cell_set(root: Path, per_class: int = 12) -> Path:
 
 def test_ssl_evaluate_prints_exactly_the_documented_json(tmp_path: Path) -> None:
     cells = write_cell_set(tmp_path / "cells")
-    done = run_cli("ssl", "evaluate", "random:cpu-ssl", cells, "--out", tmp_path / "eval", "--json",
-                   "--cache-dir", tmp_path / "cache")
+    done = run_cli(
+        "ssl",
+        "evaluate",
+        "random:cpu-ssl",
+        cells,
+        "--out",
+        tmp_path / "eval",
+        "--json",
+        "--cache-dir",
+        tmp_path / "cache",
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert set(result) == {"knn_accuracy", "linear_probe_accuracy", "n_train", "n_test"}
@@ -141,11 +178,30 @@ def test_ssl_evaluate_prints_exactly_the_documented_json(tmp_path: Path) -> None
     assert (tmp_path / "eval" / "umap.png").stat().st_size > 1000
 
 
-def test_aml_apl_pipeline_reports_macro_f1_per_fold_and_attention_per_cell_type(shared_data: Path, tmp_path: Path) -> None:
+def test_aml_apl_pipeline_reports_macro_f1_per_fold_and_attention_per_cell_type(
+    shared_data: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "cv"
-    done = run_cli("ssl", "cv", shared_data / "aml-apl-dev", "--method", "simclr", "--epochs", "1", "--folds", "3",
-                   "--head-epochs", "10", "--no-umap", "--out", out, "--cache-dir", tmp_path / "cache", "--json",
-                   timeout=900)
+    done = run_cli(
+        "ssl",
+        "cv",
+        shared_data / "aml-apl-dev",
+        "--method",
+        "simclr",
+        "--epochs",
+        "1",
+        "--folds",
+        "3",
+        "--head-epochs",
+        "10",
+        "--no-umap",
+        "--out",
+        out,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--json",
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert [f["fold"] for f in summary["folds"]] == ["fold0", "fold1", "fold2"]
@@ -160,8 +216,9 @@ def test_aml_apl_pipeline_reports_macro_f1_per_fold_and_attention_per_cell_type(
         assert not test & set(sources[0]["patients"])
 
 
-def test_umaps_get_one_panel_per_feature_space(four_class: tuple[Path, FeatureStore], tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_umaps_get_one_panel_per_feature_space(
+    four_class: tuple[Path, FeatureStore], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Folds that share an encoder share one embedding; folds with their own encoders (ssl cv) get a panel each."""
     import shutil
 
@@ -170,7 +227,9 @@ def test_umaps_get_one_panel_per_feature_space(four_class: tuple[Path, FeatureSt
     _, store = four_class
     panels: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(feature_cv, "umap_embedding", lambda features, seed: features[:, :2])
-    monkeypatch.setattr(feature_cv, "umap_panels", lambda groups, path, *a: panels.append((Path(path).name, list(groups))))
+    monkeypatch.setattr(
+        feature_cv, "umap_panels", lambda groups, path, *a: panels.append((Path(path).name, list(groups)))
+    )
     head = HeadConfig(epochs=1)
     run_head_cv(store.cohort(), store_cv_stores(store), head, tmp_path / "shared", folds=3, progress=False)
     assert panels == [("umap_cell_type.png", ["all folds"]), ("umap_attention.png", ["all folds"])]
@@ -183,13 +242,30 @@ def test_umaps_get_one_panel_per_feature_space(four_class: tuple[Path, FeatureSt
 
 def test_ssl_compare_runs_every_encoder_on_the_same_folds(sim_cohort: Path, tmp_path: Path) -> None:
     ssl = tmp_path / "ssl.yaml"
-    ssl.write_text("kind: ssl\nbase: cpu-ssl\nimage: {size: 32, crop: null}\nencoder: {k: 4}\nepochs: 1\n"
-                   "batch_size: 16\n")
+    ssl.write_text(
+        "kind: ssl\nbase: cpu-ssl\nimage: {size: 32, crop: null}\nencoder: {k: 4}\nepochs: 1\nbatch_size: 16\n"
+    )
     supervised = tmp_path / "supervised.yaml"
     supervised.write_text("base: cpu-attention\ntrain: {epochs: 1, lr_steps: []}\n")
     out = tmp_path / "compare"
-    done = run_cli("ssl", "compare", sim_cohort, "--config", ssl, "--supervised-config", supervised, "--folds", "2",
-                   "--head-epochs", "2", "--out", out, "--cache-dir", tmp_path / "cache", "--json")
+    done = run_cli(
+        "ssl",
+        "compare",
+        sim_cohort,
+        "--config",
+        ssl,
+        "--supervised-config",
+        supervised,
+        "--folds",
+        "2",
+        "--head-epochs",
+        "2",
+        "--out",
+        out,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result == json.loads((out / "summary.json").read_text()) and result["split"] == "test"

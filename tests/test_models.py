@@ -37,7 +37,9 @@ def test_every_conv_is_followed_by_batch_norm_and_relu() -> None:
 def _bags(n_classes: int, n_attributes: int = 2) -> Bags:
     torch.manual_seed(0)
     segments = torch.tensor([0, 0, 0, 1, 2, 2])
-    return Bags(torch.randn(6, 3, 32, 32), segments, 3, torch.randn(3, n_attributes), torch.tensor([0, 1, n_classes - 1]))
+    return Bags(
+        torch.randn(6, 3, 32, 32), segments, 3, torch.randn(3, n_attributes), torch.tensor([0, 1, n_classes - 1])
+    )
 
 
 @pytest.mark.parametrize("kind", MODELS.names())
@@ -63,7 +65,9 @@ def test_moe_mixes_the_experts_class_distributions(n_classes: int) -> None:
     model = build_model(ModelConfig(kind="moe", encoder={"k": 2}), n_classes, 2, 32).eval()
     out = model(_bags(n_classes))
     pi = out.extras["gate"][:, None]
-    expected = pi * probabilities(out.extras["cnn_logits"], n_classes) + (1 - pi) * probabilities(out.extras["mlp_logits"], n_classes)
+    expected = pi * probabilities(out.extras["cnn_logits"], n_classes) + (1 - pi) * probabilities(
+        out.extras["mlp_logits"], n_classes
+    )
     assert torch.allclose(probabilities(out.logits, n_classes), expected, atol=1e-5)
     # the loss is the negative log-likelihood of the mixture (Eq. 18)
     labels = torch.tensor([0, 1, n_classes - 1])
@@ -84,8 +88,12 @@ def test_logits_round_trip() -> None:
 
 
 def _stats() -> dict[str, torch.Tensor]:
-    return {"mean": torch.full((3, 8, 8), 0.5), "std": torch.tensor(0.25),
-            "eigvals": torch.tensor([0.001, 0.01, 0.1]), "eigvecs": torch.eye(3)}
+    return {
+        "mean": torch.full((3, 8, 8), 0.5),
+        "std": torch.tensor(0.25),
+        "eigvals": torch.tensor([0.001, 0.01, 0.1]),
+        "eigvecs": torch.eye(3),
+    }
 
 
 def test_flips_and_rotations_only_move_pixels() -> None:
@@ -95,8 +103,9 @@ def test_flips_and_rotations_only_move_pixels() -> None:
     out = transform(images, train=True)
     back = out * 0.25 + 0.5
     for a, b in zip(images, back):
-        assert torch.allclose(torch.sort(a.permute(2, 0, 1).float().flatten() / 255).values,
-                              torch.sort(b.flatten()).values, atol=1e-5)
+        assert torch.allclose(
+            torch.sort(a.permute(2, 0, 1).float().flatten() / 255).values, torch.sort(b.flatten()).values, atol=1e-5
+        )
     assert not torch.allclose(out, transform(images, train=False))  # something moved
     assert out.is_contiguous()
 

@@ -17,8 +17,9 @@ from smearmil.data.splits import make_splits
 
 def _inspect(path: Path) -> dict:
     exe = Path(sys.executable).with_name("smearmil")
-    result = subprocess.run([str(exe), "data", "inspect", str(path), "--json"], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [str(exe), "data", "inspect", str(path), "--json"], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     return json.loads(result.stdout)

@@ -30,11 +30,27 @@ def chromium() -> str:
 def render(page: Path, tmp: Path) -> tuple[str, str]:
     """The DOM after load (with the page's own image/error check) and Chromium's log."""
     result = subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp / 'profile'}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
-         "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return result.stdout, result.stderr
 
 
@@ -42,28 +58,60 @@ def check(dom: str, log: str) -> tuple[int, int, int, list[str]]:
     images = re.search(r'data-images="(\d+)/(\d+)"', dom)
     errors = re.search(r'data-errors="(\d+)"', dom)
     assert images and errors, "the page's load check did not run"
-    console_errors = [line for line in log.splitlines() if "CONSOLE" in line and ("ERROR" in line or "Uncaught" in line)]
+    console_errors = [
+        line for line in log.splitlines() if "CONSOLE" in line and ("ERROR" in line or "Uncaught" in line)
+    ]
     return int(images[1]), int(images[2]), int(errors[1]), console_errors
 
 
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     base = tmp_path_factory.mktemp("report")
-    cohort = simulate(base / "cohort", SimulationConfig(patients=12, cells_min=6, cells_max=10, size=32, seed=8),
-                      progress=False)
+    cohort = simulate(
+        base / "cohort", SimulationConfig(patients=12, cells_min=6, cells_max=10, size=32, seed=8), progress=False
+    )
     config = base / "tiny.yaml"
-    config.write_text("base: cpu-moe\nimage: {size: 32, crop: null}\n"
-                      "train: {epochs: 2, stages: {mlp: {epochs: 5}, moe: {epochs: 1}}}\n")
-    result = runner.invoke(app, ["cv", str(cohort), "--config", str(config), "--folds", "3", "--out", str(base / "cv"),
-                                 "--cache-dir", str(base / "k"), "-q"])
+    config.write_text(
+        "base: cpu-moe\nimage: {size: 32, crop: null}\n"
+        "train: {epochs: 2, stages: {mlp: {epochs: 5}, moe: {epochs: 1}}}\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "cv",
+            str(cohort),
+            "--config",
+            str(config),
+            "--folds",
+            "3",
+            "--out",
+            str(base / "cv"),
+            "--cache-dir",
+            str(base / "k"),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return cohort, base / "cv", base / "k"
 
 
 def test_repeatability_json_and_table(cv_run: tuple[Path, Path, Path]) -> None:
     cohort, run, cache = cv_run
-    result = runner.invoke(app, ["repeatability", str(run), str(cohort), "--sets", "4", "--fraction", "0.5", "--json",
-                                 "--cache-dir", str(cache)])
+    result = runner.invoke(
+        app,
+        [
+            "repeatability",
+            str(run),
+            str(cohort),
+            "--sets",
+            "4",
+            "--fraction",
+            "0.5",
+            "--json",
+            "--cache-dir",
+            str(cache),
+        ],
+    )
     assert result.exit_code == 0, result.output
     public = json.loads(result.stdout)
     assert set(public) == {"models"} and set(public["models"]) == {"CNN", "MLP", "AVG", "MOE"}
@@ -85,8 +133,14 @@ def test_report_renders_in_headless_chromium(cv_run: tuple[Path, Path, Path], tm
     page = run / "report.html"
     text = page.read_text()
     assert "http://" not in text and "https://" not in text  # nothing to fetch
-    for heading in ("Data", "Results (test patients)", "Training curves", "Repeatability", "Cells that drive the decision",
-                    "Resolved configuration"):
+    for heading in (
+        "Data",
+        "Results (test patients)",
+        "Training curves",
+        "Repeatability",
+        "Cells that drive the decision",
+        "Resolved configuration",
+    ):
         assert f"<h2>{heading}</h2>" in text
     assert (run / "report.md").read_text().count("![") == text.count("<img")
     loaded, total, errors, console = check(*render(page, tmp_path))

@@ -42,10 +42,26 @@ def test_threshold_chosen_on_validation_maximises_balanced_accuracy() -> None:
 
 
 def test_fold_summary_and_bootstrap() -> None:
-    summary = fold_summary([{"balanced_accuracy": 0.5, "roc_auc": float("nan"), "sensitivity": 1, "specificity": 0,
-                             "accuracy": 0.5, "macro_f1": 0.3},
-                            {"balanced_accuracy": 1.0, "roc_auc": 0.8, "sensitivity": 1, "specificity": 1,
-                             "accuracy": 1.0, "macro_f1": 1.0}])
+    summary = fold_summary(
+        [
+            {
+                "balanced_accuracy": 0.5,
+                "roc_auc": float("nan"),
+                "sensitivity": 1,
+                "specificity": 0,
+                "accuracy": 0.5,
+                "macro_f1": 0.3,
+            },
+            {
+                "balanced_accuracy": 1.0,
+                "roc_auc": 0.8,
+                "sensitivity": 1,
+                "specificity": 1,
+                "accuracy": 1.0,
+                "macro_f1": 1.0,
+            },
+        ]
+    )
     assert summary["balanced_accuracy"]["mean"] == 0.75 and summary["roc_auc"] == {"mean": 0.8, "std": 0.0}
     y = np.array([0] * 20 + [1] * 20)
     rng = np.random.default_rng(0)

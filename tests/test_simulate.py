@@ -24,8 +24,11 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     a = simulate(tmp_path / "a", config, progress=False)
     b = simulate(tmp_path / "b", config, progress=False, workers=1)  # worker count must not matter
     assert _same_tree(a, b)
-    c = simulate(tmp_path / "c", SimulationConfig(patients=6, cells_min=2, cells_max=5, size=32, seed=8, classes=3),
-                 progress=False)
+    c = simulate(
+        tmp_path / "c",
+        SimulationConfig(patients=6, cells_min=2, cells_max=5, size=32, seed=8, classes=3),
+        progress=False,
+    )
     assert not _same_tree(a, c)
 
 
@@ -44,8 +47,13 @@ def test_cohort_reads_back_with_classes_attributes_and_truth(sim_cohort: Path) -
 
 
 def test_abnormal_cells_differ_from_normal_ones(tmp_path: Path) -> None:
-    root = simulate(tmp_path / "s", SimulationConfig(patients=4, cells_min=40, cells_max=40, size=48, seed=1,
-                                                     classes=2, abnormal_fraction=(0.5, 0.5)), progress=False)
+    root = simulate(
+        tmp_path / "s",
+        SimulationConfig(
+            patients=4, cells_min=40, cells_max=40, size=48, seed=1, classes=2, abnormal_fraction=(0.5, 0.5)
+        ),
+        progress=False,
+    )
     truth = read_truth(root)
     # large abnormal cells: more dark (nucleus) pixels
     dark = {f: (read_rgb(root / f).mean(axis=2) < 120).mean() for f in truth}
@@ -55,21 +63,31 @@ def test_abnormal_cells_differ_from_normal_ones(tmp_path: Path) -> None:
 
 
 def test_multi_class_cohort_has_one_abnormality_per_class(tmp_path: Path) -> None:
-    root = simulate(tmp_path / "m", SimulationConfig(patients=8, cells_min=6, cells_max=6, size=32, classes=4,
-                                                     abnormal_fraction=(0.5, 0.5)), progress=False)
+    root = simulate(
+        tmp_path / "m",
+        SimulationConfig(patients=8, cells_min=6, cells_max=6, size=32, classes=4, abnormal_fraction=(0.5, 0.5)),
+        progress=False,
+    )
     cohort = load_cohort(root, progress=False)
     assert cohort.class_names == ["class_0", "class_1", "class_2", "class_3"]
     kinds: dict[str, set[str]] = {}
     for line in (root / "cell_truth.csv").read_text().splitlines()[1:]:
         pid, _, _, kind = line.split(",")
         kinds.setdefault(cohort[pid].label or "", set()).add(kind)
-    assert kinds == {"class_0": {"normal"}, "class_1": {"normal", "large_nucleolus"},
-                     "class_2": {"normal", "cleaved"}, "class_3": {"normal", "granular"}}
+    assert kinds == {
+        "class_0": {"normal"},
+        "class_1": {"normal", "large_nucleolus"},
+        "class_2": {"normal", "cleaved"},
+        "class_3": {"normal", "granular"},
+    }
 
 
 def test_expert_split_makes_each_modality_informative_for_other_patients(tmp_path: Path) -> None:
-    root = simulate(tmp_path / "e", SimulationConfig(patients=40, cells_min=4, cells_max=4, size=16,
-                                                     scenario="expert-split"), progress=False)
+    root = simulate(
+        tmp_path / "e",
+        SimulationConfig(patients=40, cells_min=4, cells_max=4, size=16, scenario="expert-split"),
+        progress=False,
+    )
     cohort = load_cohort(root, progress=False)
     truth = read_truth(root)
     for i, patient in enumerate(sorted(cohort.patients, key=lambda p: p.id)):

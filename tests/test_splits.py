@@ -23,8 +23,11 @@ def _count(ids: set[str] | tuple[str, ...], label_of: dict[str, int], c: int) ->
 
 
 @settings(max_examples=150, deadline=None)
-@given(labels=labels_strategy, weights=st.tuples(st.integers(0, 10), st.integers(0, 10), st.integers(1, 10)),
-       seed=st.integers(0, 2**31))
+@given(
+    labels=labels_strategy,
+    weights=st.tuples(st.integers(0, 10), st.integers(0, 10), st.integers(1, 10)),
+    seed=st.integers(0, 2**31),
+)
 def test_holdout_disjoint_complete_and_stratified(labels: list[int], weights: tuple[int, int, int], seed: int) -> None:
     fractions = [w / sum(weights) for w in weights]
     ids = _ids(labels)
@@ -39,8 +42,9 @@ def test_holdout_disjoint_complete_and_stratified(labels: list[int], weights: tu
 
 
 @settings(max_examples=150, deadline=None)
-@given(labels=labels_strategy, k=st.integers(2, 10), val=st.sampled_from([0.0, 0.1, 0.2, 0.3]),
-       seed=st.integers(0, 2**31))
+@given(
+    labels=labels_strategy, k=st.integers(2, 10), val=st.sampled_from([0.0, 0.1, 0.2, 0.3]), seed=st.integers(0, 2**31)
+)
 def test_kfold_folds_partition_patients_and_never_leak(labels: list[int], k: int, val: float, seed: int) -> None:
     if k > len(labels):
         with pytest.raises(ValueError):

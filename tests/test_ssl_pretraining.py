@@ -55,7 +55,10 @@ def test_swav_queue_fills_and_dino_teacher_follows_the_student() -> None:
     views = [torch.randn(6, 3, 32, 32), torch.randn(6, 3, 32, 32), torch.randn(6, 3, 16, 16)]
     swav.training_loss(views, epoch=0)
     assert int(swav.queue_filled) == 8 and swav.queue.abs().sum() > 0
-    dino = DINO(CellEncoder.random(EncoderConfig(k=4), Preprocessing(32)).encoder.train(), load_ssl_config("cpu-ssl-dino").method.params)
+    dino = DINO(
+        CellEncoder.random(EncoderConfig(k=4), Preprocessing(32)).encoder.train(),
+        load_ssl_config("cpu-ssl-dino").method.params,
+    )
     with torch.no_grad():
         for p in dino.encoder.parameters():
             p.add_(1.0)
@@ -67,11 +70,24 @@ def test_swav_queue_fills_and_dino_teacher_follows_the_student() -> None:
 
 def test_killed_pretraining_resumes_from_its_last_checkpoint(sim_cohort: Path, tmp_path: Path) -> None:
     config = tmp_path / "slow.yaml"
-    config.write_text("kind: ssl\nbase: cpu-ssl\nimage: {size: 32, crop: null}\nencoder: {k: 8}\nepochs: 8\nbatch_size: 16\n")
+    config.write_text(
+        "kind: ssl\nbase: cpu-ssl\nimage: {size: 32, crop: null}\nencoder: {k: 8}\nepochs: 8\nbatch_size: 16\n"
+    )
     run = tmp_path / "run"
     exe = Path(sys.executable).with_name("smearmil")
-    command = [str(exe), "ssl", "pretrain", str(sim_cohort), "--config", str(config), "--out", str(run),
-               "--cache-dir", str(tmp_path / "k"), "-q"]
+    command = [
+        str(exe),
+        "ssl",
+        "pretrain",
+        str(sim_cohort),
+        "--config",
+        str(config),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(tmp_path / "k"),
+        "-q",
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
@@ -109,10 +125,15 @@ def test_a_mil_model_can_start_from_a_pretrained_encoder_and_fine_tune_it(sim_co
 
     cohort = load_cohort(sim_cohort, progress=False)
     cache = build_cache(cohort, Preprocessing(32), tmp_path / "k", progress=False)
-    pretrain([CellSource(cache, cohort.ids[:8], "sim")], load_ssl_config("cpu-ssl", TINY), tmp_path / "ssl", progress=False)
+    pretrain(
+        [CellSource(cache, cohort.ids[:8], "sim")], load_ssl_config("cpu-ssl", TINY), tmp_path / "ssl", progress=False
+    )
     saved = torch.load(tmp_path / "ssl" / "encoder.pt", weights_only=True)
-    overrides = {"image": {"size": 32, "crop": None}, "model": {"encoder": {"k": 4, "init": str(tmp_path / "ssl")}},
-                 "train": {"epochs": 1, "bags_per_batch": 4}}
+    overrides = {
+        "image": {"size": 32, "crop": None},
+        "model": {"encoder": {"k": 4, "init": str(tmp_path / "ssl")}},
+        "train": {"epochs": 1, "bags_per_batch": 4},
+    }
     config = load_config("cpu-attention", overrides)
     fold = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0).folds[0]
     trained = train_fold(cohort, fold, config, tmp_path / "mil", cache, progress=False)

@@ -53,8 +53,9 @@ def test_cpu_cnn_reaches_auc_095_on_held_out_patients(image_cohort: Path, tmp_pa
 
 
 def test_mlp_matches_logistic_regression_on_the_same_split(tmp_path: Path) -> None:
-    root = simulate(tmp_path / "c", SimulationConfig(patients=160, cells_min=1, cells_max=1, size=16, seed=5),
-                    progress=False)
+    root = simulate(
+        tmp_path / "c", SimulationConfig(patients=160, cells_min=1, cells_max=1, size=16, seed=5), progress=False
+    )
     cohort = load_cohort(root, progress=False)
     plan = make_splits(cohort, "holdout", val=0.0, test=0.3, seed=3)
     result = train_run(cohort, load_config("mlp", {"train": {"epochs": 200}}), tmp_path / "mlp", plan, progress=False)
@@ -70,15 +71,37 @@ def test_mlp_matches_logistic_regression_on_the_same_split(tmp_path: Path) -> No
 
 
 def test_moe_is_at_least_as_good_as_the_better_expert(tmp_path: Path) -> None:
-    root = simulate(tmp_path / "e", SimulationConfig(patients=64, cells_min=8, cells_max=14, size=48, seed=9,
-                                                     scenario="expert-split", abnormal_fraction=(0.4, 0.6)),
-                    progress=False)
+    root = simulate(
+        tmp_path / "e",
+        SimulationConfig(
+            patients=64,
+            cells_min=8,
+            cells_max=14,
+            size=48,
+            seed=9,
+            scenario="expert-split",
+            abnormal_fraction=(0.4, 0.6),
+        ),
+        progress=False,
+    )
     cohort = load_cohort(root, progress=False)
     plan = make_splits(cohort, "holdout", val=0.15, test=0.3, seed=1)
-    base = {**FAST, "train": {"epochs": 10, "lr_steps": [], "stages": {"mlp": {"epochs": 150, "lr": 0.02, "bags_per_batch": 16},
-                                                                       "moe": {"epochs": 15, "lr": 0.003}}}}
-    moe = train_run(cohort, load_config("cpu-moe", {**base, "model": {"paradigm": "P2"}}), tmp_path / "moe", plan,
-                    cache_dir=tmp_path / "k", progress=False)
+    base = {
+        **FAST,
+        "train": {
+            "epochs": 10,
+            "lr_steps": [],
+            "stages": {"mlp": {"epochs": 150, "lr": 0.02, "bags_per_batch": 16}, "moe": {"epochs": 15, "lr": 0.003}},
+        },
+    }
+    moe = train_run(
+        cohort,
+        load_config("cpu-moe", {**base, "model": {"paradigm": "P2"}}),
+        tmp_path / "moe",
+        plan,
+        cache_dir=tmp_path / "k",
+        progress=False,
+    )
     # P2 trains the experts as stages of their own: score them on the same test patients
     from smearmil.training.trained import TrainedModel
 
@@ -86,8 +109,10 @@ def test_moe_is_at_least_as_good_as_the_better_expert(tmp_path: Path) -> None:
     for stage in ("cnn", "mlp"):
         trained = TrainedModel.load(tmp_path / "moe")
         model = trained.model.cnn if stage == "cnn" else trained.model.mlp  # type: ignore[union-attr]
-        trained.model, trained.config = model, trained.config.model_copy(
-            update={"model": trained.config.model.model_copy(update={"kind": stage})})
+        trained.model, trained.config = (
+            model,
+            trained.config.model_copy(update={"model": trained.config.model.model_copy(update={"kind": stage})}),
+        )
         from smearmil.data.cache import build_cache
         from smearmil.data.images import Preprocessing
 
@@ -103,8 +128,13 @@ def test_moe_is_at_least_as_good_as_the_better_expert(tmp_path: Path) -> None:
 
 def test_cv_writes_predictions_and_summary(tmp_path: Path, sim_cohort: Path) -> None:
     cohort = load_cohort(sim_cohort, progress=False)
-    config = load_config("cpu-moe", {"image": {"size": 32, "crop": None},
-                                     "train": {"epochs": 1, "stages": {"mlp": {"epochs": 3}, "moe": {"epochs": 1}}}})
+    config = load_config(
+        "cpu-moe",
+        {
+            "image": {"size": 32, "crop": None},
+            "train": {"epochs": 1, "stages": {"mlp": {"epochs": 3}, "moe": {"epochs": 1}}},
+        },
+    )
     summary = run_cv(cohort, config, tmp_path / "cv", folds=3, seed=4, cache_dir=tmp_path / "k", progress=False).summary
     on_disk = json.loads((tmp_path / "cv" / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
@@ -119,15 +149,28 @@ def test_cv_writes_predictions_and_summary(tmp_path: Path, sim_cohort: Path) -> 
 
 
 def test_killed_training_resumes_from_last_checkpoint(tmp_path: Path) -> None:
-    cohort = simulate(tmp_path / "c", SimulationConfig(patients=16, cells_min=40, cells_max=40, size=64, seed=2),
-                      progress=False)
+    cohort = simulate(
+        tmp_path / "c", SimulationConfig(patients=16, cells_min=40, cells_max=40, size=64, seed=2), progress=False
+    )
     config = tmp_path / "slow.yaml"
-    config.write_text("base: cpu-cnn\nimage: {size: 96, crop: null}\nmodel: {encoder: {k: 16}}\n"
-                      "train: {epochs: 6, lr_steps: [], bags_per_batch: 2}\n")
+    config.write_text(
+        "base: cpu-cnn\nimage: {size: 96, crop: null}\nmodel: {encoder: {k: 16}}\n"
+        "train: {epochs: 6, lr_steps: [], bags_per_batch: 2}\n"
+    )
     run = tmp_path / "run"
     exe = Path(sys.executable).with_name("smearmil")
-    command = [str(exe), "train", str(cohort), "--config", str(config), "--out", str(run),
-               "--cache-dir", str(tmp_path / "k"), "-q"]
+    command = [
+        str(exe),
+        "train",
+        str(cohort),
+        "--config",
+        str(config),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(tmp_path / "k"),
+        "-q",
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     metrics = run / "cnn" / "logs" / "metrics.csv"
     last = run / "cnn" / "checkpoints" / "last.ckpt"
@@ -154,8 +197,9 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path: Path) -> None:
 
 
 def test_multi_class_attention_mil_trains_and_reports_macro_f1(tmp_path: Path) -> None:
-    root = simulate(tmp_path / "m", SimulationConfig(patients=12, cells_min=4, cells_max=6, size=32, classes=3),
-                    progress=False)
+    root = simulate(
+        tmp_path / "m", SimulationConfig(patients=12, cells_min=4, cells_max=6, size=32, classes=3), progress=False
+    )
     cohort = load_cohort(root, progress=False)
     config = load_config("cnn-attention-k4", {"image": {"size": 32}, "train": {"epochs": 1}})
     summary = run_cv(cohort, config, tmp_path / "cv", folds=2, seed=0, cache_dir=tmp_path / "k", progress=False).summary
@@ -165,8 +209,13 @@ def test_multi_class_attention_mil_trains_and_reports_macro_f1(tmp_path: Path) -
 
 def test_same_seed_same_training(tmp_path: Path, sim_cohort: Path) -> None:
     cohort = load_cohort(sim_cohort, progress=False)
-    config = load_config("cpu-moe", {"image": {"size": 32, "crop": None},
-                                     "train": {"epochs": 2, "stages": {"mlp": {"epochs": 3}, "moe": {"epochs": 1}}}})
+    config = load_config(
+        "cpu-moe",
+        {
+            "image": {"size": 32, "crop": None},
+            "train": {"epochs": 2, "stages": {"mlp": {"epochs": 3}, "moe": {"epochs": 1}}},
+        },
+    )
     plan = make_splits(cohort, "holdout", val=0.2, test=0.2, seed=0)
     logs = []
     for name in ("a", "b"):

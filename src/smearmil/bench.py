@@ -80,8 +80,15 @@ class FeatureBench:
         return n_cells / self.cells_per_second() / 60
 
 
-def bench_features(path: str | Path, options: DataOptions | None = None, n_cells: int = 200, n_jobs: int = 2,
-                   size: int = 224, cache_dir: str | Path | None = None, progress: bool = True) -> FeatureBench:
+def bench_features(
+    path: str | Path,
+    options: DataOptions | None = None,
+    n_cells: int = 200,
+    n_jobs: int = 2,
+    size: int = 224,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> FeatureBench:
     """Time the 94 hand-crafted features on a sample of cells, in one process and in ``n_jobs``."""
     from joblib import Parallel, delayed
 
@@ -112,9 +119,16 @@ class HeadBench:
     macro_f1: float
 
 
-def bench_heads(features: str | Path | None = None, patients: int = 100, cells: tuple[int, int] = (16, 64),
-                folds: int = 5, pooling: str = "attention", epochs: int = 40, work: str | Path | None = None,
-                progress: bool = True) -> HeadBench:
+def bench_heads(
+    features: str | Path | None = None,
+    patients: int = 100,
+    cells: tuple[int, int] = (16, 64),
+    folds: int = 5,
+    pooling: str = "attention",
+    epochs: int = 40,
+    work: str | Path | None = None,
+    progress: bool = True,
+) -> HeadBench:
     """Time a ``folds``-fold CV of a MIL head on cached features (given, or of a simulated 4-class cohort
     embedded by a random cpu-ssl-shaped encoder); preparing the features is timed apart."""
     import tempfile
@@ -139,8 +153,21 @@ def bench_heads(features: str | Path | None = None, patients: int = 100, cells: 
             store = FeatureStore(features)
         prepared = time.perf_counter() - start
         start = time.perf_counter()
-        summary = run_head_cv(store.cohort(), store_cv_stores(store), load_head_config(pooling, {"epochs": epochs}),
-                              Path(tmp) / "cv", folds, progress=progress, umap=False).summary
+        summary = run_head_cv(
+            store.cohort(),
+            store_cv_stores(store),
+            load_head_config(pooling, {"epochs": epochs}),
+            Path(tmp) / "cv",
+            folds,
+            progress=progress,
+            umap=False,
+        ).summary
         seconds = time.perf_counter() - start
-        return HeadBench(len(store.patient_ids), int(store.features.shape[0]), folds, prepared, seconds,
-                         float(summary["metrics"]["macro_f1"]["mean"]))
+        return HeadBench(
+            len(store.patient_ids),
+            int(store.features.shape[0]),
+            folds,
+            prepared,
+            seconds,
+            float(summary["metrics"]["macro_f1"]["mean"]),
+        )

@@ -25,7 +25,9 @@ from .training.ssl import SSL_METHODS
 from .utils.config_files import shipped_presets
 from .utils.progress import console as err_console
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Deep multiple-instance learning on blood-smear cells.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Deep multiple-instance learning on blood-smear cells."
+)
 data_app = typer.Typer(no_args_is_help=True, help="Inspect, split and cache a data set.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print measured ratios.")
 app.add_typer(data_app, name="data")
@@ -58,15 +60,29 @@ def _split_list(text: str | None) -> list[str] | None:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
-def data_options(layout: str = "auto", csv: Path | None = None, spec: Path | None = None, id_column: str | None = None,
-                 label_column: str | None = None, attributes: str | None = None, class_names: str | None = None,
-                 reference_date: str | None = None, missing_policy: str | None = None, **extra: Any) -> DataOptions:
+def data_options(
+    layout: str = "auto",
+    csv: Path | None = None,
+    spec: Path | None = None,
+    id_column: str | None = None,
+    label_column: str | None = None,
+    attributes: str | None = None,
+    class_names: str | None = None,
+    reference_date: str | None = None,
+    missing_policy: str | None = None,
+    **extra: Any,
+) -> DataOptions:
     """DataOptions from command-line flags, on top of an optional YAML spec."""
     overrides: dict[str, Any] = {
-        "layout": None if layout == "auto" else layout, "csv": csv, "id_column": id_column, "label_column": label_column,
-        "attributes": _split_list(attributes), "class_names": _split_list(class_names),
+        "layout": None if layout == "auto" else layout,
+        "csv": csv,
+        "id_column": id_column,
+        "label_column": label_column,
+        "attributes": _split_list(attributes),
+        "class_names": _split_list(class_names),
         "reference_date": date.fromisoformat(reference_date) if reference_date else None,
-        "missing_policy": missing_policy, **extra,
+        "missing_policy": missing_policy,
+        **extra,
     }
     if spec is not None:
         return DataOptions.from_yaml(spec, **overrides)
@@ -129,8 +145,14 @@ def version() -> None:
     out.print(__version__)
 
 
-REGISTRIES = {"model kinds": MODELS, "encoders": ENCODERS, "poolings": POOLINGS, "SSL methods": SSL_METHODS,
-              "layouts": LAYOUTS, "baselines": BASELINES}
+REGISTRIES = {
+    "model kinds": MODELS,
+    "encoders": ENCODERS,
+    "poolings": POOLINGS,
+    "SSL methods": SSL_METHODS,
+    "layouts": LAYOUTS,
+    "baselines": BASELINES,
+}
 
 
 @app.command("list")
@@ -155,8 +177,12 @@ def simulate(
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
     seed: SeedOpt = 0,
     classes: Annotated[int, typer.Option(help="Number of classes (class 0 has no abnormal cells).")] = 2,
-    scenario: Annotated[str, typer.Option(help="standard, or expert-split (each expert right on other patients).")] = "standard",
-    abnormal_fraction: Annotated[str, typer.Option(help="MIN:MAX fraction of abnormal cells in diseased bags.")] = "0.2:0.5",
+    scenario: Annotated[
+        str, typer.Option(help="standard, or expert-split (each expert right on other patients).")
+    ] = "standard",
+    abnormal_fraction: Annotated[
+        str, typer.Option(help="MIN:MAX fraction of abnormal cells in diseased bags.")
+    ] = "0.2:0.5",
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -166,9 +192,16 @@ def simulate(
 
     lo, _, hi = cells_per_patient.partition(":")
     flo, _, fhi = abnormal_fraction.partition(":")
-    config = SimulationConfig(patients=patients, cells_min=int(lo), cells_max=int(hi or lo), size=size, seed=seed,
-                              classes=classes, scenario=scenario,  # type: ignore[arg-type]
-                              abnormal_fraction=(float(flo), float(fhi or flo)))
+    config = SimulationConfig(
+        patients=patients,
+        cells_min=int(lo),
+        cells_max=int(hi or lo),
+        size=size,
+        seed=seed,
+        classes=classes,
+        scenario=scenario,  # type: ignore[arg-type]
+        abnormal_fraction=(float(flo), float(fhi or flo)),
+    )
     path = run(out_dir, config, progress=not quiet, overwrite=overwrite)
     out.print(f"wrote {patients} patients to {path}")
 
@@ -177,9 +210,15 @@ def simulate(
 def inspect_cmd(
     path: DataPath,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
-    layout: LayoutOpt = "auto", csv: CsvOpt = None, spec: SpecOpt = None, id_column: IdOpt = None,
-    label_column: LabelOpt = None, attributes: AttrOpt = None, class_names: ClassOpt = None,
-    reference_date: RefOpt = None, missing_policy: MissingOpt = None,
+    layout: LayoutOpt = "auto",
+    csv: CsvOpt = None,
+    spec: SpecOpt = None,
+    id_column: IdOpt = None,
+    label_column: LabelOpt = None,
+    attributes: AttrOpt = None,
+    class_names: ClassOpt = None,
+    reference_date: RefOpt = None,
+    missing_policy: MissingOpt = None,
     keep_duplicates: Annotated[bool, typer.Option(help="Keep repeated images of a bag.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -187,8 +226,18 @@ def inspect_cmd(
     from .data.inspect import InspectReport, inspect_data
 
     try:
-        options = data_options(layout, csv, spec, id_column, label_column, attributes, class_names, reference_date,
-                               missing_policy, drop_duplicate_images=False if keep_duplicates else None)
+        options = data_options(
+            layout,
+            csv,
+            spec,
+            id_column,
+            label_column,
+            attributes,
+            class_names,
+            reference_date,
+            missing_policy,
+            drop_duplicate_images=False if keep_duplicates else None,
+        )
         report = inspect_data(path, options, progress=not (quiet or as_json))
     except (ValueError, DataError) as error:
         problems = error.problems if isinstance(error, DataError) else [_usage_problem(error)]
@@ -218,7 +267,10 @@ def split_cmd(
     val: Annotated[float, typer.Option(help="Validation fraction (of each fold's training part for k-fold).")] = 0.15,
     test: Annotated[float, typer.Option(help="Test fraction (holdout).")] = 0.2,
     seed: SeedOpt = 0,
-    layout: LayoutOpt = "auto", csv: CsvOpt = None, spec: SpecOpt = None, quiet: QuietOpt = False,
+    layout: LayoutOpt = "auto",
+    csv: CsvOpt = None,
+    spec: SpecOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Split patients (never cells) into train/validation/test and write a splits file."""
     from .data.splits import make_splits
@@ -249,9 +301,14 @@ def cache_cmd(
     path: DataPath,
     size: Annotated[int, typer.Option(help="Side the images are resized to.")] = 224,
     crop: Annotated[int | None, typer.Option(help="Keep the central CROP pixels after resizing.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default $SMEARMIL_CACHE_DIR or ~/.cache/smearmil).")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Cache folder (default $SMEARMIL_CACHE_DIR or ~/.cache/smearmil).")
+    ] = None,
     key: Annotated[str, typer.Option(help="stat (path, size, mtime) or content (file hashes).")] = "stat",
-    layout: LayoutOpt = "auto", csv: CsvOpt = None, spec: SpecOpt = None, quiet: QuietOpt = False,
+    layout: LayoutOpt = "auto",
+    csv: CsvOpt = None,
+    spec: SpecOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Decode every cell once into the memory-mapped image cache."""
     from .data.cache import build_cache
@@ -270,7 +327,8 @@ def bench_cache_cmd(
     size: Annotated[int, typer.Option(help="Side the images are resized to.")] = 224,
     crop: Annotated[int | None, typer.Option(help="Central crop after resizing.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
-    layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+    layout: LayoutOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     """Time one epoch from the cache against decoding the same images; last line `ratio: N`."""
     from .bench import bench_cache
@@ -283,8 +341,14 @@ def bench_cache_cmd(
     out.print(f"ratio: {result.ratio:.1f}")
 
 
-ConfigOpt = Annotated[str, typer.Option("--config", help=f"YAML file, preset ({', '.join(shipped_presets('run'))}) or a "
-                                        "paper row (e.g. cnn-mean-k32, moe-p2-k32, mlp).")]
+ConfigOpt = Annotated[
+    str,
+    typer.Option(
+        "--config",
+        help=f"YAML file, preset ({', '.join(shipped_presets('run'))}) or a "
+        "paper row (e.g. cnn-mean-k32, moe-p2-k32, mlp).",
+    ),
+]
 CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Image cache folder.")]
 
 
@@ -325,10 +389,14 @@ def train(
     path: DataPath,
     config: ConfigOpt = "cpu-cnn",
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/run"),
-    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file (default: hold-out from the config).")] = None,
+    splits: Annotated[
+        Path | None, typer.Option("--splits", help="Splits file (default: hold-out from the config).")
+    ] = None,
     fold: Annotated[str | None, typer.Option("--fold", help="Fold of the splits file to train on.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: the config's).")] = None,
-    cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+    cache_dir: CacheDirOpt = None,
+    layout: LayoutOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     """Train one model on a patient-level hold-out split (resumes if OUT holds an interrupted run)."""
     from .data.splits import SplitPlan
@@ -351,9 +419,13 @@ def cv(
     config: ConfigOpt = "cpu-cnn",
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, predictions.csv).")] = Path("runs/cv"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, predictions.csv).")] = Path(
+        "runs/cv"
+    ),
     splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
-    cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+    cache_dir: CacheDirOpt = None,
+    layout: LayoutOpt = "auto",
+    quiet: QuietOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
     """Cross-validate a config by patient: DIR/predictions.csv and DIR/summary.json."""
@@ -368,8 +440,11 @@ def cv(
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
-    out.print(_metrics_table(f"{cfg.name}: {folds}-fold CV on {path} (test folds, mean ± std)",
-                             {cfg.name: summary["metrics"]}))
+    out.print(
+        _metrics_table(
+            f"{cfg.name}: {folds}-fold CV on {path} (test folds, mean ± std)", {cfg.name: summary["metrics"]}
+        )
+    )
     out.print(f"-> {out_dir}/summary.json, predictions.csv ({summary['wall_seconds']:.0f} s)")
 
 
@@ -377,11 +452,15 @@ def cv(
 @guarded
 def compare(
     path: DataPath,
-    config: Annotated[str, typer.Option("--config", help=f"Comparison config: {', '.join(shipped_presets('compare'))} or a YAML file.")] = "cpu-compare",
+    config: Annotated[
+        str,
+        typer.Option("--config", help=f"Comparison config: {', '.join(shipped_presets('compare'))} or a YAML file."),
+    ] = "cpu-compare",
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/compare"),
-    cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
     """Run deep models and baselines on identical folds: comparison.csv/.md, summary.json, ROC plot."""
@@ -394,8 +473,10 @@ def compare(
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
-    rows = {escape(name if name.endswith("]") else f"{name} [{m['data']}]"): m["metrics"]
-            for name, m in result["methods"].items()}
+    rows = {
+        escape(name if name.endswith("]") else f"{name} [{m['data']}]"): m["metrics"]
+        for name, m in result["methods"].items()
+    }
     out.print(_metrics_table(f"{folds}-fold CV on {path}: test folds, mean ± std", rows))
     out.print(f"-> {out_dir}/comparison.md, comparison.csv, summary.json, roc.png ({result['wall_seconds']:.0f} s)")
 
@@ -409,8 +490,11 @@ def repeatability(
     fraction: Annotated[float, typer.Option("--fraction", help="Share of a patient's cells in each set.")] = 0.5,
     given: Annotated[bool, typer.Option("--given", help="Use each patient's sub-folders as its image sets.")] = False,
     seed: SeedOpt = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {models: {name: {disagreement_rate, majority_vote_accuracy}}}.")] = False,
-    cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {models: {name: {disagreement_rate, majority_vote_accuracy}}}.")
+    ] = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Predict several image sets of each patient with every model of a run (the paper's Table 5)."""
     from .data.validation import load_cohort
@@ -421,17 +505,28 @@ def repeatability(
     result = run_repeatability(run, cohort, sets, fraction, seed, given, cache_dir, progress=not (quiet or as_json))
     repeatability_plot(result, run / "repeatability.png")
     if as_json:
-        public = {"models": {name: {"disagreement_rate": m["disagreement_rate"],
-                                    "majority_vote_accuracy": m["majority_vote_accuracy"]}
-                             for name, m in result["models"].items()}}
+        public = {
+            "models": {
+                name: {
+                    "disagreement_rate": m["disagreement_rate"],
+                    "majority_vote_accuracy": m["majority_vote_accuracy"],
+                }
+                for name, m in result["models"].items()
+            }
+        }
         sys.stdout.write(json.dumps(public, indent=2) + "\n")
         return
     table = Table(title=f"repeatability over {'given' if given else sets} image sets per patient (test patients)")
     for col in ("model", "patients", "intra-patient disagreement", "majority-vote accuracy", "mean std of P(true)"):
         table.add_column(col, justify="right")
     for name, m in result["models"].items():
-        table.add_row(name, str(m["patients"]), f"{100 * m['disagreement_rate']:.1f}%",
-                      f"{m['majority_vote_accuracy']:.3f}", f"{m['p_true_std_mean']:.3f}")
+        table.add_row(
+            name,
+            str(m["patients"]),
+            f"{100 * m['disagreement_rate']:.1f}%",
+            f"{m['majority_vote_accuracy']:.3f}",
+            f"{m['p_true_std_mean']:.3f}",
+        )
     out.print(table)
     out.print(f"-> {run}/repeatability.json, repeatability.csv, repeatability.png")
 
@@ -442,7 +537,8 @@ def report(
     run: Annotated[Path, typer.Argument(help="Folder written by train, cv or compare.")],
     data: Annotated[Path | None, typer.Option("--data", help="Data set (default: the one the run recorded).")] = None,
     galleries: Annotated[int, typer.Option(help="Patients with cell galleries (misclassified first).")] = 3,
-    cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Write a self-contained report.html (and report.md) of a run."""
     from .report.html import build_report
@@ -456,9 +552,12 @@ def report(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `smearmil train`.")],
     path: DataPath,
-    split: Annotated[str, typer.Option(help="test or val (the run's own split), or all (every labelled patient).")] = "test",
+    split: Annotated[
+        str, typer.Option(help="test or val (the run's own split), or all (every labelled patient).")
+    ] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a trained run on a cohort; the output names the split."""
     from .data.validation import load_cohort
@@ -478,7 +577,9 @@ def evaluate(
 def predict(
     run: Annotated[Path, typer.Argument(help="Run folder written by `smearmil train`.")],
     patients: Annotated[list[Path], typer.Argument(help="One folder of cell images per patient.")],
-    attributes: Annotated[Path | None, typer.Option("--attributes", help="CSV: id column + attributes (or DOB, LYMPH_COUNT).")] = None,
+    attributes: Annotated[
+        Path | None, typer.Option("--attributes", help="CSV: id column + attributes (or DOB, LYMPH_COUNT).")
+    ] = None,
     top: Annotated[int, typer.Option(help="How many cells to list, by weight.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -510,19 +611,31 @@ def demo(
     out.print(result.report.render())
     out.print(f"splits: {len(result.splits.folds)} folds by patient -> {result.out / 'splits.json'}")
     out.print(f"cache: {result.cached_cells} cells -> {result.cache_dir}")
-    out.print(_metrics_table(f"{len(result.splits.folds)}-fold CV on the simulated cohort (test folds, mean ± std)",
-                             {name: s["metrics"] for name, s in result.summaries.items()}))
+    out.print(
+        _metrics_table(
+            f"{len(result.splits.folds)}-fold CV on the simulated cohort (test folds, mean ± std)",
+            {name: s["metrics"] for name, s in result.summaries.items()},
+        )
+    )
     out.print(f"comparison -> {result.out / 'comparison.md'}; resolved config -> {result.out / 'config.json'}")
     out.print(f"report -> {result.report_html}")
 
 
-SSLConfigOpt = Annotated[str, typer.Option("--config", help=f"Pre-training preset ({', '.join(shipped_presets('ssl'))}) or YAML file.")]
+SSLConfigOpt = Annotated[
+    str, typer.Option("--config", help=f"Pre-training preset ({', '.join(shipped_presets('ssl'))}) or YAML file.")
+]
 MethodOpt = Annotated[str | None, typer.Option("--method", help=f"{SSL_METHODS.choices()} (default: the config's).")]
-HeadOpt = Annotated[str, typer.Option("--head", help=f"Pooling of the MIL head ({POOLINGS.choices()}), or a head "
-                                      "config (YAML file with kind: head).")]
+HeadOpt = Annotated[
+    str,
+    typer.Option(
+        "--head", help=f"Pooling of the MIL head ({POOLINGS.choices()}), or a head config (YAML file with kind: head)."
+    ),
+]
 HeadEpochsOpt = Annotated[int, typer.Option("--head-epochs", help="Epochs of the MIL head.")]
 UmapOpt = Annotated[bool, typer.Option("--umap/--no-umap", help="UMAP plots of the test cells.")]
-PretrainEpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Pre-training epochs per fold (default: the config's).")]
+PretrainEpochsOpt = Annotated[
+    int | None, typer.Option("--epochs", help="Pre-training epochs per fold (default: the config's).")
+]
 SupervisedOpt = Annotated[str, typer.Option("--supervised-config", help="Run config of the supervised encoder.")]
 
 
@@ -547,7 +660,9 @@ def _fold_table(title: str, summary: dict[str, Any]) -> Table:
     for col in ("fold", "test patients", "macro-F1", "bal. acc.", "accuracy"):
         table.add_column(col, justify="right" if col != "fold" else "left")
     for f in summary["folds"]:
-        table.add_row(f["fold"], str(f["n_test"]), _cell(f["macro_f1"]), _cell(f["balanced_accuracy"]), _cell(f["accuracy"]))
+        table.add_row(
+            f["fold"], str(f["n_test"]), _cell(f["macro_f1"]), _cell(f["balanced_accuracy"]), _cell(f["accuracy"])
+        )
     m = summary["metrics"]
     table.add_row("mean ± std", "", _cell(m["macro_f1"]), _cell(m["balanced_accuracy"]), _cell(m["accuracy"]))
     return table
@@ -563,15 +678,24 @@ def _attention_table(summary: dict[str, Any]) -> Table | None:
     for label in by_type:
         table.add_column(label, justify="right")
     for kind in kinds:
-        table.add_row(escape(kind), *(f"{by_type[c][kind]['mean_relative_attention']:.2f} ({by_type[c][kind]['n_cells']})"
-                                      if kind in by_type[c] else "-" for c in by_type))
+        table.add_row(
+            escape(kind),
+            *(
+                f"{by_type[c][kind]['mean_relative_attention']:.2f} ({by_type[c][kind]['n_cells']})"
+                if kind in by_type[c]
+                else "-"
+                for c in by_type
+            ),
+        )
     return table
 
 
 @bench_app.command("heads")
 @guarded
 def bench_heads_cmd(
-    features: Annotated[Path | None, typer.Argument(help="Feature folder (default: simulate 4 classes and embed).")] = None,
+    features: Annotated[
+        Path | None, typer.Argument(help="Feature folder (default: simulate 4 classes and embed).")
+    ] = None,
     patients: Annotated[int, typer.Option(help="Simulated patients.")] = 100,
     cells: Annotated[str, typer.Option(help="Cells per simulated patient, MIN:MAX.")] = "16:64",
     folds: Annotated[int, typer.Option(help="Folds.")] = 5,
@@ -584,26 +708,35 @@ def bench_heads_cmd(
     from .bench import bench_heads
 
     low, _, high = cells.partition(":")
-    result = bench_heads(features, patients, (int(low), int(high or low)), folds, head, head_epochs,
-                         progress=not quiet)
+    result = bench_heads(features, patients, (int(low), int(high or low)), folds, head, head_epochs, progress=not quiet)
     out.print(f"patients: {result.patients}, cells: {result.cells:,}, features ready in {result.prepare_seconds:.1f} s")
-    out.print(f"{result.folds}-fold CV, {head} head, {head_epochs} epochs: {result.cv_seconds:.1f} s, "
-              f"macro-F1 {result.macro_f1:.3f} (test folds)")
+    out.print(
+        f"{result.folds}-fold CV, {head} head, {head_epochs} epochs: {result.cv_seconds:.1f} s, "
+        f"macro-F1 {result.macro_f1:.3f} (test folds)"
+    )
     out.print(f"ratio: {goal_seconds / result.cv_seconds:.2f}")
 
 
 @ssl_app.command("pretrain")
 @guarded
 def ssl_pretrain_cmd(
-    paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help="One or more data sets whose cells to learn from.")],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="DATA...", help="One or more data sets whose cells to learn from.")
+    ],
     method: MethodOpt = None,
     config: SSLConfigOpt = "cpu-ssl",
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (resumes if it holds an interrupted run).")] = Path("runs/ssl"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (resumes if it holds an interrupted run).")] = Path(
+        "runs/ssl"
+    ),
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: the config's).")] = None,
-    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file: learn from one fold's train+val patients only.")] = None,
+    splits: Annotated[
+        Path | None, typer.Option("--splits", help="Splits file: learn from one fold's train+val patients only.")
+    ] = None,
     fold: Annotated[str | None, typer.Option("--fold", help="Fold of --splits (default: the first).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: the config's).")] = None,
-    cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+    cache_dir: CacheDirOpt = None,
+    layout: LayoutOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     """Pre-train a cell encoder without labels (SimCLR, SwAV or DINO): OUT/encoder.pt + encoder.json."""
     import time
@@ -630,8 +763,10 @@ def ssl_pretrain_cmd(
     start = time.perf_counter()
     encoder = pretrain(sources, cfg, out_dir, progress=not quiet)
     cells = sum(s["cells"] for s in encoder.meta["sources"])
-    out.print(f"{cfg.method} on {cells} cells, {cfg.epochs} epochs: final loss {encoder.meta.get('final_loss')} "
-              f"({time.perf_counter() - start:.0f} s) -> {out_dir}/encoder.pt")
+    out.print(
+        f"{cfg.method} on {cells} cells, {cfg.epochs} epochs: final loss {encoder.meta.get('final_loss')} "
+        f"({time.perf_counter() - start:.0f} s) -> {out_dir}/encoder.pt"
+    )
 
 
 def _load_encoder(spec: str) -> Any:
@@ -649,13 +784,19 @@ def _load_encoder(spec: str) -> Any:
 @ssl_app.command("evaluate")
 @guarded
 def ssl_evaluate_cmd(
-    checkpoint: Annotated[str, typer.Argument(metavar="CKPT", help="Pre-training folder (or its encoder.pt), a trained model folder, or random[:PRESET].")],
+    checkpoint: Annotated[
+        str,
+        typer.Argument(
+            metavar="CKPT", help="Pre-training folder (or its encoder.pt), a trained model folder, or random[:PRESET]."
+        ),
+    ],
     path: DataPath,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for umap.png (default: beside CKPT).")] = None,
     k: Annotated[int, typer.Option("--k", help="Neighbours of the kNN classifier.")] = 10,
     test_size: Annotated[float, typer.Option("--test-size", help="Test share of the fixed stratified split.")] = 0.3,
     seed: SeedOpt = 0,
-    cache_dir: CacheDirOpt = None, quiet: QuietOpt = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
 ) -> None:
     """kNN and linear-probe accuracy of frozen features on labelled single cells, and a UMAP plot by class."""
@@ -667,8 +808,13 @@ def ssl_evaluate_cmd(
     cells = load(path, DataOptions(), progress=not (quiet or as_json))
     if not isinstance(cells, CellSet):
         raise ValueError(f"{path} is not a single-cell data set (<class>/*.jpg with labels.csv)")
-    target = out_dir or (Path(checkpoint).parent if Path(checkpoint).is_file() else
-                         Path(checkpoint) if Path(checkpoint).is_dir() else Path("runs/ssl-evaluate"))
+    target = out_dir or (
+        Path(checkpoint).parent
+        if Path(checkpoint).is_file()
+        else Path(checkpoint)
+        if Path(checkpoint).is_dir()
+        else Path("runs/ssl-evaluate")
+    )
     result = evaluate_encoder(encoder, cells, target, cache_dir, test_size, k, seed, progress=not (quiet or as_json))
     public = {key: result[key] for key in ("knn_accuracy", "linear_probe_accuracy", "n_train", "n_test")}
     if as_json:
@@ -684,9 +830,15 @@ def ssl_evaluate_cmd(
 @guarded
 def features_extract_cmd(
     path: DataPath,
-    encoder_spec: Annotated[str, typer.Option("--encoder", help="Pre-training folder, trained model folder, or random[:PRESET].")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Feature folder (features.npy + index.json).")] = Path("runs/features"),
-    cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+    encoder_spec: Annotated[
+        str, typer.Option("--encoder", help="Pre-training folder, trained model folder, or random[:PRESET].")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Feature folder (features.npy + index.json).")] = Path(
+        "runs/features"
+    ),
+    cache_dir: CacheDirOpt = None,
+    layout: LayoutOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     """Embed every cell of a cohort with a frozen encoder; store embeddings, cell ids and cell types per patient."""
     from .data.cache import build_cache
@@ -703,14 +855,19 @@ def features_extract_cmd(
 @features_app.command("cv")
 @guarded
 def features_cv_cmd(
-    features: Annotated[Path, typer.Argument(metavar="FEATURES", help="Folder written by `smearmil features extract`.")],
+    features: Annotated[
+        Path, typer.Argument(metavar="FEATURES", help="Folder written by `smearmil features extract`.")
+    ],
     head: HeadOpt = "attention",
     head_epochs: HeadEpochsOpt = 40,
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, attention.csv, ...).")] = Path("runs/features-cv"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, attention.csv, ...).")] = Path(
+        "runs/features-cv"
+    ),
     splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
-    umap: UmapOpt = True, quiet: QuietOpt = False,
+    umap: UmapOpt = True,
+    quiet: QuietOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
     """Cross-validate a MIL head on cached features: macro-F1 per fold, attention per cell and cell type."""
@@ -720,12 +877,24 @@ def features_cv_cmd(
 
     store = FeatureStore(features)
     if store.encoder.get("sources") and not as_json:
-        err_console.print("[yellow]note:[/] this encoder was pre-trained on the cells of "
-                          f"{', '.join(s['data'] for s in store.encoder['sources'])}; if that includes test patients, "
-                          "use `smearmil ssl cv` (pre-training per fold) for an unbiased estimate")
+        err_console.print(
+            "[yellow]note:[/] this encoder was pre-trained on the cells of "
+            f"{', '.join(s['data'] for s in store.encoder['sources'])}; if that includes test patients, "
+            "use `smearmil ssl cv` (pre-training per fold) for an unbiased estimate"
+        )
     plan = SplitPlan.load(splits) if splits else None
-    result = run_head_cv(store.cohort(), store_cv_stores(store), _head_config(head, head_epochs), out_dir, folds, seed,
-                          plan, progress=not (quiet or as_json), name=f"{head} MIL on {features.name}", umap=umap)
+    result = run_head_cv(
+        store.cohort(),
+        store_cv_stores(store),
+        _head_config(head, head_epochs),
+        out_dir,
+        folds,
+        seed,
+        plan,
+        progress=not (quiet or as_json),
+        name=f"{head} MIL on {features.name}",
+        umap=umap,
+    )
     _print_head_summary(result.summary, f"{head} MIL on {features}: {folds}-fold CV (test folds)", out_dir, as_json)
 
 
@@ -743,7 +912,9 @@ def _print_head_summary(summary: dict[str, Any], title: str, out_dir: Path, as_j
 @guarded
 def ssl_cv_cmd(
     path: DataPath,
-    method: Annotated[str, typer.Option("--method", help=f"Encoder: random, supervised, or {SSL_METHODS.choices()}.")] = "simclr",
+    method: Annotated[
+        str, typer.Option("--method", help=f"Encoder: random, supervised, or {SSL_METHODS.choices()}.")
+    ] = "simclr",
     config: SSLConfigOpt = "cpu-ssl",
     epochs: PretrainEpochsOpt = None,
     head: HeadOpt = "attention",
@@ -753,7 +924,10 @@ def ssl_cv_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-cv"),
     splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
     supervised_config: SupervisedOpt = "cpu-attention",
-    umap: UmapOpt = True, cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+    umap: UmapOpt = True,
+    cache_dir: CacheDirOpt = None,
+    layout: LayoutOpt = "auto",
+    quiet: QuietOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
     """Per fold: encoder on the training patients' cells -> features -> MIL head -> test (resumable)."""
@@ -764,16 +938,32 @@ def ssl_cv_cmd(
     ssl = _ssl_config(config, method if method in ("simclr", "swav", "dino") else None, epochs, seed)
     cohort = load_cohort(path, data_options(layout), progress=not (quiet or as_json))
     plan = SplitPlan.load(splits) if splits else None
-    result = run_encoder_cv(cohort, method, ssl, _head_config(head, head_epochs), out_dir, folds, seed, plan,
-                             cache_dir, supervised_config, progress=not (quiet or as_json), umap=umap)
-    _print_head_summary(result.summary, f"{method} encoder + {head} MIL on {path}: {folds}-fold CV (test folds)", out_dir, as_json)
+    result = run_encoder_cv(
+        cohort,
+        method,
+        ssl,
+        _head_config(head, head_epochs),
+        out_dir,
+        folds,
+        seed,
+        plan,
+        cache_dir,
+        supervised_config,
+        progress=not (quiet or as_json),
+        umap=umap,
+    )
+    _print_head_summary(
+        result.summary, f"{method} encoder + {head} MIL on {path}: {folds}-fold CV (test folds)", out_dir, as_json
+    )
 
 
 @ssl_app.command("compare")
 @guarded
 def ssl_compare_cmd(
     path: DataPath,
-    encoders: Annotated[str, typer.Option("--encoders", help=f"Comma-separated: random, supervised, {SSL_METHODS.choices()}.")] = "random,supervised,simclr,swav,dino",
+    encoders: Annotated[
+        str, typer.Option("--encoders", help=f"Comma-separated: random, supervised, {SSL_METHODS.choices()}.")
+    ] = "random,supervised,simclr,swav,dino",
     config: SSLConfigOpt = "cpu-ssl",
     epochs: PretrainEpochsOpt = None,
     head: HeadOpt = "attention",
@@ -782,7 +972,9 @@ def ssl_compare_cmd(
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-compare"),
     supervised_config: SupervisedOpt = "cpu-attention",
-    cache_dir: CacheDirOpt = None, layout: LayoutOpt = "auto", quiet: QuietOpt = False,
+    cache_dir: CacheDirOpt = None,
+    layout: LayoutOpt = "auto",
+    quiet: QuietOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
     """Encoders through the same MIL head on identical folds; prints macro-F1 mean and std across folds."""
@@ -795,8 +987,18 @@ def ssl_compare_cmd(
         raise ValueError(f"--encoders: unknown {unknown or 'empty list'}; choose from {', '.join(encoder_kinds())}")
     ssl = _ssl_config(config, None, epochs, seed)
     cohort = load_cohort(path, data_options(layout), progress=not (quiet or as_json))
-    result = run_encoder_comparison(cohort, kinds, ssl, _head_config(head, head_epochs), out_dir, folds, seed, cache_dir,
-                                    supervised_config, progress=not (quiet or as_json))
+    result = run_encoder_comparison(
+        cohort,
+        kinds,
+        ssl,
+        _head_config(head, head_epochs),
+        out_dir,
+        folds,
+        seed,
+        cache_dir,
+        supervised_config,
+        progress=not (quiet or as_json),
+    )
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
@@ -804,8 +1006,12 @@ def ssl_compare_cmd(
     for col in ("encoder", "macro-F1 mean", "macro-F1 std", "per fold"):
         table.add_column(col, justify="left" if col in ("encoder", "per fold") else "right")
     for kind, r in result["encoders"].items():
-        table.add_row(kind, f"{r['macro_f1']['mean']:.3f}", f"{r['macro_f1']['std']:.3f}",
-                      " ".join(f"{v:.2f}" for v in r["folds_macro_f1"]))
+        table.add_row(
+            kind,
+            f"{r['macro_f1']['mean']:.3f}",
+            f"{r['macro_f1']['std']:.3f}",
+            " ".join(f"{v:.2f}" for v in r["folds_macro_f1"]),
+        )
     out.print(table)
     out.print(f"-> {out_dir}/comparison.csv, summary.json ({result['wall_seconds']:.0f} s)")
 

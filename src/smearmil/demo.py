@@ -67,15 +67,26 @@ def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = 
     for name, preset in DEMO_METHODS.items():
         run_config = load_config(preset, merge_dicts(DEMO_OVERRIDES, DEMO_METHOD_OVERRIDES.get(name, {})))
         resolved[name] = run_config.model_dump(mode="json")
-        summaries[name] = run_cv(cohort, run_config, out / "cv" / name, DEMO_FOLDS, seed, out / "cache", plan,
-                                 progress).summary
-    table = comparison_markdown(summaries, f"{DEMO_FOLDS}-fold CV on the simulated cohort (test folds, mean ± std)",
-                                {"cnn": "imgs", "mlp": "attrs", "moe": "imgs+attrs"})
+        summaries[name] = run_cv(
+            cohort, run_config, out / "cv" / name, DEMO_FOLDS, seed, out / "cache", plan, progress
+        ).summary
+    table = comparison_markdown(
+        summaries,
+        f"{DEMO_FOLDS}-fold CV on the simulated cohort (test folds, mean ± std)",
+        {"cnn": "imgs", "mlp": "attrs", "moe": "imgs+attrs"},
+    )
     write_text(out / "comparison.md", table)
-    write_json(out / "config.json", {"simulation": asdict(config), "splits": {"scheme": "kfold", "folds": DEMO_FOLDS,
-                                     "seed": seed}, "methods": resolved})
+    write_json(
+        out / "config.json",
+        {
+            "simulation": asdict(config),
+            "splits": {"scheme": "kfold", "folds": DEMO_FOLDS, "seed": seed},
+            "methods": resolved,
+        },
+    )
     moe_run = out / "cv" / "moe"
     run_repeatability(moe_run, cohort, sets=5, fraction=0.5, seed=seed, cache_dir=out / "cache", progress=progress)
-    page = build_report(moe_run, cohort_dir, galleries=2, cache_dir=out / "cache", progress=progress,
-                        comparison=summaries)
+    page = build_report(
+        moe_run, cohort_dir, galleries=2, cache_dir=out / "cache", progress=progress, comparison=summaries
+    )
     return DemoResult(out, cohort_dir, report, plan, cache.directory, len(cache), summaries, table, page)

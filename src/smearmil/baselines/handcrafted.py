@@ -9,12 +9,45 @@ from skimage.measure import regionprops
 
 from .segmentation import SegmentationConfig, segment
 
-SHAPE = ["area", "axis_major_length", "axis_minor_length", "eccentricity", "area_convex", "area_filled",
-         "euler_number", "equivalent_diameter_area", "solidity", "extent", "perimeter", "perimeter_crofton"]
-GLCM = ["autocorrelation", "contrast", "correlation", "cluster_prominence", "cluster_shade", "dissimilarity",
-        "energy", "asm", "entropy", "homogeneity", "idm", "max_probability", "sum_of_squares_variance",
-        "sum_average", "sum_variance", "sum_entropy", "difference_variance", "difference_entropy", "imc1", "imc2",
-        "inverse_difference_normalized", "idm_normalized", "inverse_variance"]
+SHAPE = [
+    "area",
+    "axis_major_length",
+    "axis_minor_length",
+    "eccentricity",
+    "area_convex",
+    "area_filled",
+    "euler_number",
+    "equivalent_diameter_area",
+    "solidity",
+    "extent",
+    "perimeter",
+    "perimeter_crofton",
+]
+GLCM = [
+    "autocorrelation",
+    "contrast",
+    "correlation",
+    "cluster_prominence",
+    "cluster_shade",
+    "dissimilarity",
+    "energy",
+    "asm",
+    "entropy",
+    "homogeneity",
+    "idm",
+    "max_probability",
+    "sum_of_squares_variance",
+    "sum_average",
+    "sum_variance",
+    "sum_entropy",
+    "difference_variance",
+    "difference_entropy",
+    "imc1",
+    "imc2",
+    "inverse_difference_normalized",
+    "idm_normalized",
+    "inverse_variance",
+]
 TEXTURE = GLCM + ["fractal_dimension"]
 CHANNELS = ["r", "g", "b"]
 FEATURE_NAMES = (
@@ -51,10 +84,16 @@ def glcm_statistics(p: np.ndarray) -> np.ndarray:
     cov = (i * j * p).sum((0, 1)) - mux * muy
     correlation = np.where(sdx * sdy > _EPS, cov / np.maximum(sdx * sdy, _EPS), 1.0)
     # sums and differences of the two grey levels
-    psum = np.stack([np.bincount((i + j).astype(int)[..., 0].ravel(), p[..., a].ravel(), 2 * levels + 1)
-                     for a in range(p.shape[2])], axis=1)[2:]
-    pdiff = np.stack([np.bincount(d.astype(int)[..., 0].ravel(), p[..., a].ravel(), levels)
-                      for a in range(p.shape[2])], axis=1)
+    psum = np.stack(
+        [
+            np.bincount((i + j).astype(int)[..., 0].ravel(), p[..., a].ravel(), 2 * levels + 1)
+            for a in range(p.shape[2])
+        ],
+        axis=1,
+    )[2:]
+    pdiff = np.stack(
+        [np.bincount(d.astype(int)[..., 0].ravel(), p[..., a].ravel(), levels) for a in range(p.shape[2])], axis=1
+    )
     ks = np.arange(2, 2 * levels + 1, dtype=np.float64)[:, None]
     kd = np.arange(levels, dtype=np.float64)[:, None]
     sum_average = (ks * psum).sum(0)

@@ -41,8 +41,10 @@ class _MILBase(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         self.platt_ = self._out_of_fold_platt(bags, y) if self.calibrate else None
         rng = np.random.default_rng(self.random_state)
-        capped = [b if len(b) <= self.max_instances else b[rng.choice(len(b), self.max_instances, replace=False)]
-                  for b in bags]
+        capped = [
+            b if len(b) <= self.max_instances else b[rng.choice(len(b), self.max_instances, replace=False)]
+            for b in bags
+        ]
         self.scaler_ = StandardScaler().fit(np.vstack(capped))
         self._fit_scaled([self.scaler_.transform(b) for b in capped], y)
         return self
@@ -81,9 +83,23 @@ class _MILBase(ClassifierMixin, BaseEstimator):
 class _InstanceSVM(_MILBase):
     """Parameters shared by the SVMs over instances (an RBF SVC, iterated on latent instance labels)."""
 
-    def __init__(self, C: float = 1.0, gamma: str | float = "scale", max_iter: int = 10, max_instances: int = 32,
-                 class_weight: str | None = None, calibrate: bool = True, random_state: int = 0):
-        self.C, self.gamma, self.max_iter, self.max_instances, self.random_state = C, gamma, max_iter, max_instances, random_state
+    def __init__(
+        self,
+        C: float = 1.0,
+        gamma: str | float = "scale",
+        max_iter: int = 10,
+        max_instances: int = 32,
+        class_weight: str | None = None,
+        calibrate: bool = True,
+        random_state: int = 0,
+    ):
+        self.C, self.gamma, self.max_iter, self.max_instances, self.random_state = (
+            C,
+            gamma,
+            max_iter,
+            max_instances,
+            random_state,
+        )
         self.class_weight, self.calibrate = class_weight, calibrate
 
 
@@ -98,12 +114,14 @@ class MISVM(_InstanceSVM):
         # SVM learns as "positive", and the witnesses then never move to the instances that differ.)
         everything = np.vstack([negatives, *positives])
         start = SVC(C=self.C, gamma=self.gamma, class_weight=self.class_weight).fit(
-            everything, np.r_[np.zeros(len(negatives)), np.ones(len(everything) - len(negatives))])
+            everything, np.r_[np.zeros(len(negatives)), np.ones(len(everything) - len(negatives))]
+        )
         witnesses = np.stack([b[int(np.argmax(start.decision_function(b)))] for b in positives])
         chosen = None
         for _ in range(self.max_iter):
             self.svm_ = SVC(C=self.C, gamma=self.gamma, class_weight=self.class_weight).fit(
-                np.vstack([negatives, witnesses]), np.r_[np.zeros(len(negatives)), np.ones(len(witnesses))])
+                np.vstack([negatives, witnesses]), np.r_[np.zeros(len(negatives)), np.ones(len(witnesses))]
+            )
             picks = [int(np.argmax(self.svm_.decision_function(b))) for b in positives]
             if picks == chosen:
                 break
@@ -140,9 +158,20 @@ class MiSVM(_InstanceSVM):
 class MILES(_MILBase):
     """MILES: bags embedded by their similarity to a pool of training instances, then an L1 linear SVM."""
 
-    def __init__(self, C: float = 1.0, max_prototypes: int = 400, max_instances: int = 32, calibrate: bool = True,
-                 random_state: int = 0):
-        self.C, self.max_prototypes, self.max_instances, self.random_state = C, max_prototypes, max_instances, random_state
+    def __init__(
+        self,
+        C: float = 1.0,
+        max_prototypes: int = 400,
+        max_instances: int = 32,
+        calibrate: bool = True,
+        random_state: int = 0,
+    ):
+        self.C, self.max_prototypes, self.max_instances, self.random_state = (
+            C,
+            max_prototypes,
+            max_instances,
+            random_state,
+        )
         self.calibrate = calibrate
 
     def _embed(self, bags: Bags) -> np.ndarray:
@@ -176,9 +205,19 @@ class SpecialisingMIL(_MILBase):
     from ``etas`` by stratified ``cv``-fold cross-validation on the training bags (balanced accuracy).
     """
 
-    def __init__(self, eta: float | None = None, etas: Sequence[float] = (0.05, 0.1, 0.2, 0.35, 0.5), cv: int = 3,
-                 C: float = 1.0, gamma: str | float = "scale", max_iter: int = 8, max_instances: int = 32,
-                 class_weight: str | None = None, calibrate: bool = True, random_state: int = 0):
+    def __init__(
+        self,
+        eta: float | None = None,
+        etas: Sequence[float] = (0.05, 0.1, 0.2, 0.35, 0.5),
+        cv: int = 3,
+        C: float = 1.0,
+        gamma: str | float = "scale",
+        max_iter: int = 8,
+        max_instances: int = 32,
+        class_weight: str | None = None,
+        calibrate: bool = True,
+        random_state: int = 0,
+    ):
         self.eta, self.etas, self.cv, self.C, self.gamma, self.class_weight = eta, etas, cv, C, gamma, class_weight
         self.calibrate = calibrate
         self.max_iter, self.max_instances, self.random_state = max_iter, max_instances, random_state
@@ -199,7 +238,8 @@ class SpecialisingMIL(_MILBase):
         for _ in range(self.max_iter):
             chosen = np.vstack(selected)
             self.svm_ = SVC(C=self.C, gamma=self.gamma, class_weight=self.class_weight).fit(
-                np.vstack([negatives, chosen]), np.r_[np.zeros(len(negatives)), np.ones(len(chosen))])
+                np.vstack([negatives, chosen]), np.r_[np.zeros(len(negatives)), np.ones(len(chosen))]
+            )
             order = [np.argsort(-self.svm_.decision_function(b))[: self._top(len(b), self.eta_)] for b in positives]
             key = [tuple(sorted(o)) for o in order]
             if key == previous:
@@ -231,4 +271,6 @@ class SpecialisingMIL(_MILBase):
 
 
 for _name, _cls in (("MISVM", MISVM), ("miSVM", MiSVM), ("MILES", MILES), ("specialising", SpecialisingMIL)):
-    BASELINES.register(f"mil/{_name}")(Baseline(lambda seed, _c=_cls, **kw: _c(random_state=seed, **kw), (IMGS, IMGS_ATTRS)))
+    BASELINES.register(f"mil/{_name}")(
+        Baseline(lambda seed, _c=_cls, **kw: _c(random_state=seed, **kw), (IMGS, IMGS_ATTRS))
+    )

@@ -49,8 +49,11 @@ def fuzzy_multiscale(image: np.ndarray, config: SegmentationConfig) -> np.ndarra
 def segment(rgb: np.ndarray, config: SegmentationConfig | None = None) -> Segmentation:
     config = config or SegmentationConfig()
     h, w = rgb.shape[:2]
-    small = resize(rgb, (config.work_size, config.work_size), anti_aliasing=True) if (h, w) != (config.work_size,) * 2 \
+    small = (
+        resize(rgb, (config.work_size, config.work_size), anti_aliasing=True)
+        if (h, w) != (config.work_size,) * 2
         else rgb.astype(np.float64) / 255.0
+    )
     smooth = gaussian(small, sigma=config.sigma, channel_axis=-1)
     fuzzy = fuzzy_multiscale(smooth, config)
     hsv = rgb2hsv(np.clip(fuzzy, 0, 1)).reshape(-1, 3)

@@ -33,8 +33,9 @@ def feature_dir(cache: ImageCache, config: SegmentationConfig) -> Path:
     return cache.directory / f"features-v{FEATURE_VERSION}-{params}"
 
 
-def feature_matrix(cache: ImageCache, config: SegmentationConfig | None = None, n_jobs: int = 2,
-                   progress: bool = True) -> np.ndarray:
+def feature_matrix(
+    cache: ImageCache, config: SegmentationConfig | None = None, n_jobs: int = 2, progress: bool = True
+) -> np.ndarray:
     """(n_cells, 94) features aligned with the cache's rows; only missing chunks are computed."""
     config = config or SegmentationConfig()
     folder = feature_dir(cache, config)
@@ -44,7 +45,8 @@ def feature_matrix(cache: ImageCache, config: SegmentationConfig | None = None, 
     missing = [c for c in chunks if not path(c[0]).is_file()]
     if missing:
         jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_chunk_features)(cache, a, b, config) for a, b in missing)
+            delayed(_chunk_features)(cache, a, b, config) for a, b in missing
+        )
         for (a, _), result in zip(missing, track(jobs, "cell features", total=len(missing), enabled=progress)):
             with atomic_path(path(a)) as tmp:
                 with open(tmp, "wb") as f:

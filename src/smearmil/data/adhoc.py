@@ -16,8 +16,9 @@ from .table import parse_gender, parse_number, read_table, snake_case
 ID_COLUMNS = ("id", "patient", "patient_id")
 
 
-def cohort_from_folders(folders: Sequence[str | Path], attributes_csv: str | Path | None = None,
-                        options: DataOptions | None = None) -> Cohort:
+def cohort_from_folders(
+    folders: Sequence[str | Path], attributes_csv: str | Path | None = None, options: DataOptions | None = None
+) -> Cohort:
     """One unlabelled patient per folder (id = folder name). Attributes come from a CSV whose columns are
     attribute names (``age``, ``lymph_count``, ...) or the lymphocytosis columns (``DOB``, ``LYMPH_COUNT``)."""
     options = options or DataOptions()

@@ -34,8 +34,15 @@ class AttributeEncoder:
     def _raw(self, cohort: Cohort, ids: Sequence[str]) -> np.ndarray:
         unknown = [n for n in self.names if n not in cohort.attribute_names]
         if unknown:
-            raise DataError([Problem("unknown_attribute", str(cohort.root),
-                                     f"attribute(s) {unknown} not in the cohort (it has {cohort.attribute_names})")])
+            raise DataError(
+                [
+                    Problem(
+                        "unknown_attribute",
+                        str(cohort.root),
+                        f"attribute(s) {unknown} not in the cohort (it has {cohort.attribute_names})",
+                    )
+                ]
+            )
         x = cohort.attribute_matrix(list(ids), self.names)
         for j, name in enumerate(self.names):
             if name in self.log:
@@ -43,8 +50,16 @@ class AttributeEncoder:
                     x[:, j] = np.where(x[:, j] > 0, np.log(x[:, j]), np.nan)
         if self.missing == "error" and np.isnan(x).any():
             rows, cols = np.nonzero(np.isnan(x))
-            raise DataError([Problem("missing_value", f"patient {ids[r]}", f"{self.names[c]} is missing; fill it in "
-                                     "or set missing_policy: impute") for r, c in zip(rows, cols)])
+            raise DataError(
+                [
+                    Problem(
+                        "missing_value",
+                        f"patient {ids[r]}",
+                        f"{self.names[c]} is missing; fill it in or set missing_policy: impute",
+                    )
+                    for r, c in zip(rows, cols)
+                ]
+            )
         return x
 
     def fit(self, cohort: Cohort, train_ids: Sequence[str]) -> AttributeEncoder:
@@ -53,7 +68,9 @@ class AttributeEncoder:
         for j, name in enumerate(self.names):
             present = x[~np.isnan(x[:, j]), j]
             if present.size == 0:
-                raise DataError([Problem("missing_value", str(cohort.root), f"{name} is missing for every training patient")])
+                raise DataError(
+                    [Problem("missing_value", str(cohort.root), f"{name} is missing for every training patient")]
+                )
             self.medians[name] = float(np.median(present))
             filled = np.where(np.isnan(x[:, j]), self.medians[name], x[:, j])
             self.means[name] = float(filled.mean())
@@ -73,8 +90,15 @@ class AttributeEncoder:
         return np.stack(columns, axis=1).astype(np.float32) if columns else np.zeros((len(ids), 0), np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"names": self.names, "log": list(self.log), "missing": self.missing, "medians": self.medians,
-                "means": self.means, "stds": self.stds, "indicators": self.indicators}
+        return {
+            "names": self.names,
+            "log": list(self.log),
+            "missing": self.missing,
+            "medians": self.medians,
+            "means": self.means,
+            "stds": self.stds,
+            "indicators": self.indicators,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AttributeEncoder:

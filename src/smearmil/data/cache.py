@@ -188,8 +188,14 @@ def _write(cohort: Cohort, prep: Preprocessing, work: Path, progress: bool, work
         for (path, _), owner, result in zip(jobs, owners, track(results, "caching images", len(jobs), progress)):
             start_stop = ranges.setdefault(owner, [row, row])
             if isinstance(result, str):
-                skipped.append({"kind": "unreadable_image", "where": str(path),
-                                "message": f"patient {owner}: cannot be decoded ({result}); skipped", "severity": "warning"})
+                skipped.append(
+                    {
+                        "kind": "unreadable_image",
+                        "where": str(path),
+                        "message": f"patient {owner}: cannot be decoded ({result}); skipped",
+                        "severity": "warning",
+                    }
+                )
                 continue
             array[row] = result
             cells.append(_relative(path, cohort.root))

@@ -136,7 +136,10 @@ class CellSet:
 
     def as_cohort(self) -> Cohort:
         """One pseudo-patient per class (id and label: the class name), so the image cache can hold the cells."""
-        patients = [Patient(c, c, images=[p for p, label in zip(self.images, self.labels) if label == c])
-                    for c in self.class_names]
-        return Cohort(self.root, self.layout, [p for p in patients if p.images], list(self.class_names), [],
-                      list(self.problems))
+        patients = [
+            Patient(c, c, images=[p for p, label in zip(self.images, self.labels) if label == c])
+            for c in self.class_names
+        ]
+        return Cohort(
+            self.root, self.layout, [p for p in patients if p.images], list(self.class_names), [], list(self.problems)
+        )

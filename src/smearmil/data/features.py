@@ -46,7 +46,9 @@ class FeatureStore:
         self.directory = Path(directory)
         index_path = self.directory / INDEX_FILE
         if not index_path.is_file():
-            raise FileNotFoundError(f"{self.directory} holds no features ({INDEX_FILE}); run `smearmil features extract`")
+            raise FileNotFoundError(
+                f"{self.directory} holds no features ({INDEX_FILE}); run `smearmil features extract`"
+            )
         index = json.loads(index_path.read_text(encoding="utf-8"))
         self.features: np.ndarray = np.load(self.directory / FEATURES_FILE, mmap_mode="r", allow_pickle=False)
         self.class_names: list[str] = index["class_names"]
@@ -85,8 +87,15 @@ class FeatureStore:
         return Cohort(Path(self.root), "features", patients, list(self.class_names), [])
 
     @classmethod
-    def write(cls, directory: str | Path, cohort: Cohort, cache: ImageCache, embed: Callable[[np.ndarray], np.ndarray],
-              encoder: dict[str, Any], progress: bool = True) -> FeatureStore:
+    def write(
+        cls,
+        directory: str | Path,
+        cohort: Cohort,
+        cache: ImageCache,
+        embed: Callable[[np.ndarray], np.ndarray],
+        encoder: dict[str, Any],
+        progress: bool = True,
+    ) -> FeatureStore:
         """Embed every cached cell of ``cohort`` with ``embed`` and store the result in ``directory``."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
@@ -98,13 +107,22 @@ class FeatureStore:
             for pid in track(ids, "embedding cells", len(ids), progress):
                 vectors = np.asarray(embed(cache.bag(pid)), dtype=np.float32)
                 chunks.append(vectors)
-                patients[pid] = {"rows": [row, row + len(vectors)], "label": cohort[pid].label,
-                                 "cells": cache.cell_ids(pid), "cell_types": _cell_types(cohort, cache, pid)}
+                patients[pid] = {
+                    "rows": [row, row + len(vectors)],
+                    "label": cohort[pid].label,
+                    "cells": cache.cell_ids(pid),
+                    "cell_types": _cell_types(cohort, cache, pid),
+                }
                 row += len(vectors)
             matrix = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
             np.save(work / FEATURES_FILE, matrix, allow_pickle=False)
-            index = {"class_names": list(cohort.class_names), "root": str(cohort.root), "encoder": encoder,
-                     "dim": int(matrix.shape[1]), "patients": patients}
+            index = {
+                "class_names": list(cohort.class_names),
+                "root": str(cohort.root),
+                "encoder": encoder,
+                "dim": int(matrix.shape[1]),
+                "patients": patients,
+            }
             (work / INDEX_FILE).write_text(dumps_json(index), encoding="utf-8")
             if directory.exists():
                 shutil.rmtree(directory)

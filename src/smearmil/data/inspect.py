@@ -92,29 +92,48 @@ def _stat(values: np.ndarray, fn: Any) -> float | None:
 def summarise(data: Cohort | CellSet) -> InspectReport:
     """Build the report of a loaded (and checked) data set."""
     if isinstance(data, CellSet):
-        return InspectReport(data.layout, str(data.root), 0, data.n_cells, data.class_counts(), [], {}, {}, data.problems)
+        return InspectReport(
+            data.layout, str(data.root), 0, data.n_cells, data.class_counts(), [], {}, {}, data.problems
+        )
     sizes = np.array([p.n_cells for p in data.patients])
-    bag_sizes = {} if sizes.size == 0 else {
-        "min": float(sizes.min()), "median": float(np.median(sizes)), "max": float(sizes.max()), "mean": float(sizes.mean())
-    }
+    bag_sizes = (
+        {}
+        if sizes.size == 0
+        else {
+            "min": float(sizes.min()),
+            "median": float(np.median(sizes)),
+            "max": float(sizes.max()),
+            "mean": float(sizes.mean()),
+        }
+    )
     attributes = []
     for name in data.attribute_names:
         column = data.attribute_matrix(names=[name])[:, 0]
         present = column[~np.isnan(column)]
-        attributes.append({
-            "name": name,
-            "min": _stat(present, np.min),
-            "median": _stat(present, np.median),
-            "max": _stat(present, np.max),
-            "missing": int(np.isnan(column).sum()),
-        })
+        attributes.append(
+            {
+                "name": name,
+                "min": _stat(present, np.min),
+                "median": _stat(present, np.median),
+                "max": _stat(present, np.max),
+                "missing": int(np.isnan(column).sum()),
+            }
+        )
     classes = data.class_counts()
     unlabelled = sum(p.label is None for p in data.patients)
     if unlabelled:
         classes = {**classes, "unlabelled": unlabelled}
     types = Counter(t for p in data.patients for t in (p.cell_types or []))
     return InspectReport(
-        data.layout, str(data.root), len(data.patients), data.n_cells, classes, attributes, bag_sizes, dict(types), data.problems
+        data.layout,
+        str(data.root),
+        len(data.patients),
+        data.n_cells,
+        classes,
+        attributes,
+        bag_sizes,
+        dict(types),
+        data.problems,
     )
 
 

@@ -67,7 +67,9 @@ class SimulationConfig:
         if not 0 <= lo <= hi <= 1:
             raise ValueError(f"abnormal fraction range must lie in [0, 1], got {self.abnormal_fraction}")
         if self.class_names is None:
-            self.class_names = ["reactive", "tumoral"] if self.classes == 2 else [f"class_{k}" for k in range(self.classes)]
+            self.class_names = (
+                ["reactive", "tumoral"] if self.classes == 2 else [f"class_{k}" for k in range(self.classes)]
+            )
         if len(self.class_names) != self.classes:
             raise ValueError(f"{self.classes} classes but {len(self.class_names)} class names")
 
@@ -152,7 +154,9 @@ def render_cell(rng: np.random.Generator, size: int, spec: CellSpec) -> np.ndarr
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def _attributes(rng: np.random.Generator, label: int, config: SimulationConfig, informative: str) -> tuple[float, float]:
+def _attributes(
+    rng: np.random.Generator, label: int, config: SimulationConfig, informative: str
+) -> tuple[float, float]:
     """(age in years, lymphocyte count in 10^9/L), overlapping between classes."""
     if informative == "images":  # an ambiguous band, the same for every class
         return float(rng.normal(62, 4)), float(np.exp(rng.normal(np.log(9.0), 0.12)))

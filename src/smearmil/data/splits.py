@@ -64,10 +64,18 @@ class SplitPlan:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             folds = [Fold(f["name"], tuple(f["train"]), tuple(f["val"]), tuple(f["test"])) for f in raw["folds"]]
-            plan = cls(raw["scheme"], int(raw["seed"]), dict(raw["params"]), folds, raw.get("cohort", ""),
-                       list(raw.get("unlabelled", [])))
+            plan = cls(
+                raw["scheme"],
+                int(raw["seed"]),
+                dict(raw["params"]),
+                folds,
+                raw.get("cohort", ""),
+                list(raw.get("unlabelled", [])),
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise DataError([Problem("bad_splits", str(path), f"not a smearmil splits file ({error}); recreate it")]) from error
+            raise DataError(
+                [Problem("bad_splits", str(path), f"not a smearmil splits file ({error}); recreate it")]
+            ) from error
         plan.check_disjoint(str(path))
         return plan
 
@@ -87,8 +95,13 @@ class SplitPlan:
             for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
                 shared = sorted(set(sets[a]) & set(sets[b]))
                 if shared:
-                    problems.append(Problem("leaky_split", f"{where} fold {fold.name}",
-                                            f"patients {shared[:5]} are in both {a} and {b}; recreate the splits"))
+                    problems.append(
+                        Problem(
+                            "leaky_split",
+                            f"{where} fold {fold.name}",
+                            f"patients {shared[:5]} are in both {a} and {b}; recreate the splits",
+                        )
+                    )
         if problems:
             raise DataError(problems)
 
@@ -96,8 +109,15 @@ class SplitPlan:
         """Raise DataError if the plan names patients the cohort does not have."""
         unknown = sorted({i for f in self.folds for s in f.sets().values() for i in s} - set(cohort.ids))
         if unknown:
-            raise DataError([Problem("unknown_patients", where,
-                                     f"{len(unknown)} patient(s) not in the cohort, e.g. {unknown[:5]}; recreate the splits")])
+            raise DataError(
+                [
+                    Problem(
+                        "unknown_patients",
+                        where,
+                        f"{len(unknown)} patient(s) not in the cohort, e.g. {unknown[:5]}; recreate the splits",
+                    )
+                ]
+            )
 
 
 def _largest_remainder(n: int, fractions: Sequence[float], rng: np.random.Generator) -> list[int]:
@@ -125,11 +145,15 @@ def _labelled(cohort: Cohort) -> tuple[list[str], list[int], list[str]]:
     labels = [cohort.label_index(p) for p in cohort.labelled()]
     unlabelled = [p.id for p in cohort.patients if p.label is None]
     if len(ids) < 2:
-        raise DataError([Problem("too_few_patients", str(cohort.root), f"{len(ids)} labelled patient(s); a split needs at least 2")])
+        raise DataError(
+            [Problem("too_few_patients", str(cohort.root), f"{len(ids)} labelled patient(s); a split needs at least 2")]
+        )
     return ids, labels, unlabelled
 
 
-def holdout_ids(ids: Sequence[str], labels: Sequence[int], fractions: Sequence[float], seed: int) -> tuple[list[str], ...]:
+def holdout_ids(
+    ids: Sequence[str], labels: Sequence[int], fractions: Sequence[float], seed: int
+) -> tuple[list[str], ...]:
     """Stratified split of ``ids`` into ``len(fractions)`` sets."""
     if any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"fractions must be non-negative and sum to 1, got {list(fractions)}")
@@ -161,7 +185,9 @@ def holdout(cohort: Cohort, train: float = 0.7, val: float = 0.1, test: float = 
     ids, labels, unlabelled = _labelled(cohort)
     tr, va, te = holdout_ids(ids, labels, (train, val, test), seed)
     params = {"train": train, "val": val, "test": test}
-    return SplitPlan("holdout", seed, params, [Fold("holdout", tuple(tr), tuple(va), tuple(te))], cohort.fingerprint(), unlabelled)
+    return SplitPlan(
+        "holdout", seed, params, [Fold("holdout", tuple(tr), tuple(va), tuple(te))], cohort.fingerprint(), unlabelled
+    )
 
 
 def _kfold_plan(ids: list[str], labels: list[int], k: int, val: float, seed: int, prefix: str) -> list[Fold]:
@@ -190,8 +216,16 @@ def repeated_kfold(cohort: Cohort, folds: int = 5, repeats: int = 3, val: float 
     return SplitPlan("repeated-kfold", seed, params, plan, cohort.fingerprint(), unlabelled)
 
 
-def make_splits(cohort: Cohort, scheme: Scheme = "kfold", *, folds: int = 5, repeats: int = 3,
-                val: float = 0.15, test: float = 0.2, seed: int = 0) -> SplitPlan:
+def make_splits(
+    cohort: Cohort,
+    scheme: Scheme = "kfold",
+    *,
+    folds: int = 5,
+    repeats: int = 3,
+    val: float = 0.15,
+    test: float = 0.2,
+    seed: int = 0,
+) -> SplitPlan:
     """One entry point for every scheme (what the CLI and configs call)."""
     if scheme == "holdout":
         return holdout(cohort, 1.0 - val - test, val, test, seed)

@@ -64,12 +64,15 @@ def read_table(path: Path) -> Table:
     for line_no, values in enumerate(reader, start=2):
         if not any(v.strip() for v in values):
             continue
-        if len(values) > len(columns) and any(v.strip() for v in values[len(columns):]):
-            problems.append(Problem(
-                "malformed_row", f"{path.name} line {line_no}",
-                f"has {len(values)} values for {len(columns)} columns (a decimal comma or an unquoted comma?); "
-                "quote the value or fix the separator",
-            ))
+        if len(values) > len(columns) and any(v.strip() for v in values[len(columns) :]):
+            problems.append(
+                Problem(
+                    "malformed_row",
+                    f"{path.name} line {line_no}",
+                    f"has {len(values)} values for {len(columns)} columns (a decimal comma or an unquoted comma?); "
+                    "quote the value or fix the separator",
+                )
+            )
         values = values + [""] * (len(columns) - len(values))
         rows.append({c: v.strip() for c, v in zip(columns, values)})
         lines.append(line_no)

@@ -112,7 +112,11 @@ def load_cohort(path: str | Path, options: DataOptions | None = None, progress: 
     data = load(path, options, progress)
     if not isinstance(data, Cohort):
         raise DataError(
-            [Problem("wrong_layout", str(path), f"is a {data.layout} data set (single cells), not a cohort of patients")]
+            [
+                Problem(
+                    "wrong_layout", str(path), f"is a {data.layout} data set (single cells), not a cohort of patients"
+                )
+            ]
         )
     if errors_in(data.problems):
         raise DataError(data.problems)

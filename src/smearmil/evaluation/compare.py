@@ -34,8 +34,14 @@ from .cv import CVResult, FoldPredictions, run_cv, run_folds
 from .plots import roc_plot
 
 DataKind = Literal["imgs", "attrs", "imgs+attrs", "feats", "feats+attrs"]
-LABELS = {"balanced_accuracy": "bal. acc", "roc_auc": "ROC-AUC", "sensitivity": "sens", "specificity": "spec",
-          "accuracy": "acc", "macro_f1": "macro-F1"}
+LABELS = {
+    "balanced_accuracy": "bal. acc",
+    "roc_auc": "ROC-AUC",
+    "sensitivity": "sens",
+    "specificity": "spec",
+    "accuracy": "acc",
+    "macro_f1": "macro-F1",
+}
 
 
 class MethodSpec(BaseModel):
@@ -57,7 +63,9 @@ class MethodSpec(BaseModel):
             allowed = BASELINES.get(self.baseline).data
             self.data = self.data or allowed[0]
             if self.data not in allowed:
-                raise ValueError(f"method {self.name!r}: {self.baseline} takes data {', '.join(allowed)}, not {self.data}")
+                raise ValueError(
+                    f"method {self.name!r}: {self.baseline} takes data {', '.join(allowed)}, not {self.data}"
+                )
         return self
 
     @property
@@ -114,8 +122,9 @@ class _FoldInputs:
         return self.encoder.transform(cohort, ids)
 
 
-def _baseline_fold(spec: MethodSpec, cohort: Cohort, config: CompareConfig, fold: Fold, bags: dict[str, np.ndarray] | None,
-                   seed: int) -> FoldPredictions:
+def _baseline_fold(
+    spec: MethodSpec, cohort: Cohort, config: CompareConfig, fold: Fold, bags: dict[str, np.ndarray] | None, seed: int
+) -> FoldPredictions:
     inputs = _FoldInputs(cohort, config, fold)
     y_train, y_test = cohort.labels(inputs.train), cohort.labels(inputs.test)
     model = BASELINES.build(spec.baseline or "", seed=seed, **spec.params)
@@ -137,16 +146,20 @@ def _baseline_fold(spec: MethodSpec, cohort: Cohort, config: CompareConfig, fold
     return FoldPredictions(fold.name, predictions, y_test, 0.5, "fixed")
 
 
-def comparison_markdown(summaries: Mapping[str, Mapping[str, Any]], title: str = "",
-                        data: Mapping[str, str] | None = None) -> str:
+def comparison_markdown(
+    summaries: Mapping[str, Mapping[str, Any]], title: str = "", data: Mapping[str, str] | None = None
+) -> str:
     """A Markdown table: one row per method, mean ± std over the test folds of each metric."""
+
     def fmt(cell: Mapping[str, Any] | None) -> str:
         return "-" if not cell or cell.get("mean") is None else f"{cell['mean']:.3f} ± {cell.get('std') or 0:.3f}"
 
     head = "| method | data | " + " | ".join(LABELS[m] for m in METRICS) + " |"
     rule = "|---|---|" + "---|" * len(METRICS)
-    rows = [f"| {name} | {(data or {}).get(name, '')} | " + " | ".join(fmt(s["metrics"].get(m)) for m in METRICS) + " |"
-            for name, s in summaries.items()]
+    rows = [
+        f"| {name} | {(data or {}).get(name, '')} | " + " | ".join(fmt(s["metrics"].get(m)) for m in METRICS) + " |"
+        for name, s in summaries.items()
+    ]
     return "\n".join(([f"**{title}**", ""] if title else []) + [head, rule, *rows]) + "\n"
 
 
@@ -160,8 +173,15 @@ def _comparison_csv(summaries: Mapping[str, Mapping[str, Any]], data: Mapping[st
     return buffer.getvalue()
 
 
-def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, folds: int = 5, seed: int = 0,
-                cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def run_compare(
+    cohort: Cohort,
+    config: CompareConfig,
+    out: str | Path,
+    folds: int = 5,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run every method on the same folds; write comparison.csv/.md, summary.json and roc.png to ``out``."""
     start = time.perf_counter()
     out = Path(out)
@@ -171,8 +191,9 @@ def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, folds: i
     plan.save(out / "splits.json")
     bags = None
     if any(m.baseline and m.data != ATTRS for m in config.methods):
-        image_cache = build_cache(cohort, Preprocessing(config.features.size, config.features.crop), cache_dir,
-                                  progress=progress)
+        image_cache = build_cache(
+            cohort, Preprocessing(config.features.size, config.features.crop), cache_dir, progress=progress
+        )
         features = feature_matrix(image_cache, SegmentationConfig(), config.features.n_jobs, progress)
         bags = dict(zip(cohort.ids, bags_of_features(image_cache, features, cohort.ids)))
     summaries: dict[str, dict[str, Any]] = {}
@@ -184,11 +205,20 @@ def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, folds: i
             console.print(f"[bold]compare[/]: {escape(label)}")
         result: CVResult
         if spec.config:
-            result = run_cv(cohort, load_config(spec.config, spec.overrides), method_dir, folds, seed, cache_dir, plan,
-                            progress)
+            result = run_cv(
+                cohort, load_config(spec.config, spec.overrides), method_dir, folds, seed, cache_dir, plan, progress
+            )
         else:
-            result = run_folds(cohort, plan, lambda fold, _, s=spec: _baseline_fold(s, cohort, config, fold, bags, seed),
-                               method_dir, name=label, seed=seed, config_text=dump_yaml(spec), progress=progress)
+            result = run_folds(
+                cohort,
+                plan,
+                lambda fold, _, s=spec: _baseline_fold(s, cohort, config, fold, bags, seed),
+                method_dir,
+                name=label,
+                seed=seed,
+                config_text=dump_yaml(spec),
+                progress=progress,
+            )
         summaries[label], data[label] = result.summary, spec.data or ""
         if len(cohort.class_names) == 2:
             curves[label] = (result.labels, result.proba[:, 1])
@@ -198,8 +228,13 @@ def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, folds: i
     result = {
         "split": "test",
         "folds": folds,
-        "methods": {name: {"data": data[name], "metrics": {m: {k: s["metrics"][m][k] for k in ("mean", "std")}
-                                                          for m in METRICS}} for name, s in summaries.items()},
+        "methods": {
+            name: {
+                "data": data[name],
+                "metrics": {m: {k: s["metrics"][m][k] for k in ("mean", "std")} for m in METRICS},
+            }
+            for name, s in summaries.items()
+        },
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
     write_json(out / "summary.json", result)

@@ -99,14 +99,31 @@ def summarise(folds: Sequence[FoldPredictions], class_names: Sequence[str], seed
         "confusion_matrix": confusion(y, proba, thresholds),
         "class_names": list(class_names),
         "threshold": sorted({f.threshold_source for f in folds}),
-        "folds": [{"fold": f.fold, "n_test": int(len(f.labels)), "threshold": f.threshold,
-                   **{m: (v if np.isfinite(v) else None) for m, v in s.items()}} for f, s in zip(folds, per_fold)],
+        "folds": [
+            {
+                "fold": f.fold,
+                "n_test": int(len(f.labels)),
+                "threshold": f.threshold,
+                **{m: (v if np.isfinite(v) else None) for m, v in s.items()},
+            }
+            for f, s in zip(folds, per_fold)
+        ],
     }
 
 
-def run_folds(cohort: Cohort, plan: SplitPlan, fit_predict: FitPredict, out: str | Path, *, name: str,
-              seed: int = 0, config_text: str | None = None, finish: Finish | None = None,
-              started: float | None = None, progress: bool = True) -> CVResult:
+def run_folds(
+    cohort: Cohort,
+    plan: SplitPlan,
+    fit_predict: FitPredict,
+    out: str | Path,
+    *,
+    name: str,
+    seed: int = 0,
+    config_text: str | None = None,
+    finish: Finish | None = None,
+    started: float | None = None,
+    progress: bool = True,
+) -> CVResult:
     """The CV driver: every fold of ``plan`` through ``fit_predict``, then predictions, summary and plots.
 
     ``finish(folds, summary)`` may add to the summary and write more files before ``summary.json``
@@ -122,8 +139,10 @@ def run_folds(cohort: Cohort, plan: SplitPlan, fit_predict: FitPredict, out: str
     results = []
     for i, fold in enumerate(plan.folds):
         if progress:
-            console.print(f"[bold]{escape(name)}[/]: fold {i + 1}/{len(plan.folds)} ({escape(fold.name)}: "
-                          f"{len(fold.train)} train, {len(fold.val)} val, {len(fold.test)} test patients)")
+            console.print(
+                f"[bold]{escape(name)}[/]: fold {i + 1}/{len(plan.folds)} ({escape(fold.name)}: "
+                f"{len(fold.train)} train, {len(fold.val)} val, {len(fold.test)} test patients)"
+            )
         results.append(fit_predict(fold, run.fold_dir(fold.name)))
     write_text(run.predictions, predictions_csv(results, cohort.class_names))
     summary = summarise(results, cohort.class_names, seed)
@@ -143,8 +162,16 @@ def _plots(results: Sequence[FoldPredictions], summary: dict[str, Any], class_na
     confusion_plot(summary["confusion_matrix"], class_names, out / "confusion.png")
 
 
-def run_cv(cohort: Cohort, config: RunConfig, out: str | Path, folds: int = 5, seed: int = 0,
-           cache_dir: str | Path | None = None, splits: SplitPlan | None = None, progress: bool = True) -> CVResult:
+def run_cv(
+    cohort: Cohort,
+    config: RunConfig,
+    out: str | Path,
+    folds: int = 5,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    splits: SplitPlan | None = None,
+    progress: bool = True,
+) -> CVResult:
     """Train and test every fold of a deep-model config; write splits, resolved config, predictions,
     summary and plots to ``out``. Folds already trained in ``out`` are reused, so a killed CV resumes."""
     started = time.perf_counter()
@@ -159,10 +186,22 @@ def run_cv(cohort: Cohort, config: RunConfig, out: str | Path, folds: int = 5, s
         trained = train_fold(cohort, fold, config, fold_dir, cache, progress)
         predictions = trained.predict_cohort(cohort, list(fold.test), cache)
         if any(p.gate is not None for p in predictions):
-            write_text(fold_dir / "gates.csv", "patient,gate_image_expert\n" +
-                       "".join(f"{p.id},{p.gate:.6f}\n" for p in predictions))
-        return FoldPredictions(fold.name, predictions, cohort.labels(list(fold.test)), trained.threshold,
-                               trained.threshold_source)
+            write_text(
+                fold_dir / "gates.csv",
+                "patient,gate_image_expert\n" + "".join(f"{p.id},{p.gate:.6f}\n" for p in predictions),
+            )
+        return FoldPredictions(
+            fold.name, predictions, cohort.labels(list(fold.test)), trained.threshold, trained.threshold_source
+        )
 
-    return run_folds(cohort, plan, fit_predict, run.path, name=config.name, seed=seed, config_text=config.to_yaml(),
-                     started=started, progress=progress)
+    return run_folds(
+        cohort,
+        plan,
+        fit_predict,
+        run.path,
+        name=config.name,
+        seed=seed,
+        config_text=config.to_yaml(),
+        started=started,
+        progress=progress,
+    )

@@ -20,8 +20,9 @@ from ..models.cell_encoder import CellEncoder
 from ..utils.plotting import save_figure, subplots
 
 
-def cell_features(encoder: CellEncoder, cells: CellSet, cache_dir: str | Path | None = None,
-                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def cell_features(
+    encoder: CellEncoder, cells: CellSet, cache_dir: str | Path | None = None, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Frozen embeddings and class indices of every readable cell, at the encoder's input size."""
     cache = build_cache(cells.as_cohort(), encoder.preprocessing, cache_dir, progress=progress)
     encoder = encoder.calibrated(cache)
@@ -30,11 +31,13 @@ def cell_features(encoder: CellEncoder, cells: CellSet, cache_dir: str | Path | 
     return features, labels.astype(np.int64)
 
 
-def probe_scores(features: np.ndarray, labels: np.ndarray, test_size: float = 0.3, k: int = 10,
-                 seed: int = 0) -> dict[str, Any]:
+def probe_scores(
+    features: np.ndarray, labels: np.ndarray, test_size: float = 0.3, k: int = 10, seed: int = 0
+) -> dict[str, Any]:
     """kNN (cosine, distance-weighted) and logistic-regression accuracy on a fixed stratified split."""
-    idx_train, idx_test = train_test_split(np.arange(len(labels)), test_size=test_size, stratify=labels,
-                                           random_state=seed)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(labels)), test_size=test_size, stratify=labels, random_state=seed
+    )
     unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     knn = KNeighborsClassifier(n_neighbors=min(k, len(idx_train)), metric="cosine", weights="distance")
     knn.fit(unit[idx_train], labels[idx_train])
@@ -72,8 +75,9 @@ def umap_plot(points: np.ndarray, colour: Sequence[Any], path: str | Path, title
     return umap_panels({"": (points, colour)}, path, title, legend_title)
 
 
-def umap_panels(panels: dict[str, tuple[np.ndarray, Sequence[Any]]], path: str | Path, title: str,
-                legend_title: str = "") -> Path:
+def umap_panels(
+    panels: dict[str, tuple[np.ndarray, Sequence[Any]]], path: str | Path, title: str, legend_title: str = ""
+) -> Path:
     """One scatter per panel (e.g. per fold, when each fold has its own encoder) with shared colours."""
     values = {name: np.asarray(colour) for name, (_, colour) in panels.items()}
     numeric = all(v.dtype.kind in "fiu" for v in values.values())
@@ -91,8 +95,13 @@ def umap_panels(panels: dict[str, tuple[np.ndarray, Sequence[Any]]], path: str |
         else:
             for kind, colour in colours.items():
                 chosen = v == kind
-                ax.scatter(points[chosen, 0], points[chosen, 1], s=6, color=colour,
-                           label=f"{kind} ({counts[kind]})" if ax is axes[0][0] else None)
+                ax.scatter(
+                    points[chosen, 0],
+                    points[chosen, 1],
+                    s=6,
+                    color=colour,
+                    label=f"{kind} ({counts[kind]})" if ax is axes[0][0] else None,
+                )
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(name or title, fontsize=10)
@@ -101,14 +110,22 @@ def umap_panels(panels: dict[str, tuple[np.ndarray, Sequence[Any]]], path: str |
     if numeric:
         fig.colorbar(sc, ax=list(axes[0]), label=legend_title)
     else:
-        fig.legend(title=legend_title, fontsize=7, markerscale=2, frameon=False, loc="upper left",
-                   bbox_to_anchor=(1.0, 0.95))
+        fig.legend(
+            title=legend_title, fontsize=7, markerscale=2, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 0.95)
+        )
     return save_figure(fig, path)
 
 
-def evaluate_encoder(encoder: CellEncoder, cells: CellSet, out: str | Path | None = None,
-                     cache_dir: str | Path | None = None, test_size: float = 0.3, k: int = 10, seed: int = 0,
-                     progress: bool = True) -> dict[str, Any]:
+def evaluate_encoder(
+    encoder: CellEncoder,
+    cells: CellSet,
+    out: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    test_size: float = 0.3,
+    k: int = 10,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
     """``{"knn_accuracy", "linear_probe_accuracy", "n_train", "n_test"}``; a UMAP plot by class in ``out``."""
     start = time.perf_counter()
     features, labels = cell_features(encoder, cells, cache_dir, progress)
@@ -116,6 +133,11 @@ def evaluate_encoder(encoder: CellEncoder, cells: CellSet, out: str | Path | Non
     result["wall_seconds"] = round(time.perf_counter() - start, 2)
     if out is not None:
         names = np.array(cells.class_names)[labels]
-        umap_plot(umap_embedding(features, seed), names, Path(out) / "umap.png",
-                  f"{encoder.meta.get('method', 'encoder')} embeddings of {cells.root.name}", "class")
+        umap_plot(
+            umap_embedding(features, seed),
+            names,
+            Path(out) / "umap.png",
+            f"{encoder.meta.get('method', 'encoder')} embeddings of {cells.root.name}",
+            "class",
+        )
     return result

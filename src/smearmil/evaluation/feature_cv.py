@@ -31,9 +31,19 @@ from .encoder_probe import umap_embedding, umap_panels
 StoreForFold = Callable[[Fold, Path], FeatureStore]
 
 
-def run_head_cv(cohort: Cohort, stores: StoreForFold, head: HeadConfig, out: str | Path, folds: int = 5,
-                seed: int = 0, splits: SplitPlan | None = None, progress: bool = True, name: str = "attention MIL",
-                extra_config: dict[str, Any] | None = None, umap: bool = True) -> CVResult:
+def run_head_cv(
+    cohort: Cohort,
+    stores: StoreForFold,
+    head: HeadConfig,
+    out: str | Path,
+    folds: int = 5,
+    seed: int = 0,
+    splits: SplitPlan | None = None,
+    progress: bool = True,
+    name: str = "attention MIL",
+    extra_config: dict[str, Any] | None = None,
+    umap: bool = True,
+) -> CVResult:
     """Train a head per fold on the features ``stores(fold, fold_dir)`` gives, test it, summarise."""
     out = Path(out)
     plan = splits or make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
@@ -49,8 +59,9 @@ def run_head_cv(cohort: Cohort, stores: StoreForFold, head: HeadConfig, out: str
         for pid, w in zip(test, weights):
             features = store.bag(pid)
             for j, (cell, kind) in enumerate(zip(store.cell_ids(pid), store.cell_types(pid))):
-                cells.append((fold.name, pid, store.label(pid), cell, kind, float(w[j]), float(w[j] * len(w)),
-                              features[j]))
+                cells.append(
+                    (fold.name, pid, store.label(pid), cell, kind, float(w[j]), float(w[j] * len(w)), features[j])
+                )
         predictions = [PatientPrediction(pid, p, w) for pid, p, w in zip(test, proba, weights)]
         return FoldPredictions(fold.name, predictions, cohort.labels(test))
 
@@ -67,8 +78,17 @@ def run_head_cv(cohort: Cohort, stores: StoreForFold, head: HeadConfig, out: str
             _umap_plots(cells, {f: "all folds" if shared else f for f in spaces}, out, seed)
 
     config = {"name": name, "seed": seed, "folds": folds, "head": head.model_dump(mode="json"), **(extra_config or {})}
-    return run_folds(cohort, plan, fit_predict, out, name=name, seed=seed, finish=finish, progress=progress,
-                     config_text=yaml.safe_dump(config, sort_keys=False))
+    return run_folds(
+        cohort,
+        plan,
+        fit_predict,
+        out,
+        name=name,
+        seed=seed,
+        finish=finish,
+        progress=progress,
+        config_text=yaml.safe_dump(config, sort_keys=False),
+    )
 
 
 def _attention_csv(cells: Sequence[tuple]) -> str:
@@ -80,7 +100,9 @@ def _attention_csv(cells: Sequence[tuple]) -> str:
     return buffer.getvalue()
 
 
-def attention_by_cell_type(cells: Sequence[tuple], class_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+def attention_by_cell_type(
+    cells: Sequence[tuple], class_names: Sequence[str]
+) -> dict[str, dict[str, dict[str, float]]]:
     """``{class: {cell type: {"n_cells", "mean_relative_attention"}}}`` over test cells.
 
     Relative attention is a cell's weight times its bag's size: 1 is what every cell of a bag would
@@ -102,7 +124,9 @@ def _by_type_csv(table: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def attention_by_type_plot(table: dict[str, dict[str, dict[str, float]]], class_names: Sequence[str], path: Path) -> Path:
+def attention_by_type_plot(
+    table: dict[str, dict[str, dict[str, float]]], class_names: Sequence[str], path: Path
+) -> Path:
     """Grouped bars on a log scale: mean relative attention of each cell type, one bar per true class,
     each labelled with its number of cells (a rare type's mean rests on few cells)."""
     kinds = sorted({k for per in table.values() for k in per})
@@ -116,8 +140,15 @@ def attention_by_type_plot(table: dict[str, dict[str, dict[str, float]]], class_
         ax.bar(x, values, width, label=label)
         for xi, v, r in zip(x, values, rows):
             if np.isfinite(v):
-                ax.annotate(str(int(r["n_cells"])), (xi, v), ha="center", va="bottom", fontsize=6,
-                            xytext=(0, 1), textcoords="offset points")
+                ax.annotate(
+                    str(int(r["n_cells"])),
+                    (xi, v),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    xytext=(0, 1),
+                    textcoords="offset points",
+                )
     ax.set_yscale("log")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xticks(np.arange(len(kinds)) + width * (len(class_names) - 1) / 2)
@@ -142,10 +173,18 @@ def _umap_plots(cells: Sequence[tuple], spaces: dict[str, str], out: Path, seed:
     if not groups:
         return
     points = {name: umap_embedding(np.stack([cells[i][7] for i in rows]), seed) for name, rows in groups.items()}
-    umap_panels({n: (points[n], [cells[i][4] for i in rows]) for n, rows in groups.items()},
-                out / "umap_cell_type.png", "test cells by cell type", "cell type")
-    umap_panels({n: (points[n], np.log10([max(cells[i][6], 1e-3) for i in rows])) for n, rows in groups.items()},
-                out / "umap_attention.png", "test cells by attention", "log10 relative attention")
+    umap_panels(
+        {n: (points[n], [cells[i][4] for i in rows]) for n, rows in groups.items()},
+        out / "umap_cell_type.png",
+        "test cells by cell type",
+        "cell type",
+    )
+    umap_panels(
+        {n: (points[n], np.log10([max(cells[i][6], 1e-3) for i in rows])) for n, rows in groups.items()},
+        out / "umap_attention.png",
+        "test cells by attention",
+        "log10 relative attention",
+    )
 
 
 def store_cv_stores(store: FeatureStore) -> StoreForFold:

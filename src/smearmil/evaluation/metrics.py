@@ -30,8 +30,9 @@ def fold_summary(per_fold: Sequence[dict[str, float]]) -> dict[str, dict[str, fl
     return out
 
 
-def bootstrap_ci(y: np.ndarray, proba: np.ndarray, threshold: float | np.ndarray = 0.5, n: int = 1000,
-                 seed: int = 0) -> dict[str, list[float | None]]:
+def bootstrap_ci(
+    y: np.ndarray, proba: np.ndarray, threshold: float | np.ndarray = 0.5, n: int = 1000, seed: int = 0
+) -> dict[str, list[float | None]]:
     """Percentile 95% intervals of every metric, resampling patients with replacement."""
     rng = np.random.default_rng(seed)
     thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(y),))
@@ -45,7 +46,9 @@ def bootstrap_ci(y: np.ndarray, proba: np.ndarray, threshold: float | np.ndarray
     for m in METRICS:
         values = np.array(draws[m])
         values = values[np.isfinite(values)]
-        out[m] = [_clean(np.percentile(values, 2.5)), _clean(np.percentile(values, 97.5))] if values.size else [None, None]
+        out[m] = (
+            [_clean(np.percentile(values, 2.5)), _clean(np.percentile(values, 97.5))] if values.size else [None, None]
+        )
     return out
 
 

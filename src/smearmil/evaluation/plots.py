@@ -11,7 +11,9 @@ from sklearn.metrics import roc_curve
 from ..utils.plotting import plt, save_figure
 
 
-def roc_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "ROC (test folds)") -> Path:
+def roc_plot(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "ROC (test folds)"
+) -> Path:
     """One ROC curve per method: ``{name: (y, P(class 1))}``."""
     from sklearn.metrics import auc
 
@@ -27,8 +29,9 @@ def roc_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
     return save_figure(fig, Path(path))
 
 
-def confusion_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path,
-                   title: str = "confusion (test folds)") -> Path:
+def confusion_plot(
+    matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path, title: str = "confusion (test folds)"
+) -> Path:
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(class_names), 1 + 0.9 * len(class_names)))
     ax.imshow(m, cmap="Blues")

@@ -41,8 +41,16 @@ def folder_sets(cell_ids: Sequence[str]) -> list[np.ndarray]:
     return [np.array(v) for _, v in sorted(groups.items())]
 
 
-def run_repeatability(run: str | Path, cohort: Cohort, sets: int = 5, fraction: float = 0.5, seed: int = 0,
-                      given: bool = False, cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def run_repeatability(
+    run: str | Path,
+    cohort: Cohort,
+    sets: int = 5,
+    fraction: float = 0.5,
+    seed: int = 0,
+    given: bool = False,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Predict every image set of every patient with every model; write ``repeatability.json`` and
     ``repeatability.csv`` in ``run`` and return ``{"models": {name: {...}}, ...}``."""
     run = Path(run)
@@ -53,24 +61,48 @@ def run_repeatability(run: str | Path, cohort: Cohort, sets: int = 5, fraction: 
     for fold in folds:
         cache = cache or image_cache(cohort, fold.model.config, cache_dir, progress)
         ids = [i for i in fold.test_ids if i in cohort and cohort[i].label is not None]
-        attributes = fold.model.encoder.transform(cohort, ids) if fold.model.encoder.names else np.zeros((len(ids), 0), np.float32)
+        attributes = (
+            fold.model.encoder.transform(cohort, ids)
+            if fold.model.encoder.names
+            else np.zeros((len(ids), 0), np.float32)
+        )
         subsets = {}
         for pid in ids:
             n = len(cache.rows(pid)) if cache is not None else cohort[pid].n_cells
-            subsets[pid] = folder_sets(cache.cell_ids(pid)) if given and cache is not None else draw_sets(n, sets, fraction, rng)
+            subsets[pid] = (
+                folder_sets(cache.cell_ids(pid)) if given and cache is not None else draw_sets(n, sets, fraction, rng)
+            )
         for name, model in fold.model.models().items():
             for k in range(max(len(v) for v in subsets.values())):
                 chosen = [pid for pid in ids if k < len(subsets[pid])]
-                bags = [cache.bag(pid)[subsets[pid][k]] if cache is not None and model.uses_images else None for pid in chosen]
+                bags = [
+                    cache.bag(pid)[subsets[pid][k]] if cache is not None and model.uses_images else None
+                    for pid in chosen
+                ]
                 index = [ids.index(pid) for pid in chosen]
                 for p in model.predict_arrays(chosen, bags, attributes[index]):
                     label = int(predict_labels(p.proba[None], model.threshold)[0])
-                    rows.append({"model": name, "fold": fold.fold, "patient": p.id, "set": k,
-                                 "true": cohort.label_index(cohort[p.id]), "predicted": label,
-                                 "probability": float(p.proba[label]), "proba": p.proba.tolist()})
+                    rows.append(
+                        {
+                            "model": name,
+                            "fold": fold.fold,
+                            "patient": p.id,
+                            "set": k,
+                            "true": cohort.label_index(cohort[p.id]),
+                            "predicted": label,
+                            "probability": float(p.proba[label]),
+                            "proba": p.proba.tolist(),
+                        }
+                    )
     result = summarise_sets(rows, cohort.class_names)
-    result.update({"sets": sets if not given else "given", "fraction": fraction if not given else None, "seed": seed,
-                   "split": "test"})
+    result.update(
+        {
+            "sets": sets if not given else "given",
+            "fraction": fraction if not given else None,
+            "seed": seed,
+            "split": "test",
+        }
+    )
     write_json(run / "repeatability.json", result)
     write_text(run / "repeatability.csv", _rows_csv(rows, cohort.class_names))
     return result
@@ -88,9 +120,15 @@ def summarise_sets(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -
         majority, count = votes.most_common(1)[0]
         true = preds[0]["true"]
         p_true = np.array([r["proba"][true] for r in preds])
-        entry = {"true": class_names[true], "majority": class_names[majority], "sets": len(preds),
-                 "disagreement": 1 - count / len(preds), "any_disagreement": len(votes) > 1,
-                 "p_true_mean": float(p_true.mean()), "p_true_std": float(p_true.std())}
+        entry = {
+            "true": class_names[true],
+            "majority": class_names[majority],
+            "sets": len(preds),
+            "disagreement": 1 - count / len(preds),
+            "any_disagreement": len(votes) > 1,
+            "p_true_mean": float(p_true.mean()),
+            "p_true_std": float(p_true.std()),
+        }
         patients.setdefault(model, {})[pid] = entry
     for model, entries in patients.items():
         values = list(entries.values())
@@ -109,8 +147,17 @@ def _rows_csv(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> str
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["model", "fold", "patient", "set", "label", "prediction", *(f"prob_{c}" for c in class_names)])
     for r in rows:
-        writer.writerow([r["model"], r["fold"], r["patient"], r["set"], class_names[r["true"]], class_names[r["predicted"]],
-                         *(f"{v:.6f}" for v in r["proba"])])
+        writer.writerow(
+            [
+                r["model"],
+                r["fold"],
+                r["patient"],
+                r["set"],
+                class_names[r["true"]],
+                class_names[r["predicted"]],
+                *(f"{v:.6f}" for v in r["proba"]),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -123,8 +170,10 @@ def repeatability_plot(result: dict[str, Any], path: str | Path) -> Path:
         xs = np.arange(len(entries))
         means = [e["p_true_mean"] for _, e in entries]
         stds = [e["p_true_std"] for _, e in entries]
-        colours = ["tab:red" if e["majority"] != e["true"] else ("tab:orange" if e["any_disagreement"] else "tab:green")
-                   for _, e in entries]
+        colours = [
+            "tab:red" if e["majority"] != e["true"] else ("tab:orange" if e["any_disagreement"] else "tab:green")
+            for _, e in entries
+        ]
         ax.errorbar(xs, means, yerr=stds, fmt="none", ecolor="grey", lw=0.8)
         ax.scatter(xs, means, c=colours, s=12, zorder=3)
         ax.axhline(0.5, ls="--", c="grey", lw=0.6)

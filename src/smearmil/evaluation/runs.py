@@ -22,20 +22,33 @@ from .cv import FoldPredictions, image_cache, predictions_csv
 from .metrics import confusion, scores
 
 
-def _split_report(trained: TrainedModel, cohort: Cohort, ids: Sequence[str], cache: Any, split: str) -> tuple[dict[str, Any], FoldPredictions]:
+def _split_report(
+    trained: TrainedModel, cohort: Cohort, ids: Sequence[str], cache: Any, split: str
+) -> tuple[dict[str, Any], FoldPredictions]:
     predictions = trained.predict_cohort(cohort, list(ids), cache)
     labels = cohort.labels(list(ids))
     result = FoldPredictions(split, predictions, labels, trained.threshold, trained.threshold_source)
     found = scores(labels, result.proba, trained.threshold) if len(ids) else {}
-    report = {"split": split, "n_patients": len(ids), "threshold": trained.threshold,
-              "threshold_source": trained.threshold_source,
-              "metrics": {k: (v if np.isfinite(v) else None) for k, v in found.items()},
-              "confusion_matrix": confusion(labels, result.proba, trained.threshold) if len(ids) else []}
+    report = {
+        "split": split,
+        "n_patients": len(ids),
+        "threshold": trained.threshold,
+        "threshold_source": trained.threshold_source,
+        "metrics": {k: (v if np.isfinite(v) else None) for k, v in found.items()},
+        "confusion_matrix": confusion(labels, result.proba, trained.threshold) if len(ids) else [],
+    }
     return report, result
 
 
-def train_run(cohort: Cohort, config: RunConfig, out: str | Path, splits: SplitPlan | None = None,
-              fold: str | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def train_run(
+    cohort: Cohort,
+    config: RunConfig,
+    out: str | Path,
+    splits: SplitPlan | None = None,
+    fold: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train on one split (hold-out from the config, or a fold of a splits file) and report val and test."""
     start = time.perf_counter()
     run = RunDir(out)
@@ -60,8 +73,9 @@ def train_run(cohort: Cohort, config: RunConfig, out: str | Path, splits: SplitP
     return result
 
 
-def evaluate_run(run: str | Path, cohort: Cohort, split: str = "test", cache_dir: str | Path | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+def evaluate_run(
+    run: str | Path, cohort: Cohort, split: str = "test", cache_dir: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Evaluate a trained run on ``cohort``: on the run's own ``split`` when the cohort is the one it was
     trained on, or on every labelled patient with ``split="all"`` (e.g. an external cohort)."""
     folder = RunDir(run)
@@ -79,8 +93,9 @@ def evaluate_run(run: str | Path, cohort: Cohort, split: str = "test", cache_dir
     return report
 
 
-def predict_folders(run: str | Path, folders: Sequence[str | Path], attributes_csv: str | Path | None = None,
-                    top: int = 10) -> list[dict[str, Any]]:
+def predict_folders(
+    run: str | Path, folders: Sequence[str | Path], attributes_csv: str | Path | None = None, top: int = 10
+) -> list[dict[str, Any]]:
     """Probability, predicted class and the cells ranked by their weight, for each patient folder."""
     trained = TrainedModel.load(run)
     cohort = cohort_from_folders(folders, attributes_csv, trained.config.data)
@@ -88,14 +103,18 @@ def predict_folders(run: str | Path, folders: Sequence[str | Path], attributes_c
     if trained.encoder.names:
         missing = [n for n in trained.encoder.names if n not in cohort.attribute_names]
         if missing:
-            raise ValueError(f"this model needs attributes {trained.encoder.names}; give them with --attributes CSV "
-                             f"(missing: {missing})")
+            raise ValueError(
+                f"this model needs attributes {trained.encoder.names}; give them with --attributes CSV "
+                f"(missing: {missing})"
+            )
         attributes = trained.encoder.transform(cohort, ids)
     else:
         attributes = np.zeros((len(ids), 0), np.float32)
     prep = trained.config.image.preprocessing
-    bags = [np.stack([prep.load(p.read_bytes(), p.name) for p in cohort[i].images]) if trained.uses_images else None
-            for i in ids]
+    bags = [
+        np.stack([prep.load(p.read_bytes(), p.name) for p in cohort[i].images]) if trained.uses_images else None
+        for i in ids
+    ]
     predictions = trained.predict_arrays(ids, bags, attributes)
     return [_describe(p, cohort, trained, top) for p in predictions]
 
@@ -106,8 +125,12 @@ def _describe(p: PatientPrediction, cohort: Cohort, trained: TrainedModel, top: 
     if p.weights is not None:
         order = np.argsort(-p.weights)[:top]
         cells = [{"file": str(cohort[p.id].images[j]), "weight": float(p.weights[j])} for j in order]
-    out: dict[str, Any] = {"patient": p.id, "probabilities": dict(zip(trained.class_names, map(float, p.proba))),
-                           "label": label, "top_cells": cells}
+    out: dict[str, Any] = {
+        "patient": p.id,
+        "probabilities": dict(zip(trained.class_names, map(float, p.proba))),
+        "label": label,
+        "top_cells": cells,
+    }
     if p.gate is not None:
         out["gate_image_expert"] = p.gate
     return out

@@ -36,25 +36,48 @@ def encoder_kinds() -> list[str]:
     return [*BASELINE_ENCODERS, *SSL_METHODS.names()]
 
 
-def fold_encoder(kind: str, cohort: Cohort, cache: ImageCache, fold: Fold, ssl: SSLConfig, fold_dir: Path,
-                 supervised_config: str = "cpu-attention", progress: bool = True) -> CellEncoder:
+def fold_encoder(
+    kind: str,
+    cohort: Cohort,
+    cache: ImageCache,
+    fold: Fold,
+    ssl: SSLConfig,
+    fold_dir: Path,
+    supervised_config: str = "cpu-attention",
+    progress: bool = True,
+) -> CellEncoder:
     """The encoder of ``kind`` for one fold, learnt from the fold's training (and validation) patients only."""
     seen = list(fold.train) + list(fold.val)
     if kind == "random":
         return CellEncoder.random(ssl.encoder, cache.preprocessing, ssl.seed).calibrated(cache, seen)
     if kind == "supervised":
-        config = load_config(supervised_config, {"seed": ssl.seed, "image": ssl.image.model_dump(),
-                                                 "model": {"encoder": ssl.encoder.model_dump()}})
+        config = load_config(
+            supervised_config,
+            {"seed": ssl.seed, "image": ssl.image.model_dump(), "model": {"encoder": ssl.encoder.model_dump()}},
+        )
         train_fold(cohort, Fold(fold.name, fold.train, fold.val, ()), config, fold_dir / "supervised", cache, progress)
         return TrainedModel.load(fold_dir / "supervised").cell_encoder()
     if kind not in SSL_METHODS:
         raise ValueError(f"unknown encoder {kind!r}; choose from {', '.join(encoder_kinds())}")
-    return pretrain([CellSource(cache, seen, str(cohort.root))], ssl.with_method(kind), fold_dir / f"ssl-{kind}", progress)
+    return pretrain(
+        [CellSource(cache, seen, str(cohort.root))], ssl.with_method(kind), fold_dir / f"ssl-{kind}", progress
+    )
 
 
-def run_encoder_cv(cohort: Cohort, kind: str, ssl: SSLConfig, head: HeadConfig, out: str | Path, folds: int = 5,
-                   seed: int = 0, splits: SplitPlan | None = None, cache_dir: str | Path | None = None,
-                   supervised_config: str = "cpu-attention", progress: bool = True, umap: bool = True) -> CVResult:
+def run_encoder_cv(
+    cohort: Cohort,
+    kind: str,
+    ssl: SSLConfig,
+    head: HeadConfig,
+    out: str | Path,
+    folds: int = 5,
+    seed: int = 0,
+    splits: SplitPlan | None = None,
+    cache_dir: str | Path | None = None,
+    supervised_config: str = "cpu-attention",
+    progress: bool = True,
+    umap: bool = True,
+) -> CVResult:
     """Per fold: encoder of ``kind`` -> features of every cell -> head trained and tested; CV summary."""
     cache = build_cache(cohort, ssl.image.preprocessing, cache_dir, progress=progress)
 
@@ -65,33 +88,65 @@ def run_encoder_cv(cohort: Cohort, kind: str, ssl: SSLConfig, head: HeadConfig, 
         encoder = fold_encoder(kind, cohort, cache, fold, ssl, fold_dir, supervised_config, progress)
         return extract_features(encoder, cohort, cache, features, progress)
 
-    return run_head_cv(cohort, store, head, out, folds, seed, splits, progress, name=f"{kind} + {head.pooling.name} MIL",
-                       extra_config={"encoder": kind, "ssl": ssl.model_dump(mode="json")}, umap=umap)
+    return run_head_cv(
+        cohort,
+        store,
+        head,
+        out,
+        folds,
+        seed,
+        splits,
+        progress,
+        name=f"{kind} + {head.pooling.name} MIL",
+        extra_config={"encoder": kind, "ssl": ssl.model_dump(mode="json")},
+        umap=umap,
+    )
 
 
-def run_encoder_comparison(cohort: Cohort, kinds: Sequence[str], ssl: SSLConfig, head: HeadConfig, out: str | Path,
-                           folds: int = 5, seed: int = 0, cache_dir: str | Path | None = None,
-                           supervised_config: str = "cpu-attention", progress: bool = True) -> dict[str, Any]:
+def run_encoder_comparison(
+    cohort: Cohort,
+    kinds: Sequence[str],
+    ssl: SSLConfig,
+    head: HeadConfig,
+    out: str | Path,
+    folds: int = 5,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    supervised_config: str = "cpu-attention",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Every encoder on identical folds; ``comparison.csv`` and ``summary.json`` with macro-F1 per encoder."""
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plan = make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
     plan.save(out / "splits.json")
-    summaries = {kind: run_encoder_cv(cohort, kind, ssl, head, out / kind, folds, seed, plan, cache_dir,
-                                      supervised_config, progress).summary for kind in kinds}
+    summaries = {
+        kind: run_encoder_cv(
+            cohort, kind, ssl, head, out / kind, folds, seed, plan, cache_dir, supervised_config, progress
+        ).summary
+        for kind in kinds
+    }
     result = {
         "split": "test",
-        "encoders": {kind: {"macro_f1": s["metrics"]["macro_f1"], "balanced_accuracy": s["metrics"]["balanced_accuracy"],
-                            "folds_macro_f1": [f["macro_f1"] for f in s["folds"]], "wall_seconds": s["wall_seconds"]}
-                     for kind, s in summaries.items()},
+        "encoders": {
+            kind: {
+                "macro_f1": s["metrics"]["macro_f1"],
+                "balanced_accuracy": s["metrics"]["balanced_accuracy"],
+                "folds_macro_f1": [f["macro_f1"] for f in s["folds"]],
+                "wall_seconds": s["wall_seconds"],
+            }
+            for kind, s in summaries.items()
+        },
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
     lines = ["encoder,macro_f1_mean,macro_f1_std,balanced_accuracy_mean,folds_macro_f1"]
     for kind, r in result["encoders"].items():
         folds_text = " ".join(f"{v:.3f}" for v in r["folds_macro_f1"])
-        lines.append(f"{kind},{r['macro_f1']['mean']:.4f},{r['macro_f1']['std']:.4f},"
-                     f"{r['balanced_accuracy']['mean']:.4f},{folds_text}")
+        lines.append(
+            f"{kind},{r['macro_f1']['mean']:.4f},{r['macro_f1']['std']:.4f},"
+            f"{r['balanced_accuracy']['mean']:.4f},{folds_text}"
+        )
     write_text(out / "comparison.csv", "\n".join(lines) + "\n")
     write_json(out / "summary.json", result)
     return result

@@ -23,8 +23,9 @@ class PatientExplanation:
     images: np.ndarray  # (n, H, W, 3) uint8
 
 
-def explain_patient(trained: TrainedModel, patient: str, cells: np.ndarray, cell_ids: list[str],
-                    attributes: np.ndarray) -> PatientExplanation:
+def explain_patient(
+    trained: TrainedModel, patient: str, cells: np.ndarray, cell_ids: list[str], attributes: np.ndarray
+) -> PatientExplanation:
     """Contributions and saliency of every cell of one patient (uint8 cells, encoded attributes)."""
     if trained.transform is None:
         raise ValueError("this model does not look at cells")
@@ -33,7 +34,9 @@ def explain_patient(trained: TrainedModel, patient: str, cells: np.ndarray, cell
     images = transform(torch.from_numpy(np.array(cells)), train=False)
     attrs = torch.from_numpy(np.asarray(attributes, dtype=np.float32)[None])
     contributions = cell_contributions(model, images)
-    saliency = guided_saliency(model, images, attrs, target=0 if model.n_classes == 2 else int(np.argmax(contributions)))
+    saliency = guided_saliency(
+        model, images, attrs, target=0 if model.n_classes == 2 else int(np.argmax(contributions))
+    )
     return PatientExplanation(patient, list(cell_ids), contributions, saliency, np.asarray(cells))
 
 
@@ -56,7 +59,8 @@ def gallery_png(explanation: PatientExplanation, path: str | Path, k: int = 6, t
             s = explanation.saliency[i]
             bottom.imshow(explanation.images[i])
             bottom.imshow(s / (s.max() or 1), cmap="inferno", alpha=0.55)
-        axes[2 * g][0].text(-0.15, 0.5, label, transform=axes[2 * g][0].transAxes, rotation=90, va="center",
-                            ha="right", fontsize=8)
+        axes[2 * g][0].text(
+            -0.15, 0.5, label, transform=axes[2 * g][0].transAxes, rotation=90, va="center", ha="right", fontsize=8
+        )
     fig.suptitle(title or f"patient {explanation.patient}", fontsize=9)
     return save_figure(fig, Path(path))

@@ -7,5 +7,21 @@ from .factory import ModelConfig, build_model
 from .kinds import MODELS, ModelDims, ModelKind, Stage
 from .pooling import POOLINGS, Pooling, PoolingConfig
 
-__all__ = ["ENCODERS", "MODELS", "POOLINGS", "Bags", "EncoderConfig", "MILModel", "MILOutput", "ModelConfig",
-           "ModelDims", "ModelKind", "Pooling", "PoolingConfig", "ResNetK", "Stage", "build_model", "probabilities"]
+__all__ = [
+    "ENCODERS",
+    "MODELS",
+    "POOLINGS",
+    "Bags",
+    "EncoderConfig",
+    "MILModel",
+    "MILOutput",
+    "ModelConfig",
+    "ModelDims",
+    "ModelKind",
+    "Pooling",
+    "PoolingConfig",
+    "ResNetK",
+    "Stage",
+    "build_model",
+    "probabilities",
+]

@@ -27,22 +27,41 @@ class Bags:
     features: torch.Tensor | None = None  # (N, D) float: cached cell embeddings, for heads on frozen encoders
 
     @classmethod
-    def of(cls, attributes: torch.Tensor, images: Sequence[torch.Tensor] | None = None,
-           features: Sequence[torch.Tensor] | None = None, labels: torch.Tensor | None = None,
-           ids: Sequence[str] = ()) -> Bags:
+    def of(
+        cls,
+        attributes: torch.Tensor,
+        images: Sequence[torch.Tensor] | None = None,
+        features: Sequence[torch.Tensor] | None = None,
+        labels: torch.Tensor | None = None,
+        ids: Sequence[str] = (),
+    ) -> Bags:
         """One batch from per-bag tensors of cells (``images`` or ``features``) and per-bag attributes (B, d)."""
         cells = images if images is not None else features
         segments = torch.zeros(0, dtype=torch.long, device=attributes.device)
         if cells is not None:
             sizes = torch.tensor([len(c) for c in cells])
             segments = torch.repeat_interleave(torch.arange(len(cells)), sizes).to(cells[0].device if cells else "cpu")
-        return cls(torch.cat(list(images)) if images is not None else None, segments, len(attributes), attributes,
-                   labels, list(ids), torch.cat(list(features)) if features is not None else None)
+        return cls(
+            torch.cat(list(images)) if images is not None else None,
+            segments,
+            len(attributes),
+            attributes,
+            labels,
+            list(ids),
+            torch.cat(list(features)) if features is not None else None,
+        )
 
     def to(self, device: torch.device | str) -> Bags:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Bags(move(self.images), move(self.segments), self.n_bags, move(self.attributes), move(self.labels),
-                    self.ids, move(self.features))
+        return Bags(
+            move(self.images),
+            move(self.segments),
+            self.n_bags,
+            move(self.attributes),
+            move(self.labels),
+            self.ids,
+            move(self.features),
+        )
 
 
 @dataclass
@@ -72,8 +91,9 @@ def logits_from_probabilities(p: torch.Tensor, n_classes: int, eps: float = 1e-6
     return p.log()
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, n_classes: int,
-                        class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, n_classes: int, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Negative log-likelihood, optionally weighted per class (normalised by the weights' sum)."""
     if n_classes == 2:
         per_bag = F.binary_cross_entropy_with_logits(logits[:, 0], labels.to(logits.dtype), reduction="none")

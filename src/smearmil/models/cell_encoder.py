@@ -49,8 +49,13 @@ def channel_statistics(cells: np.ndarray) -> tuple[list[float], list[float]]:
 class CellEncoder:
     """Maps uint8 cells, cached with ``preprocessing``, to embeddings; ``meta`` says where the weights came from."""
 
-    def __init__(self, encoder: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor],
-                 preprocessing: Preprocessing, meta: dict[str, Any]):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        prepare: Callable[[torch.Tensor], torch.Tensor],
+        preprocessing: Preprocessing,
+        meta: dict[str, Any],
+    ):
         self.encoder, self.prepare, self.preprocessing, self.meta = encoder.eval(), prepare, preprocessing, meta
 
     @property
@@ -69,8 +74,10 @@ class CellEncoder:
         device = device or default_device()
         self.encoder.to(device)
         prepare = self.prepare.to(device) if isinstance(self.prepare, nn.Module) else self.prepare
-        out = [self.encoder(prepare(torch.from_numpy(np.array(cells[i : i + batch])).to(device))).float().cpu()
-               for i in range(0, cells.shape[0], batch)]
+        out = [
+            self.encoder(prepare(torch.from_numpy(np.array(cells[i : i + batch])).to(device))).float().cpu()
+            for i in range(0, cells.shape[0], batch)
+        ]
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
 
     def save(self, directory: str | Path) -> None:
@@ -80,11 +87,16 @@ class CellEncoder:
             raise ValueError("only encoders with channel normalisation are saved on their own")
         with atomic_path(directory / ENCODER_WEIGHTS) as tmp:
             torch.save(self.encoder.state_dict(), tmp)
-        write_json(directory / ENCODER_META, {
-            **self.meta, "input_size": self.input_size,
-            "image": {"size": self.preprocessing.size, "crop": self.preprocessing.crop},
-            "mean": self.prepare.mean.flatten().tolist(), "std": self.prepare.std.flatten().tolist(),
-        })
+        write_json(
+            directory / ENCODER_META,
+            {
+                **self.meta,
+                "input_size": self.input_size,
+                "image": {"size": self.preprocessing.size, "crop": self.preprocessing.crop},
+                "mean": self.prepare.mean.flatten().tolist(),
+                "std": self.prepare.std.flatten().tolist(),
+            },
+        )
 
     @staticmethod
     def is_saved_in(path: str | Path) -> bool:
@@ -103,7 +115,9 @@ class CellEncoder:
         state = torch.load(directory / ENCODER_WEIGHTS, map_location="cpu", weights_only=True)
         encoder.load_state_dict(state)
         image = meta.get("image") or {"size": meta["input_size"], "crop": None}
-        return cls(encoder, ChannelNormalise(meta["mean"], meta["std"]), Preprocessing(image["size"], image["crop"]), meta)
+        return cls(
+            encoder, ChannelNormalise(meta["mean"], meta["std"]), Preprocessing(image["size"], image["crop"]), meta
+        )
 
     @classmethod
     def random(cls, config: EncoderConfig, preprocessing: Preprocessing, seed: int = 0) -> CellEncoder:
@@ -112,17 +126,25 @@ class CellEncoder:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             encoder = config.build(preprocessing.output_size)
-        return cls(encoder, ChannelNormalise([0.5] * 3, [0.25] * 3), preprocessing,
-                   {"method": "random", "encoder": config.model_dump(), "seed": seed, "calibrated": False})
+        return cls(
+            encoder,
+            ChannelNormalise([0.5] * 3, [0.25] * 3),
+            preprocessing,
+            {"method": "random", "encoder": config.model_dump(), "seed": seed, "calibrated": False},
+        )
 
-    def calibrated(self, cache: ImageCache, patients: Sequence[str] | None = None, per_patient: int = 50) -> CellEncoder:
+    def calibrated(
+        self, cache: ImageCache, patients: Sequence[str] | None = None, per_patient: int = 50
+    ) -> CellEncoder:
         """A random encoder standardised with the channel statistics of ``patients``' cells (default: all it
         will embed), as a pre-trained one is with those of its training cells; other encoders unchanged."""
         if self.meta.get("method") != "random" or self.meta.get("calibrated"):
             return self
         sample = np.concatenate([cache.bag(p)[:per_patient] for p in (patients or cache.patient_ids)])
         mean, std = channel_statistics(sample)
-        return CellEncoder(self.encoder, ChannelNormalise(mean, std), self.preprocessing, {**self.meta, "calibrated": True})
+        return CellEncoder(
+            self.encoder, ChannelNormalise(mean, std), self.preprocessing, {**self.meta, "calibrated": True}
+        )
 
 
 def _architecture(saved: dict[str, Any]) -> dict[str, Any]:
@@ -135,8 +157,9 @@ def _architecture(saved: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in saved.items() if k in declared}
 
 
-def extract_features(encoder: CellEncoder, cohort: Cohort, cache: ImageCache, out: str | Path,
-                     progress: bool = True) -> FeatureStore:
+def extract_features(
+    encoder: CellEncoder, cohort: Cohort, cache: ImageCache, out: str | Path, progress: bool = True
+) -> FeatureStore:
     """Embed every cached cell of ``cohort`` and store the embeddings per patient in ``out``."""
     if cache.preprocessing != encoder.preprocessing:
         raise ValueError(f"the cache was made with {cache.preprocessing}; this encoder takes {encoder.preprocessing}")

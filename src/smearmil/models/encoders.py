@@ -22,8 +22,11 @@ class EncoderConfig(Component):
 
     registry: ClassVar[Registry[Any]] = ENCODERS
     name: str = "resnetk"
-    init: str | None = Field(None, description="folder of `smearmil ssl pretrain`: start from its encoder's weights "
-                             "and fine-tune them end to end inside the MIL model (`smearmil train` and `cv`)")
+    init: str | None = Field(
+        None,
+        description="folder of `smearmil ssl pretrain`: start from its encoder's weights "
+        "and fine-tune them end to end inside the MIL model (`smearmil train` and `cv`)",
+    )
 
     @property
     def architecture(self) -> dict[str, Any]:
@@ -67,8 +70,9 @@ class ResNetK(nn.Module):
     global average pooling; ``"flatten"`` the paper's flattened 7x7x8K map (needs ``input_size``).
     """
 
-    def __init__(self, k: int = 32, blocks: int = 1, embedding: Literal["gap", "flatten"] = "gap",
-                 input_size: int = 224):
+    def __init__(
+        self, k: int = 32, blocks: int = 1, embedding: Literal["gap", "flatten"] = "gap", input_size: int = 224
+    ):
         super().__init__()
         if k < 1 or blocks < 1:
             raise ValueError(f"ResNetK needs k >= 1 and blocks >= 1, got k={k}, blocks={blocks}")

@@ -16,8 +16,9 @@ from .pooling import PoolingConfig
 class CNNModel(MILModel):
     """Encoder on every cell, permutation-invariant pooling, linear classifier (Eq. 8-10)."""
 
-    def __init__(self, encoder: nn.Module, pooling: PoolingConfig, n_classes: int, dropout: float = 0.0,
-                 chunk: int = 1024):
+    def __init__(
+        self, encoder: nn.Module, pooling: PoolingConfig, n_classes: int, dropout: float = 0.0, chunk: int = 1024
+    ):
         super().__init__()
         self.n_classes = n_classes
         self.encoder = encoder
@@ -73,8 +74,10 @@ def load_pretrained_encoder(encoder: nn.Module, config: EncoderConfig) -> nn.Mod
     mine = {k: tuple(v.shape) for k, v in encoder.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in pretrained.encoder.state_dict().items()}
     if mine != theirs:
-        raise ValueError(f"model.encoder.init: {config.init} holds a {pretrained.meta.get('encoder')} encoder; set "
-                         "model.encoder to the same name and parameters to fine-tune it")
+        raise ValueError(
+            f"model.encoder.init: {config.init} holds a {pretrained.meta.get('encoder')} encoder; set "
+            "model.encoder to the same name and parameters to fine-tune it"
+        )
     encoder.load_state_dict(pretrained.encoder.state_dict())
     return encoder
 

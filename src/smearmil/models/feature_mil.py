@@ -14,8 +14,14 @@ class FeatureMIL(MILModel):
 
     inputs = frozenset({FEATURES})
 
-    def __init__(self, in_dim: int, n_classes: int, pooling: PoolingConfig | None = None, embed_dim: int = 64,
-                 dropout: float = 0.25):
+    def __init__(
+        self,
+        in_dim: int,
+        n_classes: int,
+        pooling: PoolingConfig | None = None,
+        embed_dim: int = 64,
+        dropout: float = 0.25,
+    ):
         super().__init__()
         self.n_classes = n_classes
         self.register_buffer("mean", torch.zeros(in_dim))

@@ -48,8 +48,9 @@ class MixtureOfExperts(_Fusion):
     With ``freeze_experts`` only the gate trains (paradigm P2).
     """
 
-    def __init__(self, cnn: CNNModel, mlp: MLPModel, n_attributes: int, projection: int = 8,
-                 freeze_experts: bool = False):
+    def __init__(
+        self, cnn: CNNModel, mlp: MLPModel, n_attributes: int, projection: int = 8, freeze_experts: bool = False
+    ):
         super().__init__()
         self.n_classes = cnn.n_classes
         self.cnn, self.mlp = cnn, mlp
@@ -78,8 +79,10 @@ class MixtureOfExperts(_Fusion):
 
 
 def _experts(config: ModelConfig, dims: ModelDims, init: bool) -> list[Stage]:
-    return [Stage("cnn", 1, lambda _: initialised(build_cnn(config, dims), config, init)),
-            Stage("mlp", 2, lambda _: build_mlp(config, dims))]
+    return [
+        Stage("cnn", 1, lambda _: initialised(build_cnn(config, dims), config, init)),
+        Stage("mlp", 2, lambda _: build_mlp(config, dims)),
+    ]
 
 
 @MODELS.register("avg")
@@ -112,11 +115,18 @@ class MixtureKind(ModelKind):
 
     @staticmethod
     def _mixture(cnn: MILModel, mlp: MILModel, config: ModelConfig, dims: ModelDims) -> MixtureOfExperts:
-        return MixtureOfExperts(cnn, mlp, dims.n_attributes, config.gate_projection,  # type: ignore[arg-type]
-                                freeze_experts=config.paradigm == "P2")
+        return MixtureOfExperts(
+            cnn,
+            mlp,
+            dims.n_attributes,
+            config.gate_projection,  # type: ignore[arg-type]
+            freeze_experts=config.paradigm == "P2",
+        )
 
     def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:
         if config.paradigm == "P1":
             return [Stage("moe", 0, lambda _: initialised(self.build(config, dims), config, init))]
-        return [*_experts(config, dims, init),
-                Stage("moe", 3, lambda trained: self._mixture(trained["cnn"], trained["mlp"], config, dims))]
+        return [
+            *_experts(config, dims, init),
+            Stage("moe", 3, lambda trained: self._mixture(trained["cnn"], trained["mlp"], config, dims)),
+        ]

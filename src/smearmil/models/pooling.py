@@ -55,8 +55,15 @@ class Pooling(nn.Module):
     def forward(self, x: torch.Tensor, segments: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def contributions(self, h: torch.Tensor, segments: torch.Tensor, n_bags: int, pooled: torch.Tensor,
-                      weights: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def contributions(
+        self,
+        h: torch.Tensor,
+        segments: torch.Tensor,
+        n_bags: int,
+        pooled: torch.Tensor,
+        weights: torch.Tensor,
+        w: torch.Tensor,
+    ) -> torch.Tensor:
         """Each cell's part in the score ``w . pooled`` of its bag (default: its pooling weight)."""
         return weights
 
@@ -76,8 +83,15 @@ class MeanPooling(Pooling):
         counts = segment_count(segments, n_bags).to(x.dtype)
         return segment_sum(x, segments, n_bags) / counts[:, None], 1.0 / counts[segments]
 
-    def contributions(self, h: torch.Tensor, segments: torch.Tensor, n_bags: int, pooled: torch.Tensor,
-                      weights: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def contributions(
+        self,
+        h: torch.Tensor,
+        segments: torch.Tensor,
+        n_bags: int,
+        pooled: torch.Tensor,
+        weights: torch.Tensor,
+        w: torch.Tensor,
+    ) -> torch.Tensor:
         """The exact decomposition: w . h_i / n."""
         return (h @ w) / segment_count(segments, n_bags).to(h.dtype)[segments]
 
@@ -93,8 +107,15 @@ class MaxPooling(Pooling):
         weights = (winners / ties).mean(dim=1)
         return pooled, weights
 
-    def contributions(self, h: torch.Tensor, segments: torch.Tensor, n_bags: int, pooled: torch.Tensor,
-                      weights: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def contributions(
+        self,
+        h: torch.Tensor,
+        segments: torch.Tensor,
+        n_bags: int,
+        pooled: torch.Tensor,
+        weights: torch.Tensor,
+        w: torch.Tensor,
+    ) -> torch.Tensor:
         """Sum of w_d h_id over the features d the cell wins (shared among ties)."""
         winners = (h == pooled[segments]).to(h.dtype)
         ties = segment_sum(winners, segments, n_bags)[segments].clamp(min=1)
@@ -125,8 +146,15 @@ class LSEPooling(Pooling):
         weights = segment_softmax(rx, segments, n_bags).mean(dim=1)
         return pooled, weights
 
-    def contributions(self, h: torch.Tensor, segments: torch.Tensor, n_bags: int, pooled: torch.Tensor,
-                      weights: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def contributions(
+        self,
+        h: torch.Tensor,
+        segments: torch.Tensor,
+        n_bags: int,
+        pooled: torch.Tensor,
+        weights: torch.Tensor,
+        w: torch.Tensor,
+    ) -> torch.Tensor:
         """w . (s_i * h_i), with s_i the cell's soft-max share per feature."""
         return (segment_softmax(self.r * h, segments, n_bags) * h * w).sum(1)
 

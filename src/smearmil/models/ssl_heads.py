@@ -12,8 +12,9 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int = 256, out_dim: int = 64):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                                 nn.Linear(hidden, out_dim))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -39,8 +40,9 @@ class DINOHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int = 256, bottleneck: int = 64, out_dim: int = 256):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, bottleneck))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, bottleneck)
+        )
         self.last = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck, out_dim, bias=False))
         self.last.parametrizations.weight.original0.data.fill_(1.0)  # norm of each output's weights
         self.last.parametrizations.weight.original0.requires_grad = False

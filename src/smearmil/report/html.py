@@ -25,8 +25,14 @@ from ..utils.atomic import write_text
 from ..utils.plotting import plt, save_figure
 from ..utils.scoring import METRICS
 
-LABELS = {"balanced_accuracy": "balanced accuracy", "roc_auc": "ROC-AUC", "sensitivity": "sensitivity",
-          "specificity": "specificity", "accuracy": "accuracy", "macro_f1": "macro-F1"}
+LABELS = {
+    "balanced_accuracy": "balanced accuracy",
+    "roc_auc": "ROC-AUC",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+}
 CHECK_SCRIPT = """
 <script>
 window.__errors = [];
@@ -72,13 +78,21 @@ class Report:
         cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
         s.html.append(f"<table><tr>{cells}</tr>{body}</table>")
-        s.md.append("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" +
-                    "".join("| " + " | ".join(r) + " |\n" for r in rows))
+        s.md.append(
+            "| "
+            + " | ".join(header)
+            + " |\n|"
+            + "---|" * len(header)
+            + "\n"
+            + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+        )
 
     def image(self, s: Section, png: Path, caption: str) -> None:
         data = base64.b64encode(png.read_bytes()).decode()
-        s.html.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                      f"<figcaption class=note>{html.escape(caption)}</figcaption></figure>")
+        s.html.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption class=note>{html.escape(caption)}</figcaption></figure>"
+        )
         self.files.mkdir(parents=True, exist_ok=True)
         target = self.files / png.name
         if png.resolve() != target.resolve():
@@ -91,8 +105,10 @@ class Report:
 
     def write(self, title: str) -> tuple[Path, Path]:
         body = "".join(f"<h2>{html.escape(s.title)}</h2>{''.join(s.html)}" for s in self.sections)
-        page = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-                f"{STYLE}{CHECK_SCRIPT}</head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+        page = (
+            f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"{STYLE}{CHECK_SCRIPT}</head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+        )
         write_text(self.out / "report.html", page)
         md = f"# {title}\n\n" + "".join(f"## {s.title}\n\n" + "\n".join(s.md) + "\n" for s in self.sections)
         write_text(self.out / "report.md", md)
@@ -130,8 +146,14 @@ def _predictions(run: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.open())) if path.is_file() else []
 
 
-def build_report(run: str | Path, data: str | Path | None = None, galleries: int = 3, cache_dir: str | Path | None = None,
-                 progress: bool = True, comparison: dict[str, dict[str, Any]] | None = None) -> Path:
+def build_report(
+    run: str | Path,
+    data: str | Path | None = None,
+    galleries: int = 3,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    comparison: dict[str, dict[str, Any]] | None = None,
+) -> Path:
     """Write ``report.html`` and ``report.md`` into ``run``; returns the HTML path.
 
     ``comparison`` adds a table of other methods' CV summaries run on the same folds."""
@@ -147,44 +169,82 @@ def build_report(run: str | Path, data: str | Path | None = None, galleries: int
         cohort = load_cohort(data, DataOptions(check_images=False), progress=False)
         s = report.section("Data")
         info = summarise(cohort)
-        report.table(s, ["", "value"], [["data set", str(data)], ["layout", info.layout], ["patients", str(info.patients)],
-                                        ["cells", str(info.cells)]] +
-                     [[f"class {k}", str(v)] for k, v in info.classes.items()])
+        report.table(
+            s,
+            ["", "value"],
+            [
+                ["data set", str(data)],
+                ["layout", info.layout],
+                ["patients", str(info.patients)],
+                ["cells", str(info.cells)],
+            ]
+            + [[f"class {k}", str(v)] for k, v in info.classes.items()],
+        )
     s = report.section("Results (test patients)")
     if summary and "methods" in summary:  # a comparison
-        report.table(s, ["method", "data", *(LABELS[m] for m in METRICS)],
-                     [[name, m["data"], *(_fmt(m["metrics"][k]) for k in METRICS)] for name, m in summary["methods"].items()])
+        report.table(
+            s,
+            ["method", "data", *(LABELS[m] for m in METRICS)],
+            [[name, m["data"], *(_fmt(m["metrics"][k]) for k in METRICS)] for name, m in summary["methods"].items()],
+        )
         report.text(s, f"{summary['folds']}-fold cross-validation by patient; mean ± std over the test folds.")
     elif summary:
-        report.table(s, ["", *(LABELS[m] for m in METRICS)],
-                     [["test folds, mean ± std", *(_fmt(summary["metrics"][k]) for k in METRICS)],
-                      ["pooled test predictions", *(_fmt(summary["pooled"][k]) for k in METRICS)]])
-        report.text(s, f"{len(summary['folds'])}-fold cross-validation by patient; thresholds: {', '.join(summary['threshold'])}.")
+        report.table(
+            s,
+            ["", *(LABELS[m] for m in METRICS)],
+            [
+                ["test folds, mean ± std", *(_fmt(summary["metrics"][k]) for k in METRICS)],
+                ["pooled test predictions", *(_fmt(summary["pooled"][k]) for k in METRICS)],
+            ],
+        )
+        report.text(
+            s,
+            f"{len(summary['folds'])}-fold cross-validation by patient; thresholds: {', '.join(summary['threshold'])}.",
+        )
     elif metrics:
-        report.table(s, ["split", *(LABELS[m] for m in METRICS)],
-                     [[f"{k} ({v['n_patients']} patients)", *(_fmt(v["metrics"].get(m)) for m in METRICS)]
-                      for k, v in metrics["splits"].items()])
+        report.table(
+            s,
+            ["split", *(LABELS[m] for m in METRICS)],
+            [
+                [f"{k} ({v['n_patients']} patients)", *(_fmt(v["metrics"].get(m)) for m in METRICS)]
+                for k, v in metrics["splits"].items()
+            ],
+        )
     if (run / "roc.png").is_file():
         report.image(s, run / "roc.png", "ROC curves, pooled test predictions")
     if summary and summary.get("confusion_matrix"):
-        report.image(s, confusion_plot(summary["confusion_matrix"], summary["class_names"], work / "confusion.png"),
-                     "confusion matrix, pooled test predictions")
+        report.image(
+            s,
+            confusion_plot(summary["confusion_matrix"], summary["class_names"], work / "confusion.png"),
+            "confusion matrix, pooled test predictions",
+        )
     if comparison:
         s = report.section("Comparison on the same folds (test patients)")
-        report.table(s, ["method", *(LABELS[m] for m in METRICS)],
-                     [[name, *(_fmt(c["metrics"][k]) for k in METRICS)] for name, c in comparison.items()])
+        report.table(
+            s,
+            ["method", *(LABELS[m] for m in METRICS)],
+            [[name, *(_fmt(c["metrics"][k]) for k in METRICS)] for name, c in comparison.items()],
+        )
     curves = _training_curves(run, work / "training_curves.png")
     if curves:
         report.image(report.section("Training curves"), curves, "loss per epoch (solid: train, dashed: validation)")
     if (run / "repeatability.json").is_file():
         rep = json.loads((run / "repeatability.json").read_text())
         s = report.section("Repeatability")
-        report.table(s, ["model", "patients", "intra-patient disagreement", "majority-vote accuracy"],
-                     [[name, str(m["patients"]), f"{100 * m['disagreement_rate']:.1f}%", f"{m['majority_vote_accuracy']:.3f}"]
-                      for name, m in rep["models"].items()])
-        report.text(s, f"{rep['sets']} image sets per patient"
-                       + (f" of {100 * rep['fraction']:.0f}% of its cells" if rep.get("fraction") else "")
-                       + "; each patient predicted by a model that did not train on it.")
+        report.table(
+            s,
+            ["model", "patients", "intra-patient disagreement", "majority-vote accuracy"],
+            [
+                [name, str(m["patients"]), f"{100 * m['disagreement_rate']:.1f}%", f"{m['majority_vote_accuracy']:.3f}"]
+                for name, m in rep["models"].items()
+            ],
+        )
+        report.text(
+            s,
+            f"{rep['sets']} image sets per patient"
+            + (f" of {100 * rep['fraction']:.0f}% of its cells" if rep.get("fraction") else "")
+            + "; each patient predicted by a model that did not train on it.",
+        )
         report.image(s, repeatability_plot(rep, work / "repeatability.png"), "P(true class) across image sets")
     if cohort is not None and galleries and (run / "splits.json").is_file():
         _galleries(report, run, cohort, galleries, cache_dir, progress)
@@ -205,16 +265,26 @@ def _galleries(report: Report, run: Path, cohort: Any, n: int, cache_dir: str | 
     if not rows or not image_models:
         return
     s = report.section("Cells that drive the decision")
-    report.text(s, "Most and least contributing cells of a few test patients (misclassified first), each above "
-                   "its guided-backpropagation saliency.")
+    report.text(
+        s,
+        "Most and least contributing cells of a few test patients (misclassified first), each above "
+        "its guided-backpropagation saliency.",
+    )
     cache = build_cache(cohort, image_models[0].model.config.image.preprocessing, cache_dir, progress=progress)
     for r in rows[:n]:
         fold = models.get(r["fold"])
         if fold is None or not fold.model.uses_images:
             continue
         trained = fold.model
-        attributes = trained.encoder.transform(cohort, [r["patient"]])[0] if trained.encoder.names else np.zeros(0, np.float32)
-        explanation = explain_patient(trained, r["patient"], cache.bag(r["patient"]), cache.cell_ids(r["patient"]), attributes)
-        png = gallery_png(explanation, report.files / f"gallery_{r['patient']}.png",
-                          title=f"{r['patient']}: true {r['label']}, predicted {r['prediction']}")
+        attributes = (
+            trained.encoder.transform(cohort, [r["patient"]])[0] if trained.encoder.names else np.zeros(0, np.float32)
+        )
+        explanation = explain_patient(
+            trained, r["patient"], cache.bag(r["patient"]), cache.cell_ids(r["patient"]), attributes
+        )
+        png = gallery_png(
+            explanation,
+            report.files / f"gallery_{r['patient']}.png",
+            title=f"{r['patient']}: true {r['label']}, predicted {r['prediction']}",
+        )
         report.image(s, png, f"patient {r['patient']} (true {r['label']}, predicted {r['prediction']})")

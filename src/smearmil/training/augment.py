@@ -11,7 +11,9 @@ from torch import nn
 from ..data.cache import ImageCache
 
 
-def pixel_statistics(cache: ImageCache, ids: Sequence[str], max_cells: int = 4000, seed: int = 0) -> dict[str, torch.Tensor]:
+def pixel_statistics(
+    cache: ImageCache, ids: Sequence[str], max_cells: int = 4000, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Per-pixel mean image, global std and RGB principal components of the training cells (in [0, 1])."""
     rows = np.concatenate([np.asarray(cache.rows(i)) for i in ids])
     rng = np.random.default_rng(seed)
@@ -45,8 +47,14 @@ def random_rot90(x: torch.Tensor) -> torch.Tensor:
 class BatchTransform(nn.Module):
     """uint8 (N, H, W, 3) -> float (N, 3, H, W): augment when training, then centre on the training mean."""
 
-    def __init__(self, stats: dict[str, torch.Tensor], flips: bool = True, rot90: bool = True,
-                 pca_colour_std: float = 0.1, mean_centring: bool = True):
+    def __init__(
+        self,
+        stats: dict[str, torch.Tensor],
+        flips: bool = True,
+        rot90: bool = True,
+        pca_colour_std: float = 0.1,
+        mean_centring: bool = True,
+    ):
         super().__init__()
         for name in ("mean", "std", "eigvals", "eigvecs"):
             self.register_buffer(name, stats[name].float().clone())

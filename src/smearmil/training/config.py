@@ -60,7 +60,9 @@ class TrainConfig(Strict):
     lr: float = Field(1e-4, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(5e-4, ge=0)
-    lr_steps: list[int] = Field(default_factory=list, description="epochs at which the learning rate is multiplied by lr_gamma")
+    lr_steps: list[int] = Field(
+        default_factory=list, description="epochs at which the learning rate is multiplied by lr_gamma"
+    )
     lr_gamma: float = Field(0.1, gt=0)
     bags_per_batch: int = Field(4, ge=1)
     max_cells_per_bag: int | None = Field(None, ge=1, description="cap on cells drawn per bag in training (memory)")
@@ -113,18 +115,33 @@ class RunConfig(Strict):
         return dump_yaml(self)
 
 
-_PAPER = re.compile(r"^(?P<kind>cnn|avg|moe-p(?P<paradigm>[123]))(?:-(?P<pool>max|mean|lse(?P<r>\d+(?:\.\d+)?)?|attention|gated-attention))?-k(?P<k>\d+)$")
-PAPER_TRAINING: dict[str, Any] = {"epochs": 100, "lr_steps": [60, 85], "bags_per_batch": 4,
-                                  "stages": {"mlp": {"epochs": 400, "lr": 0.01, "bags_per_batch": 32, "lr_steps": []}}}
+_PAPER = re.compile(
+    r"^(?P<kind>cnn|avg|moe-p(?P<paradigm>[123]))(?:-(?P<pool>max|mean|lse(?P<r>\d+(?:\.\d+)?)?|attention|gated-attention))?-k(?P<k>\d+)$"
+)
+PAPER_TRAINING: dict[str, Any] = {
+    "epochs": 100,
+    "lr_steps": [60, 85],
+    "bags_per_batch": 4,
+    "stages": {"mlp": {"epochs": 400, "lr": 0.01, "bags_per_batch": 32, "lr_steps": []}},
+}
 
 
 def paper_preset(name: str) -> dict[str, Any] | None:
     """The config of one of the paper's rows, from its name; None if the name is not of that form."""
     if name == "mlp":
         # no class weighting: on lymphocytosis-dev it moves the boundary off (balanced accuracy 0.91 vs 0.95)
-        return {"name": name, "model": {"kind": "mlp"}, "train": {**PAPER_TRAINING, "epochs": 400, "lr": 0.01,
-                                                                   "bags_per_batch": 32, "lr_steps": [],
-                                                                   "balance": "none"}}
+        return {
+            "name": name,
+            "model": {"kind": "mlp"},
+            "train": {
+                **PAPER_TRAINING,
+                "epochs": 400,
+                "lr": 0.01,
+                "bags_per_batch": 32,
+                "lr_steps": [],
+                "balance": "none",
+            },
+        }
     m = _PAPER.match(name)
     if not m:
         return None

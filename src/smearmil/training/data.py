@@ -43,8 +43,11 @@ class BagDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         pid = self.ids[i]
-        item = {"id": pid, "label": self.data.labels.get(pid, -1),
-                "attributes": torch.from_numpy(self.data.attributes[pid])}
+        item = {
+            "id": pid,
+            "label": self.data.labels.get(pid, -1),
+            "attributes": torch.from_numpy(self.data.attributes[pid]),
+        }
         if self.with_images:
             assert self.data.cache is not None
             bag = self.data.cache.bag(pid)
@@ -57,13 +60,25 @@ class BagDataset(Dataset):
 
 def collate_bags(items: list[dict]) -> Bags:
     images = [it["images"] for it in items] if "images" in items[0] else None
-    return Bags.of(torch.stack([it["attributes"] for it in items]), images,
-                   labels=torch.tensor([it["label"] for it in items]), ids=[it["id"] for it in items])
+    return Bags.of(
+        torch.stack([it["attributes"] for it in items]),
+        images,
+        labels=torch.tensor([it["label"] for it in items]),
+        ids=[it["id"] for it in items],
+    )
 
 
 class BagDataModule(L.LightningDataModule):
-    def __init__(self, data: FoldData, with_images: bool, bags_per_batch: int, balance: str = "none",
-                 max_cells: int | None = None, num_workers: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        data: FoldData,
+        with_images: bool,
+        bags_per_batch: int,
+        balance: str = "none",
+        max_cells: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
         super().__init__()
         self.data, self.with_images, self.bags_per_batch = data, with_images, bags_per_batch
         self.balance, self.max_cells, self.num_workers, self.seed = balance, max_cells, num_workers, seed
@@ -75,9 +90,16 @@ class BagDataModule(L.LightningDataModule):
         if train and self.balance == "sampler":
             weights = balanced_draw_weights(np.array([self.data.labels[i] for i in ids]))
             sampler = WeightedRandomSampler(weights.tolist(), len(ids), replacement=True, generator=generator)
-        return DataLoader(dataset, batch_size=self.bags_per_batch, shuffle=train and sampler is None,
-                          sampler=sampler, collate_fn=collate_bags, num_workers=self.num_workers,
-                          generator=generator, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=self.bags_per_batch,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            collate_fn=collate_bags,
+            num_workers=self.num_workers,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.data.ids["train"], train=True)

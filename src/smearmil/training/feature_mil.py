@@ -103,8 +103,10 @@ def train_head(store: FeatureStore, ids: Sequence[str], config: HeadConfig, seed
         for _ in range(config.epochs):
             for _ in range(steps):
                 chosen = rng.choice(len(ids), size=min(config.bags_per_batch, len(ids)), replace=p is not None, p=p)
-                batch = _batch([_subsample(bags[k], config.max_cells_per_bag, rng) for k in chosen],
-                               torch.from_numpy(labels[chosen]))
+                batch = _batch(
+                    [_subsample(bags[k], config.max_cells_per_bag, rng) for k in chosen],
+                    torch.from_numpy(labels[chosen]),
+                )
                 loss = model.loss(model(batch), batch.labels, class_weights)  # type: ignore[arg-type]
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()

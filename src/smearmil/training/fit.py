@@ -35,41 +35,78 @@ from .trainer import fit, make_trainer, resume_point
 log = logging.getLogger(__name__)
 
 
-def fit_stage(stage: str, model: MILModel, data: FoldData, transform: BatchTransform | None, train: TrainConfig,
-              stage_dir: Path, seed: int, progress: bool = True) -> MILModel:
+def fit_stage(
+    stage: str,
+    model: MILModel,
+    data: FoldData,
+    transform: BatchTransform | None,
+    train: TrainConfig,
+    stage_dir: Path,
+    seed: int,
+    progress: bool = True,
+) -> MILModel:
     """Train ``model`` for one stage (or load it if the stage already finished); returns the best weights."""
     final = stage_dir / "model.pt"
     if final.is_file():
         model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
         return model
     L.seed_everything(seed, workers=True, verbose=False)
-    datamodule = BagDataModule(data, model.uses_images, train.bags_per_batch, train.balance,
-                               train.max_cells_per_bag, train.num_workers, seed)
+    datamodule = BagDataModule(
+        data, model.uses_images, train.bags_per_batch, train.balance, train.max_cells_per_bag, train.num_workers, seed
+    )
     module = MILModule(model, transform, train, data.class_weights() if train.balance == "weights" else None)
     monitor = f"val/{train.select_metric}" if data.ids["val"] and train.select_metric != "last" else None
-    checkpoint = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best", monitor=monitor,
-                                 mode="min" if train.select_metric == "loss" else "max", save_last=True,
-                                 save_top_k=1, enable_version_counter=False)  # Lightning saves last only with a top-k save
+    checkpoint = ModelCheckpoint(
+        dirpath=stage_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode="min" if train.select_metric == "loss" else "max",
+        save_last=True,
+        save_top_k=1,
+        enable_version_counter=False,
+    )  # Lightning saves last only with a top-k save
     resume, last_epoch = resume_point(stage_dir)
-    trainer = make_trainer(stage_dir, train.epochs, train.accelerator, train.devices, train.precision, [checkpoint],
-                           last_epoch, progress, num_sanity_val_steps=0)
+    trainer = make_trainer(
+        stage_dir,
+        train.epochs,
+        train.accelerator,
+        train.devices,
+        train.precision,
+        [checkpoint],
+        last_epoch,
+        progress,
+        num_sanity_val_steps=0,
+    )
     if resume:
         log.warning("stage %s: resuming from %s", stage, resume)
     fit(trainer, module, resume, datamodule=datamodule)
-    best = checkpoint.best_model_path if monitor and checkpoint.best_model_path else str(stage_dir / "checkpoints" / "last.ckpt")
+    best = (
+        checkpoint.best_model_path
+        if monitor and checkpoint.best_model_path
+        else str(stage_dir / "checkpoints" / "last.ckpt")
+    )
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     score = checkpoint.best_model_score
-    write_json(stage_dir / "stage.json", {
-        "stage": stage, "epochs": train.epochs, "selected": Path(best).name, "monitor": monitor,
-        "best_score": None if score is None else float(score), "resumed_from": resume,
-    })
+    write_json(
+        stage_dir / "stage.json",
+        {
+            "stage": stage,
+            "epochs": train.epochs,
+            "selected": Path(best).name,
+            "monitor": monitor,
+            "best_score": None if score is None else float(score),
+            "resumed_from": resume,
+        },
+    )
     with atomic_path(final) as tmp:
         torch.save(model.state_dict(), tmp)
     return model
 
 
-def prepare_fold(cohort: Cohort, fold: Fold, config: RunConfig, cache: ImageCache | None) -> tuple[FoldData, AttributeEncoder, BatchTransform | None]:
+def prepare_fold(
+    cohort: Cohort, fold: Fold, config: RunConfig, cache: ImageCache | None
+) -> tuple[FoldData, AttributeEncoder, BatchTransform | None]:
     """Labels, attributes encoded with training statistics, pixel statistics of the training cells."""
     labels = {p.id: cohort.label_index(p) for p in cohort.labelled()}
     names = config.model.attributes if config.model.uses_attributes else []
@@ -87,8 +124,13 @@ def prepare_fold(cohort: Cohort, fold: Fold, config: RunConfig, cache: ImageCach
     if config.model.uses_images:
         assert cache is not None, "image models need the image cache"
         a = config.train.augment
-        transform = BatchTransform(pixel_statistics(cache, ids["train"], seed=config.seed), a.flips, a.rot90,
-                                   a.pca_colour_std, config.train.mean_centring)
+        transform = BatchTransform(
+            pixel_statistics(cache, ids["train"], seed=config.seed),
+            a.flips,
+            a.rot90,
+            a.pca_colour_std,
+            config.train.mean_centring,
+        )
     return data, encoder, transform
 
 
@@ -98,8 +140,9 @@ def _fresh(build: Any, seed: int) -> MILModel:
         return build()
 
 
-def train_fold(cohort: Cohort, fold: Fold, config: RunConfig, out: str | Path, cache: ImageCache | None,
-               progress: bool = True) -> TrainedModel:
+def train_fold(
+    cohort: Cohort, fold: Fold, config: RunConfig, out: str | Path, cache: ImageCache | None, progress: bool = True
+) -> TrainedModel:
     """Train every stage of ``config.model`` on one fold and save the final model in ``out``."""
     run = RunDir(out)
     run.path.mkdir(parents=True, exist_ok=True)
@@ -111,8 +154,16 @@ def train_fold(cohort: Cohort, fold: Fold, config: RunConfig, out: str | Path, c
     for stage in kind.stages(config.model, dims):
         seed = config.seed * 100 + stage.seed_offset
         model = _fresh(lambda: stage.build(done), seed)  # noqa: B023 (called at once)
-        done[stage.name] = fit_stage(stage.name, model, data, transform, config.train.for_stage(stage.name),
-                                     run.path / stage.name, seed, progress)
+        done[stage.name] = fit_stage(
+            stage.name,
+            model,
+            data,
+            transform,
+            config.train.for_stage(stage.name),
+            run.path / stage.name,
+            seed,
+            progress,
+        )
     model = kind.assemble(done, config.model, dims)
     trained = TrainedModel(model, transform, encoder, config, list(cohort.class_names))
     if config.train.threshold == "validation" and dims.n_classes == 2 and data.ids["val"]:

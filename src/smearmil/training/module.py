@@ -15,11 +15,18 @@ from .config import TrainConfig
 
 
 class MILModule(L.LightningModule):
-    def __init__(self, model: MILModel, transform: BatchTransform | None, train: TrainConfig,
-                 class_weights: torch.Tensor | None = None):
+    def __init__(
+        self,
+        model: MILModel,
+        transform: BatchTransform | None,
+        train: TrainConfig,
+        class_weights: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.model, self.transform, self.cfg = model, transform, train
-        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(model.n_classes))
+        self.register_buffer(
+            "class_weights", class_weights if class_weights is not None else torch.ones(model.n_classes)
+        )
         self.use_weights = class_weights is not None
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -66,5 +73,7 @@ class MILModule(L.LightningModule):
         optimizer = torch.optim.Adam(params, lr=self.cfg.lr, betas=self.cfg.betas, weight_decay=self.cfg.weight_decay)
         if not self.cfg.lr_steps:
             return optimizer
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=self.cfg.lr_steps, gamma=self.cfg.lr_gamma)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=self.cfg.lr_steps, gamma=self.cfg.lr_gamma
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

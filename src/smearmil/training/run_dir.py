@@ -71,9 +71,13 @@ class RunDir:
         if self.is_single_model:
             fold = self.own_fold(plan)
             return [FoldModel(fold.name, TrainedModel.load(self.path), list(fold.test))]
-        found = [FoldModel(f.name, TrainedModel.load(self.fold_dir(f.name)), list(f.test)) for f in plan.folds
-                 if (self.fold_dir(f.name) / "model.json").is_file()]
+        found = [
+            FoldModel(f.name, TrainedModel.load(self.fold_dir(f.name)), list(f.test))
+            for f in plan.folds
+            if (self.fold_dir(f.name) / "model.json").is_file()
+        ]
         if not found:
-            raise FileNotFoundError(f"{self.path} holds no trained model: give a folder written by `smearmil train` "
-                                    "or `smearmil cv`")
+            raise FileNotFoundError(
+                f"{self.path} holds no trained model: give a folder written by `smearmil train` or `smearmil cv`"
+            )
         return found

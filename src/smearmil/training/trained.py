@@ -33,9 +33,16 @@ class PatientPrediction:
 
 
 class TrainedModel:
-    def __init__(self, model: MILModel, transform: BatchTransform | None, encoder: AttributeEncoder,
-                 config: RunConfig, class_names: list[str], threshold: float = 0.5,
-                 threshold_source: str = "fixed"):
+    def __init__(
+        self,
+        model: MILModel,
+        transform: BatchTransform | None,
+        encoder: AttributeEncoder,
+        config: RunConfig,
+        class_names: list[str],
+        threshold: float = 0.5,
+        threshold_source: str = "fixed",
+    ):
         self.model, self.transform, self.encoder = model, transform, encoder
         self.config, self.class_names = config, class_names
         self.threshold, self.threshold_source = threshold, threshold_source
@@ -48,8 +55,9 @@ class TrainedModel:
     def with_model(self, model: MILModel, kind: str) -> TrainedModel:
         """The same preprocessing and thresholds around another model (e.g. one expert of a mixture)."""
         config = self.config.model_copy(update={"model": self.config.model.model_copy(update={"kind": kind})})
-        return TrainedModel(model, self.transform, self.encoder, config, self.class_names, self.threshold,
-                            self.threshold_source)
+        return TrainedModel(
+            model, self.transform, self.encoder, config, self.class_names, self.threshold, self.threshold_source
+        )
 
     def models(self) -> dict[str, TrainedModel]:
         """Every model of the run by name: a fusion model brings its experts (and their average)."""
@@ -76,15 +84,24 @@ class TrainedModel:
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
-        payload = {"model": self.model.state_dict(),
-                   "transform": self.transform.state_dict() if self.transform is not None else {}}
+        payload = {
+            "model": self.model.state_dict(),
+            "transform": self.transform.state_dict() if self.transform is not None else {},
+        }
         with atomic_path(directory / "model.pt") as tmp:
             torch.save(payload, tmp)
-        write_json(directory / "model.json", {
-            "format": FORMAT_VERSION, "config": self.config.model_dump(mode="json"), "class_names": self.class_names,
-            "attributes": self.encoder.to_dict(), "threshold": self.threshold,
-            "threshold_source": self.threshold_source, "has_transform": self.transform is not None,
-        })
+        write_json(
+            directory / "model.json",
+            {
+                "format": FORMAT_VERSION,
+                "config": self.config.model_dump(mode="json"),
+                "class_names": self.class_names,
+                "attributes": self.encoder.to_dict(),
+                "threshold": self.threshold,
+                "threshold_source": self.threshold_source,
+                "has_transform": self.transform is not None,
+            },
+        )
 
     @classmethod
     def load(cls, directory: str | Path) -> TrainedModel:
@@ -103,13 +120,21 @@ class TrainedModel:
         if meta["has_transform"]:
             transform = BatchTransform(payload["transform"], mean_centring=config.train.mean_centring)
             transform.load_state_dict(payload["transform"])
-        trained = cls(model, transform, encoder, config, meta["class_names"], meta["threshold"], meta["threshold_source"])
+        trained = cls(
+            model, transform, encoder, config, meta["class_names"], meta["threshold"], meta["threshold_source"]
+        )
         trained.source = str(directory)
         return trained
 
     @torch.no_grad()
-    def predict_arrays(self, ids: Sequence[str], bags: Sequence[np.ndarray | None], attributes: np.ndarray,
-                       bags_per_batch: int = 4, device: torch.device | None = None) -> list[PatientPrediction]:
+    def predict_arrays(
+        self,
+        ids: Sequence[str],
+        bags: Sequence[np.ndarray | None],
+        attributes: np.ndarray,
+        bags_per_batch: int = 4,
+        device: torch.device | None = None,
+    ) -> list[PatientPrediction]:
         """Predict patients from their uint8 cells (n, H, W, 3) and encoded attributes (n_patients, d)."""
         device = device or default_device()
         self.model.to(device).eval()
@@ -133,8 +158,9 @@ class TrainedModel:
                 out.append(PatientPrediction(ids[i], proba[b].astype(np.float64), weights, gate))
         return out
 
-    def predict_cohort(self, cohort: Any, ids: Sequence[str], cache: ImageCache | None,
-                       device: torch.device | None = None) -> list[PatientPrediction]:
+    def predict_cohort(
+        self, cohort: Any, ids: Sequence[str], cache: ImageCache | None, device: torch.device | None = None
+    ) -> list[PatientPrediction]:
         attributes = self.encoder.transform(cohort, ids) if self.encoder.names else np.zeros((len(ids), 0), np.float32)
         bags = [cache.bag(i) if cache is not None and self.uses_images else None for i in ids]
         return self.predict_arrays(ids, bags, attributes, device=device)
@@ -163,5 +189,7 @@ def load_encoder(path: str | Path) -> CellEncoder:
     directory = Path(path)
     if (directory / "model.json").is_file():
         return TrainedModel.load(directory).cell_encoder()
-    raise FileNotFoundError(f"{path}: neither a pre-training folder (encoder.json, from `smearmil ssl pretrain`) "
-                            "nor a trained model (model.json)")
+    raise FileNotFoundError(
+        f"{path}: neither a pre-training folder (encoder.json, from `smearmil ssl pretrain`) "
+        "nor a trained model (model.json)"
+    )

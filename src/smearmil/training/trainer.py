@@ -62,14 +62,31 @@ def resume_point(out: Path) -> tuple[str | None, int | None]:
     return str(last), int(torch.load(last, map_location="cpu", weights_only=True)["epoch"])
 
 
-def make_trainer(out: Path, max_epochs: int, accelerator: str, devices: int | str, precision: str,
-                 callbacks: list[Any], last_epoch: int | None, progress: bool = True, **options: Any) -> L.Trainer:
+def make_trainer(
+    out: Path,
+    max_epochs: int,
+    accelerator: str,
+    devices: int | str,
+    precision: str,
+    callbacks: list[Any],
+    last_epoch: int | None,
+    progress: bool = True,
+    **options: Any,
+) -> L.Trainer:
     """A Trainer writing logs and atomic checkpoints in ``out``, with a progress bar unless ``progress`` is off."""
     return L.Trainer(
-        max_epochs=max_epochs, accelerator=accelerator, devices=devices, precision=resolve_precision(precision),  # type: ignore[arg-type]
-        logger=loggers(out, last_epoch), callbacks=[*callbacks, *([RichProgressBar(leave=False)] if progress else [])],
-        plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
-        default_root_dir=out, **options,
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=devices,
+        precision=resolve_precision(precision),  # type: ignore[arg-type]
+        logger=loggers(out, last_epoch),
+        callbacks=[*callbacks, *([RichProgressBar(leave=False)] if progress else [])],
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        default_root_dir=out,
+        **options,
     )
 
 

@@ -18,8 +18,12 @@ from pydantic import BaseModel, ValidationError
 
 PRESETS = "smearmil.configs"
 RUN = "run"
-COMMANDS = {"run": "`smearmil train` or `smearmil cv`", "ssl": "`smearmil ssl pretrain`",
-            "compare": "`smearmil compare`", "head": "`smearmil features cv --head`"}
+COMMANDS = {
+    "run": "`smearmil train` or `smearmil cv`",
+    "ssl": "`smearmil ssl pretrain`",
+    "compare": "`smearmil compare`",
+    "head": "`smearmil features cv --head`",
+}
 NAMES = {"run": "a run", "ssl": "a pre-training", "compare": "a comparison", "head": "a MIL-head"}
 Schema = TypeVar("Schema", bound=BaseModel)
 Generated = Callable[[str], "dict[str, Any] | None"]
@@ -69,8 +73,14 @@ def _is_file(name_or_path: str | Path) -> bool:
     return path.suffix in (".yaml", ".yml") and path.is_file()
 
 
-def resolve(name_or_path: str | Path, kind: str, generated: Generated | None = None, hint: str = "",
-            relative_to: Path | None = None, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+def resolve(
+    name_or_path: str | Path,
+    kind: str,
+    generated: Generated | None = None,
+    hint: str = "",
+    relative_to: Path | None = None,
+    seen: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """The mapping a config file or preset stands for, with its ``base`` chain merged in."""
     text_name = str(name_or_path)
     path = Path(text_name)
@@ -90,8 +100,10 @@ def resolve(name_or_path: str | Path, kind: str, generated: Generated | None = N
         raise ValueError(f"no config file or preset named {text_name!r}; {kind} presets: {listed}{hint}")
     found = raw.pop("kind", RUN)
     if found != kind:
-        raise ValueError(f"{where} is {NAMES.get(found, repr(found))} config, not {NAMES.get(kind, kind)} config: "
-                         f"use it with {COMMANDS.get(found, 'its command')}")
+        raise ValueError(
+            f"{where} is {NAMES.get(found, repr(found))} config, not {NAMES.get(kind, kind)} config: "
+            f"use it with {COMMANDS.get(found, 'its command')}"
+        )
     base = raw.pop("base", None)
     own_name = raw.pop("name", None) or (path.stem if path.suffix else text_name)
     if base:
@@ -100,9 +112,14 @@ def resolve(name_or_path: str | Path, kind: str, generated: Generated | None = N
     return raw
 
 
-def load_config_file(name_or_path: str | Path, schema: type[Schema], kind: str,
-                     overrides: dict[str, Any] | None = None, generated: Generated | None = None,
-                     hint: str = "") -> Schema:
+def load_config_file(
+    name_or_path: str | Path,
+    schema: type[Schema],
+    kind: str,
+    overrides: dict[str, Any] | None = None,
+    generated: Generated | None = None,
+    hint: str = "",
+) -> Schema:
     """``schema`` validated from a config file or preset of ``kind``, with nested ``overrides`` on top."""
     raw = merge_dicts(resolve(name_or_path, kind, generated, hint), overrides or {})
     if kind != RUN:

@@ -48,8 +48,9 @@ def scores(y: np.ndarray, proba: np.ndarray, threshold: float | np.ndarray = 0.5
 
 def per_class_f1(y: np.ndarray, proba: np.ndarray, threshold: float | np.ndarray = 0.5) -> list[float]:
     n_classes = proba.shape[1]
-    return f1_score(y, predict_labels(proba, threshold), labels=list(range(n_classes)), average=None,
-                    zero_division=0).tolist()
+    return f1_score(
+        y, predict_labels(proba, threshold), labels=list(range(n_classes)), average=None, zero_division=0
+    ).tolist()
 
 
 def roc_auc(y: np.ndarray, proba: np.ndarray) -> float:

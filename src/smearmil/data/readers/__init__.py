@@ -16,7 +16,9 @@ from . import lymphocytosis, patient_folders, single_cell  # noqa: F401  (regist
 
 def detect_layout(root: Path) -> str:
     """Name the registered layout that ``root`` looks like (in each layout's ``detect_order``)."""
-    candidates = sorted((layout.detect_order, name) for name, layout in LAYOUTS.items() if layout.detect_order is not None)
+    candidates = sorted(
+        (layout.detect_order, name) for name, layout in LAYOUTS.items() if layout.detect_order is not None
+    )
     for _, name in candidates:
         if LAYOUTS.get(name).looks_like(root):
             return name

@@ -35,7 +35,9 @@ def parse_attribute(
     value = parse_gender(text) if is_gender else parse_number(text, table.delimiter)
     if value is None:
         expected = "M or F" if is_gender else "a number"
-        return math.nan, [Problem("non_numeric_attribute", where, f"{column} is {text!r}, expected {expected}; fix the value")]
+        return math.nan, [
+            Problem("non_numeric_attribute", where, f"{column} is {text!r}, expected {expected}; fix the value")
+        ]
     if math.isnan(value):
         return value, [missing_value_problem(where, column, options)]
     return value, []

@@ -169,8 +169,13 @@ def _read_row(
         if not 0 <= age <= 120:
             attributes["age"] = math.nan
             problems.append(
-                _date_problem(table, i, pid, f"DOB {dob.value.isoformat()} gives age {age:.1f} at "
-                              f"{options.reference_date.isoformat()}", options)
+                _date_problem(
+                    table,
+                    i,
+                    pid,
+                    f"DOB {dob.value.isoformat()} gives age {age:.1f} at {options.reference_date.isoformat()}",
+                    options,
+                )
             )
         else:
             attributes["age"] = age

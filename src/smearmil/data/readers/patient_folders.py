@@ -42,7 +42,13 @@ def _id_column(table: Table, folder_names: set[str], options: DataOptions) -> st
     best = max(table.columns, key=lambda c: (overlap[c], "id" in c.lower()))
     if overlap[best] == 0:
         raise DataError(
-            [Problem("missing_columns", str(table.path), "no column holds the names of the patient folders; name it with --id-column")]
+            [
+                Problem(
+                    "missing_columns",
+                    str(table.path),
+                    "no column holds the names of the patient folders; name it with --id-column",
+                )
+            ]
         )
     return best
 
@@ -55,7 +61,13 @@ def _label_column(table: Table, id_column: str, options: DataOptions) -> str:
             if c != id_column and hint in c.lower():
                 return c
     raise DataError(
-        [Problem("missing_columns", str(table.path), f"no label column (looked for {', '.join(LABEL_HINTS)}); name it with --label-column")]
+        [
+            Problem(
+                "missing_columns",
+                str(table.path),
+                f"no label column (looked for {', '.join(LABEL_HINTS)}); name it with --label-column",
+            )
+        ]
     )
 
 
@@ -63,7 +75,13 @@ def _require(table: Table, name: str, flag: str) -> str:
     column = table.column(name)
     if column is None:
         raise DataError(
-            [Problem("missing_columns", str(table.path), f"has no column {name!r} (it has {', '.join(table.columns)}); fix {flag}")]
+            [
+                Problem(
+                    "missing_columns",
+                    str(table.path),
+                    f"has no column {name!r} (it has {', '.join(table.columns)}); fix {flag}",
+                )
+            ]
         )
     return column
 
@@ -115,7 +133,9 @@ def read(root: Path, options: DataOptions) -> Cohort:
     for i, row in enumerate(table.rows):
         pid = row[id_column]
         if not pid:
-            problems.append(Problem("missing_id", table.where(i), f"{id_column} is empty; fill it in or delete the row"))
+            problems.append(
+                Problem("missing_id", table.where(i), f"{id_column} is empty; fill it in or delete the row")
+            )
             continue
         if pid in seen:
             continue
@@ -146,13 +166,13 @@ def read(root: Path, options: DataOptions) -> Cohort:
             )
             continue
         images = list_images(folder)
-        patients.append(
-            Patient(pid, label, attributes, images, cell_types=[cell_type(p, folder) for p in images])
-        )
+        patients.append(Patient(pid, label, attributes, images, cell_types=[cell_type(p, folder) for p in images]))
     for name, folder in sorted(folders.items()):
         if name not in seen and list_images(folder):
             problems.append(
-                Problem("orphan_folder", str(folder), "folder without a row in the table; ignored. Add a row", "warning")
+                Problem(
+                    "orphan_folder", str(folder), "folder without a row in the table; ignored. Add a row", "warning"
+                )
             )
     patients, empty = drop_empty_bags(patients, root)
     for p in patients:

@@ -35,7 +35,9 @@ def read(root: Path, options: DataOptions) -> CellSet:
             continue
         if options.class_names is not None and row[label_col] not in options.class_names:
             problems.append(
-                Problem("unknown_label", table.where(i), f"label {row[label_col]!r} is not one of {options.class_names}")
+                Problem(
+                    "unknown_label", table.where(i), f"label {row[label_col]!r} is not one of {options.class_names}"
+                )
             )
             continue
         images.append(path)

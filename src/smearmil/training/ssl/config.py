@@ -31,10 +31,15 @@ class ViewsConfig(Strict):
 
     def resolve(self, method: type[SSLMethod], size: int) -> ViewConfig:
         return ViewConfig(
-            global_size=size, local_size=self.local_size or max(8, size // 2),
+            global_size=size,
+            local_size=self.local_size or max(8, size // 2),
             n_local=self.n_local if self.n_local is not None else method.local_crops,
-            global_scale=self.global_scale, local_scale=self.local_scale, jitter=self.jitter, hue=self.hue,
-            blur=self.blur, grayscale=self.grayscale,
+            global_scale=self.global_scale,
+            local_scale=self.local_scale,
+            jitter=self.jitter,
+            hue=self.hue,
+            blur=self.blur,
+            grayscale=self.grayscale,
             solarize=self.solarize if self.solarize is not None else method.solarize,
         )
 

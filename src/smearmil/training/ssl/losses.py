@@ -75,8 +75,13 @@ class DINOLoss(nn.Module):
     The centre is an exponential moving average of the teacher's outputs (momentum ``center_momentum``).
     """
 
-    def __init__(self, dim: int, student_temperature: float = 0.1, teacher_temperature: float = 0.04,
-                 center_momentum: float = 0.9):
+    def __init__(
+        self,
+        dim: int,
+        student_temperature: float = 0.1,
+        teacher_temperature: float = 0.04,
+        center_momentum: float = 0.9,
+    ):
         super().__init__()
         self.student_temperature, self.teacher_temperature = student_temperature, teacher_temperature
         self.center_momentum = center_momentum

@@ -54,8 +54,10 @@ class CellBatches(Dataset):
 
     def __init__(self, sources: Sequence[CellSource]):
         self.arrays = [s.cache.array for s in sources]
-        self.index = np.concatenate([np.stack([np.full(r.size, k), r], 1) for k, s in enumerate(sources)
-                                     if (r := s.rows()).size] or [np.zeros((0, 2), np.int64)])
+        self.index = np.concatenate(
+            [np.stack([np.full(r.size, k), r], 1) for k, s in enumerate(sources) if (r := s.rows()).size]
+            or [np.zeros((0, 2), np.int64)]
+        )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -113,35 +115,50 @@ def pretrain(sources: Sequence[CellSource], config: SSLConfig, out: str | Path, 
     prep = config.image.preprocessing
     for s in sources:
         if s.cache.preprocessing != prep:
-            raise ValueError(f"{s.name or s.cache.root}: cached with {s.cache.preprocessing} but the config needs {prep}")
+            raise ValueError(
+                f"{s.name or s.cache.root}: cached with {s.cache.preprocessing} but the config needs {prep}"
+            )
     dataset = CellBatches(sources)
     if len(dataset) < 2:
         raise ValueError("pre-training needs at least 2 cells; the chosen patients have fewer")
     L.seed_everything(config.seed, workers=True, verbose=False)
-    sample = dataset[list(np.random.default_rng(config.seed).choice(len(dataset), min(2000, len(dataset)), replace=False))]
+    sample = dataset[
+        list(np.random.default_rng(config.seed).choice(len(dataset), min(2000, len(dataset)), replace=False))
+    ]
     normalise = ChannelNormalise(*channel_statistics(sample.numpy()))
     encoder = config.encoder.build(prep.output_size)
     method = config.build_method(encoder)
     module = SSLModule(method, SSLViews(config.view_config), normalise, config)
     batch_size = min(config.batch_size, len(dataset))
     generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(dataset, batch_size=None, num_workers=config.num_workers,
-                        sampler=BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=True))
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=config.num_workers,
+        sampler=BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=True),
+    )
     # no monitor: the one kept checkpoint is the newest, rewritten (atomically) after every epoch
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
-                                 enable_version_counter=False)
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
+    )
     resume, last_epoch = resume_point(out)
-    trainer = make_trainer(out, config.epochs, config.accelerator, config.devices, config.precision, [checkpoint],
-                           last_epoch, progress)
+    trainer = make_trainer(
+        out, config.epochs, config.accelerator, config.devices, config.precision, [checkpoint], last_epoch, progress
+    )
     if resume:
         log.warning("pre-training: resuming from %s (epoch %d of %d)", resume, (last_epoch or 0) + 1, config.epochs)
     start = time.perf_counter()
     fit(trainer, module, resume, train_dataloaders=loader)
     meta = {
-        "method": config.method.name, "config": config.name, "encoder": config.encoder.model_dump(),
-        "epochs": config.epochs, "seed": config.seed, "sources": [s.describe() for s in sources],
+        "method": config.method.name,
+        "config": config.name,
+        "encoder": config.encoder.model_dump(),
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "sources": [s.describe() for s in sources],
         "resumed_from_epoch": None if last_epoch is None else last_epoch + 1,
-        "final_loss": _final_loss(trainer), "wall_seconds_last_session": round(time.perf_counter() - start, 1),
+        "final_loss": _final_loss(trainer),
+        "wall_seconds_last_session": round(time.perf_counter() - start, 1),
     }
     result = CellEncoder(method.exported_encoder.cpu(), normalise.cpu(), prep, meta)
     _loss_plot(out)

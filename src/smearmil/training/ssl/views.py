@@ -47,8 +47,9 @@ class SSLViews(nn.Module):
                 steps.append(K.RandomSolarize(0.1, 0.1, p=solarize))
             return nn.Sequential(*steps)
 
-        self.globals = nn.ModuleList(pipeline(c.global_size, c.global_scale, c.solarize if i == 1 else 0.0)
-                                     for i in range(c.n_global))
+        self.globals = nn.ModuleList(
+            pipeline(c.global_size, c.global_scale, c.solarize if i == 1 else 0.0) for i in range(c.n_global)
+        )
         self.local = pipeline(c.local_size, c.local_scale, 0.0) if c.n_local else None
 
     @torch.no_grad()

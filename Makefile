@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test clean
+.PHONY: install demo lint format test test-fast clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,22 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/smearmil demo
 
-test: install
+# lint, format and types: what CI checks before the tests
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+test: lint
 	$(BIN)/python -m pytest -q
 
+# the quick tier: everything but the end-to-end runs marked slow
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
 clean:
-	rm -rf $(VENV) smearmil-demo .pytest_cache .hypothesis
+	rm -rf $(VENV) smearmil-demo .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -147,6 +147,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_data_without_a_traceback(tmp_path: Path) -> None:
     root = write_lymph_cohort(tmp_path, rows=DEFAULT_ROWS + [("P2", "1", "M", "1/1/1950", "abc")])
     result = _cli("data", "inspect", str(root), "--json")
@@ -162,6 +163,7 @@ def test_cli_reports_bad_data_without_a_traceback(tmp_path: Path) -> None:
         assert "line 6 (patient P2)" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_missing_folder_and_undetectable_layout(tmp_path: Path) -> None:
     for path in (tmp_path / "nowhere", tmp_path):
         result = _cli("data", "inspect", str(path), "--json")

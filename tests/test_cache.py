@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from smearmil.data import load_cohort
 from smearmil.data.cache import INDEX_FILE, ImageCache, build_cache
@@ -61,6 +62,7 @@ def test_unreadable_file_found_at_build_is_skipped(lymph_cohort: Path, tmp_path:
     assert cache.skipped[0].where.endswith("P2_1.jpg")
 
 
+@pytest.mark.slow
 def test_a_killed_build_leaves_nothing_trusted(tmp_path: Path) -> None:
     cohort_dir = simulate(
         tmp_path / "big", SimulationConfig(patients=30, cells_min=60, cells_max=60, size=96, seed=5), progress=False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from smearmil.cli import app
@@ -64,6 +65,7 @@ def test_bench_cache_ends_with_ratio(sim_cohort: Path, tmp_path: Path) -> None:
     assert last.startswith("ratio: ") and float(last.split()[1]) > 0
 
 
+@pytest.mark.slow
 def test_demo_pipeline_writes_splits_cache_comparison_and_config(tmp_path: Path, monkeypatch) -> None:
     from smearmil import demo
     from smearmil.data.simulate import SimulationConfig
@@ -90,6 +92,7 @@ def test_demo_pipeline_writes_splits_cache_comparison_and_config(tmp_path: Path,
     assert "<h2>Comparison on the same folds (test patients)</h2>" in report.read_text()
 
 
+@pytest.mark.slow
 def test_train_evaluate_predict_and_cv_commands(tmp_path: Path, sim_cohort: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(
@@ -165,6 +168,7 @@ def test_usage_error_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "MIN <= MAX" in result.output
 
 
+@pytest.mark.slow
 def test_compare_runs_deep_models_and_baselines_on_the_same_folds(tmp_path: Path, sim_cohort: Path) -> None:
     config = tmp_path / "cmp.yaml"
     config.write_text(
@@ -220,6 +224,7 @@ def test_compare_runs_deep_models_and_baselines_on_the_same_folds(tmp_path: Path
     assert len({frozenset(v) for v in folds.values()}) == 1
 
 
+@pytest.mark.slow
 def test_bench_features_prints_a_ratio(tmp_path: Path, sim_cohort: Path) -> None:
     result = runner.invoke(
         app, ["bench", "features", str(sim_cohort), "--cells", "6", "--jobs", "2", "--cache-dir", str(tmp_path), "-q"]
@@ -228,6 +233,7 @@ def test_bench_features_prints_a_ratio(tmp_path: Path, sim_cohort: Path) -> None
     assert "cells/s" in result.output and result.output.strip().splitlines()[-1].startswith("ratio: ")
 
 
+@pytest.mark.slow
 def test_bench_heads_times_a_cv_on_simulated_features() -> None:
     result = runner.invoke(
         app, ["bench", "heads", "--patients", "12", "--cells", "4:8", "--folds", "3", "--head-epochs", "2", "-q"]

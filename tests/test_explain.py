@@ -33,6 +33,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, P
     return root, base / "run", base / "cache"
 
 
+@pytest.mark.slow
 def test_contributions_rank_abnormal_cells_first(trained_run: tuple[Path, Path, Path]) -> None:
     root, run, cache_dir = trained_run
     cohort = load_cohort(root, progress=False)
@@ -63,6 +64,7 @@ def test_contributions_exist_for_every_pooling(pooling: str) -> None:
         assert out.sum() == pytest.approx(float((logit - model.classifier.bias[0]).detach()), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_saliency_and_gallery(trained_run: tuple[Path, Path, Path], tmp_path: Path) -> None:
     root, run, cache_dir = trained_run
     cohort = load_cohort(root, progress=False)

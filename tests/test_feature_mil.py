@@ -77,6 +77,7 @@ def test_every_head_trains_on_cached_features_and_predicts_distributions(
     assert [len(w) for w in weights] == [len(store.cell_ids(p)) for p in ids[60:]]
 
 
+@pytest.mark.slow
 def test_attention_mil_on_cached_features_finds_the_abnormal_cells(
     four_class: tuple[Path, FeatureStore], tmp_path: Path
 ) -> None:
@@ -96,6 +97,7 @@ def test_attention_mil_on_cached_features_finds_the_abnormal_cells(
     assert (tmp_path / "confusion.png").is_file() and (tmp_path / "predictions.csv").is_file()
 
 
+@pytest.mark.slow
 def test_head_cv_is_reproducible(four_class: tuple[Path, FeatureStore], tmp_path: Path) -> None:
     _, store = four_class
     head = HeadConfig(epochs=3)
@@ -104,6 +106,7 @@ def test_head_cv_is_reproducible(four_class: tuple[Path, FeatureStore], tmp_path
     assert (tmp_path / "a" / "predictions.csv").read_text() == (tmp_path / "b" / "predictions.csv").read_text()
 
 
+@pytest.mark.slow
 def test_features_extract_and_cv_commands(sim_cohort: Path, tmp_path: Path) -> None:
     features = tmp_path / "features"
     done = run_cli(
@@ -157,6 +160,7 @@ def write_cell_set(root: Path, per_class: int = 12) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_ssl_evaluate_prints_exactly_the_documented_json(tmp_path: Path) -> None:
     cells = write_cell_set(tmp_path / "cells")
     done = run_cli(
@@ -178,6 +182,7 @@ def test_ssl_evaluate_prints_exactly_the_documented_json(tmp_path: Path) -> None
     assert (tmp_path / "eval" / "umap.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_aml_apl_pipeline_reports_macro_f1_per_fold_and_attention_per_cell_type(
     shared_data: Path, tmp_path: Path
 ) -> None:
@@ -216,6 +221,7 @@ def test_aml_apl_pipeline_reports_macro_f1_per_fold_and_attention_per_cell_type(
         assert not test & set(sources[0]["patients"])
 
 
+@pytest.mark.slow
 def test_umaps_get_one_panel_per_feature_space(
     four_class: tuple[Path, FeatureStore], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,6 +246,7 @@ def test_umaps_get_one_panel_per_feature_space(
     assert [names for _, names in panels] == [["fold0", "fold1", "fold2"]] * 2
 
 
+@pytest.mark.slow
 def test_ssl_compare_runs_every_encoder_on_the_same_folds(sim_cohort: Path, tmp_path: Path) -> None:
     ssl = tmp_path / "ssl.yaml"
     ssl.write_text(

@@ -42,3 +42,28 @@ def test_lower_layers_never_import_higher_ones() -> None:
             if layer and ORDER.index(layer) > ORDER.index(own):
                 offences.append(f"{path.relative_to(PACKAGE)} imports {module}")
     assert not offences, offences
+
+
+def _private_imports(path: Path) -> list[str]:
+    """``from X import _name`` in ``path``: a private name taken from another module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            found += [
+                f"{path.name}:{node.lineno} imports {alias.name} from {'.' * node.level}{node.module or ''}"
+                for alias in node.names
+                if alias.name.startswith("_") and not alias.name.startswith("__")
+            ]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    tests = Path(__file__).parent
+    offences = [hit for path in [*PACKAGE.rglob("*.py"), *tests.rglob("*.py")] for hit in _private_imports(path)]
+    assert not offences, offences
+
+
+def test_the_private_import_scan_finds_one(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("from .plots import _save, confusion_plot\nfrom __future__ import annotations\n")
+    assert _private_imports(module) == ["m.py:1 imports _save from .plots"]

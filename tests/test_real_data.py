@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from smearmil.data import load_cohort
 from smearmil.data.cache import build_cache
@@ -25,6 +26,7 @@ def _inspect(path: Path) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_inspect_lymphocytosis(shared_data: Path) -> None:
     report = _inspect(shared_data / "lymphocytosis-dev")
     assert report["layout"] == "lymphocytosis"
@@ -33,6 +35,7 @@ def test_inspect_lymphocytosis(shared_data: Path) -> None:
     assert all(a["missing"] == 0 for a in report["attributes"])
 
 
+@pytest.mark.slow
 def test_inspect_aml_apl(shared_data: Path) -> None:
     report = _inspect(shared_data / "aml-apl-dev")
     assert report["layout"] == "patient-folders"
@@ -43,6 +46,7 @@ def test_inspect_aml_apl(shared_data: Path) -> None:
     assert {"Blast, no lineage spec", "Promyelocyte", "unknown"} <= types
 
 
+@pytest.mark.slow
 def test_inspect_blood_cells(shared_data: Path) -> None:
     report = _inspect(shared_data / "blood-cells-dev")
     assert report["layout"] == "single-cell" and report["cells"] == 480

@@ -95,6 +95,7 @@ def cv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     return cohort, base / "cv", base / "k"
 
 
+@pytest.mark.slow
 def test_repeatability_json_and_table(cv_run: tuple[Path, Path, Path]) -> None:
     cohort, run, cache = cv_run
     result = runner.invoke(
@@ -124,6 +125,7 @@ def test_repeatability_json_and_table(cv_run: tuple[Path, Path, Path]) -> None:
     assert (run / "repeatability.png").is_file()
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(cv_run: tuple[Path, Path, Path], tmp_path: Path) -> None:
     cohort, run, cache = cv_run
     if not (run / "repeatability.json").is_file():

@@ -58,9 +58,9 @@ def test_kfold_folds_partition_patients_and_never_leak(labels: list[int], k: int
         for f in folds:
             assert abs(_count(set(f), label_of, c) - labels.count(c) / k) < 1.0
 
-    from smearmil.data.splits import _kfold_plan
+    from smearmil.data.splits import kfold_folds
 
-    for fold in _kfold_plan(ids, labels, k, val, seed, "f"):
+    for fold in kfold_folds(ids, labels, k, val, seed, "f"):
         train, valid, test = set(fold.train), set(fold.val), set(fold.test)
         assert not (train & valid or train & test or valid & test)
         assert train | valid | test == set(ids)

@@ -68,6 +68,7 @@ def test_swav_queue_fills_and_dino_teacher_follows_the_student() -> None:
         torch.testing.assert_close(t, 0.996 * b + 0.004 * s)
 
 
+@pytest.mark.slow
 def test_killed_pretraining_resumes_from_its_last_checkpoint(sim_cohort: Path, tmp_path: Path) -> None:
     config = tmp_path / "slow.yaml"
     config.write_text(
@@ -116,6 +117,7 @@ def test_a_wrong_config_kind_is_refused_clearly(tmp_path: Path) -> None:
         load_config("cpu-ssl")
 
 
+@pytest.mark.slow
 def test_a_mil_model_can_start_from_a_pretrained_encoder_and_fine_tune_it(sim_cohort: Path, tmp_path: Path) -> None:
     from smearmil.data.splits import make_splits
     from smearmil.models.experts import build_cnn, initialised

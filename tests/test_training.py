@@ -37,6 +37,7 @@ def image_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return simulate(out, SimulationConfig(patients=48, cells_min=10, cells_max=20, size=48, seed=21), progress=False)
 
 
+@pytest.mark.slow
 def test_cpu_cnn_reaches_auc_095_on_held_out_patients(image_cohort: Path, tmp_path: Path) -> None:
     cohort = load_cohort(image_cohort, progress=False)
     config = load_config("cpu-cnn", {**FAST, "train": {"epochs": 12, "lr_steps": [9]}})
@@ -52,6 +53,7 @@ def test_cpu_cnn_reaches_auc_095_on_held_out_patients(image_cohort: Path, tmp_pa
     assert set(prediction["probabilities"]) == {"reactive", "tumoral"} and len(prediction["top_cells"]) == 3
 
 
+@pytest.mark.slow
 def test_mlp_matches_logistic_regression_on_the_same_split(tmp_path: Path) -> None:
     root = simulate(
         tmp_path / "c", SimulationConfig(patients=160, cells_min=1, cells_max=1, size=16, seed=5), progress=False
@@ -70,6 +72,7 @@ def test_mlp_matches_logistic_regression_on_the_same_split(tmp_path: Path) -> No
     assert abs(_test_auc(result) - lr_auc) <= 0.03, (_test_auc(result), lr_auc)
 
 
+@pytest.mark.slow
 def test_moe_is_at_least_as_good_as_the_better_expert(tmp_path: Path) -> None:
     root = simulate(
         tmp_path / "e",
@@ -126,6 +129,7 @@ def test_moe_is_at_least_as_good_as_the_better_expert(tmp_path: Path) -> None:
     assert gates["stage"] == "moe"
 
 
+@pytest.mark.slow
 def test_cv_writes_predictions_and_summary(tmp_path: Path, sim_cohort: Path) -> None:
     cohort = load_cohort(sim_cohort, progress=False)
     config = load_config(
@@ -148,6 +152,7 @@ def test_cv_writes_predictions_and_summary(tmp_path: Path, sim_cohort: Path) -> 
     assert (tmp_path / "cv" / "fold0" / "gates.csv").read_text().startswith("patient,gate_image_expert")
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     cohort = simulate(
         tmp_path / "c", SimulationConfig(patients=16, cells_min=40, cells_max=40, size=64, seed=2), progress=False
@@ -196,6 +201,7 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     torch.load(run / "model.pt", weights_only=True)
 
 
+@pytest.mark.slow
 def test_multi_class_attention_mil_trains_and_reports_macro_f1(tmp_path: Path) -> None:
     root = simulate(
         tmp_path / "m", SimulationConfig(patients=12, cells_min=4, cells_max=6, size=32, classes=3), progress=False

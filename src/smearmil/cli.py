@@ -935,7 +935,7 @@ def ssl_cv_cmd(
     from .data.validation import load_cohort
     from .evaluation.ssl_cv import run_encoder_cv
 
-    ssl = _ssl_config(config, method if method in ("simclr", "swav", "dino") else None, epochs, seed)
+    ssl = _ssl_config(config, method if method in SSL_METHODS else None, epochs, seed)
     cohort = load_cohort(path, data_options(layout), progress=not (quiet or as_json))
     plan = SplitPlan.load(splits) if splits else None
     result = run_encoder_cv(

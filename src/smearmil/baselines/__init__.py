@@ -3,7 +3,9 @@
 Importing this package fills ``BASELINES`` (``clinical/<name>`` and ``mil/<name>``).
 """
 
-from . import clinical, mil  # noqa: F401  (registration)
+from ..utils.registry import import_modules
 from .registry import BASELINES, Baseline
 
 __all__ = ["BASELINES", "Baseline"]
+
+import_modules(__name__, __path__)

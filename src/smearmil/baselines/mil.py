@@ -32,8 +32,8 @@ class _MILBase(ClassifierMixin, BaseEstimator):
 
     calibrate: bool = True
 
-    def fit(self, bags: Bags, y: Sequence[int]) -> _MILBase:
-        y = np.asarray(y, dtype=np.int64)
+    def fit(self, bags: Bags, labels: Sequence[int]) -> _MILBase:
+        y = np.asarray(labels, dtype=np.int64)
         if set(np.unique(y)) - {0, 1}:
             raise ValueError("these MIL classifiers are binary: labels must be 0 and 1")
         if len(bags) != len(y) or any(len(b) == 0 for b in bags):
@@ -228,7 +228,8 @@ class SpecialisingMIL(_MILBase):
 
     def fit(self, bags: Bags, y: Sequence[int]) -> SpecialisingMIL:
         self.eta_ = self.eta if self.eta is not None else self._tune(bags, np.asarray(y))
-        return super().fit(bags, y)  # type: ignore[return-value]
+        super().fit(bags, y)
+        return self
 
     def _fit_scaled(self, bags: list[np.ndarray], y: np.ndarray) -> None:
         negatives = np.vstack([b for b, t in zip(bags, y) if t == 0])

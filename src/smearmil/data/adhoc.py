@@ -55,6 +55,7 @@ def _attach_attributes(patients: list[Patient], path: Path, options: DataOptions
         i = rows[p.id]
         for column, name in zip(columns, names):
             text = table.rows[i][column]
+            value: float | None
             if snake_case(column) == "dob":
                 dob = parse_dob(text)
                 value = age_at(dob.value, options.reference_date) if dob.value else math.nan

@@ -54,8 +54,8 @@ class AttributeEncoder:
                 [
                     Problem(
                         "missing_value",
-                        f"patient {ids[r]}",
-                        f"{self.names[c]} is missing; fill it in or set missing_policy: impute",
+                        f"patient {ids[int(r)]}",
+                        f"{self.names[int(c)]} is missing; fill it in or set missing_policy: impute",
                     )
                     for r, c in zip(rows, cols)
                 ]

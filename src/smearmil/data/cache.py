@@ -150,7 +150,8 @@ def build_cache(
     """Open the cache of ``cohort`` for ``prep``, building it first if it does not exist yet."""
     prep = prep or Preprocessing()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    name = f"{cohort.root.name or 'cohort'}-{prep.size}px{'-c' + str(prep.crop) if prep.crop else ''}-{cache_key(cohort, prep, key_mode)}"
+    crop = f"-c{prep.crop}" if prep.crop else ""
+    name = f"{cohort.root.name or 'cohort'}-{prep.size}px{crop}-{cache_key(cohort, prep, key_mode)}"
     final = cache_dir / name
     if (final / INDEX_FILE).is_file():
         return ImageCache(final)

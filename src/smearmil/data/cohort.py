@@ -52,6 +52,11 @@ class Cohort:
     def __post_init__(self) -> None:
         self._index = {p.id: i for i, p in enumerate(self.patients)}
 
+    def set_patients(self, patients: list[Patient]) -> None:
+        """Replace the patients (e.g. after dropping some), keeping the id index right."""
+        self.patients = patients
+        self.__post_init__()
+
     def __len__(self) -> int:
         return len(self.patients)
 

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 
 class Layout(Protocol):
-    detect_order: int | None
+    @property
+    def detect_order(self) -> int | None: ...
 
     def looks_like(self, root: Path) -> bool: ...
 

@@ -6,9 +6,9 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..utils.config_files import parse_mapping
 from ..utils.registry import registered_name
 from .layouts import LAYOUTS
 
@@ -44,12 +44,7 @@ class DataOptions(BaseModel):
     def from_yaml(cls, path: str | Path, **overrides: object) -> DataOptions:
         """Options from a YAML mapping, with explicit overrides (e.g. from the command line) on top."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {error}") from error
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping of data options, got {type(raw).__name__}")
+        raw = parse_mapping(path.read_text(encoding="utf-8"), str(path))
         if raw.get("csv") is not None and not Path(raw["csv"]).is_absolute():
             raw["csv"] = str(path.parent / raw["csv"])
         raw.update({k: v for k, v in overrides.items() if v is not None})

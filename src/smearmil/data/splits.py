@@ -190,7 +190,7 @@ def holdout(cohort: Cohort, train: float = 0.7, val: float = 0.1, test: float = 
     )
 
 
-def _kfold_plan(ids: list[str], labels: list[int], k: int, val: float, seed: int, prefix: str) -> list[Fold]:
+def kfold_folds(ids: list[str], labels: list[int], k: int, val: float, seed: int, prefix: str) -> list[Fold]:
     label_of = dict(zip(ids, labels))
     folds = []
     for i, test in enumerate(kfold_ids(ids, labels, k, seed)):
@@ -204,14 +204,14 @@ def _kfold_plan(ids: list[str], labels: list[int], k: int, val: float, seed: int
 def kfold(cohort: Cohort, folds: int = 5, val: float = 0.15, seed: int = 0) -> SplitPlan:
     """Stratified k-fold; each fold's training patients give up ``val`` of themselves for validation."""
     ids, labels, unlabelled = _labelled(cohort)
-    plan = _kfold_plan(ids, labels, folds, val, seed, "fold")
+    plan = kfold_folds(ids, labels, folds, val, seed, "fold")
     return SplitPlan("kfold", seed, {"folds": folds, "val": val}, plan, cohort.fingerprint(), unlabelled)
 
 
 def repeated_kfold(cohort: Cohort, folds: int = 5, repeats: int = 3, val: float = 0.15, seed: int = 0) -> SplitPlan:
     ids, labels, unlabelled = _labelled(cohort)
     seeds = np.random.SeedSequence(seed).generate_state(repeats).tolist()
-    plan = [f for r, s in enumerate(seeds) for f in _kfold_plan(ids, labels, folds, val, int(s), f"r{r}-fold")]
+    plan = [f for r, s in enumerate(seeds) for f in kfold_folds(ids, labels, folds, val, int(s), f"r{r}-fold")]
     params = {"folds": folds, "repeats": repeats, "val": val}
     return SplitPlan("repeated-kfold", seed, params, plan, cohort.fingerprint(), unlabelled)
 

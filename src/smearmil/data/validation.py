@@ -81,8 +81,7 @@ def check_cohort_images(cohort: Cohort, drop_duplicates: bool = True, progress: 
             Problem("empty_bag", f"patient {p.id}", "no readable image left; patient left out", "warning")
         )
     if emptied:
-        cohort.patients = [p for p in cohort.patients if p.images]
-        cohort.__post_init__()
+        cohort.set_patients([p for p in cohort.patients if p.images])
 
 
 def check_cellset_images(cells: CellSet, progress: bool = True) -> None:

@@ -30,10 +30,9 @@ from ..utils.atomic import write_json, write_text
 from ..utils.config_files import dump_yaml, load_config_file
 from ..utils.progress import console
 from ..utils.scoring import METRICS
-from .cv import CVResult, FoldPredictions, run_cv, run_folds
+from .cv import FitPredict, FoldPredictions, run_cv, run_folds
 from .plots import roc_plot
 
-DataKind = Literal["imgs", "attrs", "imgs+attrs", "feats", "feats+attrs"]
 LABELS = {
     "balanced_accuracy": "bal. acc",
     "roc_auc": "ROC-AUC",
@@ -53,7 +52,7 @@ class MethodSpec(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     baseline: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
-    data: DataKind | None = None
+    data: str | None = Field(None, description="what the method sees: imgs, attrs, imgs+attrs (default: its own)")
 
     @model_validator(mode="after")
     def _one_kind(self) -> MethodSpec:
@@ -105,7 +104,7 @@ def load_compare_config(name_or_path: str | Path) -> CompareConfig:
     config = load_config_file(name_or_path, CompareConfig, "compare")
     for m in config.methods:
         if m.config:
-            m.data = m.data or data_label(MODELS.get(load_config(m.config, m.overrides).model.kind).inputs())  # type: ignore[assignment]
+            m.data = m.data or data_label(MODELS.get(load_config(m.config, m.overrides).model.kind).inputs())
     return config
 
 
@@ -144,6 +143,12 @@ def _baseline_fold(
         proba = model.predict_proba(instances(inputs.test))
     predictions = [PatientPrediction(pid, p.astype(np.float64), None) for pid, p in zip(inputs.test, proba)]
     return FoldPredictions(fold.name, predictions, y_test, 0.5, "fixed")
+
+
+def _baseline_fit_predict(
+    spec: MethodSpec, cohort: Cohort, config: CompareConfig, bags: dict[str, np.ndarray] | None, seed: int
+) -> FitPredict:
+    return lambda fold, _: _baseline_fold(spec, cohort, config, fold, bags, seed)
 
 
 def comparison_markdown(
@@ -203,25 +208,24 @@ def run_compare(
         label, method_dir = spec.label, out / "methods" / spec.label.replace("/", "-").replace(" ", "_")
         if progress:
             console.print(f"[bold]compare[/]: {escape(label)}")
-        result: CVResult
         if spec.config:
-            result = run_cv(
+            cv = run_cv(
                 cohort, load_config(spec.config, spec.overrides), method_dir, folds, seed, cache_dir, plan, progress
             )
         else:
-            result = run_folds(
+            cv = run_folds(
                 cohort,
                 plan,
-                lambda fold, _, s=spec: _baseline_fold(s, cohort, config, fold, bags, seed),
+                _baseline_fit_predict(spec, cohort, config, bags, seed),
                 method_dir,
                 name=label,
                 seed=seed,
                 config_text=dump_yaml(spec),
                 progress=progress,
             )
-        summaries[label], data[label] = result.summary, spec.data or ""
+        summaries[label], data[label] = cv.summary, spec.data or ""
         if len(cohort.class_names) == 2:
-            curves[label] = (result.labels, result.proba[:, 1])
+            curves[label] = (cv.labels, cv.proba[:, 1])
     table = comparison_markdown(summaries, f"{folds}-fold CV, test folds (mean ± std)", data)
     write_text(out / "comparison.md", table)
     write_text(out / "comparison.csv", _comparison_csv(summaries, data))

@@ -75,7 +75,7 @@ def predictions_csv(folds: Sequence[FoldPredictions], class_names: Sequence[str]
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["patient", "fold", "label", *(f"prob_{c}" for c in class_names), "prediction"])
     for f in folds:
-        predicted = predict_labels(f.proba, f.threshold) if f.predictions else []
+        predicted = predict_labels(f.proba, f.threshold) if f.predictions else np.zeros(0, np.int64)
         for p, y, k in zip(f.predictions, f.labels, predicted):
             writer.writerow([p.id, f.fold, class_names[y], *(f"{v:.6f}" for v in p.proba), class_names[k]])
     return buffer.getvalue()
@@ -87,7 +87,7 @@ def summarise(folds: Sequence[FoldPredictions], class_names: Sequence[str], seed
     y = np.concatenate([f.labels for f in folds])
     proba = np.concatenate([f.proba for f in folds])
     thresholds = np.concatenate([np.full(len(f.labels), f.threshold) for f in folds])
-    summary_metrics = fold_summary(per_fold)
+    summary_metrics: dict[str, dict[str, Any]] = dict(fold_summary(per_fold))
     for m, (lo, hi) in bootstrap_ci(y, proba, thresholds, seed=seed).items():
         summary_metrics[m]["ci95"] = [lo, hi]
     pooled = {m: (None if not np.isfinite(v) else v) for m, v in scores(y, proba, thresholds).items()}

@@ -180,7 +180,7 @@ def _umap_plots(cells: Sequence[tuple], spaces: dict[str, str], out: Path, seed:
         "cell type",
     )
     umap_panels(
-        {n: (points[n], np.log10([max(cells[i][6], 1e-3) for i in rows])) for n, rows in groups.items()},
+        {n: (points[n], list(np.log10([max(cells[i][6], 1e-3) for i in rows]))) for n, rows in groups.items()},
         out / "umap_attention.png",
         "test cells by attention",
         "log10 relative attention",

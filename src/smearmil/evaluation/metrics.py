@@ -42,7 +42,7 @@ def bootstrap_ci(
         found = scores(y[idx], proba[idx], thresholds[idx])
         for m in METRICS:
             draws[m].append(found[m])
-    out = {}
+    out: dict[str, list[float | None]] = {}
     for m in METRICS:
         values = np.array(draws[m])
         values = values[np.isfinite(values)]

@@ -127,7 +127,7 @@ def run_encoder_comparison(
         ).summary
         for kind in kinds
     }
-    result = {
+    result: dict[str, Any] = {
         "split": "test",
         "encoders": {
             kind: {

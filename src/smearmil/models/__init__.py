@@ -1,6 +1,10 @@
-"""Models layer: encoders, bag poolings, experts and their fusion, each kind behind a registry."""
+"""Models layer: encoders, bag poolings, experts and their fusion, each kind behind a registry.
 
-from . import experts, fusion  # noqa: F401  (registration of the model kinds)
+Every module here is imported on start, so whatever it registers (a model kind, an encoder, a
+pooling) can be named in a config.
+"""
+
+from ..utils.registry import import_modules
 from .base import Bags, MILModel, MILOutput, probabilities
 from .encoders import ENCODERS, EncoderConfig, ResNetK
 from .factory import ModelConfig, build_model
@@ -25,3 +29,5 @@ __all__ = [
     "build_model",
     "probabilities",
 ]
+
+import_modules(__name__, __path__)

@@ -52,12 +52,14 @@ class Bags:
         )
 
     def to(self, device: torch.device | str) -> Bags:
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
         return Bags(
             move(self.images),
-            move(self.segments),
+            self.segments.to(device, non_blocking=True),
             self.n_bags,
-            move(self.attributes),
+            self.attributes.to(device, non_blocking=True),
             move(self.labels),
             self.ids,
             move(self.features),

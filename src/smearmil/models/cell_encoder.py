@@ -31,6 +31,9 @@ ENCODER_META = "encoder.json"
 class ChannelNormalise(nn.Module):
     """uint8 (N, H, W, 3) -> float (N, 3, H, W), each channel standardised with fixed statistics."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: list[float], std: list[float]):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))

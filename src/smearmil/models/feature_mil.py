@@ -13,6 +13,8 @@ class FeatureMIL(MILModel):
     """A bag classifier over frozen-encoder features (``bags.features``); weights are per-cell attention."""
 
     inputs = frozenset({FEATURES})
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(
         self,

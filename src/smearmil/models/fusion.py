@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -116,10 +118,10 @@ class MixtureKind(ModelKind):
     @staticmethod
     def _mixture(cnn: MILModel, mlp: MILModel, config: ModelConfig, dims: ModelDims) -> MixtureOfExperts:
         return MixtureOfExperts(
-            cnn,
-            mlp,
+            cast(CNNModel, cnn),
+            cast(MLPModel, mlp),
             dims.n_attributes,
-            config.gate_projection,  # type: ignore[arg-type]
+            config.gate_projection,
             freeze_experts=config.paradigm == "P2",
         )
 

@@ -50,7 +50,7 @@ class Pooling(nn.Module):
     def __init__(self, in_dim: int, params: Any = None):
         super().__init__()
         self.in_dim = in_dim
-        self.p = params if params is not None else self.Params()
+        self.p: Any = params if params is not None else self.Params()
 
     def forward(self, x: torch.Tensor, segments: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - abstract

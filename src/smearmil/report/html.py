@@ -47,7 +47,8 @@ window.addEventListener('load', () => {
 STYLE = """<style>
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}
 pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}.note{color:#666;font-size:.85em}
 </style>"""

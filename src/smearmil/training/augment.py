@@ -47,6 +47,11 @@ def random_rot90(x: torch.Tensor) -> torch.Tensor:
 class BatchTransform(nn.Module):
     """uint8 (N, H, W, 3) -> float (N, 3, H, W): augment when training, then centre on the training mean."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+    eigvals: torch.Tensor
+    eigvecs: torch.Tensor
+
     def __init__(
         self,
         stats: dict[str, torch.Tensor],

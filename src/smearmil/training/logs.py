@@ -40,7 +40,7 @@ class ResumableCSVLogger(CSVLogger):
     """``CSVLogger`` writing ``<save_dir>/logs/metrics.csv`` after every step, continued on resume."""
 
     def __init__(self, save_dir: str | os.PathLike[str], last_epoch: int | None = None):
-        super().__init__(save_dir, name="logs", version="", flush_logs_every_n_steps=1)
+        super().__init__(str(save_dir), name="logs", version="", flush_logs_every_n_steps=1)
         self._last_epoch = last_epoch
 
     @property

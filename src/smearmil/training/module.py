@@ -15,6 +15,8 @@ from .config import TrainConfig
 
 
 class MILModule(L.LightningModule):
+    class_weights: torch.Tensor
+
     def __init__(
         self,
         model: MILModel,
@@ -52,6 +54,7 @@ class MILModule(L.LightningModule):
     def validation_step(self, batch: Bags, batch_idx: int) -> None:
         loss, logits = self._loss(batch)
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags)
+        assert batch.labels is not None
         self._val.append((probabilities(logits.float(), self.model.n_classes).detach(), batch.labels.detach()))
 
     def on_validation_epoch_end(self) -> None:
@@ -61,8 +64,8 @@ class MILModule(L.LightningModule):
         labels = torch.cat([y for _, y in self._val])
         self._val.clear()
         if self.trainer.world_size > 1:
-            proba = self.all_gather(proba).flatten(0, 1)
-            labels = self.all_gather(labels).flatten(0, 1)
+            proba = torch.as_tensor(self.all_gather(proba)).flatten(0, 1)
+            labels = torch.as_tensor(self.all_gather(labels)).flatten(0, 1)
         found = scores(labels.cpu().numpy(), proba.cpu().numpy().astype(np.float64))
         for name in ("balanced_accuracy", "roc_auc", "macro_f1"):
             value = found[name]

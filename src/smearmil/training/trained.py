@@ -80,7 +80,7 @@ class TrainedModel:
             raise ValueError(f"this {self.config.model.kind} model has no image encoder")
         transform = self.transform.eval()
         meta = {"method": "supervised", "encoder": self.config.model.encoder.model_dump(), "source": self.source}
-        return CellEncoder(expert.encoder, lambda x: transform(x, train=False), self.config.image.preprocessing, meta)  # type: ignore[arg-type]
+        return CellEncoder(expert.encoder, lambda x: transform(x, train=False), self.config.image.preprocessing, meta)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)

@@ -50,7 +50,8 @@ def _preset_text(name: str) -> str | None:
     return entry.read_text(encoding="utf-8") if entry.is_file() else None
 
 
-def _parse(text: str, where: str) -> dict[str, Any]:
+def parse_mapping(text: str, where: str) -> dict[str, Any]:
+    """The YAML mapping in ``text``; a clear error naming ``where`` otherwise."""
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
@@ -65,7 +66,7 @@ def shipped_presets(kind: str | None = None) -> list[str]:
     names = sorted(p.name[:-5] for p in resources.files(PRESETS).iterdir() if p.name.endswith(".yaml"))
     if kind is None:
         return names
-    return [n for n in names if _parse(_preset_text(n) or "", n).get("kind", RUN) == kind]
+    return [n for n in names if parse_mapping(_preset_text(n) or "", n).get("kind", RUN) == kind]
 
 
 def _is_file(name_or_path: str | Path) -> bool:
@@ -90,9 +91,9 @@ def resolve(
     if key in seen:
         raise ValueError(f"config {text_name!r} includes itself through 'base'")
     if _is_file(path):
-        raw, where, folder = _parse(path.read_text(encoding="utf-8"), str(path)), str(path), path.parent
+        raw, where, folder = parse_mapping(path.read_text(encoding="utf-8"), str(path)), str(path), path.parent
     elif (text := _preset_text(text_name)) is not None:
-        raw, where, folder = _parse(text, f"preset {text_name}"), f"preset {text_name}", None
+        raw, where, folder = parse_mapping(text, f"preset {text_name}"), f"preset {text_name}", None
     elif generated is not None and (made := generated(text_name)) is not None:
         return made
     else:

@@ -6,6 +6,8 @@ An entry may declare its hyper-parameters as a pydantic model (a ``Params`` attr
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -35,7 +37,7 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = entry
-            self._params[name] = params or getattr(entry, "Params", NoParams)
+            self._params[name] = params or getattr(entry, "Params", None) or NoParams
             return entry
 
         return add
@@ -73,6 +75,14 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def import_modules(package: str, path: list[str]) -> None:
+    """Import every module of ``package`` (its ``__path__``), so that each registers what it defines:
+    a new pooling, SSL method, layout or baseline is one new file, found without editing a list."""
+    for module in pkgutil.iter_modules(path):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package}.{module.name}")
 
 
 def registered_name(registry: Registry[Any], *also: str) -> AfterValidator:

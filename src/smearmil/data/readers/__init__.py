@@ -1,17 +1,20 @@
 """Readers for the layouts users have, auto-detected, and the one entry point ``read``.
 
-Each reader module registers its layout in ``LAYOUTS``; a new layout is one more module here.
+Each reader module registers its layout in ``LAYOUTS`` and is found on start; a new layout is one
+more module here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ...utils.registry import import_modules
 from ..cohort import CellSet, Cohort
 from ..layouts import LAYOUTS
 from ..options import DataOptions
 from ..problems import DataError, Problem
-from . import lymphocytosis, patient_folders, single_cell  # noqa: F401  (registration)
+
+import_modules(__name__, __path__)
 
 
 def detect_layout(root: Path) -> str:

@@ -58,7 +58,8 @@ def drop_empty_bags(patients: list[Patient], root: Path) -> tuple[list[Patient],
                 Problem(
                     "empty_bag",
                     f"patient {p.id}",
-                    "has no image files (jpg, png, tif, bmp) in its folder; patient left out. Add its cells or drop its row",
+                    "has no image files (jpg, png, tif, bmp) in its folder; patient left out. "
+                    "Add its cells or drop its row",
                     severity="warning",
                 )
             )

@@ -103,12 +103,12 @@ def read(root: Path, options: DataOptions) -> Cohort:
                 continue
             patient.images, patient.group = list_images(folder[0]), folder[1]
             patients.append(patient)
-    for name, (folder, _) in folders.items():
-        if name not in listed and list_images(folder):
+    for name, (orphan, _) in folders.items():
+        if name not in listed and list_images(orphan):
             problems.append(
                 Problem(
                     "orphan_folder",
-                    str(folder),
+                    str(orphan),
                     "image folder without a row in the clinical table; ignored. Add a row for this patient",
                     severity="warning",
                 )

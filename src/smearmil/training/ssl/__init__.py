@@ -1,6 +1,9 @@
-"""Self-supervised pre-training of cell encoders; each method registers itself in ``SSL_METHODS``."""
+"""Self-supervised pre-training of cell encoders; each method (a module here) registers itself in
+``SSL_METHODS`` and is found on start."""
 
-from . import dino, simclr, swav  # noqa: F401  (registration)
+from ...utils.registry import import_modules
 from .methods import SSL_METHODS, SSLMethod
 
 __all__ = ["SSL_METHODS", "SSLMethod"]
+
+import_modules(__name__, __path__)

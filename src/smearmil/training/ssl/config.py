@@ -55,7 +55,7 @@ class SSLConfig(Strict):
     kind: Literal["ssl"] = "ssl"
     name: str = "custom-ssl"
     seed: int = 0
-    method: MethodConfig = MethodConfig()
+    method: MethodConfig = Field(default_factory=MethodConfig)
     image: ImageConfig = ImageConfig(size=64)
     encoder: EncoderConfig = EncoderConfig(k=16)
     views: ViewsConfig = ViewsConfig()

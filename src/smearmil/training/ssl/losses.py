@@ -75,6 +75,8 @@ class DINOLoss(nn.Module):
     The centre is an exponential moving average of the teacher's outputs (momentum ``center_momentum``).
     """
 
+    center: torch.Tensor
+
     def __init__(
         self,
         dim: int,

@@ -44,7 +44,7 @@ class SSLMethod(nn.Module):
     def __init__(self, encoder: nn.Module, params: Any = None, n_global: int = 2):
         super().__init__()
         self.encoder, self.n_global = encoder, n_global
-        self.c = params if params is not None else self.Params()
+        self.c: Any = params if params is not None else self.Params()
 
     def training_loss(self, views: list[torch.Tensor], epoch: int) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,6 +1,6 @@
 """Self-supervised pre-training of a cell encoder with Lightning: resumable, with progress and AMP on GPU.
 
-A run folder holds ``ssl.yaml`` (resolved config), ``checkpoints/last.ckpt`` (written atomically every
+A run folder holds ``config.yaml`` (resolved config), ``checkpoints/last.ckpt`` (written atomically every
 epoch), ``logs/metrics.csv`` (loss per epoch), ``loss.png`` and, once finished, ``encoder.pt`` +
 ``encoder.json`` (the encoder alone, its normalisation and the patients whose cells it saw).
 """
@@ -24,6 +24,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from ...data.cache import ImageCache
 from ...models.cell_encoder import ENCODER_META, CellEncoder, ChannelNormalise, channel_statistics
 from ...utils.atomic import write_text
+from ..run_dir import RunDir
 from ..trainer import fit, make_trainer, resume_point
 from .config import SSLConfig
 from .methods import SSLMethod
@@ -111,7 +112,7 @@ def pretrain(sources: Sequence[CellSource], config: SSLConfig, out: str | Path, 
     if (out / ENCODER_META).is_file():
         return CellEncoder.load(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "ssl.yaml", config.to_yaml())
+    write_text(RunDir(out).config, config.to_yaml())
     prep = config.image.preprocessing
     for s in sources:
         if s.cache.preprocessing != prep:

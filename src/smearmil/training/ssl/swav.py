@@ -31,6 +31,8 @@ class SwAV(SSLMethod):
 
     Params = SwAVParams
     local_crops = 4
+    queue: torch.Tensor
+    queue_filled: torch.Tensor
 
     def __init__(self, encoder: nn.Module, params: SwAVParams | None = None, n_global: int = 2):
         super().__init__(encoder, params, n_global)

@@ -1,0 +1,236 @@
+"""CONTRIBUTING.md's recipes hold: a pooling, an SSL method and a data layout, each defined in this file
+and registered, work through the public config path like the shipped ones."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from smearmil.data import DataOptions, load_cohort
+from smearmil.data.cache import build_cache
+from smearmil.data.cohort import Cohort, Patient
+from smearmil.data.images import Preprocessing
+from smearmil.data.layouts import LAYOUTS
+from smearmil.data.readers.common import list_images
+from smearmil.data.splits import make_splits
+from smearmil.models.pooling import POOLINGS, Pooling, segment_count, segment_sum
+from smearmil.models.ssl_heads import ProjectionHead
+from smearmil.training.config import load_config
+from smearmil.training.fit import train_fold
+from smearmil.training.ssl.config import load_ssl_config
+from smearmil.training.ssl.methods import SSL_METHODS, SSLMethod, encode_views
+from smearmil.training.ssl.pretrain import CellSource, pretrain
+from smearmil.utils.registry import Registry
+
+from .conftest import write_image
+
+
+@contextmanager
+def registered(registry: Registry[Any], name: str, entry: Any) -> Iterator[Any]:
+    """``entry`` under ``name`` for the duration of a test only."""
+    registry.register(name)(entry)
+    try:
+        yield entry
+    finally:
+        registry.unregister(name)
+
+
+# --- a pooling with its own hyper-parameter: generalised mean (GeM), p = 1 is the mean --------------------------
+
+
+class GeMParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    p: float = Field(3.0, gt=0, description="exponent: 1 is the mean, larger tends to the max")
+
+
+class GeMPooling(Pooling):
+    """(mean over the bag of max(x, eps)^p)^(1/p), feature by feature."""
+
+    Params = GeMParams
+
+    def forward(self, x: torch.Tensor, segments: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
+        powered = x.clamp(min=1e-6) ** self.p.p
+        counts = segment_count(segments, n_bags).to(x.dtype)
+        pooled = (segment_sum(powered, segments, n_bags) / counts[:, None]) ** (1 / self.p.p)
+        share = powered / segment_sum(powered, segments, n_bags)[segments]
+        return pooled, share.mean(dim=1)
+
+
+TINY_RUN = {
+    "image": {"size": 32, "crop": None},
+    "model": {"encoder": {"k": 2}},
+    "train": {"epochs": 1, "bags_per_batch": 4, "max_cells_per_bag": 8},
+}
+
+
+def test_a_new_pooling_with_its_own_parameter_trains_and_predicts_through_a_config(
+    sim_cohort: Path, tmp_path: Path
+) -> None:
+    with registered(POOLINGS, "gem", GeMPooling):
+        config = load_config(
+            "cpu-cnn", {**TINY_RUN, "model": {"encoder": {"k": 2}, "pooling": {"name": "gem", "p": 2.5}}}
+        )
+        assert config.model.pooling.params.p == 2.5 and "p: 2.5" in config.to_yaml()
+        cohort = load_cohort(sim_cohort, progress=False)
+        cache = build_cache(cohort, config.image.preprocessing, tmp_path / "cache", progress=False)
+        fold = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0).folds[0]
+        trained = train_fold(cohort, fold, config, tmp_path / "run", cache, progress=False)
+        expert = trained.model.image_expert()
+        assert expert is not None and isinstance(expert.pooling, GeMPooling) and expert.pooling.p.p == 2.5
+        predictions = trained.predict_cohort(cohort, list(fold.test), cache)
+        assert len(predictions) == len(fold.test)
+        for p in predictions:
+            assert np.isclose(p.proba.sum(), 1) and p.weights is not None and np.isclose(p.weights.sum(), 1, atol=1e-5)
+        # the saved model reloads with its pooling and parameter
+        from smearmil.training.trained import TrainedModel
+
+        again = TrainedModel.load(tmp_path / "run").model.image_expert()
+        assert again is not None and again.pooling.p.p == 2.5
+        with pytest.raises(ValueError, match="pooling 'gem': q: Extra inputs"):
+            load_config("cpu-cnn", {"model": {"pooling": {"name": "gem", "q": 1}}})
+
+
+def test_a_new_pooling_also_serves_the_heads_on_cached_features(tmp_path: Path) -> None:
+    from smearmil.models.feature_mil import FeatureMIL
+    from smearmil.training.feature_mil import load_head_config
+
+    with registered(POOLINGS, "gem", GeMPooling):
+        head = load_head_config("gem", {"epochs": 1})
+        model = FeatureMIL(8, 3, head.pooling)
+        from smearmil.models.base import Bags
+
+        bags = Bags.of(torch.zeros(2, 0), features=[torch.randn(5, 8), torch.randn(3, 8)])
+        out = model(bags)
+        assert out.logits.shape == (2, 3) and torch.isfinite(out.logits).all()
+
+
+# --- an SSL method with its own hyper-parameter: Barlow Twins ------------------------------------------------------
+
+
+class BarlowParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    off_diagonal: float = Field(5e-3, ge=0, description="weight of the redundancy-reduction term")
+    out_dim: int = Field(32, ge=1)
+
+
+class BarlowTwins(SSLMethod):
+    """Two views; the cross-correlation of their standardised projections is pushed to the identity."""
+
+    Params = BarlowParams
+
+    def __init__(self, encoder: torch.nn.Module, params: BarlowParams | None = None, n_global: int = 2):
+        super().__init__(encoder, params, n_global)
+        self.head = ProjectionHead(encoder.out_dim, 64, self.c.out_dim)  # type: ignore[arg-type]
+
+    def training_loss(self, views: list[torch.Tensor], epoch: int) -> torch.Tensor:
+        z1, z2 = (
+            (z - z.mean(0)) / (z.std(0) + 1e-5) for z in (self.head(h) for h in encode_views(self.encoder, views[:2]))
+        )
+        c = z1.T @ z2 / z1.shape[0]
+        on = (torch.diagonal(c) - 1).pow(2).sum()
+        off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+        return on + self.c.off_diagonal * off
+
+
+def test_a_new_ssl_method_pretrains_through_a_config_and_its_encoder_embeds(sim_cohort: Path, tmp_path: Path) -> None:
+    with registered(SSL_METHODS, "barlow", BarlowTwins):
+        overrides = {
+            "method": {"name": "barlow", "off_diagonal": 0.01},
+            "image": {"size": 32, "crop": None},
+            "encoder": {"k": 2},
+            "epochs": 1,
+            "batch_size": 16,
+            "warmup_epochs": 0,
+        }
+        config = load_ssl_config("cpu-ssl", overrides)
+        assert config.method.params.off_diagonal == 0.01 and config.view_config.n_local == 0
+        cohort = load_cohort(sim_cohort, progress=False)
+        cache = build_cache(cohort, Preprocessing(32), tmp_path / "cache", progress=False)
+        encoder = pretrain([CellSource(cache, cohort.ids[:8], "sim")], config, tmp_path / "ssl", progress=False)
+        meta = json.loads((tmp_path / "ssl" / "encoder.json").read_text())
+        assert meta["method"] == "barlow" and np.isfinite(meta["final_loss"])
+        vectors = encoder.embed(cache.bag(cohort.ids[0]))
+        assert vectors.shape == (len(cache.rows(cohort.ids[0])), 16) and np.isfinite(vectors).all()
+        from smearmil.evaluation.ssl_cv import encoder_kinds
+
+        assert "barlow" in encoder_kinds()
+        with pytest.raises(ValueError, match="SSL method 'barlow': temperature: Extra inputs"):
+            load_ssl_config("cpu-ssl", {"method": {"name": "barlow", "temperature": 0.1}})
+
+
+# --- a data layout: a manifest.json listing patients, one image folder each ----------------------------------------
+
+
+class ManifestLayout:
+    """``<root>/manifest.json``: ``{"classes": [...], "patients": [{"id", "label", "age"}]}`` and ``<root>/<id>/``."""
+
+    detect_order = 5
+
+    @staticmethod
+    def looks_like(root: Path) -> bool:
+        return (root / "manifest.json").is_file()
+
+    @staticmethod
+    def read(root: Path, options: DataOptions) -> Cohort:
+        manifest = json.loads((root / "manifest.json").read_text())
+        patients = [
+            Patient(p["id"], p["label"], {"age": float(p["age"])}, list_images(root / p["id"]))
+            for p in manifest["patients"]
+        ]
+        return Cohort(root, "manifest", patients, manifest["classes"], ["age"])
+
+
+def test_a_new_layout_reads_a_tiny_cohort(tmp_path: Path) -> None:
+    root = tmp_path / "cohort"
+    rows = [("a", "healthy", 40), ("b", "ill", 71), ("c", "ill", 66)]
+    for k, (pid, _, _) in enumerate(rows):
+        for j in range(2):
+            write_image(root / pid / f"{j}.png", seed=10 * k + j, fmt="PNG")
+    (root / "manifest.json").write_text(
+        json.dumps(
+            {
+                "classes": ["healthy", "ill"],
+                "patients": [{"id": pid, "label": label, "age": age} for pid, label, age in rows],
+            }
+        )
+    )
+    with registered(LAYOUTS, "manifest", ManifestLayout):
+        for options in (DataOptions(), DataOptions(layout="manifest")):  # detected, and named
+            cohort = load_cohort(root, options, progress=False)
+            assert cohort.layout == "manifest" and cohort.ids == ["a", "b", "c"]
+            assert cohort.class_counts() == {"healthy": 1, "ill": 2} and cohort["b"].attributes["age"] == 71.0
+            assert all(p.n_cells == 2 for p in cohort.patients)
+    with pytest.raises(ValueError, match="unknown layout 'manifest'"):
+        DataOptions(layout="manifest")
+
+
+def test_every_module_of_a_package_is_imported_so_a_new_file_registers_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smearmil.utils.registry import import_modules
+
+    package = tmp_path / "plugins_for_test"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("alpha", "beta", "_private"):
+        (package / f"{name}.py").write_text(
+            "from smearmil.models.pooling import POOLINGS, MeanPooling\n"
+            f"POOLINGS.register('{name}-test')(type('P', (MeanPooling,), {{}}))\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import plugins_for_test  # type: ignore[import-not-found]
+
+    try:
+        import_modules("plugins_for_test", plugins_for_test.__path__)
+        assert {"alpha-test", "beta-test"} <= set(POOLINGS.names()) and "_private-test" not in POOLINGS
+    finally:
+        for name in ("alpha-test", "beta-test"):
+            POOLINGS.unregister(name)

@@ -229,3 +229,19 @@ def test_same_seed_same_training(tmp_path: Path, sim_cohort: Path) -> None:
         logs.append([(tmp_path / name / stage / "logs" / "metrics.csv").read_text() for stage in ("cnn", "mlp", "moe")])
     assert logs[0] == logs[1]
     assert (tmp_path / "a" / "predictions.csv").read_text() == (tmp_path / "b" / "predictions.csv").read_text()
+
+
+def test_a_threshold_chosen_on_validation_patients_is_saved_and_used(tmp_path: Path, sim_cohort: Path) -> None:
+    from smearmil.training.fit import train_fold
+    from smearmil.training.trained import TrainedModel
+    from smearmil.utils.scoring import best_threshold
+
+    cohort = load_cohort(sim_cohort, progress=False)
+    config = load_config("mlp", {"train": {"epochs": 5, "threshold": "validation"}})
+    fold = make_splits(cohort, "holdout", val=0.3, test=0.2, seed=0).folds[0]
+    trained = train_fold(cohort, fold, config, tmp_path / "run", None, progress=False)
+    val = trained.predict_cohort(cohort, list(fold.val), None)
+    expected = best_threshold(cohort.labels(list(fold.val)), np.array([p.proba[1] for p in val]))
+    assert trained.threshold_source == "validation" and trained.threshold == pytest.approx(expected)
+    again = TrainedModel.load(tmp_path / "run")
+    assert (again.threshold, again.threshold_source) == (trained.threshold, "validation")

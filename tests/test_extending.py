@@ -1,5 +1,6 @@
-"""CONTRIBUTING.md's recipes hold: a pooling, an SSL method and a data layout, each defined in this file
-and registered, work through the public config path like the shipped ones."""
+"""CONTRIBUTING.md's recipes hold: a pooling, an SSL method, a data layout, an encoder, a model kind and a
+baseline, each defined in this file and registered, work through the public config path like the
+shipped ones."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from smearmil.data.images import Preprocessing
 from smearmil.data.layouts import LAYOUTS
 from smearmil.data.readers.common import list_images
 from smearmil.data.splits import make_splits
+from smearmil.models.base import ATTRIBUTES, IMAGES, Bags, MILModel, MILOutput
+from smearmil.models.experts import build_cnn, build_mlp
+from smearmil.models.kinds import MODELS, ModelKind, Stage
 from smearmil.models.pooling import POOLINGS, Pooling, segment_count, segment_sum
 from smearmil.models.ssl_heads import ProjectionHead
 from smearmil.training.config import load_config
@@ -105,8 +109,6 @@ def test_a_new_pooling_also_serves_the_heads_on_cached_features(tmp_path: Path) 
     with registered(POOLINGS, "gem", GeMPooling):
         head = load_head_config("gem", {"epochs": 1})
         model = FeatureMIL(8, 3, head.pooling)
-        from smearmil.models.base import Bags
-
         bags = Bags.of(torch.zeros(2, 0), features=[torch.randn(5, 8), torch.randn(3, 8)])
         out = model(bags)
         assert out.logits.shape == (2, 3) and torch.isfinite(out.logits).all()
@@ -234,3 +236,110 @@ def test_every_module_of_a_package_is_imported_so_a_new_file_registers_itself(
     finally:
         for name in ("alpha-test", "beta-test"):
             POOLINGS.unregister(name)
+
+
+# --- a cell encoder with its own hyper-parameter -------------------------------------------------------------------
+
+
+class TinyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    width: int = Field(4, ge=1)
+
+
+def tiny_encoder(params: TinyParams, input_size: int) -> torch.nn.Module:
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, params.width, 3, 2, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+    net.out_dim = params.width  # type: ignore[assignment]
+    return net
+
+
+def test_a_new_encoder_serves_the_cnn_expert_through_a_config() -> None:
+    from smearmil.models import ENCODERS, build_model
+
+    ENCODERS.register("tiny", params=TinyParams)(tiny_encoder)
+    try:
+        config = load_config("cpu-cnn", {"model": {"encoder": {"name": "tiny", "width": 6}}})
+        model = build_model(config.model, 2, 0, 32)
+        out = model(Bags.of(torch.zeros(2, 0), [torch.randn(3, 3, 32, 32), torch.randn(4, 3, 32, 32)]))
+        assert out.logits.shape == (2, 1) and model.image_expert().encoder.out_dim == 6  # type: ignore[union-attr]
+        with pytest.raises(ValueError, match="encoder 'tiny': k: Extra inputs"):
+            load_config("cpu-cnn", {"model": {"encoder": {"name": "tiny", "k": 8}}})
+    finally:
+        ENCODERS.unregister("tiny")
+
+
+# --- a model kind: the two experts' logits averaged --------------------------------------------------------------
+
+
+class LogitAverage(MILModel):
+    inputs = frozenset({IMAGES, ATTRIBUTES})
+
+    def __init__(self, cnn: MILModel, mlp: MILModel):
+        super().__init__()
+        self.n_classes, self.cnn, self.mlp = cnn.n_classes, cnn, mlp
+
+    def image_expert(self) -> Any:
+        return self.cnn
+
+    def experts(self) -> dict[str, MILModel]:
+        return {"cnn": self.cnn, "mlp": self.mlp}
+
+    def forward(self, bags: Bags) -> MILOutput:
+        image, attributes = self.cnn(bags), self.mlp(bags)
+        return MILOutput((image.logits + attributes.logits) / 2, image.weights)
+
+
+class LogitAverageKind(ModelKind):
+    model = LogitAverage
+    stage_names = ("cnn", "mlp")
+
+    def build(self, config: Any, dims: Any) -> MILModel:
+        return LogitAverage(build_cnn(config, dims), build_mlp(config, dims))
+
+    def stages(self, config: Any, dims: Any, init: bool = True) -> list[Stage]:
+        return [Stage("cnn", 1, lambda _: build_cnn(config, dims)), Stage("mlp", 2, lambda _: build_mlp(config, dims))]
+
+    def assemble(self, trained: dict[str, MILModel], config: Any, dims: Any) -> MILModel:
+        return LogitAverage(trained["cnn"], trained["mlp"])
+
+
+def test_a_new_model_kind_trains_its_stages_and_predicts(sim_cohort: Path, tmp_path: Path) -> None:
+    from smearmil.training.trained import TrainedModel
+
+    with registered(MODELS, "logit-avg", LogitAverageKind):
+        config = load_config("cpu-cnn", {**TINY_RUN, "model": {"kind": "logit-avg", "encoder": {"k": 2}}})
+        assert config.model.uses_images and config.model.uses_attributes
+        cohort = load_cohort(sim_cohort, progress=False)
+        cache = build_cache(cohort, config.image.preprocessing, tmp_path / "cache", progress=False)
+        fold = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0).folds[0]
+        trained = train_fold(cohort, fold, config, tmp_path / "run", cache, progress=False)
+        assert {p.name for p in (tmp_path / "run").iterdir() if (p / "model.pt").is_file()} == {"cnn", "mlp"}
+        assert set(trained.models()) == {"CNN", "MLP", "AVG", "LOGIT-AVG"}
+        again = TrainedModel.load(tmp_path / "run").predict_cohort(cohort, list(fold.test), cache)
+        first = trained.predict_cohort(cohort, list(fold.test), cache)
+        np.testing.assert_allclose([p.proba for p in again], [p.proba for p in first], atol=1e-6)
+
+
+# --- a baseline --------------------------------------------------------------------------------------------------
+
+
+def test_a_new_baseline_runs_in_a_comparison(sim_cohort: Path, tmp_path: Path) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from smearmil.baselines import BASELINES, Baseline
+    from smearmil.evaluation.compare import load_compare_config, run_compare
+
+    knn = Baseline(lambda seed, **params: KNeighborsClassifier(**params), ("attrs",))
+    with registered(BASELINES, "clinical/knn", knn):
+        spec = tmp_path / "compare.yaml"
+        spec.write_text(
+            "kind: compare\nmethods:\n  - {name: kNN, baseline: clinical/knn, params: {n_neighbors: 3}}\n"
+            "  - {name: naive Bayes, baseline: clinical/gnb}\n"
+        )
+        config = load_compare_config(spec)
+        result = run_compare(load_cohort(sim_cohort, progress=False), config, tmp_path / "out", folds=3, progress=False)
+        assert result["methods"]["kNN"]["data"] == "attrs" and result["methods"]["kNN"]["metrics"]["roc_auc"]["mean"]
+        with pytest.raises(ValueError, match="takes data attrs, not imgs"):
+            spec.write_text("kind: compare\nmethods:\n  - {name: kNN, baseline: clinical/knn, data: imgs}\n")
+            load_compare_config(spec)

@@ -105,7 +105,11 @@ def _toy(n_bags: int, seed: int, shift: float = 5.0, n: int = 10, d: int = 5) ->
     return bags, np.array(labels)
 
 
-@pytest.mark.parametrize("name", ["mil/MISVM", "mil/miSVM", "mil/MILES", "mil/specialising"])
+BAG_BASELINES = [name for name, entry in BASELINES.items() if "imgs" in entry.data]
+ATTRIBUTE_BASELINES = [name for name, entry in BASELINES.items() if entry.data == ("attrs",)]
+
+
+@pytest.mark.parametrize("name", BAG_BASELINES)
 def test_classical_mil_on_a_toy_problem(name: str) -> None:
     train, y_train = _toy(60, seed=1)
     test, y_test = _toy(200, seed=2)
@@ -121,11 +125,11 @@ def test_specialising_mil_tunes_its_fraction_by_cross_validation() -> None:
     assert model.eta_ in model.etas and model.eta_ <= 0.2  # one shifted instance in ten
 
 
-@pytest.mark.parametrize("name", ["svm", "tree", "gnb", "adaboost", "gboost", "rf", "mlp", "logreg"])
+@pytest.mark.parametrize("name", ATTRIBUTE_BASELINES)
 def test_clinical_classifiers_follow_the_estimator_api(name: str) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 2))
     y = (x[:, 0] + 0.3 * rng.normal(size=80) > 0).astype(int)
-    model = BASELINES.build(f"clinical/{name}", seed=0).fit(x[:60], y[:60])
+    model = BASELINES.build(name, seed=0).fit(x[:60], y[:60])
     assert model.predict_proba(x[60:]).shape == (20, 2)
     assert (model.predict(x[60:]) == y[60:]).mean() >= 0.75

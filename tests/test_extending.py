@@ -23,7 +23,7 @@ from smearmil.data.layouts import LAYOUTS
 from smearmil.data.readers.common import list_images
 from smearmil.data.splits import make_splits
 from smearmil.models.base import ATTRIBUTES, IMAGES, Bags, MILModel, MILOutput
-from smearmil.models.experts import build_cnn, build_mlp
+from smearmil.models.experts import MLPParams, build_cnn, build_mlp
 from smearmil.models.kinds import MODELS, ModelKind, Stage
 from smearmil.models.pooling import POOLINGS, Pooling, segment_count, segment_sum
 from smearmil.models.ssl_heads import ProjectionHead
@@ -263,8 +263,8 @@ def test_a_new_encoder_serves_the_cnn_expert_through_a_config() -> None:
         model = build_model(config.model, 2, 0, 32)
         out = model(Bags.of(torch.zeros(2, 0), [torch.randn(3, 3, 32, 32), torch.randn(4, 3, 32, 32)]))
         assert out.logits.shape == (2, 1) and model.image_expert().encoder.out_dim == 6  # type: ignore[union-attr]
-        with pytest.raises(ValueError, match="encoder 'tiny': k: Extra inputs"):
-            load_config("cpu-cnn", {"model": {"encoder": {"name": "tiny", "k": 8}}})
+        with pytest.raises(ValueError, match="encoder 'tiny': depth: Extra inputs"):
+            load_config("cpu-cnn", {"model": {"encoder": {"name": "tiny", "depth": 8}}})
     finally:
         ENCODERS.unregister("tiny")
 
@@ -293,6 +293,7 @@ class LogitAverage(MILModel):
 class LogitAverageKind(ModelKind):
     model = LogitAverage
     stage_names = ("cnn", "mlp")
+    Params = MLPParams  # its MLP expert's hidden units, like the shipped fusion kinds
 
     def build(self, config: Any, dims: Any) -> MILModel:
         return LogitAverage(build_cnn(config, dims), build_mlp(config, dims))

@@ -16,13 +16,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .baselines import BASELINES
 from .data.layouts import LAYOUTS
 from .data.options import DataOptions
 from .data.problems import DataError
-from .models import ENCODERS, MODELS, POOLINGS
-from .training.ssl import SSL_METHODS
-from .utils.config_files import shipped_presets
+from .utils.config_files import COMMANDS, shipped_presets
 from .utils.progress import console as err_console
 
 app = typer.Typer(
@@ -145,25 +142,28 @@ def version() -> None:
     out.print(__version__)
 
 
-REGISTRIES = {
-    "model kinds": MODELS,
-    "encoders": ENCODERS,
-    "poolings": POOLINGS,
-    "SSL methods": SSL_METHODS,
-    "layouts": LAYOUTS,
-    "baselines": BASELINES,
-}
-
-
 @app.command("list")
 def list_cmd() -> None:
     """Every registered component a config can name, and the shipped presets of each config kind."""
+    # imported here: the model and SSL registries load torch, which the other commands' help does not need
+    from .baselines import BASELINES
+    from .models import ENCODERS, MODELS, POOLINGS
+    from .training.ssl import SSL_METHODS
+
+    registries = {
+        "model kinds": MODELS,
+        "encoders": ENCODERS,
+        "poolings": POOLINGS,
+        "SSL methods": SSL_METHODS,
+        "layouts": LAYOUTS,
+        "baselines": BASELINES,
+    }
     table = Table(title="components and presets")
     table.add_column("kind")
     table.add_column("names", overflow="fold")
-    for kind, registry in REGISTRIES.items():
-        table.add_row(kind, registry.choices())
-    for kind in ("run", "ssl", "head", "compare"):
+    for kind, registry in registries.items():
+        table.add_row(kind, escape(registry.choices()))
+    for kind in COMMANDS:
         table.add_row(f"{kind} presets", ", ".join(shipped_presets(kind)) or "-")
     out.print(table)
 
@@ -624,11 +624,19 @@ def demo(
 SSLConfigOpt = Annotated[
     str, typer.Option("--config", help=f"Pre-training preset ({', '.join(shipped_presets('ssl'))}) or YAML file.")
 ]
-MethodOpt = Annotated[str | None, typer.Option("--method", help=f"{SSL_METHODS.choices()} (default: the config's).")]
+MethodOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--method",
+        help="SSL method: simclr, swav, dino or any registered one (`smearmil list`); default: the config's.",
+    ),
+]
 HeadOpt = Annotated[
     str,
     typer.Option(
-        "--head", help=f"Pooling of the MIL head ({POOLINGS.choices()}), or a head config (YAML file with kind: head)."
+        "--head",
+        help="Pooling of the MIL head (attention, gated_attention, mean, max, lse or any registered one: "
+        "`smearmil list`), or a head config (YAML file with kind: head, or the cpu-head preset).",
     ),
 ]
 HeadEpochsOpt = Annotated[int, typer.Option("--head-epochs", help="Epochs of the MIL head.")]
@@ -764,7 +772,7 @@ def ssl_pretrain_cmd(
     encoder = pretrain(sources, cfg, out_dir, progress=not quiet)
     cells = sum(s["cells"] for s in encoder.meta["sources"])
     out.print(
-        f"{cfg.method} on {cells} cells, {cfg.epochs} epochs: final loss {encoder.meta.get('final_loss')} "
+        f"{cfg.method.name} on {cells} cells, {cfg.epochs} epochs: final loss {encoder.meta.get('final_loss')} "
         f"({time.perf_counter() - start:.0f} s) -> {out_dir}/encoder.pt"
     )
 
@@ -913,7 +921,7 @@ def _print_head_summary(summary: dict[str, Any], title: str, out_dir: Path, as_j
 def ssl_cv_cmd(
     path: DataPath,
     method: Annotated[
-        str, typer.Option("--method", help=f"Encoder: random, supervised, or {SSL_METHODS.choices()}.")
+        str, typer.Option("--method", help="Encoder: random, supervised, or an SSL method (`smearmil list`).")
     ] = "simclr",
     config: SSLConfigOpt = "cpu-ssl",
     epochs: PretrainEpochsOpt = None,
@@ -933,9 +941,9 @@ def ssl_cv_cmd(
     """Per fold: encoder on the training patients' cells -> features -> MIL head -> test (resumable)."""
     from .data.splits import SplitPlan
     from .data.validation import load_cohort
-    from .evaluation.ssl_cv import run_encoder_cv
+    from .evaluation.ssl_cv import BASELINE_ENCODERS, run_encoder_cv
 
-    ssl = _ssl_config(config, method if method in SSL_METHODS else None, epochs, seed)
+    ssl = _ssl_config(config, None if method in BASELINE_ENCODERS else method, epochs, seed)
     cohort = load_cohort(path, data_options(layout), progress=not (quiet or as_json))
     plan = SplitPlan.load(splits) if splits else None
     result = run_encoder_cv(
@@ -962,8 +970,9 @@ def ssl_cv_cmd(
 def ssl_compare_cmd(
     path: DataPath,
     encoders: Annotated[
-        str, typer.Option("--encoders", help=f"Comma-separated: random, supervised, {SSL_METHODS.choices()}.")
-    ] = "random,supervised,simclr,swav,dino",
+        str | None,
+        typer.Option("--encoders", help="Comma-separated encoders (default: random, supervised and every SSL method)."),
+    ] = None,
     config: SSLConfigOpt = "cpu-ssl",
     epochs: PretrainEpochsOpt = None,
     head: HeadOpt = "attention",
@@ -981,7 +990,7 @@ def ssl_compare_cmd(
     from .data.validation import load_cohort
     from .evaluation.ssl_cv import encoder_kinds, run_encoder_comparison
 
-    kinds = _split_list(encoders) or []
+    kinds = encoder_kinds() if encoders is None else (_split_list(encoders) or [])
     unknown = [k for k in kinds if k not in encoder_kinds()]
     if unknown or not kinds:
         raise ValueError(f"--encoders: unknown {unknown or 'empty list'}; choose from {', '.join(encoder_kinds())}")

@@ -8,6 +8,7 @@ mixture-of-experts models on the same folds -> comparison table -> repeatability
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from .data.simulate import SimulationConfig, simulate
 from .data.splits import SplitPlan, make_splits
 from .data.validation import load_cohort
 from .evaluation.compare import comparison_markdown
-from .evaluation.cv import run_cv
+from .evaluation.cv import CVResult, run_cv, run_on_same_folds
 from .evaluation.repeatability import run_repeatability
+from .models.kinds import MODELS, data_label
 from .report.html import build_report
 from .training.config import load_config
 from .utils.atomic import write_json, write_text
@@ -60,20 +62,22 @@ def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = 
     cohort = load_cohort(cohort_dir, progress=progress)  # decodes every cell once
     report = summarise(cohort)
     plan = make_splits(cohort, "kfold", folds=DEMO_FOLDS, seed=seed)
-    plan.save(out / "splits.json")
     cache = build_cache(cohort, Preprocessing(size=config.size), out / "cache", progress=progress)
-    summaries = {}
-    resolved = {}
-    for name, preset in DEMO_METHODS.items():
-        run_config = load_config(preset, merge_dicts(DEMO_OVERRIDES, DEMO_METHOD_OVERRIDES.get(name, {})))
-        resolved[name] = run_config.model_dump(mode="json")
-        summaries[name] = run_cv(
-            cohort, run_config, out / "cv" / name, DEMO_FOLDS, seed, out / "cache", plan, progress
-        ).summary
+    configs = {
+        name: load_config(preset, merge_dicts(DEMO_OVERRIDES, DEMO_METHOD_OVERRIDES.get(name, {})))
+        for name, preset in DEMO_METHODS.items()
+    }
+
+    def cv(name: str) -> Callable[[], CVResult]:
+        return lambda: run_cv(cohort, configs[name], out / "cv" / name, DEMO_FOLDS, seed, out / "cache", plan, progress)
+
+    results = run_on_same_folds(plan, out, {name: cv(name) for name in configs}, progress=progress)
+    summaries = {name: result.summary for name, result in results.items()}
+    resolved = {name: c.model_dump(mode="json") for name, c in configs.items()}
     table = comparison_markdown(
         summaries,
         f"{DEMO_FOLDS}-fold CV on the simulated cohort (test folds, mean ± std)",
-        {"cnn": "imgs", "mlp": "attrs", "moe": "imgs+attrs"},
+        {name: data_label(MODELS.get(c.model.kind).inputs()) for name, c in configs.items()},
     )
     write_text(out / "comparison.md", table)
     write_json(

@@ -32,8 +32,8 @@ class _MILBase(ClassifierMixin, BaseEstimator):
 
     calibrate: bool = True
 
-    def fit(self, bags: Bags, labels: Sequence[int]) -> _MILBase:
-        y = np.asarray(labels, dtype=np.int64)
+    def fit(self, bags: Bags, y: Sequence[int] | np.ndarray) -> _MILBase:
+        y = np.asarray(y, dtype=np.int64)
         if set(np.unique(y)) - {0, 1}:
             raise ValueError("these MIL classifiers are binary: labels must be 0 and 1")
         if len(bags) != len(y) or any(len(b) == 0 for b in bags):
@@ -226,7 +226,7 @@ class SpecialisingMIL(_MILBase):
     def _top(n: int, eta: float) -> int:
         return max(1, math.ceil(eta * n))
 
-    def fit(self, bags: Bags, y: Sequence[int]) -> SpecialisingMIL:
+    def fit(self, bags: Bags, y: Sequence[int] | np.ndarray) -> SpecialisingMIL:
         self.eta_ = self.eta if self.eta is not None else self._tune(bags, np.asarray(y))
         super().fit(bags, y)
         return self

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 
 class Layout(Protocol):
+    """``detect_order``, ``looks_like(root)``, ``read(root, options)``; optionally ``expects``, a short
+    text of the files it looks for (used when no layout recognises a folder)."""
+
     @property
     def detect_order(self) -> int | None: ...
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from rich.markup import escape
 
 from ..baselines import BASELINES
 from ..baselines.registry import ATTRS, IMGS
@@ -25,12 +24,12 @@ from ..data.options import DataOptions
 from ..data.splits import Fold, make_splits
 from ..models.kinds import MODELS, data_label
 from ..training.config import load_config
+from ..training.run_dir import RunDir
 from ..training.trained import PatientPrediction
 from ..utils.atomic import write_json, write_text
 from ..utils.config_files import dump_yaml, load_config_file
-from ..utils.progress import console
 from ..utils.scoring import METRICS
-from .cv import FitPredict, FoldPredictions, run_cv, run_folds
+from .cv import CVResult, FitPredict, FoldPredictions, run_cv, run_folds, run_on_same_folds
 from .plots import roc_plot
 
 LABELS = {
@@ -189,11 +188,8 @@ def run_compare(
 ) -> dict[str, Any]:
     """Run every method on the same folds; write comparison.csv/.md, summary.json and roc.png to ``out``."""
     start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", dump_yaml(config))
+    run = RunDir(out)
     plan = make_splits(cohort, "kfold", folds=folds, val=config.val, seed=seed)
-    plan.save(out / "splits.json")
     bags = None
     if any(m.baseline and m.data != ATTRS for m in config.methods):
         image_cache = build_cache(
@@ -201,34 +197,35 @@ def run_compare(
         )
         features = feature_matrix(image_cache, SegmentationConfig(), config.features.n_jobs, progress)
         bags = dict(zip(cohort.ids, bags_of_features(image_cache, features, cohort.ids)))
-    summaries: dict[str, dict[str, Any]] = {}
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    data: dict[str, str] = {}
-    for spec in config.methods:
-        label, method_dir = spec.label, out / "methods" / spec.label.replace("/", "-").replace(" ", "_")
-        if progress:
-            console.print(f"[bold]compare[/]: {escape(label)}")
+
+    def method(spec: MethodSpec) -> Callable[[], CVResult]:
+        folder = run.path / "methods" / spec.label.replace("/", "-").replace(" ", "_")
         if spec.config:
-            cv = run_cv(
-                cohort, load_config(spec.config, spec.overrides), method_dir, folds, seed, cache_dir, plan, progress
-            )
-        else:
-            cv = run_folds(
-                cohort,
-                plan,
-                _baseline_fit_predict(spec, cohort, config, bags, seed),
-                method_dir,
-                name=label,
-                seed=seed,
-                config_text=dump_yaml(spec),
-                progress=progress,
-            )
-        summaries[label], data[label] = cv.summary, spec.data or ""
-        if len(cohort.class_names) == 2:
-            curves[label] = (cv.labels, cv.proba[:, 1])
+            deep = load_config(spec.config, spec.overrides)
+            return lambda: run_cv(cohort, deep, folder, folds, seed, cache_dir, plan, progress)
+        fit_predict = _baseline_fit_predict(spec, cohort, config, bags, seed)
+        return lambda: run_folds(
+            cohort,
+            plan,
+            fit_predict,
+            folder,
+            name=spec.label,
+            seed=seed,
+            config_text=dump_yaml(spec),
+            progress=progress,
+        )
+
+    results = run_on_same_folds(
+        plan, run.path, {s.label: method(s) for s in config.methods}, dump_yaml(config), progress
+    )
+    summaries = {label: cv.summary for label, cv in results.items()}
+    data = {spec.label: spec.data or "" for spec in config.methods}
+    curves = (
+        {label: (cv.labels, cv.proba[:, 1]) for label, cv in results.items()} if len(cohort.class_names) == 2 else {}
+    )
     table = comparison_markdown(summaries, f"{folds}-fold CV, test folds (mean ± std)", data)
-    write_text(out / "comparison.md", table)
-    write_text(out / "comparison.csv", _comparison_csv(summaries, data))
+    write_text(run.path / "comparison.md", table)
+    write_text(run.path / "comparison.csv", _comparison_csv(summaries, data))
     result = {
         "split": "test",
         "folds": folds,
@@ -241,7 +238,7 @@ def run_compare(
         },
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
-    write_json(out / "summary.json", result)
     if curves:
-        roc_plot(curves, out / "roc.png", title=f"ROC, pooled test folds ({folds}-fold CV)")
+        roc_plot(curves, run.path / "roc.png", title=f"ROC, pooled test folds ({folds}-fold CV)")
+    write_json(run.summary, result)
     return result

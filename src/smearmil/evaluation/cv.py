@@ -3,7 +3,8 @@
 ``run_folds`` writes the splits and, fold by fold, calls a ``fit_predict(fold, fold_dir)`` that trains
 on the fold's training (and validation) patients and predicts its test patients; then it writes
 ``predictions.csv``, ``summary.json`` and the ROC and confusion plots. ``cv``, ``compare`` (deep
-models and baselines) and the cached-feature CVs (``features cv``, ``ssl cv``) all go through it.
+models and baselines) and the cached-feature CVs (``features cv``, ``ssl cv``) all go through it;
+``run_on_same_folds`` runs several such CVs on one plan (``compare``, ``ssl compare``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,28 @@ def run_folds(
     summary["wall_seconds"] = round(time.perf_counter() - started, 2)
     write_json(run.summary, summary)
     return CVResult(summary, results)
+
+
+def run_on_same_folds(
+    plan: SplitPlan,
+    out: str | Path,
+    runs: Mapping[str, Callable[[], CVResult]],
+    config_text: str | None = None,
+    progress: bool = True,
+) -> dict[str, CVResult]:
+    """Several methods cross-validated on one plan (each ``runs[name]()`` calls ``run_folds`` with it, in
+    a folder of its own): the plan and the config are written once in ``out``."""
+    run = RunDir(out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    if config_text is not None:
+        write_text(run.config, config_text)
+    plan.save(run.splits)
+    results = {}
+    for i, (name, method) in enumerate(runs.items()):
+        if progress:
+            console.print(f"[bold]compare[/]: {escape(name)} ({i + 1}/{len(runs)})")
+        results[name] = method()
+    return results
 
 
 def _plots(results: Sequence[FoldPredictions], summary: dict[str, Any], class_names: Sequence[str], out: Path) -> None:

@@ -103,7 +103,7 @@ def run_repeatability(
             "split": "test",
         }
     )
-    write_json(run / "repeatability.json", result)
+    write_json(RunDir(run).repeatability, result)
     write_text(run / "repeatability.csv", _rows_csv(rows, cohort.class_names))
     return result
 

@@ -8,7 +8,7 @@ head is trained and tested on the fold's patients. No test cell is ever seen by 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +20,23 @@ from ..models.cell_encoder import CellEncoder, extract_features
 from ..training.config import load_config
 from ..training.feature_mil import HeadConfig
 from ..training.fit import train_fold
+from ..training.run_dir import RunDir
 from ..training.ssl import SSL_METHODS
 from ..training.ssl.config import SSLConfig
 from ..training.ssl.pretrain import CellSource, pretrain
 from ..training.trained import TrainedModel
 from ..utils.atomic import write_json, write_text
-from .cv import CVResult
+from .cv import CVResult, run_on_same_folds
 from .feature_cv import run_head_cv
 
 BASELINE_ENCODERS = ("random", "supervised")
+PAPER_ORDER = ("simclr", "swav", "dino")  # the order of the second paper's comparison; others follow by name
 
 
 def encoder_kinds() -> list[str]:
     """The encoders a fold can learn: the two baselines and every registered SSL method."""
-    return [*BASELINE_ENCODERS, *SSL_METHODS.names()]
+    methods = sorted(SSL_METHODS.names(), key=lambda n: (PAPER_ORDER.index(n) if n in PAPER_ORDER else 99, n))
+    return [*BASELINE_ENCODERS, *methods]
 
 
 def fold_encoder(
@@ -117,16 +120,16 @@ def run_encoder_comparison(
 ) -> dict[str, Any]:
     """Every encoder on identical folds; ``comparison.csv`` and ``summary.json`` with macro-F1 per encoder."""
     start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    run = RunDir(out)
     plan = make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
-    plan.save(out / "splits.json")
-    summaries = {
-        kind: run_encoder_cv(
-            cohort, kind, ssl, head, out / kind, folds, seed, plan, cache_dir, supervised_config, progress
-        ).summary
-        for kind in kinds
-    }
+
+    def encoder(kind: str) -> Callable[[], CVResult]:
+        return lambda: run_encoder_cv(
+            cohort, kind, ssl, head, run.path / kind, folds, seed, plan, cache_dir, supervised_config, progress
+        )
+
+    results = run_on_same_folds(plan, run.path, {kind: encoder(kind) for kind in kinds}, progress=progress)
+    summaries = {kind: cv.summary for kind, cv in results.items()}
     result: dict[str, Any] = {
         "split": "test",
         "encoders": {
@@ -147,6 +150,6 @@ def run_encoder_comparison(
             f"{kind},{r['macro_f1']['mean']:.4f},{r['macro_f1']['std']:.4f},"
             f"{r['balanced_accuracy']['mean']:.4f},{folds_text}"
         )
-    write_text(out / "comparison.csv", "\n".join(lines) + "\n")
-    write_json(out / "summary.json", result)
+    write_text(run.path / "comparison.csv", "\n".join(lines) + "\n")
+    write_json(run.summary, result)
     return result

@@ -114,7 +114,7 @@ class CellEncoder:
         if not (directory / ENCODER_META).is_file():
             raise FileNotFoundError(f"{path}: no {ENCODER_META} here; give a folder written by `smearmil ssl pretrain`")
         meta = json.loads((directory / ENCODER_META).read_text(encoding="utf-8"))
-        encoder = EncoderConfig.model_validate(_architecture(meta["encoder"])).build(meta["input_size"])
+        encoder = EncoderConfig.model_validate(meta["encoder"]).build(meta["input_size"])
         state = torch.load(directory / ENCODER_WEIGHTS, map_location="cpu", weights_only=True)
         encoder.load_state_dict(state)
         image = meta.get("image") or {"size": meta["input_size"], "crop": None}
@@ -148,16 +148,6 @@ class CellEncoder:
         return CellEncoder(
             self.encoder, ChannelNormalise(mean, std), self.preprocessing, {**self.meta, "calibrated": True}
         )
-
-
-def _architecture(saved: dict[str, Any]) -> dict[str, Any]:
-    """An encoder config as saved by any version: drops parameters its encoder does not declare
-    (format 1 saved ``k`` and ``blocks`` for every encoder)."""
-    from .encoders import ENCODERS
-
-    name = saved.get("name", "resnetk")
-    declared = set(ENCODERS.params(name).model_fields) | {"name", "init"}
-    return {k: v for k, v in saved.items() if k in declared}
 
 
 def extract_features(

@@ -21,17 +21,13 @@ class EncoderConfig(Component):
     """``{name: <encoder>, **its parameters, init: <ssl folder>}``, e.g. ``{name: resnetk, k: 8}``."""
 
     registry: ClassVar[Registry[Any]] = ENCODERS
+    legacy: ClassVar[frozenset[str]] = frozenset({"k", "blocks", "embedding"})  # written for every encoder before 0.2
     name: str = "resnetk"
     init: str | None = Field(
         None,
         description="folder of `smearmil ssl pretrain`: start from its encoder's weights "
         "and fine-tune them end to end inside the MIL model (`smearmil train` and `cv`)",
     )
-
-    @property
-    def architecture(self) -> dict[str, Any]:
-        """What decides the weights' shapes: the name and parameters, not where they start from."""
-        return self.model_dump(exclude={"init"})
 
     def build(self, input_size: int) -> nn.Module:
         return ENCODERS.get(self.name)(self.params, input_size)

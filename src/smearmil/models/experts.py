@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from .base import ATTRIBUTES, Bags, MILModel, MILOutput, n_outputs
@@ -95,7 +96,7 @@ def build_cnn(config: ModelConfig, dims: ModelDims) -> CNNModel:
 
 
 def build_mlp(config: ModelConfig, dims: ModelDims) -> MLPModel:
-    return MLPModel(dims.n_attributes, dims.n_classes, config.mlp_hidden)
+    return MLPModel(dims.n_attributes, dims.n_classes, config.params.mlp_hidden)
 
 
 @MODELS.register("cnn")
@@ -112,12 +113,18 @@ class CNNKind(ModelKind):
         return [Stage("cnn", 0, lambda _: initialised(build_cnn(config, dims), config, init))]
 
 
+class MLPParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mlp_hidden: int = Field(2, ge=1, description="hidden units of the MLP expert")
+
+
 @MODELS.register("mlp")
 class MLPKind(ModelKind):
     """Attributes only: the MLP expert, trained in one stage."""
 
     model = MLPModel
     stage_names = ("mlp",)
+    Params = MLPParams
 
     def build(self, config: ModelConfig, dims: ModelDims) -> MILModel:
         return build_mlp(config, dims)

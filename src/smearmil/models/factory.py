@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..utils.registry import registered_name
+from ..utils.registry import checked_params, registered_name
 from .base import ATTRIBUTES, IMAGES, MILModel
 from .encoders import EncoderConfig
 from .kinds import MODELS, ModelDims, kind_of
@@ -14,16 +14,28 @@ from .pooling import PoolingConfig
 
 
 class ModelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The ``model`` section: its kind, the image expert's encoder and pooling, the attributes, and the
+    settings the kind itself declares (e.g. ``paradigm`` for ``moe``), validated against the kind."""
+
+    model_config = ConfigDict(extra="allow")
     kind: Annotated[str, registered_name(MODELS)] = "cnn"
     encoder: EncoderConfig = EncoderConfig()
     pooling: PoolingConfig = PoolingConfig(name="mean")
     dropout: float = Field(0.0, ge=0, lt=1)
     attributes: list[str] = Field(default_factory=lambda: ["age", "lymph_count"])
     log_attributes: list[str] = Field(default_factory=lambda: ["lymph_count"])
-    mlp_hidden: int = Field(2, ge=1)
-    paradigm: Literal["P1", "P2", "P3"] = Field("P1", description="MOE: P1 end to end, P2 gate only, P3 both")
-    gate_projection: int = Field(8, ge=1)
+    # settings every kind carried before 0.2: dropped, with a warning, where the kind does not declare them
+    legacy: ClassVar[frozenset[str]] = frozenset({"mlp_hidden", "paradigm", "gate_projection"})
+
+    @model_validator(mode="after")
+    def _kind_params(self) -> ModelConfig:
+        self.__pydantic_extra__ = checked_params(MODELS, self.kind, self.model_extra or {}, self.legacy)
+        return self
+
+    @property
+    def params(self) -> Any:
+        """The settings of the model kind (an instance of its ``Params``)."""
+        return MODELS.params(self.kind).model_validate(self.model_extra or {})
 
     @property
     def uses_images(self) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Literal, cast
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from .base import ATTRIBUTES, IMAGES, Bags, MILModel, MILOutput, logits_from_probabilities, probabilities
-from .experts import CNNModel, MLPModel, build_cnn, build_mlp, initialised
+from .experts import CNNModel, MLPModel, MLPParams, build_cnn, build_mlp, initialised
 from .factory import ModelConfig
 from .kinds import MODELS, ModelDims, ModelKind, Stage
 
@@ -93,6 +94,7 @@ class AverageKind(ModelKind):
 
     model = AverageModel
     stage_names = ("cnn", "mlp")
+    Params = MLPParams
 
     def build(self, config: ModelConfig, dims: ModelDims) -> MILModel:
         return AverageModel(build_cnn(config, dims), build_mlp(config, dims))
@@ -104,6 +106,11 @@ class AverageKind(ModelKind):
         return AverageModel(trained["cnn"], trained["mlp"])  # type: ignore[arg-type]
 
 
+class MixtureParams(MLPParams):
+    paradigm: Literal["P1", "P2", "P3"] = Field("P1", description="P1 end to end, P2 gate only, P3 both")
+    gate_projection: int = Field(8, ge=1, description="size of the pooled embedding's projection the gate sees")
+
+
 @MODELS.register("moe")
 class MixtureKind(ModelKind):
     """P1: the mixture end to end from scratch; P2: each expert alone, then only the gate; P3: each expert
@@ -111,6 +118,7 @@ class MixtureKind(ModelKind):
 
     model = MixtureOfExperts
     stage_names = ("cnn", "mlp", "moe")
+    Params = MixtureParams
 
     def build(self, config: ModelConfig, dims: ModelDims) -> MILModel:
         return self._mixture(build_cnn(config, dims), build_mlp(config, dims), config, dims)
@@ -121,12 +129,12 @@ class MixtureKind(ModelKind):
             cast(CNNModel, cnn),
             cast(MLPModel, mlp),
             dims.n_attributes,
-            config.gate_projection,
-            freeze_experts=config.paradigm == "P2",
+            config.params.gate_projection,
+            freeze_experts=config.params.paradigm == "P2",
         )
 
     def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:
-        if config.paradigm == "P1":
+        if config.params.paradigm == "P1":
             return [Stage("moe", 0, lambda _: initialised(self.build(config, dims), config, init))]
         return [
             *_experts(config, dims, init),

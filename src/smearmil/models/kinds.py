@@ -1,9 +1,10 @@
 """Model kinds (``model.kind`` in a config): what each builds, what it needs and how it trains.
 
 A kind is a class registered in ``MODELS`` that says which model class it makes (and so which inputs
-it needs: images, attributes, cached features), builds the whole model (to load saved weights), and
-lists its training stages: each stage builds a model, possibly from the models earlier stages
-trained, and the last stage (or ``assemble``) gives the final model. A new kind is one new file.
+it needs: images, attributes, cached features), declares its own settings (``Params``: they sit
+in the ``model`` section of a config beside ``kind``), builds the whole model (to load saved
+weights), and lists its training stages: each stage builds a model, possibly from the models earlier
+stages trained, and the last stage (or ``assemble``) gives the final model. A new kind is one new file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..utils.registry import Registry
+from pydantic import BaseModel
+
+from ..utils.registry import NoParams, Registry
 from .base import ATTRIBUTES, FEATURES, IMAGES, MILModel
 
 if TYPE_CHECKING:
@@ -43,6 +46,7 @@ class ModelKind:
 
     model: ClassVar[type[MILModel]]
     stage_names: ClassVar[tuple[str, ...]]
+    Params: ClassVar[type[BaseModel]] = NoParams  # read as ``config.params``
 
     @classmethod
     def inputs(cls) -> frozenset[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +142,7 @@ def _training_curves(run: Path, png: Path) -> Path | None:
 
 
 def _predictions(run: Path) -> list[dict[str, str]]:
-    path = run / "predictions.csv"
+    path = RunDir(run).predictions
     return list(csv.DictReader(path.open())) if path.is_file() else []
 
 
@@ -158,13 +157,14 @@ def build_report(
     """Write ``report.html`` and ``report.md`` into ``run``; returns the HTML path.
 
     ``comparison`` adds a table of other methods' CV summaries run on the same folds."""
-    run = Path(run)
+    folder = RunDir(run)
+    run = folder.path
     report = Report(run)
     work = run / "report_files"
     work.mkdir(exist_ok=True)
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else None
-    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else None
-    data = Path(data) if data else RunDir(run).data_path()
+    summary = folder.read_json(folder.summary)
+    metrics = folder.read_json(folder.metrics)
+    data = Path(data) if data else folder.data_path()
     cohort = None
     if data is not None and data.exists():
         cohort = load_cohort(data, DataOptions(check_images=False), progress=False)
@@ -229,8 +229,7 @@ def build_report(
     curves = _training_curves(run, work / "training_curves.png")
     if curves:
         report.image(report.section("Training curves"), curves, "loss per epoch (solid: train, dashed: validation)")
-    if (run / "repeatability.json").is_file():
-        rep = json.loads((run / "repeatability.json").read_text())
+    if (rep := folder.read_json(folder.repeatability)) is not None:
         s = report.section("Repeatability")
         report.table(
             s,
@@ -247,10 +246,10 @@ def build_report(
             + "; each patient predicted by a model that did not train on it.",
         )
         report.image(s, repeatability_plot(rep, work / "repeatability.png"), "P(true class) across image sets")
-    if cohort is not None and galleries and (run / "splits.json").is_file():
+    if cohort is not None and galleries and folder.splits.is_file():
         _galleries(report, run, cohort, galleries, cache_dir, progress)
-    if (run / "config.yaml").is_file():
-        report.code(report.section("Resolved configuration"), (run / "config.yaml").read_text())
+    if folder.config.is_file():
+        report.code(report.section("Resolved configuration"), folder.config.read_text())
     html_path, _ = report.write(f"smearmil report: {run.name}")
     return html_path
 

@@ -28,6 +28,7 @@ from .config import Strict
 class HeadConfig(Strict):
     """A MIL head on cached features (``kind: head`` in a YAML file)."""
 
+    kind: Literal["head"] = "head"
     name: str = "head"
     pooling: PoolingConfig = PoolingConfig(name="attention", hidden=64)
     embed_dim: int = Field(64, ge=1)

@@ -160,7 +160,7 @@ def train_fold(
             data,
             transform,
             config.train.for_stage(stage.name),
-            run.path / stage.name,
+            run.stage_dir(stage.name),
             seed,
             progress,
         )

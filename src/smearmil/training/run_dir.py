@@ -13,7 +13,7 @@ from typing import Any
 
 from ..data.splits import Fold, SplitPlan
 from ..utils.atomic import write_json
-from .trained import TrainedModel
+from .trained import MODEL_META, TrainedModel
 
 
 @dataclass
@@ -29,16 +29,48 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    config = property(lambda self: self.path / "config.yaml")
-    splits = property(lambda self: self.path / "splits.json")
-    summary = property(lambda self: self.path / "summary.json")
-    predictions = property(lambda self: self.path / "predictions.csv")
-    info = property(lambda self: self.path / "run.json")
-    metrics = property(lambda self: self.path / "metrics.json")
-    model_meta = property(lambda self: self.path / "model.json")
+    @property
+    def config(self) -> Path:
+        """The resolved config the run used."""
+        return self.path / "config.yaml"
+
+    @property
+    def splits(self) -> Path:
+        return self.path / "splits.json"
+
+    @property
+    def summary(self) -> Path:
+        """Test-fold metrics of a CV or comparison; written last, so its presence marks a finished run."""
+        return self.path / "summary.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / "predictions.csv"
+
+    @property
+    def info(self) -> Path:
+        """``run.json``: the data set and command that made the run."""
+        return self.path / "run.json"
+
+    @property
+    def metrics(self) -> Path:
+        """``metrics.json`` of a ``train`` run: val and test metrics and the fold trained on."""
+        return self.path / "metrics.json"
+
+    @property
+    def repeatability(self) -> Path:
+        return self.path / "repeatability.json"
+
+    @property
+    def model_meta(self) -> Path:
+        return self.path / MODEL_META
 
     def fold_dir(self, fold: str) -> Path:
         return self.path / fold
+
+    def stage_dir(self, stage: str) -> Path:
+        """Where one training stage of a model (``cnn``, ``mlp``, ``moe``, ...) keeps its checkpoints."""
+        return self.path / stage
 
     def plan(self) -> SplitPlan:
         return SplitPlan.load(self.splits)
@@ -74,7 +106,7 @@ class RunDir:
         found = [
             FoldModel(f.name, TrainedModel.load(self.fold_dir(f.name)), list(f.test))
             for f in plan.folds
-            if (self.fold_dir(f.name) / "model.json").is_file()
+            if (self.fold_dir(f.name) / MODEL_META).is_file()
         ]
         if not found:
             raise FileNotFoundError(

@@ -21,7 +21,8 @@ from ..utils.device import default_device
 from .augment import BatchTransform
 from .config import RunConfig
 
-FORMAT_VERSION = 2  # 2: poolings and encoders keep only the parameters they declare
+FORMAT_VERSION = 1
+MODEL_META = "model.json"  # beside model.pt (weights only)
 
 
 @dataclass
@@ -91,7 +92,7 @@ class TrainedModel:
         with atomic_path(directory / "model.pt") as tmp:
             torch.save(payload, tmp)
         write_json(
-            directory / "model.json",
+            directory / MODEL_META,
             {
                 "format": FORMAT_VERSION,
                 "config": self.config.model_dump(mode="json"),
@@ -107,11 +108,11 @@ class TrainedModel:
     def load(cls, directory: str | Path) -> TrainedModel:
         """Load a saved model; weights are read with ``weights_only=True`` (no unpickling of code)."""
         directory = Path(directory)
-        meta_path = directory / "model.json"
+        meta_path = directory / MODEL_META
         if not meta_path.is_file():
             raise FileNotFoundError(f"{directory} holds no trained model (model.json); train one with `smearmil train`")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        config = RunConfig.model_validate(_upgrade(meta["config"], meta.get("format", 1)))
+        config = RunConfig.model_validate(meta["config"])
         encoder = AttributeEncoder.from_dict(meta["attributes"])
         model = build_model(config.model, len(meta["class_names"]), len(encoder.feature_names), config.image.input_size)
         payload = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
@@ -166,28 +167,12 @@ class TrainedModel:
         return self.predict_arrays(ids, bags, attributes, device=device)
 
 
-def _upgrade(config: dict[str, Any], version: int) -> dict[str, Any]:
-    """A saved run config of an older format, read by this version."""
-    if version < 2:  # format 1 saved r and hidden with every pooling, k and blocks with every encoder
-        from ..models.encoders import ENCODERS
-        from ..models.pooling import POOLINGS
-
-        model = dict(config.get("model", {}))
-        for key, registry in (("pooling", POOLINGS), ("encoder", ENCODERS)):
-            section = dict(model.get(key) or {})
-            if section.get("name") in registry:
-                declared = set(registry.params(section["name"]).model_fields) | {"name", "init"}
-                model[key] = {k: v for k, v in section.items() if k in declared}
-        config = {**config, "model": model}
-    return config
-
-
 def load_encoder(path: str | Path) -> CellEncoder:
     """A frozen encoder from a pre-training folder, or the image encoder of a trained model folder."""
     if CellEncoder.is_saved_in(path):
         return CellEncoder.load(path)
     directory = Path(path)
-    if (directory / "model.json").is_file():
+    if (directory / MODEL_META).is_file():
         return TrainedModel.load(directory).cell_encoder()
     raise FileNotFoundError(
         f"{path}: neither a pre-training folder (encoder.json, from `smearmil ssl pretrain`) "

@@ -2,8 +2,9 @@
 
 A config may start from another with ``base: NAME_OR_PATH`` (a relative path is read relative to the
 file that names it) and override any field. Mappings merge key by key, except two mappings that name
-different components (``name``): the later one replaces the earlier. Overrides from the command line
-merge the same way. ``kind`` says which command a config is for (no ``kind``: a run config).
+different components (``name``): the later one replaces the earlier; a bare name over a mapping of the
+same component keeps the mapping. Overrides from the command line merge the same way. ``kind`` says
+which command a config is for (no ``kind``: a run config).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def merge_dicts(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         old = out.get(key)
         if isinstance(value, dict) and isinstance(old, dict) and not _names_differ(old, value):
             out[key] = merge_dicts(old, value)
+        elif isinstance(value, str) and isinstance(old, dict) and old.get("name") == value:
+            out[key] = old  # `method: swav` over `{name: swav, prototypes: 32}` keeps its parameters
         else:
             out[key] = value
     return out
@@ -123,7 +126,7 @@ def load_config_file(
 ) -> Schema:
     """``schema`` validated from a config file or preset of ``kind``, with nested ``overrides`` on top."""
     raw = merge_dicts(resolve(name_or_path, kind, generated, hint), overrides or {})
-    if kind != RUN:
+    if "kind" in schema.model_fields:
         raw["kind"] = kind
     try:
         return schema.model_validate(raw)

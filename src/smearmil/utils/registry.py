@@ -7,13 +7,15 @@ An entry may declare its hyper-parameters as a pydantic model (a ``Params`` attr
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class NoParams(BaseModel):
@@ -97,15 +99,38 @@ def registered_name(registry: Registry[Any], *also: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def checked_params(
+    registry: Registry[Any], name: str, given: dict[str, Any], legacy: Collection[str] = ()
+) -> dict[str, Any]:
+    """``given`` validated against the parameters entry ``name`` declares, every default filled in.
+
+    Keys in ``legacy`` that the entry does not declare (older versions wrote them for every entry)
+    are dropped with a warning; any other unknown key is an error that lists the declared ones.
+    """
+    schema = registry.params(name)
+    dropped = sorted(k for k in given if k in legacy and k not in schema.model_fields)
+    if dropped:
+        log.warning("%s %r: ignoring %s (not one of its parameters)", registry.kind, name, ", ".join(dropped))
+    try:
+        params = schema.model_validate({k: v for k, v in given.items() if k not in dropped})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        declared = ", ".join(schema.model_fields) or "none"
+        raise ValueError(f"{registry.kind} {name!r}: {problems} (its parameters: {declared})") from None
+    return params.model_dump()
+
+
 class Component(BaseModel):
     """``{name: <registered name>, **hyper-parameters}``; the parameters are those the entry declares.
 
     A bare string is read as ``{name: <string>}``. After validation the extra fields hold every
-    parameter with its default filled in, so a dumped config is complete.
+    parameter with its default filled in, so a dumped config is complete. ``legacy`` names keys that
+    older versions wrote for every entry: they are dropped where the entry does not declare them.
     """
 
     model_config = ConfigDict(extra="allow")
     registry: ClassVar[Registry[Any]]
+    legacy: ClassVar[frozenset[str]] = frozenset()
     name: str
 
     @model_validator(mode="before")
@@ -121,14 +146,7 @@ class Component(BaseModel):
 
     @model_validator(mode="after")
     def _check_params(self) -> Component:
-        schema = self.registry.params(self.name)
-        try:
-            params = schema.model_validate(self.model_extra or {})
-        except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-            declared = ", ".join(schema.model_fields) or "none"
-            raise ValueError(f"{self.registry.kind} {self.name!r}: {problems} (its parameters: {declared})") from None
-        self.__pydantic_extra__ = params.model_dump()
+        self.__pydantic_extra__ = checked_params(self.registry, self.name, self.model_extra or {}, self.legacy)
         return self
 
     @property

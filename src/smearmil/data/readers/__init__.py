@@ -25,16 +25,9 @@ def detect_layout(root: Path) -> str:
     for _, name in candidates:
         if LAYOUTS.get(name).looks_like(root):
             return name
-    raise DataError(
-        [
-            Problem(
-                "unknown_layout",
-                str(root),
-                "no clinical table found (trainset/trainset_true.csv, clinical_annotation.csv, a patients .csv, "
-                "or labels.csv for single cells); add it or pass --layout and --csv",
-            )
-        ]
-    )
+    wanted = "; ".join(f"{name}: {getattr(LAYOUTS.get(name), 'expects', 'its own files')}" for _, name in candidates)
+    message = f"no clinical table found for any layout ({wanted}); add it or pass --layout and --csv"
+    raise DataError([Problem("unknown_layout", str(root), message)])
 
 
 def read(path: str | Path, options: DataOptions | None = None) -> Cohort | CellSet:

@@ -199,5 +199,6 @@ def _date_problem(table: Table, i: int, pid: str, note: str, options: DataOption
 @LAYOUTS.register("lymphocytosis")
 class LymphocytosisLayout:
     detect_order = 20
+    expects = "trainset/trainset_true.csv or clinical_annotation.csv with ID and LABEL"
     looks_like = staticmethod(looks_like)
     read = staticmethod(read)

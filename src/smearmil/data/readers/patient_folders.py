@@ -197,5 +197,6 @@ def read(root: Path, options: DataOptions) -> Cohort:
 @LAYOUTS.register("patient-folders")
 class PatientFoldersLayout:
     detect_order = 30
+    expects = "a patients .csv at the top"
     looks_like = staticmethod(looks_like)
     read = staticmethod(read)

@@ -52,5 +52,6 @@ def read(root: Path, options: DataOptions) -> CellSet:
 @LAYOUTS.register("single-cell")
 class SingleCellLayout:
     detect_order = 10
+    expects = "labels.csv (file, label) beside <class>/ folders"
     looks_like = staticmethod(looks_like)
     read = staticmethod(read)

@@ -11,6 +11,7 @@ import pytest
 from smearmil.data import load_cohort
 from smearmil.data.images import read_rgb
 from smearmil.data.simulate import SimulationConfig, read_truth, simulate
+from smearmil.utils.outputs import OutputRefused
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -107,6 +108,18 @@ def test_bad_configs_and_existing_output(tmp_path: Path) -> None:
         SimulationConfig(classes=1)
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError):
-        simulate(tmp_path / "x", SimulationConfig(patients=2, cells_min=1, cells_max=1, size=16), progress=False)
+    tiny = SimulationConfig(patients=2, cells_min=1, cells_max=1, size=16)
+    for overwrite in (False, True):  # a folder smearmil did not write survives even --overwrite
+        with pytest.raises(OutputRefused, match="not a cohort smearmil simulated"):
+            simulate(tmp_path / "x", tiny, progress=False, overwrite=overwrite)
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+    simulate(tmp_path / "ours", tiny, progress=False)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        simulate(tmp_path / "ours", tiny, progress=False)
+    simulate(
+        tmp_path / "ours",
+        SimulationConfig(patients=3, cells_min=1, cells_max=1, size=16),
+        progress=False,
+        overwrite=True,
+    )
+    assert len(list((tmp_path / "ours" / "trainset").iterdir())) == 4  # 3 patients and the table

@@ -12,8 +12,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .data.layouts import LAYOUTS
@@ -33,7 +33,13 @@ ssl_app = typer.Typer(no_args_is_help=True, help="Self-supervised cell encoders:
 features_app = typer.Typer(no_args_is_help=True, help="Cached cell embeddings and MIL heads on them.")
 app.add_typer(ssl_app, name="ssl")
 app.add_typer(features_app, name="features")
-out = Console(width=None if sys.stdout.isatty() else 140)  # pipes and CI logs get whole tables
+# pipes and CI logs get whole tables; markup off: names and paths from users print as they are
+out = Console(width=None if sys.stdout.isatty() else 140, markup=False)
+
+
+def error_line(message: object, label: str = "error:", style: str = "red") -> Text:
+    return Text.assemble((label, style), " ", str(message))
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,6 +57,14 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of folds.")]
 TableJsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace OUT if it holds this kind of smearmil output of other inputs (a folder smearmil did not "
+        "write is never touched).",
+    ),
+]
 
 
 def _split_list(text: str | None) -> list[str] | None:
@@ -97,7 +111,7 @@ def guarded(fn: F) -> F:
             _print_problems(error)
             raise typer.Exit(2) from None
         except (FileExistsError, FileNotFoundError, ValueError) as error:
-            err_console.print(f"[red]error:[/] {error}")
+            err_console.print(error_line(error))
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -110,7 +124,7 @@ def _print_problems(error: DataError) -> None:
     for p in error.problems:
         table.add_row(p.severity, p.kind, p.where, p.message)
     err_console.print(table)
-    err_console.print(f"[red]error:[/] {str(error).splitlines()[0]}")
+    err_console.print(error_line(str(error).splitlines()[0]))
 
 
 @bench_app.command("features")
@@ -162,7 +176,7 @@ def list_cmd() -> None:
     table.add_column("kind")
     table.add_column("names", overflow="fold")
     for kind, registry in registries.items():
-        table.add_row(kind, escape(registry.choices()))
+        table.add_row(kind, registry.choices())
     for kind in COMMANDS:
         table.add_row(f"{kind} presets", ", ".join(shipped_presets(kind)) or "-")
     out.print(table)
@@ -271,6 +285,7 @@ def split_cmd(
     csv: CsvOpt = None,
     spec: SpecOpt = None,
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Split patients (never cells) into train/validation/test and write a splits file."""
     from .data.splits import make_splits
@@ -278,7 +293,7 @@ def split_cmd(
 
     cohort = load_cohort(path, data_options(layout, csv, spec, check_images=False), progress=not quiet)
     plan = make_splits(cohort, scheme, folds=folds, repeats=repeats, val=val, test=test, seed=seed)  # type: ignore[arg-type]
-    plan.save(out_file)
+    plan.save_new(out_file, overwrite)
     table = Table(title=f"{scheme} split of {len(cohort)} patients (seed {seed})")
     for col in ("fold", "train", "val", "test"):
         table.add_column(col, justify="right")
@@ -397,6 +412,7 @@ def train(
     cache_dir: CacheDirOpt = None,
     layout: LayoutOpt = "auto",
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train one model on a patient-level hold-out split (resumes if OUT holds an interrupted run)."""
     from .data.splits import SplitPlan
@@ -406,7 +422,7 @@ def train(
     cfg = _run_config(config, layout, seed)
     cohort = load_cohort(path, cfg.data, progress=not quiet)
     plan = SplitPlan.load(splits) if splits else None
-    result = train_run(cohort, cfg, out_dir, plan, fold, cache_dir, progress=not quiet)
+    result = train_run(cohort, cfg, out_dir, plan, fold, cache_dir, progress=not quiet, overwrite=overwrite)
     rows = {f"{s} ({r['n_patients']} patients)": r["metrics"] for s, r in result["splits"].items()}
     out.print(_metrics_table(f"{cfg.name} on {path} (fold {result['fold']})", rows))
     out.print(f"run -> {out_dir} ({result['wall_seconds']:.0f} s)")
@@ -426,6 +442,7 @@ def cv(
     cache_dir: CacheDirOpt = None,
     layout: LayoutOpt = "auto",
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
     """Cross-validate a config by patient: DIR/predictions.csv and DIR/summary.json."""
@@ -436,7 +453,9 @@ def cv(
     cfg = _run_config(config, layout, seed)
     cohort = load_cohort(path, cfg.data, progress=not quiet)
     plan = SplitPlan.load(splits) if splits else None
-    summary = run_cv(cohort, cfg, out_dir, folds, seed, cache_dir, plan, progress=not (quiet or as_json)).summary
+    summary = run_cv(
+        cohort, cfg, out_dir, folds, seed, cache_dir, plan, progress=not (quiet or as_json), overwrite=overwrite
+    ).summary
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
@@ -461,6 +480,7 @@ def compare(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/compare"),
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
     """Run deep models and baselines on identical folds: comparison.csv/.md, summary.json, ROC plot."""
@@ -469,13 +489,14 @@ def compare(
 
     cfg = load_compare_config(config)
     cohort = load_cohort(path, cfg.data, progress=not (quiet or as_json))
-    result = run_compare(cohort, cfg, out_dir, folds, seed, cache_dir, progress=not (quiet or as_json))
+    result = run_compare(
+        cohort, cfg, out_dir, folds, seed, cache_dir, progress=not (quiet or as_json), overwrite=overwrite
+    )
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
     rows = {
-        escape(name if name.endswith("]") else f"{name} [{m['data']}]"): m["metrics"]
-        for name, m in result["methods"].items()
+        (name if name.endswith("]") else f"{name} [{m['data']}]"): m["metrics"] for name, m in result["methods"].items()
     }
     out.print(_metrics_table(f"{folds}-fold CV on {path}: test folds, mean ± std", rows))
     out.print(f"-> {out_dir}/comparison.md, comparison.csv, summary.json, roc.png ({result['wall_seconds']:.0f} s)")
@@ -592,7 +613,7 @@ def predict(
         return
     for r in results:
         probs = ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
-        out.print(f"[bold]{r['patient']}[/]: [green]{r['label']}[/] ({probs})")
+        out.print(Text.assemble((str(r["patient"]), "bold"), ": ", (str(r["label"]), "green"), f" ({probs})"))
         for c in r["top_cells"]:
             out.print(f"    {c['weight']:.4f}  {c['file']}")
 
@@ -603,11 +624,12 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's outputs.")] = Path("smearmil-demo"),
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Run the main job on the embedded synthetic cohort: simulate, inspect, split, cache, CV, compare, report."""
     from .demo import run_demo
 
-    result = run_demo(out_dir, seed=seed, progress=not quiet)
+    result = run_demo(out_dir, seed=seed, progress=not quiet, overwrite=overwrite)
     out.print(result.report.render())
     out.print(f"splits: {len(result.splits.folds)} folds by patient -> {result.out / 'splits.json'}")
     out.print(f"cache: {result.cached_cells} cells -> {result.cache_dir}")
@@ -687,7 +709,7 @@ def _attention_table(summary: dict[str, Any]) -> Table | None:
         table.add_column(label, justify="right")
     for kind in kinds:
         table.add_row(
-            escape(kind),
+            kind,
             *(
                 f"{by_type[c][kind]['mean_relative_attention']:.2f} ({by_type[c][kind]['n_cells']})"
                 if kind in by_type[c]
@@ -745,6 +767,7 @@ def ssl_pretrain_cmd(
     cache_dir: CacheDirOpt = None,
     layout: LayoutOpt = "auto",
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Pre-train a cell encoder without labels (SimCLR, SwAV or DINO): OUT/encoder.pt + encoder.json."""
     import time
@@ -769,7 +792,7 @@ def ssl_pretrain_cmd(
         cache = build_cache(cohort, cfg.image.preprocessing, cache_dir, progress=not quiet)
         sources.append(CellSource(cache, patients, str(path)))
     start = time.perf_counter()
-    encoder = pretrain(sources, cfg, out_dir, progress=not quiet)
+    encoder = pretrain(sources, cfg, out_dir, progress=not quiet, overwrite=overwrite)
     cells = sum(s["cells"] for s in encoder.meta["sources"])
     out.print(
         f"{cfg.method.name} on {cells} cells, {cfg.epochs} epochs: final loss {encoder.meta.get('final_loss')} "
@@ -847,6 +870,7 @@ def features_extract_cmd(
     cache_dir: CacheDirOpt = None,
     layout: LayoutOpt = "auto",
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Embed every cell of a cohort with a frozen encoder; store embeddings, cell ids and cell types per patient."""
     from .data.cache import build_cache
@@ -856,7 +880,7 @@ def features_extract_cmd(
     encoder = _load_encoder(encoder_spec)
     cohort = load_cohort(path, data_options(layout), progress=not quiet)
     cache = build_cache(cohort, encoder.preprocessing, cache_dir, progress=not quiet)
-    store = extract_features(encoder, cohort, cache, out_dir, progress=not quiet)
+    store = extract_features(encoder, cohort, cache, out_dir, progress=not quiet, overwrite=overwrite)
     out.print(f"{store.features.shape[0]} cells of {len(store.patient_ids)} patients, {store.dim}-d -> {out_dir}")
 
 
@@ -876,6 +900,7 @@ def features_cv_cmd(
     splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
     umap: UmapOpt = True,
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
     """Cross-validate a MIL head on cached features: macro-F1 per fold, attention per cell and cell type."""
@@ -886,9 +911,13 @@ def features_cv_cmd(
     store = FeatureStore(features)
     if store.encoder.get("sources") and not as_json:
         err_console.print(
-            "[yellow]note:[/] this encoder was pre-trained on the cells of "
-            f"{', '.join(s['data'] for s in store.encoder['sources'])}; if that includes test patients, "
-            "use `smearmil ssl cv` (pre-training per fold) for an unbiased estimate"
+            error_line(
+                "this encoder was pre-trained on the cells of "
+                f"{', '.join(s['data'] for s in store.encoder['sources'])}; if that includes test patients, "
+                "use `smearmil ssl cv` (pre-training per fold) for an unbiased estimate",
+                "note:",
+                "yellow",
+            )
         )
     plan = SplitPlan.load(splits) if splits else None
     result = run_head_cv(
@@ -902,6 +931,8 @@ def features_cv_cmd(
         progress=not (quiet or as_json),
         name=f"{head} MIL on {features.name}",
         umap=umap,
+        data_identity=store.identity(),
+        overwrite=overwrite,
     )
     _print_head_summary(result.summary, f"{head} MIL on {features}: {folds}-fold CV (test folds)", out_dir, as_json)
 
@@ -936,6 +967,7 @@ def ssl_cv_cmd(
     cache_dir: CacheDirOpt = None,
     layout: LayoutOpt = "auto",
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
     """Per fold: encoder on the training patients' cells -> features -> MIL head -> test (resumable)."""
@@ -959,6 +991,7 @@ def ssl_cv_cmd(
         supervised_config,
         progress=not (quiet or as_json),
         umap=umap,
+        overwrite=overwrite,
     )
     _print_head_summary(
         result.summary, f"{method} encoder + {head} MIL on {path}: {folds}-fold CV (test folds)", out_dir, as_json
@@ -984,6 +1017,7 @@ def ssl_compare_cmd(
     cache_dir: CacheDirOpt = None,
     layout: LayoutOpt = "auto",
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
     as_json: TableJsonOpt = False,
 ) -> None:
     """Encoders through the same MIL head on identical folds; prints macro-F1 mean and std across folds."""
@@ -1007,6 +1041,7 @@ def ssl_compare_cmd(
         cache_dir,
         supervised_config,
         progress=not (quiet or as_json),
+        overwrite=overwrite,
     )
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

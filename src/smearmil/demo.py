@@ -27,6 +27,7 @@ from .report.html import build_report
 from .training.config import load_config
 from .utils.atomic import write_json, write_text
 from .utils.config_files import merge_dicts
+from .utils.outputs import claim_output, run_fingerprint
 
 DEMO_SIMULATION = SimulationConfig(patients=60, cells_min=16, cells_max=48, size=64, seed=0)
 DEMO_FOLDS = 3
@@ -52,10 +53,13 @@ class DemoResult:
     report_html: Path | None = None
 
 
-def run_demo(out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = True) -> DemoResult:
+def run_demo(
+    out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = True, overwrite: bool = False
+) -> DemoResult:
     out = Path(out)
     cohort_dir = out / "cohort"
     config = DEMO_SIMULATION
+    claim_output(out, "demo", run_fingerprint({"seed": seed, "simulation": asdict(config)}), overwrite)
     previous = cohort_dir / "simulation.json"
     if not (previous.is_file() and json.loads(previous.read_text()) == json.loads(json.dumps(asdict(config)))):
         simulate(cohort_dir, config, progress=progress, overwrite=True)

@@ -28,7 +28,7 @@ def cohort_from_folders(
         if not folder.is_dir():
             problems.append(Problem("missing_folder", str(folder), "is not a folder of cell images"))
             continue
-        images = list_images(folder)
+        images = list_images(folder, problems)
         if not images:
             problems.append(Problem("empty_bag", str(folder), "holds no image files (jpg, png, tif, bmp)"))
             continue

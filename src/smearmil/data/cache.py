@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -25,6 +26,7 @@ from .cohort import Cohort
 from .images import Preprocessing, content_hash
 from .problems import Problem
 
+log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 KeyMode = Literal["stat", "content"]
 IMAGES_FILE = "images.u8"
@@ -52,15 +54,29 @@ def cache_key(cohort: Cohort, prep: Preprocessing, mode: KeyMode = "stat") -> st
     return h.hexdigest()[:24]
 
 
+class BrokenCache(ValueError):
+    """A cache folder whose files do not agree (e.g. a truncated images.u8)."""
+
+
 class ImageCache:
     """A complete cache, opened read-only. Pickles as its folder, so each worker maps it itself."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        index = json.loads((self.directory / INDEX_FILE).read_text(encoding="utf-8"))
+        try:
+            index = json.loads((self.directory / INDEX_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise BrokenCache(f"{self.directory}: unreadable cache index ({error})") from None
         if index.get("version") != CACHE_VERSION:
-            raise ValueError(f"{self.directory}: cache format {index.get('version')}, expected {CACHE_VERSION}")
+            raise BrokenCache(f"{self.directory}: cache format {index.get('version')}, expected {CACHE_VERSION}")
         self.shape: tuple[int, ...] = tuple(index["shape"])
+        expected = int(np.prod(self.shape)) if self.shape[0] else 0
+        found = (self.directory / IMAGES_FILE).stat().st_size if (self.directory / IMAGES_FILE).is_file() else -1
+        if self.shape[0] and found != expected:
+            raise BrokenCache(
+                f"{self.directory / IMAGES_FILE} holds {found} bytes where its index says {expected} "
+                "(truncated or replaced)"
+            )
         self.preprocessing = Preprocessing(**index["preprocessing"])
         self.root = Path(index["root"])
         self._ranges: dict[str, tuple[int, int]] = {k: (a, b) for k, (a, b) in index["patients"].items()}
@@ -154,7 +170,11 @@ def build_cache(
     name = f"{cohort.root.name or 'cohort'}-{prep.size}px{crop}-{cache_key(cohort, prep, key_mode)}"
     final = cache_dir / name
     if (final / INDEX_FILE).is_file():
-        return ImageCache(final)
+        try:
+            return ImageCache(final)
+        except BrokenCache as broken:  # the cache is ours: rebuild it
+            log.warning("%s; rebuilding it", broken)
+            shutil.rmtree(final, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale_builds(cache_dir, name)
     work = cache_dir / f"{name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ class Patient:
     images: list[Path] = field(default_factory=list)
     cell_types: list[str] | None = None
     group: str | None = None  # e.g. the split folder of the lymphocytosis layout ("trainset")
+    digests: list[str] | None = None  # content hash of each image, once the images have been checked
 
     @property
     def n_cells(self) -> int:
@@ -35,6 +37,8 @@ class Patient:
         self.images = [p for p, k in zip(self.images, keep) if k]
         if self.cell_types is not None:
             self.cell_types = [t for t, k in zip(self.cell_types, keep) if k]
+        if self.digests is not None:
+            self.digests = [d for d, k in zip(self.digests, keep) if k]
 
 
 @dataclass
@@ -110,12 +114,37 @@ class Cohort:
         """A cohort of the given patients only (same classes and attributes)."""
         return replace(self, patients=[self[i] for i in ids], problems=list(self.problems))
 
+    def identity(self) -> str:
+        """A short hash of what a result depends on: patients, labels, attributes and every cell's content
+        (its hash once images are checked, else its path and size)."""
+        h = hashlib.sha256(f"{self.layout}\t{self.class_names}\n".encode())
+        for p in sorted(self.patients, key=lambda p: p.id):
+            attributes = json.dumps(sorted(p.attributes.items()), default=str)
+            h.update(f"{p.id}\t{p.label}\t{attributes}\n".encode())
+            cells = p.digests if p.digests is not None else [f"{_relative(i, self.root)}:{_size(i)}" for i in p.images]
+            h.update(("\n".join(cells) + "\n").encode())
+        return h.hexdigest()[:16]
+
     def fingerprint(self) -> str:
         """A short hash of patient ids and labels: ties a splits file to the cohort it was made for."""
         h = hashlib.sha256()
         for p in sorted(self.patients, key=lambda p: p.id):
             h.update(f"{p.id}\t{p.label}\n".encode())
         return h.hexdigest()[:16]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 @dataclass

@@ -3,10 +3,14 @@
 The index holds each patient's row range, label, cell ids (paths relative to the cohort root) and cell
 types, the class names and what produced the embeddings (``encoder``). The folder is written beside
 its target and renamed into place, so a killed extraction leaves nothing that a later run trusts.
+
+``write`` claims its folder as a ``features`` output (``utils.outputs``): a folder the tool did not
+write is refused, never deleted; features of the same encoder and cells are reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..utils.atomic import dumps_json
+from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.progress import track
 from .cache import ImageCache
 from .cohort import UNKNOWN_CELL_TYPE, Cohort, Patient
@@ -55,6 +60,10 @@ class FeatureStore:
         self.encoder: dict[str, Any] = index["encoder"]
         self.root = index["root"]
         self._patients: dict[str, dict[str, Any]] = index["patients"]
+
+    def identity(self) -> str:
+        """A short hash of the store's index (patients, cells, labels, encoder)."""
+        return hashlib.sha256((self.directory / INDEX_FILE).read_bytes()).hexdigest()[:16]
 
     @property
     def patient_ids(self) -> list[str]:
@@ -95,11 +104,22 @@ class FeatureStore:
         embed: Callable[[np.ndarray], np.ndarray],
         encoder: dict[str, Any],
         progress: bool = True,
+        identity: str = "",
+        overwrite: bool = False,
     ) -> FeatureStore:
-        """Embed every cached cell of ``cohort`` with ``embed`` and store the result in ``directory``."""
+        """Embed every cached cell of ``cohort`` with ``embed`` and store the result in ``directory``.
+
+        ``identity`` names the encoder's weights; with the cache it is the store's fingerprint."""
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        work = directory.with_name(f".{directory.name}.partial-{uuid.uuid4().hex[:8]}")
+        fingerprint = run_fingerprint({"encoder": identity}, cache.directory.name, cohort=cohort.identity())
+        if (
+            claim_output(directory, "features", fingerprint, overwrite) == "resume"
+            and (directory / INDEX_FILE).is_file()
+        ):
+            return cls(directory)
+        for stale in directory.glob(".partial-*"):  # left by a killed extraction into this folder
+            shutil.rmtree(stale, ignore_errors=True)
+        work = directory / f".partial-{uuid.uuid4().hex[:8]}"
         work.mkdir()
         try:
             ids = [i for i in cohort.ids if i in set(cache.patient_ids)]
@@ -124,9 +144,8 @@ class FeatureStore:
                 "patients": patients,
             }
             (work / INDEX_FILE).write_text(dumps_json(index), encoding="utf-8")
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.rename(work, directory)
+            os.replace(work / FEATURES_FILE, directory / FEATURES_FILE)
+            os.replace(work / INDEX_FILE, directory / INDEX_FILE)  # last: its presence marks the store finished
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return cls(directory)

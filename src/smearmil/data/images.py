@@ -63,6 +63,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+MAX_PIXELS = 64_000_000  # a cell image is well under a megapixel; more is a slide or a decompression bomb
+
+
 def decode(data: bytes, name: str = "", draft_size: int | None = None) -> Image.Image:
     """Decode image bytes to an 8-bit RGB PIL image; raises ``OSError`` on unreadable or truncated data.
 
@@ -70,9 +73,16 @@ def decode(data: bytes, name: str = "", draft_size: int | None = None) -> Image.
     """
     try:
         image = Image.open(io.BytesIO(data))
+        if image.width * image.height > MAX_PIXELS:
+            raise OSError(
+                f"{image.width}x{image.height} pixels is far more than a cell image (limit "
+                f"{MAX_PIXELS / 1e6:.0f} Mpx); crop it to the cell or remove it"
+            )
         if draft_size is not None and image.format == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
         image.load()
+    except Image.DecompressionBombError as bomb:
+        raise OSError(f"{bomb}; crop it to the cell or remove it") from None
     except UnidentifiedImageError as pil_error:
         if Path(name).suffix.lower() in (".tif", ".tiff"):
             return _decode_tiff(data, pil_error)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from .cohort import CellSet, Cohort
 from .options import DataOptions
@@ -74,9 +75,9 @@ class InspectReport:
             problems.add_column(col, overflow="fold")
         for p in sorted(self.problems, key=lambda p: p.severity != "error"):
             style = "red" if p.severity == "error" else "yellow"
-            problems.add_row(f"[{style}]{p.severity}[/]", p.kind, p.where, p.message)
+            problems.add_row(Text(p.severity, style=style), p.kind, p.where, p.message)
         if not self.problems:
-            problems.add_row("[green]none[/]", "", "", "")
+            problems.add_row(Text("none", style="green"), "", "", "")
         parts.append(problems)
         return Group(*parts)
 

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from ..utils.outputs import OutputRefused, claim_output, read_marker
 from ..utils.progress import track
 
 ABNORMALITIES = ("large_nucleolus", "cleaved", "granular", "irregular")
@@ -197,6 +198,9 @@ def _simulate_patient(config: SimulationConfig, index: int, label: int, split: P
     return row, truth
 
 
+SIMULATED = "simulated-cohort"
+
+
 def simulate(
     out: str | Path,
     config: SimulationConfig | None = None,
@@ -206,13 +210,26 @@ def simulate(
 ) -> Path:
     """Write a synthetic cohort to ``out`` (lymphocytosis layout plus ``cell_truth.csv``); same seed, same bytes.
 
-    The cohort is written to a hidden folder beside ``out`` and renamed into place when complete.
+    The cohort is written to a hidden folder beside ``out`` and renamed into place when complete. An
+    existing ``out`` is replaced only with ``overwrite`` and only if it is a simulated cohort itself.
     """
     config = config or SimulationConfig()
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; choose another folder or pass --overwrite")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        marker = read_marker(out) if out.is_dir() else None
+        ours = (
+            (marker or {}).get("kind") == SIMULATED
+            or (out / "simulation.json").is_file()
+            and (out / "cell_truth.csv").is_file()
+        )
+        if not ours:
+            raise OutputRefused(
+                f"{out} exists and is not a cohort smearmil simulated; it is left untouched: choose another folder"
+            )
+        if not overwrite:
+            raise FileExistsError(f"{out} holds a simulated cohort already; pass --overwrite to replace it")
     work = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
+    claim_output(work, SIMULATED, {"simulation": asdict(config)})
     split = work / "trainset"
     split.mkdir(parents=True)
     labels = np.arange(config.patients) % config.classes

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ..utils.atomic import dumps_json, write_text
+from ..utils.outputs import OutputRefused
+from ..utils.paths import safe_name
 from .cohort import Cohort
 from .problems import DataError, Problem
 
@@ -58,12 +60,29 @@ class SplitPlan:
     def save(self, path: str | Path) -> None:
         write_text(path, dumps_json(self.to_json()))
 
+    def save_new(self, path: str | Path, overwrite: bool = False) -> None:
+        """``save``, refusing to replace a file that is not a splits file, or another plan without ``overwrite``."""
+        path = Path(path)
+        if path.exists():
+            try:
+                same = SplitPlan.load(path).to_json() == self.to_json()
+            except DataError:
+                raise OutputRefused(
+                    f"{path} exists and is not a smearmil splits file; it is left untouched: choose another --out"
+                ) from None
+            if not same and not overwrite:
+                raise OutputRefused(f"{path} holds other splits; pass --overwrite to replace it")
+        self.save(path)
+
     @classmethod
     def load(cls, path: str | Path) -> SplitPlan:
         path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            folds = [Fold(f["name"], tuple(f["train"]), tuple(f["val"]), tuple(f["test"])) for f in raw["folds"]]
+            folds = [
+                Fold(safe_name(str(f["name"]), "fold name"), tuple(f["train"]), tuple(f["val"]), tuple(f["test"]))
+                for f in raw["folds"]
+            ]
             plan = cls(
                 raw["scheme"],
                 int(raw["seed"]),
@@ -78,6 +97,25 @@ class SplitPlan:
             ) from error
         plan.check_disjoint(str(path))
         return plan
+
+    def check_training_classes(self, cohort: Cohort, where: str = "splits") -> None:
+        """Every class of the cohort must have patients in every fold's training set; else DataError."""
+        present = {p.label for p in cohort.labelled()}
+        problems = []
+        for fold in self.folds:
+            seen = {cohort[i].label for i in fold.train if i in cohort}
+            for label in sorted(c for c in present - seen if c is not None):
+                n = sum(p.label == label for p in cohort.labelled())
+                problems.append(
+                    Problem(
+                        "class_missing_from_training",
+                        f"{where} fold {fold.name}",
+                        f"no training patient of class {label!r} ({n} in the cohort); add patients "
+                        "of that class, or use fewer folds or a smaller validation share",
+                    )
+                )
+        if problems:
+            raise DataError(problems)
 
     def fold(self, name: str | None = None) -> Fold:
         """The fold called ``name`` (default: the first)."""
@@ -147,6 +185,17 @@ def _labelled(cohort: Cohort) -> tuple[list[str], list[int], list[str]]:
     if len(ids) < 2:
         raise DataError(
             [Problem("too_few_patients", str(cohort.root), f"{len(ids)} labelled patient(s); a split needs at least 2")]
+        )
+    if len(set(labels)) < 2:
+        only = cohort.class_names[labels[0]]
+        raise DataError(
+            [
+                Problem(
+                    "one_class",
+                    str(cohort.root),
+                    f"every labelled patient is {only!r}; a classifier needs patients of at least two classes",
+                )
+            ]
         )
     return ids, labels, unlabelled
 

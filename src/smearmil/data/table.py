@@ -54,29 +54,48 @@ def read_table(path: Path) -> Table:
         delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
     except csv.Error:
         delimiter = ","
+    text = text.replace("\x00", "")  # NUL bytes: csv refuses them, and no real value holds one
     reader = csv.reader(text.splitlines(), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
         raise DataError([Problem("empty_csv", str(path), "the table is empty; it needs a header row")]) from None
+    except csv.Error as error:
+        raise DataError([Problem("unreadable_csv", f"{path.name} line 1", f"not a CSV header ({error})")]) from None
     columns = [c.strip() for c in header]
     rows, lines, problems = [], [], []
-    for line_no, values in enumerate(reader, start=2):
-        if not any(v.strip() for v in values):
-            continue
-        if len(values) > len(columns) and any(v.strip() for v in values[len(columns) :]):
-            problems.append(
-                Problem(
-                    "malformed_row",
-                    f"{path.name} line {line_no}",
-                    f"has {len(values)} values for {len(columns)} columns (a decimal comma or an unquoted comma?); "
-                    "quote the value or fix the separator",
-                )
-            )
-        values = values + [""] * (len(columns) - len(values))
-        rows.append({c: v.strip() for c, v in zip(columns, values)})
-        lines.append(line_no)
+    line_no = 1
+    try:
+        for line_no, values in enumerate(reader, start=2):
+            if not any(v.strip() for v in values):
+                continue
+            problem = _row_shape(values, len(columns), f"{path.name} line {line_no}")
+            if problem is not None:
+                problems.append(problem)
+            values = values + [""] * (len(columns) - len(values))
+            rows.append({c: v.strip() for c, v in zip(columns, values)})
+            lines.append(line_no)
+    except csv.Error as error:
+        problems.append(Problem("malformed_row", f"{path.name} line {line_no + 1}", f"cannot be parsed ({error})"))
     return Table(path, columns, rows, lines, delimiter, problems)
+
+
+def _row_shape(values: list[str], n_columns: int, where: str) -> Problem | None:
+    """A row with more values than columns (an unquoted comma) or fewer (a cut or shifted row)."""
+    if len(values) > n_columns and any(v.strip() for v in values[n_columns:]):
+        return Problem(
+            "malformed_row",
+            where,
+            f"has {len(values)} values for {n_columns} columns (a decimal comma or an unquoted comma?); "
+            "quote the value or fix the separator",
+        )
+    if len(values) < n_columns:
+        return Problem(
+            "malformed_row",
+            where,
+            f"has {len(values)} values for {n_columns} columns (a cut row?); complete it (NA for an unknown value)",
+        )
+    return None
 
 
 def is_missing(text: str) -> bool:

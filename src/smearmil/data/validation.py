@@ -49,18 +49,35 @@ def _unreadable(check: ImageCheck, owner: str) -> Problem:
 
 
 def check_cohort_images(cohort: Cohort, drop_duplicates: bool = True, progress: bool = True) -> None:
-    """Decode every cell once; drop unreadable images and (by default) repeated ones, recording problems."""
+    """Decode every cell once; drop unreadable images and (by default) repeated ones, recording problems.
+
+    The same content in two patients (a copy, or a symlinked file or folder) is an error naming both:
+    it would put one cell in two bags, and so possibly in both the training and the test patients.
+    """
     checks = iter(check_files([p for patient in cohort.patients for p in patient.images], progress))
+    owners: dict[str, tuple[str, Path]] = {}  # content hash -> (patient, file) where it was seen first
     for patient in cohort.patients:
         seen: dict[str, Path] = {}
         keep = []
+        digests = []
         for _ in patient.images:
             check = next(checks)
+            digests.append(check.digest or "")
             if check.error is not None:
                 cohort.problems.append(_unreadable(check, f"patient {patient.id}"))
                 keep.append(False)
                 continue
             assert check.digest is not None
+            other, other_path = owners.setdefault(check.digest, (patient.id, check.path))
+            if other != patient.id:
+                cohort.problems.append(
+                    Problem(
+                        "duplicate_across_patients",
+                        str(check.path),
+                        f"patient {patient.id}: same content as {other_path} of patient {other}; one cell in two "
+                        "patients can leak between training and test. Remove the copy or the symlink",
+                    )
+                )
             first = seen.setdefault(check.digest, check.path)
             duplicate = first != check.path
             if duplicate:
@@ -74,6 +91,7 @@ def check_cohort_images(cohort: Cohort, drop_duplicates: bool = True, progress: 
                     )
                 )
             keep.append(not (duplicate and drop_duplicates))
+        patient.digests = digests
         patient.keep_images(keep)
     emptied = [p for p in cohort.patients if not p.images]
     for p in emptied:

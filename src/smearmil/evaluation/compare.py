@@ -28,6 +28,8 @@ from ..training.run_dir import RunDir
 from ..training.trained import PatientPrediction
 from ..utils.atomic import write_json, write_text
 from ..utils.config_files import dump_yaml, load_config_file
+from ..utils.outputs import claim_output, run_fingerprint
+from ..utils.paths import safe_name
 from ..utils.scoring import METRICS
 from .cv import CVResult, FitPredict, FoldPredictions, run_cv, run_folds, run_on_same_folds
 from .plots import roc_plot
@@ -185,11 +187,15 @@ def run_compare(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run every method on the same folds; write comparison.csv/.md, summary.json and roc.png to ``out``."""
     start = time.perf_counter()
     run = RunDir(out)
     plan = make_splits(cohort, "kfold", folds=folds, val=config.val, seed=seed)
+    plan.check_training_classes(cohort)
+    fingerprint = run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json(), seed=seed)
+    claim_output(run.path, "compare", fingerprint, overwrite)
     bags = None
     if any(m.baseline and m.data != ATTRS for m in config.methods):
         image_cache = build_cache(
@@ -199,21 +205,33 @@ def run_compare(
         bags = dict(zip(cohort.ids, bags_of_features(image_cache, features, cohort.ids)))
 
     def method(spec: MethodSpec) -> Callable[[], CVResult]:
-        folder = run.path / "methods" / spec.label.replace("/", "-").replace(" ", "_")
+        folder = run.path / "methods" / safe_name(spec.label.replace("/", "-").replace(" ", "_"), "method name")
         if spec.config:
             deep = load_config(spec.config, spec.overrides)
             return lambda: run_cv(cohort, deep, folder, folds, seed, cache_dir, plan, progress)
         fit_predict = _baseline_fit_predict(spec, cohort, config, bags, seed)
-        return lambda: run_folds(
-            cohort,
-            plan,
-            fit_predict,
-            folder,
-            name=spec.label,
-            seed=seed,
-            config_text=dump_yaml(spec),
-            progress=progress,
-        )
+
+        def baseline() -> CVResult:
+            settings = {
+                "method": spec.model_dump(mode="json"),
+                "features": config.features.model_dump(mode="json"),
+                "attributes": config.attributes,
+                "log_attributes": config.log_attributes,
+                "seed": seed,
+            }
+            claim_output(folder, "baseline-cv", run_fingerprint(settings, cohort.identity(), plan.to_json()))
+            return run_folds(
+                cohort,
+                plan,
+                fit_predict,
+                folder,
+                name=spec.label,
+                seed=seed,
+                config_text=dump_yaml(spec),
+                progress=progress,
+            )
+
+        return baseline
 
     results = run_on_same_folds(
         plan, run.path, {s.label: method(s) for s in config.methods}, dump_yaml(config), progress

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.markup import escape
 
 from ..data.cache import ImageCache, build_cache
 from ..data.cohort import Cohort
@@ -28,6 +27,7 @@ from ..training.fit import train_fold
 from ..training.run_dir import RunDir
 from ..training.trained import PatientPrediction
 from ..utils.atomic import write_json, write_text
+from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.progress import console
 from .metrics import bootstrap_ci, confusion, fold_summary, per_class_f1, predict_labels, scores
 from .plots import confusion_plot, roc_plot
@@ -136,12 +136,13 @@ def run_folds(
     if config_text is not None:
         write_text(run.config, config_text)
     plan.check_cohort(cohort)
+    plan.check_training_classes(cohort)
     plan.save(run.splits)
     results = []
     for i, fold in enumerate(plan.folds):
         if progress:
             console.print(
-                f"[bold]{escape(name)}[/]: fold {i + 1}/{len(plan.folds)} ({escape(fold.name)}: "
+                f"{name}: fold {i + 1}/{len(plan.folds)} ({fold.name}: "
                 f"{len(fold.train)} train, {len(fold.val)} val, {len(fold.test)} test patients)"
             )
         results.append(fit_predict(fold, run.fold_dir(fold.name)))
@@ -172,7 +173,7 @@ def run_on_same_folds(
     results = {}
     for i, (name, method) in enumerate(runs.items()):
         if progress:
-            console.print(f"[bold]compare[/]: {escape(name)} ({i + 1}/{len(runs)})")
+            console.print(f"compare: {name} ({i + 1}/{len(runs)})")
         results[name] = method()
     return results
 
@@ -194,15 +195,20 @@ def run_cv(
     cache_dir: str | Path | None = None,
     splits: SplitPlan | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> CVResult:
     """Train and test every fold of a deep-model config; write splits, resolved config, predictions,
-    summary and plots to ``out``. Folds already trained in ``out`` are reused, so a killed CV resumes."""
+    summary and plots to ``out``. Folds already trained in ``out`` are reused, so a killed CV resumes;
+    ``out`` holding a CV of other inputs is refused unless ``overwrite``."""
     started = time.perf_counter()
     run = RunDir(out)
-    run.path.mkdir(parents=True, exist_ok=True)
     config = config.model_copy(update={"seed": seed, "split": config.split.model_copy(update={"folds": folds})})
-    run.write_info(cohort.root, cohort.layout, "cv")
     plan = splits or make_splits(cohort, "kfold", folds=folds, val=config.split.val, seed=seed)
+    plan.check_cohort(cohort)
+    plan.check_training_classes(cohort)
+    fingerprint = run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json())
+    claim_output(run.path, "cv", fingerprint, overwrite)
+    run.write_info(cohort.root, cohort.layout, "cv")
     cache = image_cache(cohort, config, cache_dir, progress)
 
     def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:

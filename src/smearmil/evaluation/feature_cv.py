@@ -24,6 +24,7 @@ from ..data.splits import Fold, SplitPlan, make_splits
 from ..training.feature_mil import HeadConfig, predict_head, train_head
 from ..training.trained import PatientPrediction
 from ..utils.atomic import write_text
+from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.plotting import save_figure, subplots
 from .cv import CVResult, FoldPredictions, run_folds
 from .encoder_probe import umap_embedding, umap_panels
@@ -43,10 +44,20 @@ def run_head_cv(
     name: str = "attention MIL",
     extra_config: dict[str, Any] | None = None,
     umap: bool = True,
+    data_identity: str | None = None,
+    output_kind: str = "features-cv",
+    overwrite: bool = False,
 ) -> CVResult:
-    """Train a head per fold on the features ``stores(fold, fold_dir)`` gives, test it, summarise."""
+    """Train a head per fold on the features ``stores(fold, fold_dir)`` gives, test it, summarise.
+
+    ``data_identity`` names what the features come from (a feature store's, or a cohort's identity):
+    with the config and splits it makes the run's fingerprint, so ``out`` resumes only the same CV."""
     out = Path(out)
     plan = splits or make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
+    config = {"name": name, "seed": seed, "folds": folds, "head": head.model_dump(mode="json"), **(extra_config or {})}
+    plan.check_cohort(cohort)
+    fingerprint = run_fingerprint(config, data_identity or cohort.identity(), plan.to_json())
+    claim_output(out, output_kind, fingerprint, overwrite)
     cells: list[tuple] = []
     spaces: dict[str, str] = {}  # fold -> name of its feature space
 
@@ -77,7 +88,6 @@ def run_head_cv(
             shared = len(set(spaces.values())) == 1
             _umap_plots(cells, {f: "all folds" if shared else f for f in spaces}, out, seed)
 
-    config = {"name": name, "seed": seed, "folds": folds, "head": head.model_dump(mode="json"), **(extra_config or {})}
     return run_folds(
         cohort,
         plan,

@@ -17,6 +17,7 @@ from ..training.fit import train_fold
 from ..training.run_dir import RunDir
 from ..training.trained import PatientPrediction, TrainedModel
 from ..utils.atomic import write_json, write_text
+from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.scoring import predict_labels
 from .cv import FoldPredictions, image_cache, predictions_csv
 from .metrics import confusion, scores
@@ -48,14 +49,19 @@ def train_run(
     fold: str | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train on one split (hold-out from the config, or a fold of a splits file) and report val and test."""
+    """Train on one split (hold-out from the config, or a fold of a splits file) and report val and test.
+
+    ``out`` resumes only a run of the same inputs; another one is refused unless ``overwrite``."""
     start = time.perf_counter()
     run = RunDir(out)
     plan = splits or make_splits(cohort, "holdout", val=config.split.val, test=config.split.test, seed=config.seed)
     plan.check_cohort(cohort)
     chosen = plan.fold(fold)
-    run.path.mkdir(parents=True, exist_ok=True)
+    plan.check_training_classes(cohort)
+    fingerprint = run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json(), fold=chosen.name)
+    claim_output(run.path, "train", fingerprint, overwrite)
     plan.save(run.splits)
     run.write_info(cohort.root, cohort.layout, "train")
     cache = image_cache(cohort, config, cache_dir, progress)

@@ -26,6 +26,7 @@ from ..training.ssl.config import SSLConfig
 from ..training.ssl.pretrain import CellSource, pretrain
 from ..training.trained import TrainedModel
 from ..utils.atomic import write_json, write_text
+from ..utils.outputs import claim_output, run_fingerprint
 from .cv import CVResult, run_on_same_folds
 from .feature_cv import run_head_cv
 
@@ -80,9 +81,13 @@ def run_encoder_cv(
     supervised_config: str = "cpu-attention",
     progress: bool = True,
     umap: bool = True,
+    overwrite: bool = False,
 ) -> CVResult:
     """Per fold: encoder of ``kind`` -> features of every cell -> head trained and tested; CV summary."""
     cache = build_cache(cohort, ssl.image.preprocessing, cache_dir, progress=progress)
+    supervised = {}
+    if kind == "supervised":
+        supervised = {"supervised": load_config(supervised_config).model_dump(mode="json")}
 
     def store(fold: Fold, fold_dir: Path) -> FeatureStore:
         features = fold_dir / "features"
@@ -101,8 +106,11 @@ def run_encoder_cv(
         splits,
         progress,
         name=f"{kind} + {head.pooling.name} MIL",
-        extra_config={"encoder": kind, "ssl": ssl.model_dump(mode="json")},
+        extra_config={"encoder": kind, "ssl": ssl.model_dump(mode="json"), **supervised},
         umap=umap,
+        data_identity=cohort.identity(),
+        output_kind="ssl-cv",
+        overwrite=overwrite,
     )
 
 
@@ -117,11 +125,21 @@ def run_encoder_comparison(
     cache_dir: str | Path | None = None,
     supervised_config: str = "cpu-attention",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Every encoder on identical folds; ``comparison.csv`` and ``summary.json`` with macro-F1 per encoder."""
     start = time.perf_counter()
     run = RunDir(out)
     plan = make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
+    config = {
+        "encoders": list(kinds),
+        "ssl": ssl.model_dump(mode="json"),
+        "head": head.model_dump(mode="json"),
+        "supervised": supervised_config,
+        "folds": folds,
+        "seed": seed,
+    }
+    claim_output(run.path, "ssl-compare", run_fingerprint(config, cohort.identity(), plan.to_json()), overwrite)
 
     def encoder(kind: str) -> Callable[[], CVResult]:
         return lambda: run_encoder_cv(

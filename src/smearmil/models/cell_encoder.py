@@ -7,6 +7,7 @@ feature store with the embeddings of a cohort.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..data.cohort import Cohort
 from ..data.features import FeatureStore
 from ..data.images import Preprocessing
 from ..utils.atomic import atomic_path, write_json
+from ..utils.checkpoints import load_state, load_tensors
 from ..utils.device import default_device
 from .encoders import EncoderConfig
 
@@ -83,6 +85,18 @@ class CellEncoder:
         ]
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
 
+    def identity(self) -> str:
+        """A hash of what decides the embeddings: the weights, the input normalisation and preprocessing."""
+        h = hashlib.sha256(f"{self.meta.get('method')}|{self.preprocessing}\n".encode())
+        modules = [self.encoder] + ([self.prepare] if isinstance(self.prepare, nn.Module) else [])
+        if not isinstance(self.prepare, nn.Module):
+            h.update(str(self.meta.get("source", "")).encode())
+        for module in modules:
+            for name, tensor in module.state_dict().items():
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -115,8 +129,9 @@ class CellEncoder:
             raise FileNotFoundError(f"{path}: no {ENCODER_META} here; give a folder written by `smearmil ssl pretrain`")
         meta = json.loads((directory / ENCODER_META).read_text(encoding="utf-8"))
         encoder = EncoderConfig.model_validate(meta["encoder"]).build(meta["input_size"])
-        state = torch.load(directory / ENCODER_WEIGHTS, map_location="cpu", weights_only=True)
-        encoder.load_state_dict(state)
+        load_state(
+            encoder, load_tensors(directory / ENCODER_WEIGHTS, "encoder checkpoint"), directory / ENCODER_WEIGHTS
+        )
         image = meta.get("image") or {"size": meta["input_size"], "crop": None}
         return cls(
             encoder, ChannelNormalise(meta["mean"], meta["std"]), Preprocessing(image["size"], image["crop"]), meta
@@ -151,10 +166,16 @@ class CellEncoder:
 
 
 def extract_features(
-    encoder: CellEncoder, cohort: Cohort, cache: ImageCache, out: str | Path, progress: bool = True
+    encoder: CellEncoder,
+    cohort: Cohort,
+    cache: ImageCache,
+    out: str | Path,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> FeatureStore:
-    """Embed every cached cell of ``cohort`` and store the embeddings per patient in ``out``."""
+    """Embed every cached cell of ``cohort`` and store the embeddings per patient in ``out`` (a folder the
+    tool did not write is refused; features of the same encoder and cells are reused)."""
     if cache.preprocessing != encoder.preprocessing:
         raise ValueError(f"the cache was made with {cache.preprocessing}; this encoder takes {encoder.preprocessing}")
     encoder = encoder.calibrated(cache)
-    return FeatureStore.write(out, cohort, cache, encoder.embed, encoder.meta, progress)
+    return FeatureStore.write(out, cohort, cache, encoder.embed, encoder.meta, progress, encoder.identity(), overwrite)

@@ -1,14 +1,19 @@
-"""Bags for training: datasets over the image cache, a flat-batch collate, and the data module."""
+"""Bags for training: datasets over the image cache, a flat-batch collate, and the data module.
+
+Every random draw of an epoch (the order of the bags, class-balanced draws, the cells kept from a
+large bag) depends only on the seed and the epoch, so a stage resumed after a kill at any moment
+repeats exactly what an uninterrupted run would have done.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.cache import ImageCache
 from ..models.base import Bags
@@ -32,16 +37,45 @@ class FoldData:
         return torch.tensor(inverse_class_frequency(labels, self.n_classes), dtype=torch.float32)
 
 
-class BagDataset(Dataset):
-    """One item per patient: its cells (uint8, from the cache), attributes and label."""
+def epoch_rng(seed: int, epoch: int, *more: int) -> np.random.Generator:
+    """The random generator of one (seed, epoch, ...) draw: the same whenever it is asked for."""
+    return np.random.default_rng([seed, epoch, *more])
 
-    def __init__(self, data: FoldData, ids: Sequence[str], with_images: bool, max_cells: int | None = None):
-        self.data, self.ids, self.with_images, self.max_cells = data, list(ids), with_images, max_cells
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(bag index, epoch)``: a fresh permutation per epoch, or class-balanced draws with
+    replacement when ``weights`` are given; Lightning calls ``set_epoch`` before every epoch."""
+
+    def __init__(self, n: int, seed: int, weights: np.ndarray | None = None):
+        self.n, self.seed, self.epoch = n, seed, 0
+        self.p = None if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = epoch_rng(self.seed, self.epoch)
+        order = rng.permutation(self.n) if self.p is None else rng.choice(self.n, self.n, replace=True, p=self.p)
+        return iter([(int(i), self.epoch) for i in order])
+
+
+class BagDataset(Dataset):
+    """One item per patient: its cells (uint8, from the cache), attributes and label. An index may be
+    ``(i, epoch)``: a bag larger than ``max_cells`` then keeps cells drawn for that epoch."""
+
+    def __init__(
+        self, data: FoldData, ids: Sequence[str], with_images: bool, max_cells: int | None = None, seed: int = 0
+    ):
+        self.data, self.ids, self.with_images, self.max_cells, self.seed = data, list(ids), with_images, max_cells, seed
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict:
+        i, epoch = index if isinstance(index, tuple) else (index, 0)
         pid = self.ids[i]
         item = {
             "id": pid,
@@ -52,7 +86,7 @@ class BagDataset(Dataset):
             assert self.data.cache is not None
             bag = self.data.cache.bag(pid)
             if self.max_cells is not None and len(bag) > self.max_cells:
-                rows = np.sort(torch.randperm(len(bag))[: self.max_cells].numpy())
+                rows = np.sort(epoch_rng(self.seed, epoch, i).choice(len(bag), self.max_cells, replace=False))
                 bag = bag[rows]
             item["images"] = torch.from_numpy(np.array(bag))
         return item
@@ -84,20 +118,20 @@ class BagDataModule(L.LightningDataModule):
         self.balance, self.max_cells, self.num_workers, self.seed = balance, max_cells, num_workers, seed
 
     def _loader(self, ids: Sequence[str], train: bool) -> DataLoader:
-        dataset = BagDataset(self.data, ids, self.with_images, self.max_cells if train else None)
-        generator = torch.Generator().manual_seed(self.seed)
+        dataset = BagDataset(self.data, ids, self.with_images, self.max_cells if train else None, self.seed)
         sampler = None
-        if train and self.balance == "sampler":
-            weights = balanced_draw_weights(np.array([self.data.labels[i] for i in ids]))
-            sampler = WeightedRandomSampler(weights.tolist(), len(ids), replacement=True, generator=generator)
+        if train:
+            weights = None
+            if self.balance == "sampler":
+                weights = balanced_draw_weights(np.array([self.data.labels[i] for i in ids]))
+            sampler = EpochSampler(len(ids), self.seed, weights)
         return DataLoader(
             dataset,
             batch_size=self.bags_per_batch,
-            shuffle=train and sampler is None,
+            shuffle=False,
             sampler=sampler,
             collate_fn=collate_bags,
             num_workers=self.num_workers,
-            generator=generator,
             persistent_workers=self.num_workers > 0,
         )
 

@@ -23,6 +23,7 @@ from ..data.splits import Fold
 from ..models.base import MILModel
 from ..models.kinds import ModelDims, kind_of
 from ..utils.atomic import atomic_path, write_json, write_text
+from ..utils.checkpoints import load_state, load_tensors
 from ..utils.scoring import best_threshold
 from .augment import BatchTransform, pixel_statistics
 from .config import RunConfig, TrainConfig
@@ -48,13 +49,13 @@ def fit_stage(
     """Train ``model`` for one stage (or load it if the stage already finished); returns the best weights."""
     final = stage_dir / "model.pt"
     if final.is_file():
-        model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
+        load_state(model, load_tensors(final, "model checkpoint"), final)
         return model
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = BagDataModule(
         data, model.uses_images, train.bags_per_batch, train.balance, train.max_cells_per_bag, train.num_workers, seed
     )
-    module = MILModule(model, transform, train, data.class_weights() if train.balance == "weights" else None)
+    module = MILModule(model, transform, train, data.class_weights() if train.balance == "weights" else None, seed)
     monitor = f"val/{train.select_metric}" if data.ids["val"] and train.select_metric != "last" else None
     checkpoint = ModelCheckpoint(
         dirpath=stage_dir / "checkpoints",
@@ -85,8 +86,8 @@ def fit_stage(
         if monitor and checkpoint.best_model_path
         else str(stage_dir / "checkpoints" / "last.ckpt")
     )
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    state = load_tensors(best, "training checkpoint")["state_dict"]
+    load_state(module, state, best)
     score = checkpoint.best_model_score
     write_json(
         stage_dir / "stage.json",

@@ -23,9 +23,10 @@ class MILModule(L.LightningModule):
         transform: BatchTransform | None,
         train: TrainConfig,
         class_weights: torch.Tensor | None = None,
+        seed: int = 0,
     ):
         super().__init__()
-        self.model, self.transform, self.cfg = model, transform, train
+        self.model, self.transform, self.cfg, self.seed = model, transform, train, seed
         self.register_buffer(
             "class_weights", class_weights if class_weights is not None else torch.ones(model.n_classes)
         )
@@ -35,10 +36,17 @@ class MILModule(L.LightningModule):
     def transfer_batch_to_device(self, batch: Bags, device: torch.device, dataloader_idx: int) -> Bags:
         return batch.to(device)
 
-    def on_after_batch_transfer(self, batch: Bags, dataloader_idx: int) -> Bags:
+    def _prepare(self, batch: Bags, train: bool) -> Bags:
+        """uint8 cells -> normalised float, augmented when training."""
         if batch.images is not None and batch.images.dtype == torch.uint8 and self.transform is not None:
-            batch.images = self.transform(batch.images, train=self.trainer.training)
+            batch.images = self.transform(batch.images, train=train)
         return batch
+
+    def _seed_step(self, batch_idx: int) -> None:
+        """Augmentation and dropout of a step draw from (seed, epoch, step): a run resumed after a kill
+        repeats the uninterrupted run exactly."""
+        state = np.random.SeedSequence([self.seed, self.current_epoch, batch_idx]).generate_state(1)[0]
+        torch.manual_seed(int(state))
 
     def _loss(self, batch: Bags) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(batch)
@@ -47,12 +55,13 @@ class MILModule(L.LightningModule):
         return loss, out.logits
 
     def training_step(self, batch: Bags, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._loss(batch)
+        self._seed_step(batch_idx)
+        loss, _ = self._loss(self._prepare(batch, train=True))
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags)
         return loss
 
     def validation_step(self, batch: Bags, batch_idx: int) -> None:
-        loss, logits = self._loss(batch)
+        loss, logits = self._loss(self._prepare(batch, train=False))
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags)
         assert batch.labels is not None
         self._val.append((probabilities(logits.float(), self.model.n_classes).detach(), batch.labels.detach()))

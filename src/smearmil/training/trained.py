@@ -17,6 +17,7 @@ from ..models.base import Bags, MILModel, probabilities
 from ..models.cell_encoder import CellEncoder
 from ..models.factory import build_model
 from ..utils.atomic import atomic_path, write_json
+from ..utils.checkpoints import load_state, load_tensors
 from ..utils.device import default_device
 from .augment import BatchTransform
 from .config import RunConfig
@@ -111,16 +112,26 @@ class TrainedModel:
         meta_path = directory / MODEL_META
         if not meta_path.is_file():
             raise FileNotFoundError(f"{directory} holds no trained model (model.json); train one with `smearmil train`")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        config = RunConfig.model_validate(meta["config"])
-        encoder = AttributeEncoder.from_dict(meta["attributes"])
-        model = build_model(config.model, len(meta["class_names"]), len(encoder.feature_names), config.image.input_size)
-        payload = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(payload["model"])
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            config = RunConfig.model_validate(meta["config"])
+            encoder = AttributeEncoder.from_dict(meta["attributes"])
+            n_classes = len(meta["class_names"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{meta_path} is not a model description smearmil wrote ({error}); train again") from None
+        model = build_model(config.model, n_classes, len(encoder.feature_names), config.image.input_size)
+        weights = directory / "model.pt"
+        payload = load_tensors(weights, "model checkpoint")
+        if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
+            raise ValueError(f"{weights} is not a smearmil model checkpoint; train again")
+        load_state(model, payload["model"], weights)
         transform = None
-        if meta["has_transform"]:
-            transform = BatchTransform(payload["transform"], mean_centring=config.train.mean_centring)
-            transform.load_state_dict(payload["transform"])
+        if meta.get("has_transform"):
+            stats = payload.get("transform") or {}
+            if not {"mean", "std", "eigvals", "eigvecs"} <= set(stats):
+                raise ValueError(f"{weights} lacks the image normalisation its model needs; train again")
+            transform = BatchTransform(stats, mean_centring=config.train.mean_centring)
+            load_state(transform, stats, weights)
         trained = cls(
             model, transform, encoder, config, meta["class_names"], meta["threshold"], meta["threshold_source"]
         )

@@ -18,6 +18,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 
 from ..utils.atomic import atomic_path
+from ..utils.checkpoints import load_tensors
 from .logs import ResumableCSVLogger
 
 # Lightning's start-up banners (GPU/TPU lines, tips) say nothing a smearmil user needs
@@ -59,7 +60,7 @@ def resume_point(out: Path) -> tuple[str | None, int | None]:
     last = out / "checkpoints" / "last.ckpt"
     if not last.is_file():
         return None, None
-    return str(last), int(torch.load(last, map_location="cpu", weights_only=True)["epoch"])
+    return str(last), int(load_tensors(last, "training checkpoint")["epoch"])
 
 
 def make_trainer(

@@ -1,4 +1,8 @@
-"""Atomic writes: a reader never sees a half-written file, a killed writer leaves nothing trusted."""
+"""Atomic writes: a reader never sees a half-written file, a killed writer leaves nothing trusted.
+
+The file gets the permissions a plain write would give it (0666 less the umask), not the 0600 of
+the temporary file, so colleagues who may read a folder may read its results.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a newly created file gets under the process's umask."""
+    return 0o666 & ~_current_umask()
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; it replaces ``target`` only if the block succeeds."""
@@ -21,6 +36,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

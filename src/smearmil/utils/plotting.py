@@ -8,9 +8,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+# labels come from users' data (class names, patient ids): a "$" must not start TeX-like mathtext
+matplotlib.rcParams["text.parse_math"] = False
+import matplotlib.pyplot as plt  # noqa: E402
 
-from .atomic import atomic_path
+from .atomic import atomic_path  # noqa: E402
 
 __all__ = ["plt", "save_figure", "subplots"]
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,7 +18,9 @@ from rich.progress import (
 
 T = TypeVar("T")
 
-console = Console(stderr=True)
+# markup off: messages carry users' names and paths ("[/]" in a label must print as itself); style
+# with rich.text.Text where wanted
+console = Console(stderr=True, markup=False)
 
 
 def make_progress(enabled: bool = True) -> Progress:
@@ -39,7 +42,7 @@ def track(items: Iterable[T], description: str, total: int | None = None, enable
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     with make_progress(enabled) as progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(escape(description), total=total)
         for item in items:
             yield item
             progress.advance(task)

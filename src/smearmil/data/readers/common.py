@@ -12,6 +12,30 @@ from ..problems import Problem
 from ..table import Table, parse_gender, parse_number
 
 GENDER_NAMES = frozenset({"gender", "sex"})
+# values outside these are typing errors, not patients: age in years, lymphocyte count in 10^9/L
+PLAUSIBLE = {"age": (0.0, 130.0), "lymph_count": (0.0, 1000.0)}
+
+
+def implausible(name: str, value: float, where: str, column: str) -> Problem | None:
+    """An error when an attribute with a known range lies outside it (NaN, i.e. missing, passes)."""
+    low, high = PLAUSIBLE.get(name, (-math.inf, math.inf))
+    if math.isnan(value) or low <= value <= high:
+        return None
+    return Problem("implausible_attribute", where, f"{column} is {value:g}, outside {low:g}-{high:g}; fix the value")
+
+
+def parse_label(text: str, class_names: list[str]) -> int | None:
+    """A label as a class index: an integer (``1``, ``1.0``; -1 = unlabelled) or a class name; else None."""
+    text = text.strip()
+    if text in class_names:
+        return class_names.index(text)
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value != int(value):
+        return None
+    return int(value)
 
 
 def missing_value_problem(where: str, column: str, options: DataOptions) -> Problem:
@@ -43,9 +67,23 @@ def parse_attribute(
     return value, []
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files below ``folder`` (recursively), in a stable order."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+def list_images(folder: Path, problems: list[Problem] | None = None) -> list[Path]:
+    """Image files below ``folder`` (recursively), in a stable order; a symbolic link to a missing image
+    is skipped with a warning in ``problems``."""
+    found = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and is_image_file(p):
+            found.append(p)
+        elif problems is not None and p.is_symlink() and not p.exists() and is_image_file(p):
+            problems.append(
+                Problem(
+                    "dangling_link",
+                    str(p),
+                    "symbolic link to a missing file; skipped. Fix or remove the link",
+                    severity="warning",
+                )
+            )
+    return found
 
 
 def drop_empty_bags(patients: list[Patient], root: Path) -> tuple[list[Patient], list[Problem]]:

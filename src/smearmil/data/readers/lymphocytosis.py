@@ -11,7 +11,15 @@ from ..layouts import LAYOUTS
 from ..options import DataOptions
 from ..problems import DataError, Problem
 from ..table import Table, read_table
-from .common import check_duplicate_ids, drop_empty_bags, list_images, missing_value_problem, parse_attribute
+from .common import (
+    check_duplicate_ids,
+    drop_empty_bags,
+    implausible,
+    list_images,
+    missing_value_problem,
+    parse_attribute,
+    parse_label,
+)
 
 REQUIRED = ("ID", "LABEL", "GENDER", "DOB", "LYMPH_COUNT")
 DEFAULT_CLASSES = ["reactive", "tumoral"]
@@ -101,7 +109,7 @@ def read(root: Path, options: DataOptions) -> Cohort:
                     )
                 )
                 continue
-            patient.images, patient.group = list_images(folder[0]), folder[1]
+            patient.images, patient.group = list_images(folder[0], problems), folder[1]
             patients.append(patient)
     for name, (orphan, _) in folders.items():
         if name not in listed and list_images(orphan):
@@ -143,10 +151,7 @@ def _read_row(
     if not pid:
         return None, [Problem("missing_id", table.where(i), "the ID is empty; fill it in or delete the row")]
     label_text = row[columns["LABEL"]]
-    try:
-        label_value = int(float(label_text))
-    except ValueError:
-        label_value = None
+    label_value = parse_label(label_text, class_names)
     if label_value is None or not -1 <= label_value < len(class_names):
         allowed = ", ".join(f"{k} = {c}" for k, c in enumerate(class_names))
         problems.append(
@@ -186,6 +191,9 @@ def _read_row(
         count_problems.append(
             Problem("non_numeric_attribute", table.where(i, pid), "LYMPH_COUNT must be positive (10^9/L); fix it")
         )
+        attributes["lymph_count"] = math.nan
+    elif found := implausible("lymph_count", attributes["lymph_count"], table.where(i, pid), "LYMPH_COUNT (10^9/L)"):
+        count_problems.append(found)
         attributes["lymph_count"] = math.nan
     attributes["gender"], gender_problems = parse_attribute(table, i, columns["GENDER"], options, pid)
     return Patient(id=pid, label=label, attributes=attributes), problems + count_problems + gender_problems

@@ -15,7 +15,7 @@ from ..layouts import LAYOUTS
 from ..options import DataOptions
 from ..problems import DataError, Problem
 from ..table import Table, is_missing, parse_gender, parse_number, read_table, snake_case
-from .common import GENDER_NAMES, check_duplicate_ids, drop_empty_bags, list_images, parse_attribute
+from .common import GENDER_NAMES, check_duplicate_ids, drop_empty_bags, implausible, list_images, parse_attribute
 
 LABEL_HINTS = ("label", "diagnosis", "class", "target", "subtype", "outcome", "category")
 UNTYPED_FOLDERS = re.compile(r"^(unsigned.*|unknown|unclassified|unlabell?ed|other|misc.*|none)$", re.IGNORECASE)
@@ -154,6 +154,8 @@ def read(root: Path, options: DataOptions) -> Cohort:
         for column, name in zip(columns, names):
             attributes[name], found = parse_attribute(table, i, column, options, pid)
             problems += found
+            if out_of_range := implausible(name, attributes[name], table.where(i, pid), column):
+                problems.append(out_of_range)
         folder = folders.get(pid)
         if folder is None:
             problems.append(
@@ -165,7 +167,7 @@ def read(root: Path, options: DataOptions) -> Cohort:
                 )
             )
             continue
-        images = list_images(folder)
+        images = list_images(folder, problems)
         patients.append(Patient(pid, label, attributes, images, cell_types=[cell_type(p, folder) for p in images]))
     for name, folder in sorted(folders.items()):
         if name not in seen and list_images(folder):

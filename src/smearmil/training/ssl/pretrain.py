@@ -24,6 +24,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from ...data.cache import ImageCache
 from ...models.cell_encoder import ENCODER_META, CellEncoder, ChannelNormalise, channel_statistics
 from ...utils.atomic import write_text
+from ...utils.outputs import claim_output, run_fingerprint
 from ..run_dir import RunDir
 from ..trainer import fit, make_trainer, resume_point
 from .config import SSLConfig
@@ -44,6 +45,11 @@ class CellSource:
     def rows(self) -> np.ndarray:
         ids = self.cache.patient_ids if self.patients is None else self.patients
         return np.concatenate([np.asarray(self.cache.rows(i), dtype=np.int64) for i in ids] or [np.zeros(0, np.int64)])
+
+    def identity(self) -> dict[str, Any]:
+        """What this source gives pre-training: its cache (keyed by files and preprocessing) and patients."""
+        ids = self.cache.patient_ids if self.patients is None else list(self.patients)
+        return {"cache": self.cache.directory.name, "patients": sorted(ids)}
 
     def describe(self) -> dict[str, Any]:
         ids = self.cache.patient_ids if self.patients is None else list(self.patients)
@@ -103,15 +109,18 @@ class SSLModule(L.LightningModule):
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def pretrain(sources: Sequence[CellSource], config: SSLConfig, out: str | Path, progress: bool = True) -> CellEncoder:
+def pretrain(
+    sources: Sequence[CellSource], config: SSLConfig, out: str | Path, progress: bool = True, overwrite: bool = False
+) -> CellEncoder:
     """Pre-train ``config.encoder`` on the cells of ``sources``; resumes an interrupted run in ``out``.
 
-    A finished run (``encoder.json`` present) is loaded, not retrained.
+    A finished run (``encoder.json`` present) of the same config and cells is loaded, not retrained; a
+    run of other inputs in ``out`` is refused unless ``overwrite``.
     """
     out = Path(out)
-    if (out / ENCODER_META).is_file():
+    fingerprint = run_fingerprint(config.model_dump(mode="json"), None, sources=[s.identity() for s in sources])
+    if claim_output(out, "ssl-pretrain", fingerprint, overwrite) == "resume" and (out / ENCODER_META).is_file():
         return CellEncoder.load(out)
-    out.mkdir(parents=True, exist_ok=True)
     write_text(RunDir(out).config, config.to_yaml())
     prep = config.image.preprocessing
     for s in sources:

@@ -171,3 +171,100 @@ def bench_heads(
             seconds,
             float(summary["metrics"]["macro_f1"]["mean"]),
         )
+
+
+@dataclass
+class MemoryBench:
+    """Peak resident memory (MB) of two measurements, each in a fresh process."""
+
+    inference_cells: int
+    centring_cells: int
+    size: int
+    baseline_mb: float  # a process that imported torch and smearmil, before any work
+    inference_mb: float  # predicting one bag of ``inference_cells`` cells with the paper's model
+    centring_mb: float  # pixel statistics (mean centring, PCA colour) of ``centring_cells`` cells
+    budget_mb: float
+
+    @property
+    def ratio(self) -> float:
+        return self.budget_mb / max(self.inference_mb, self.centring_mb)
+
+
+_MEASURE = """
+import json, sys
+import numpy as np
+from smearmil.data.attributes import AttributeEncoder
+from smearmil.data.cache import ImageCache
+from smearmil.models import build_model
+from smearmil.training.augment import BatchTransform, pixel_statistics
+from smearmil.training.config import load_config
+from smearmil.training.trained import TrainedModel
+def peak_mb():  # this process's own peak RSS (VmHWM): ru_maxrss would carry the parent's across fork+exec
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+kind, cache_dir = sys.argv[1], sys.argv[2]
+cache = ImageCache(cache_dir)
+start = peak_mb()
+if kind == "inference":
+    config = load_config("cnn-mean-k32", {"image": {"size": cache.shape[1], "crop": None}})
+    model = build_model(config.model, 2, 0, cache.shape[1])
+    encoder = AttributeEncoder([], [], "impute")
+    encoder.medians = {"_": 0.0}
+    stats = pixel_statistics(cache, cache.patient_ids[:1], max_cells=64)
+    trained = TrainedModel(model, BatchTransform(stats), encoder, config, ["a", "b"])
+    pid = cache.patient_ids[0]
+    trained.predict_cohort(None, [pid], cache)
+elif kind == "centring":
+    pixel_statistics(cache, cache.patient_ids, max_cells=len(cache))
+print(json.dumps({"baseline_mb": start, "peak_mb": peak_mb()}))
+"""
+
+
+def _measure(kind: str, cache_dir: Path) -> dict[str, float]:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, kind, str(cache_dir)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"memory measurement {kind} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(
+    inference_cells: int = 5000,
+    centring_cells: int = 10000,
+    size: int = 224,
+    budget_gb: float = 2.0,
+    work: str | Path | None = None,
+    progress: bool = True,
+) -> MemoryBench:
+    """Peak RSS of predicting one ``inference_cells``-cell bag at ``size`` px with the paper's model
+    (cnn-mean-k32) and of the mean-centring statistics of ``centring_cells`` cells, each measured in a
+    fresh process on random cells written to a temporary cache."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        if progress:
+            print(
+                f"writing {inference_cells + centring_cells:,} random {size} px cells to a temporary cache",
+                file=__import__("sys").stderr,
+            )
+        bag = ImageCache.synthetic(Path(tmp) / "bag", {"P0": inference_cells}, size)
+        many = ImageCache.synthetic(Path(tmp) / "many", {f"P{i}": 100 for i in range(centring_cells // 100)}, size)
+        inference = _measure("inference", bag.directory)
+        centring = _measure("centring", many.directory)
+    return MemoryBench(
+        inference_cells,
+        centring_cells,
+        size,
+        inference["baseline_mb"],
+        inference["peak_mb"],
+        centring["peak_mb"],
+        budget_gb * 1024,
+    )

@@ -391,10 +391,18 @@ def _metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
+def displayed_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    from .evaluation.metrics import displayed_metrics as shown
+
+    return shown(summary)
+
+
 def _cell(value: Any) -> str:
+    from .evaluation.metrics import folds_note
+
     if isinstance(value, dict):
         mean, std = value.get("mean"), value.get("std")
-        return "-" if mean is None else f"{mean:.3f}±{std or 0:.2f}"
+        return "-" if mean is None else f"{mean:.3f}±{std or 0:.2f}{folds_note(value)}"
     return "-" if value is None else f"{value:.3f}"
 
 
@@ -461,7 +469,7 @@ def cv(
         return
     out.print(
         _metrics_table(
-            f"{cfg.name}: {folds}-fold CV on {path} (test folds, mean ± std)", {cfg.name: summary["metrics"]}
+            f"{cfg.name}: {folds}-fold CV on {path} (test folds, mean ± std)", {cfg.name: displayed_metrics(summary)}
         )
     )
     out.print(f"-> {out_dir}/summary.json, predictions.csv ({summary['wall_seconds']:.0f} s)")
@@ -636,7 +644,7 @@ def demo(
     out.print(
         _metrics_table(
             f"{len(result.splits.folds)}-fold CV on the simulated cohort (test folds, mean ± std)",
-            {name: s["metrics"] for name, s in result.summaries.items()},
+            {name: displayed_metrics(s) for name, s in result.summaries.items()},
         )
     )
     out.print(f"comparison -> {result.out / 'comparison.md'}; resolved config -> {result.out / 'config.json'}")
@@ -693,7 +701,7 @@ def _fold_table(title: str, summary: dict[str, Any]) -> Table:
         table.add_row(
             f["fold"], str(f["n_test"]), _cell(f["macro_f1"]), _cell(f["balanced_accuracy"]), _cell(f["accuracy"])
         )
-    m = summary["metrics"]
+    m = displayed_metrics(summary)
     table.add_row("mean ± std", "", _cell(m["macro_f1"]), _cell(m["balanced_accuracy"]), _cell(m["accuracy"]))
     return table
 
@@ -718,6 +726,33 @@ def _attention_table(summary: dict[str, Any]) -> Table | None:
             ),
         )
     return table
+
+
+@bench_app.command("memory")
+@guarded
+def bench_memory_cmd(
+    cells: Annotated[int, typer.Option(help="Cells of the one bag predicted.")] = 5000,
+    centring_cells: Annotated[int, typer.Option(help="Cells the mean-centring statistics are computed on.")] = 10000,
+    size: Annotated[int, typer.Option(help="Cell side in pixels.")] = 224,
+    budget_gb: Annotated[float, typer.Option(help="Memory budget.")] = 2.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Peak RSS of predicting one large bag and of mean centring, each in a fresh process; last line
+    `ratio: budget / peak`."""
+    from .bench import bench_memory
+
+    result = bench_memory(cells, centring_cells, size, budget_gb, progress=not quiet)
+    out.print(f"python + torch + smearmil loaded: {result.baseline_mb:,.0f} MB")
+    out.print(
+        f"predict one bag of {result.inference_cells:,} cells at {size} px (cnn-mean-k32): "
+        f"peak {result.inference_mb:,.0f} MB"
+    )
+    out.print(
+        f"mean centring and PCA colour statistics of {result.centring_cells:,} cells at {size} px: "
+        f"peak {result.centring_mb:,.0f} MB"
+    )
+    out.print(f"budget: {result.budget_mb:,.0f} MB")
+    out.print(f"ratio: {result.ratio:.2f}")
 
 
 @bench_app.command("heads")

@@ -89,6 +89,39 @@ class ImageCache:
         state["_array"] = None
         return state
 
+    @classmethod
+    def synthetic(
+        cls, directory: str | Path, bags: dict[str, int], side: int, seed: int = 0, chunk: int = 256
+    ) -> ImageCache:
+        """A cache of random cells (``bags``: patient -> number of cells), written chunk by chunk: for
+        benchmarks and tests that need large bags without decoding images."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        n = sum(bags.values())
+        rng = np.random.default_rng(seed)
+        array = np.memmap(directory / IMAGES_FILE, dtype=np.uint8, mode="w+", shape=(max(1, n), side, side, 3))
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            array[start:stop] = rng.integers(0, 256, (stop - start, side, side, 3), dtype=np.uint8)
+        array.flush()
+        del array
+        ranges, cells, row = {}, [], 0
+        for pid, count in bags.items():
+            ranges[pid] = [row, row + count]
+            cells += [f"{pid}/{k}.png" for k in range(count)]
+            row += count
+        index = {
+            "version": CACHE_VERSION,
+            "root": str(directory),
+            "preprocessing": {"size": side, "crop": None},
+            "shape": [n, side, side, 3],
+            "patients": ranges,
+            "cells": cells,
+            "skipped": [],
+        }
+        (directory / INDEX_FILE).write_text(dumps_json(index), encoding="utf-8")
+        return cls(directory)
+
     @property
     def array(self) -> np.ndarray:
         """All cells, (N, H, W, 3) uint8, memory-mapped on first use."""
@@ -116,6 +149,30 @@ class ImageCache:
         """The cells of one patient, (n, H, W, 3) uint8 (a view of the map: copy before writing)."""
         a, b = self._ranges[patient_id]
         return self.array[a:b]
+
+    def read(self, rows: Sequence[int] | np.ndarray | range) -> np.ndarray:
+        """A copy of the given cells read with plain file reads: unlike slicing ``array``, this maps no
+        pages, so streaming over many cells keeps resident memory to one chunk."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((rows.size, *self.shape[1:]), dtype=np.uint8)
+        if not rows.size:
+            return out
+        cell = int(np.prod(self.shape[1:]))
+        flat = out.reshape(rows.size, cell)
+        with open(self.directory / IMAGES_FILE, "rb", buffering=0) as f:
+            start = 0
+            while start < rows.size:  # runs of consecutive rows in one read each
+                stop = start + 1
+                while stop < rows.size and rows[stop] == rows[stop - 1] + 1:
+                    stop += 1
+                f.seek(int(rows[start]) * cell)
+                f.readinto(flat[start:stop].data)
+                start = stop
+        return out
+
+    def read_bag(self, patient_id: str) -> np.ndarray:
+        """A copy of one patient's cells (see ``read``)."""
+        return self.read(self.rows(patient_id))
 
     def cell_ids(self, patient_id: str) -> list[str]:
         """The cells of one patient as paths relative to the cohort root, in cache order."""

@@ -32,6 +32,7 @@ from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.paths import safe_name
 from ..utils.scoring import METRICS
 from .cv import CVResult, FitPredict, FoldPredictions, run_cv, run_folds, run_on_same_folds
+from .metrics import displayed_metrics, folds_note
 from .plots import roc_plot
 
 LABELS = {
@@ -155,16 +156,19 @@ def _baseline_fit_predict(
 def comparison_markdown(
     summaries: Mapping[str, Mapping[str, Any]], title: str = "", data: Mapping[str, str] | None = None
 ) -> str:
-    """A Markdown table: one row per method, mean ± std over the test folds of each metric."""
+    """A Markdown table: one row per method, mean ± std over the test folds of each metric (with the
+    number of folds when a metric is undefined on some)."""
 
     def fmt(cell: Mapping[str, Any] | None) -> str:
-        return "-" if not cell or cell.get("mean") is None else f"{cell['mean']:.3f} ± {cell.get('std') or 0:.3f}"
+        if not cell or cell.get("mean") is None:
+            return "-"
+        return f"{cell['mean']:.3f} ± {cell.get('std') or 0:.3f}{folds_note(dict(cell))}"
 
     head = "| method | data | " + " | ".join(LABELS[m] for m in METRICS) + " |"
     rule = "|---|---|" + "---|" * len(METRICS)
     rows = [
-        f"| {name} | {(data or {}).get(name, '')} | " + " | ".join(fmt(s["metrics"].get(m)) for m in METRICS) + " |"
-        for name, s in summaries.items()
+        f"| {name} | {(data or {}).get(name, '')} | " + " | ".join(fmt(cells.get(m)) for m in METRICS) + " |"
+        for name, cells in ((name, displayed_metrics(dict(s))) for name, s in summaries.items())
     ]
     return "\n".join(([f"**{title}**", ""] if title else []) + [head, rule, *rows]) + "\n"
 
@@ -172,10 +176,15 @@ def comparison_markdown(
 def _comparison_csv(summaries: Mapping[str, Mapping[str, Any]], data: Mapping[str, str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["method", "data", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))])
+    writer.writerow(
+        ["method", "data", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")), *(f"{m}_folds" for m in METRICS)]
+    )
     for name, s in summaries.items():
-        cells = [s["metrics"][m].get(k) for m in METRICS for k in ("mean", "std")]
-        writer.writerow([name, data[name], *("" if v is None else f"{v:.6f}" for v in cells)])
+        shown = displayed_metrics(dict(s))
+        cells = [shown[m].get(k) for m in METRICS for k in ("mean", "std")]
+        total = len(s.get("folds") or [])
+        counts = [f"{shown[m].get('n_folds', total)}/{shown[m].get('of', total)}" for m in METRICS]
+        writer.writerow([name, data[name], *("" if v is None else f"{v:.6f}" for v in cells), *counts])
     return buffer.getvalue()
 
 
@@ -250,6 +259,7 @@ def run_compare(
         "methods": {
             name: {
                 "data": data[name],
+                # a mean over only some of the folds is missing here (the per-method summary has it, with its count)
                 "metrics": {m: {k: s["metrics"][m][k] for k in ("mean", "std")} for m in METRICS},
             }
             for name, s in summaries.items()

@@ -88,13 +88,14 @@ def summarise(folds: Sequence[FoldPredictions], class_names: Sequence[str], seed
     y = np.concatenate([f.labels for f in folds])
     proba = np.concatenate([f.proba for f in folds])
     thresholds = np.concatenate([np.full(len(f.labels), f.threshold) for f in folds])
-    summary_metrics: dict[str, dict[str, Any]] = dict(fold_summary(per_fold))
+    summary_metrics, partial = fold_summary(per_fold)
     for m, (lo, hi) in bootstrap_ci(y, proba, thresholds, seed=seed).items():
         summary_metrics[m]["ci95"] = [lo, hi]
     pooled = {m: (None if not np.isfinite(v) else v) for m, v in scores(y, proba, thresholds).items()}
     return {
         "split": "test",
         "metrics": summary_metrics,
+        "partial_metrics": partial,  # undefined on some test folds: the mean over the others, with counts
         "pooled": pooled,
         "per_class_f1": dict(zip(class_names, per_class_f1(y, proba, thresholds))),
         "confusion_matrix": confusion(y, proba, thresholds),

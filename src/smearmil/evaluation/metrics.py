@@ -4,30 +4,68 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
 from ..utils.scoring import METRICS, per_class_f1, predict_labels, scores
 
-__all__ = ["METRICS", "bootstrap_ci", "confusion", "fold_summary", "per_class_f1", "predict_labels", "scores"]
+__all__ = [
+    "METRICS",
+    "bootstrap_ci",
+    "confusion",
+    "displayed_metrics",
+    "fold_summary",
+    "folds_note",
+    "per_class_f1",
+    "predict_labels",
+    "scores",
+]
 
 
 def _clean(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def fold_summary(per_fold: Sequence[dict[str, float]]) -> dict[str, dict[str, float | None]]:
-    """Mean and sample std of each metric over folds (folds where it is undefined are left out)."""
-    out = {}
+def fold_summary(per_fold: Sequence[dict[str, float]]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Per metric, the mean and sample std over the folds, and the metrics defined on only some folds.
+
+    A metric undefined on a fold (e.g. ROC-AUC with one class in its test set) is missing from the
+    first mapping (mean and std None), never a mean over the other folds shown as if complete; the
+    second gives that partial mean with ``n_folds`` (how many it was computed on) and ``of``.
+    """
+    complete: dict[str, dict[str, Any]] = {}
+    partial: dict[str, dict[str, Any]] = {}
     for m in METRICS:
         values = np.array([f[m] for f in per_fold], dtype=np.float64)
         values = values[np.isfinite(values)]
-        out[m] = {
+        cell = {
             "mean": _clean(values.mean()) if values.size else None,
             "std": _clean(values.std(ddof=1)) if values.size > 1 else (0.0 if values.size == 1 else None),
         }
-    return out
+        if values.size == len(per_fold):
+            complete[m] = cell
+        else:
+            complete[m] = {"mean": None, "std": None}
+            partial[m] = {**cell, "n_folds": int(values.size), "of": len(per_fold)}
+    return complete, partial
+
+
+def displayed_metrics(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A summary's metrics for tables: a metric defined on only some folds shows its partial mean with
+    ``n_folds`` and ``of`` (see ``folds_note``)."""
+    cells = {m: dict(v) for m, v in summary["metrics"].items()}
+    for m, partial in (summary.get("partial_metrics") or {}).items():
+        cells[m] = {**cells.get(m, {}), **partial}
+    return cells
+
+
+def folds_note(cell: dict[str, Any] | None) -> str:
+    """`` (4/5 folds)`` when a cell is a mean over fewer folds than there are, else ``""``."""
+    if not cell or cell.get("n_folds") is None or cell.get("n_folds") == cell.get("of"):
+        return ""
+    return f" ({cell['n_folds']}/{cell['of']} folds)"
 
 
 def bootstrap_ci(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 from ..data.adhoc import cohort_from_folders
 from ..data.cohort import Cohort
 from ..data.splits import SplitPlan, make_splits
+from ..data.validation import check_cohort_images
 from ..training.config import RunConfig
 from ..training.fit import train_fold
 from ..training.run_dir import RunDir
@@ -21,6 +23,8 @@ from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.scoring import predict_labels
 from .cv import FoldPredictions, image_cache, predictions_csv
 from .metrics import confusion, scores
+
+log = logging.getLogger(__name__)
 
 
 def _split_report(
@@ -102,9 +106,20 @@ def evaluate_run(
 def predict_folders(
     run: str | Path, folders: Sequence[str | Path], attributes_csv: str | Path | None = None, top: int = 10
 ) -> list[dict[str, Any]]:
-    """Probability, predicted class and the cells ranked by their weight, for each patient folder."""
+    """Probability, predicted class and the cells ranked by their weight, for each patient folder.
+
+    Unreadable images (empty, truncated, not an image) are skipped; each patient's entry lists them
+    under ``skipped``, and a patient with no readable image is left out with a warning."""
     trained = TrainedModel.load(run)
     cohort = cohort_from_folders(folders, attributes_csv, trained.config.data)
+    before = {p.id: list(p.images) for p in cohort.patients}
+    if trained.uses_images:
+        check_cohort_images(cohort, drop_duplicates=False, progress=False)
+        for problem in cohort.problems:
+            if problem.kind in ("unreadable_image", "empty_bag"):
+                log.warning("%s: %s", problem.where, problem.message)
+    kept = {p.id: set(p.images) for p in cohort.patients}
+    skipped = {pid: [str(i) for i in images if i not in kept.get(pid, set())] for pid, images in before.items()}
     ids = cohort.ids
     if trained.encoder.names:
         missing = [n for n in trained.encoder.names if n not in cohort.attribute_names]
@@ -122,7 +137,7 @@ def predict_folders(
         for i in ids
     ]
     predictions = trained.predict_arrays(ids, bags, attributes)
-    return [_describe(p, cohort, trained, top) for p in predictions]
+    return [{**_describe(p, cohort, trained, top), "skipped": skipped.get(p.id, [])} for p in predictions]
 
 
 def _describe(p: PatientPrediction, cohort: Cohort, trained: TrainedModel, top: int) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -18,13 +18,16 @@ if TYPE_CHECKING:
 class Bags:
     """A batch of bags as one flat tensor of cells with a segment (bag) index."""
 
-    images: torch.Tensor | None  # (N, 3, H, W) float, normalised; None for attribute-only models
+    images: torch.Tensor | None  # (N, 3, H, W) float, normalised (or raw, with ``prepare``); None: attributes only
     segments: torch.Tensor  # (N,) long, bag index of each cell
     n_bags: int
     attributes: torch.Tensor  # (B, d) float, standardised
     labels: torch.Tensor | None = None  # (B,) long
     ids: list[str] = field(default_factory=list)
     features: torch.Tensor | None = None  # (N, D) float: cached cell embeddings, for heads on frozen encoders
+    # raw uint8 cells (N, H, W, 3) -> normalised float (N, 3, H, W), applied chunk by chunk in inference,
+    # so that a bag of thousands of cells never exists as one float tensor
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @classmethod
     def of(
@@ -42,13 +45,13 @@ class Bags:
             sizes = torch.tensor([len(c) for c in cells])
             segments = torch.repeat_interleave(torch.arange(len(cells)), sizes).to(cells[0].device if cells else "cpu")
         return cls(
-            torch.cat(list(images)) if images is not None else None,
+            _joined(images),
             segments,
             len(attributes),
             attributes,
             labels,
             list(ids),
-            torch.cat(list(features)) if features is not None else None,
+            _joined(features),
         )
 
     def to(self, device: torch.device | str) -> Bags:
@@ -63,7 +66,15 @@ class Bags:
             move(self.labels),
             self.ids,
             move(self.features),
+            self.prepare,
         )
+
+
+def _joined(parts: Sequence[torch.Tensor] | None) -> torch.Tensor | None:
+    """The parts as one tensor; a single part as it is (no copy of a large bag)."""
+    if parts is None:
+        return None
+    return parts[0] if len(parts) == 1 else torch.cat(list(parts))
 
 
 @dataclass

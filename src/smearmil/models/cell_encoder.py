@@ -27,6 +27,7 @@ from ..utils.device import default_device
 from .encoders import EncoderConfig
 
 ENCODER_WEIGHTS = "encoder.pt"
+EMBED_PIXELS = 512 * 64 * 64  # cells per embedding batch: 512 at 64 px, 41 at 224 px
 ENCODER_META = "encoder.json"
 
 
@@ -72,10 +73,12 @@ class CellEncoder:
         return int(self.encoder.out_dim)  # type: ignore[arg-type]
 
     @torch.no_grad()
-    def embed(self, cells: np.ndarray, batch: int = 512, device: torch.device | None = None) -> np.ndarray:
-        """(N, H, W, 3) uint8 -> (N, D) float32, in batches, in eval mode."""
+    def embed(self, cells: np.ndarray, batch: int | None = None, device: torch.device | None = None) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, D) float32, in batches (default: 512 cells at 64 px, fewer when larger),
+        in eval mode."""
         if cells.shape[0] and cells.shape[1] != self.input_size:
             raise ValueError(f"this encoder takes {self.input_size} px cells, got {cells.shape[1]} px")
+        batch = batch or max(1, min(512, EMBED_PIXELS // (self.input_size * self.input_size)))
         device = device or default_device()
         self.encoder.to(device)
         prepare = self.prepare.to(device) if isinstance(self.prepare, nn.Module) else self.prepare

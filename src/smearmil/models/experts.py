@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -12,6 +14,8 @@ from .encoders import EncoderConfig
 from .factory import ModelConfig
 from .kinds import MODELS, ModelDims, ModelKind, Stage
 from .pooling import PoolingConfig
+
+INFERENCE_PIXELS = 32 * 224 * 224  # cells per inference chunk: 32 at 224 px, 392 at 64 px
 
 
 class CNNModel(MILModel):
@@ -32,16 +36,23 @@ class CNNModel(MILModel):
     def image_expert(self) -> CNNModel:
         return self
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Cell embeddings; in inference, in chunks so that a bag of thousands of cells fits in memory."""
-        if self.training or images.shape[0] <= self.chunk:
+    def encode(
+        self, images: torch.Tensor, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Cell embeddings. In inference, chunk by chunk (``prepare`` turns raw cells into the encoder's
+        input per chunk), so that a bag of thousands of cells at any size fits in bounded memory."""
+        if self.training and prepare is None:
             return self.encoder(images)
-        return torch.cat([self.encoder(images[i : i + self.chunk]) for i in range(0, images.shape[0], self.chunk)])
+        side = images.shape[-2] if prepare is None else images.shape[1]
+        step = self.chunk if self.training else max(1, INFERENCE_PIXELS // (side * side))
+        parts = [images[i : i + step] for i in range(0, images.shape[0], step)]
+        encoded = [self.encoder(prepare(part) if prepare is not None else part) for part in parts]
+        return encoded[0] if len(encoded) == 1 else torch.cat(encoded)
 
     def embed(self, bags: Bags) -> tuple[torch.Tensor, torch.Tensor]:
         if bags.images is None:
             raise ValueError("the CNN expert needs cell images")
-        return self.pooling(self.encode(bags.images), bags.segments, bags.n_bags)
+        return self.pooling(self.encode(bags.images, bags.prepare), bags.segments, bags.n_bags)
 
     def forward(self, bags: Bags) -> MILOutput:
         pooled, weights = self.embed(bags)

@@ -16,6 +16,7 @@ from ..data.cache import build_cache
 from ..data.inspect import summarise
 from ..data.options import DataOptions
 from ..data.validation import load_cohort
+from ..evaluation.metrics import displayed_metrics, folds_note
 from ..evaluation.plots import confusion_plot
 from ..evaluation.repeatability import repeatability_plot
 from ..explain.gallery import explain_patient, gallery_png
@@ -117,7 +118,9 @@ class Report:
 
 def _fmt(cell: Any) -> str:
     if isinstance(cell, dict):
-        return "-" if cell.get("mean") is None else f"{cell['mean']:.3f} ± {cell.get('std') or 0:.3f}"
+        if cell.get("mean") is None:
+            return "-"
+        return f"{cell['mean']:.3f} ± {cell.get('std') or 0:.3f}{folds_note(cell)}"
     return "-" if cell is None else f"{cell:.3f}"
 
 
@@ -194,7 +197,7 @@ def build_report(
             s,
             ["", *(LABELS[m] for m in METRICS)],
             [
-                ["test folds, mean ± std", *(_fmt(summary["metrics"][k]) for k in METRICS)],
+                ["test folds, mean ± std", *(_fmt(displayed_metrics(summary)[k]) for k in METRICS)],
                 ["pooled test predictions", *(_fmt(summary["pooled"][k]) for k in METRICS)],
             ],
         )
@@ -224,7 +227,7 @@ def build_report(
         report.table(
             s,
             ["method", *(LABELS[m] for m in METRICS)],
-            [[name, *(_fmt(c["metrics"][k]) for k in METRICS)] for name, c in comparison.items()],
+            [[name, *(_fmt(displayed_metrics(c)[k]) for k in METRICS)] for name, c in comparison.items()],
         )
     curves = _training_curves(run, work / "training_curves.png")
     if curves:

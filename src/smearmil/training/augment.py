@@ -12,22 +12,40 @@ from ..data.cache import ImageCache
 
 
 def pixel_statistics(
-    cache: ImageCache, ids: Sequence[str], max_cells: int = 4000, seed: int = 0
+    cache: ImageCache, ids: Sequence[str], max_cells: int = 4000, seed: int = 0, chunk: int = 128
 ) -> dict[str, torch.Tensor]:
-    """Per-pixel mean image, global std and RGB principal components of the training cells (in [0, 1])."""
+    """Per-pixel mean image, global std and RGB principal components of the training cells (in [0, 1]).
+
+    Computed in one streaming pass over chunks of ``chunk`` cells with float64 sums, so memory does not
+    grow with the number of cells (at most ``max_cells``, drawn at random, are used).
+    """
     rows = np.concatenate([np.asarray(cache.rows(i)) for i in ids])
     rng = np.random.default_rng(seed)
     if rows.size > max_cells:
         rows = np.sort(rng.choice(rows, max_cells, replace=False))
-    cells = cache.array[rows].astype(np.float32) / 255.0  # (n, H, W, 3)
-    mean = cells.mean(axis=0)
-    pixels = cells.reshape(-1, 3)
-    if pixels.shape[0] > 1_000_000:
-        pixels = pixels[rng.choice(pixels.shape[0], 1_000_000, replace=False)]
-    eigvals, eigvecs = np.linalg.eigh(np.cov(pixels, rowvar=False))
+    side = cache.shape[1]
+    total = np.zeros((side, side, 3))  # per-pixel sums
+    squares = 0.0  # sum of every squared value
+    rgb = np.zeros(3)  # channel sums over all pixels
+    outer = np.zeros((3, 3))  # sums of the products of channels over all pixels
+    for start in range(0, rows.size, chunk):
+        cells = cache.read(rows[start : start + chunk]).astype(np.float64) / 255.0  # (c, H, W, 3)
+        total += cells.sum(axis=0)
+        squares += float(np.square(cells).sum())
+        pixels = cells.reshape(-1, 3)
+        rgb += pixels.sum(axis=0)
+        outer += pixels.T @ pixels
+    n = max(1, rows.size)
+    mean = total / n
+    values = n * mean.size
+    std = np.sqrt(max(squares - n * float(np.square(mean).sum()), 0.0) / max(1, values))
+    n_pixels = max(2, n * side * side)
+    centre = rgb / n_pixels
+    covariance = (outer - n_pixels * np.outer(centre, centre)) / (n_pixels - 1)
+    eigvals, eigvecs = np.linalg.eigh(covariance)
     return {
-        "mean": torch.from_numpy(np.ascontiguousarray(mean.transpose(2, 0, 1))),
-        "std": torch.tensor(float((cells - mean).std()) or 1.0),
+        "mean": torch.from_numpy(np.ascontiguousarray(mean.transpose(2, 0, 1), dtype=np.float32)),
+        "std": torch.tensor(float(std) or 1.0),
         "eigvals": torch.from_numpy(np.clip(eigvals, 0, None).astype(np.float32)),
         "eigvecs": torch.from_numpy(eigvecs.astype(np.float32)),
     }

@@ -146,19 +146,22 @@ class TrainedModel:
         attributes: np.ndarray,
         bags_per_batch: int = 4,
         device: torch.device | None = None,
+        cells_per_batch: int = 2048,
     ) -> list[PatientPrediction]:
-        """Predict patients from their uint8 cells (n, H, W, 3) and encoded attributes (n_patients, d)."""
+        """Predict patients from their uint8 cells (n, H, W, 3) and encoded attributes (n_patients, d).
+
+        A batch holds up to ``bags_per_batch`` bags and ``cells_per_batch`` cells (a larger bag alone);
+        cells are normalised chunk by chunk inside the model, so memory stays bounded for any bag."""
         device = device or default_device()
         self.model.to(device).eval()
-        if self.transform is not None:
-            self.transform.to(device)
+        transform = self.transform.to(device).eval() if self.transform is not None else None
+        prepare = (lambda x: transform(x, train=False)) if transform is not None else None
         out: list[PatientPrediction] = []
-        for start in range(0, len(ids), bags_per_batch):
-            chunk = range(start, min(start + bags_per_batch, len(ids)))
-            images = [torch.from_numpy(np.array(bags[i])) for i in chunk] if self.uses_images else None
+        sizes = bags.sizes() if isinstance(bags, _CachedBags) else [len(b) if b is not None else 0 for b in bags]
+        for chunk in _batches(sizes, bags_per_batch, cells_per_batch):
+            images = [torch.from_numpy(np.ascontiguousarray(bags[i])) for i in chunk] if self.uses_images else None
             batch = Bags.of(torch.from_numpy(attributes[list(chunk)]), images, ids=[ids[i] for i in chunk]).to(device)
-            if batch.images is not None:
-                batch.images = self.transform(batch.images, train=False)  # type: ignore[misc]
+            batch.prepare = prepare if batch.images is not None else None
             result = self.model(batch)
             proba = probabilities(result.logits.float(), self.model.n_classes).cpu().numpy()
             gates = result.extras.get("gate")
@@ -174,8 +177,39 @@ class TrainedModel:
         self, cohort: Any, ids: Sequence[str], cache: ImageCache | None, device: torch.device | None = None
     ) -> list[PatientPrediction]:
         attributes = self.encoder.transform(cohort, ids) if self.encoder.names else np.zeros((len(ids), 0), np.float32)
-        bags = [cache.bag(i) if cache is not None and self.uses_images else None for i in ids]
+        bags: Sequence[np.ndarray | None] = [None] * len(ids)
+        if cache is not None and self.uses_images:
+            bags = _CachedBags(cache, list(ids))
         return self.predict_arrays(ids, bags, attributes, device=device)
+
+
+class _CachedBags(Sequence[np.ndarray]):
+    """Patients' cells read from the cache only when a batch needs them (one batch in memory at a time)."""
+
+    def __init__(self, cache: ImageCache, ids: list[str]):
+        self.cache, self.ids = cache, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        return self.cache.read_bag(self.ids[i])
+
+    def sizes(self) -> list[int]:
+        return [len(self.cache.rows(i)) for i in self.ids]
+
+
+def _batches(sizes: Sequence[int], max_bags: int, max_cells: int) -> list[range]:
+    """Consecutive index ranges of at most ``max_bags`` bags and ``max_cells`` cells (a larger bag alone)."""
+    out, start, cells = [], 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= max_bags or cells + size > max_cells):
+            out.append(range(start, i))
+            start, cells = i, 0
+        cells += size
+    if start < len(sizes):
+        out.append(range(start, len(sizes)))
+    return out
 
 
 def load_encoder(path: str | Path) -> CellEncoder:

@@ -63,6 +63,8 @@ def read_table(path: Path) -> Table:
     except csv.Error as error:
         raise DataError([Problem("unreadable_csv", f"{path.name} line 1", f"not a CSV header ({error})")]) from None
     columns = [c.strip() for c in header]
+    if not any(columns):
+        raise DataError([Problem("empty_csv", f"{path.name} line 1", "the header row names no columns; add one")])
     rows, lines, problems = [], [], []
     line_no = 1
     try:

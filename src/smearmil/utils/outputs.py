@@ -37,6 +37,8 @@ def run_fingerprint(config: Any, data: str | None = None, splits: Any = None, **
     refusal can name the fields that differ), the data's identity, the splits (hashed) and any extra."""
     from .. import __version__
 
+    if isinstance(config, Mapping):  # a config's name is a label: the same settings under another name match
+        config = {k: v for k, v in config.items() if k != "name"}
     found = {
         "version": __version__,
         "config": config,

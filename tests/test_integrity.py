@@ -246,12 +246,12 @@ def test_absurd_counts_and_short_rows_are_errors_by_line(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_brackets_in_names_labels_and_paths_print_as_they_are(tmp_path: Path) -> None:
+def test_brackets_and_dollars_in_names_labels_and_paths_print_as_they_are(tmp_path: Path) -> None:
     root = tmp_path / "a[" / "b]" / "cohort"  # a path holding "[/]"
     simulate(
         root,
         SimulationConfig(
-            patients=10, cells_min=2, cells_max=3, size=16, seed=2, class_names=["re[/]active", "tu[/]moral"]
+            patients=10, cells_min=2, cells_max=3, size=16, seed=2, class_names=["re[/]active", "tu$mo$ral"]
         ),
         progress=False,
         workers=1,
@@ -262,6 +262,7 @@ def test_brackets_in_names_labels_and_paths_print_as_they_are(tmp_path: Path) ->
         ["train", root, "--config", config, "--out", tmp_path / "run", "--cache-dir", tmp_path / "k", "-q"],
         ["cv", root, "--config", config, "--folds", "2", "--out", tmp_path / "cv", "--cache-dir", tmp_path / "k", "-q"],
         ["predict", tmp_path / "run", root / "trainset" / "P000"],
+        ["report", tmp_path / "cv", "--cache-dir", tmp_path / "k", "-q"],
     ]
     for args in checks:
         done = _cli(*args)

@@ -71,9 +71,10 @@ def test_saliency_and_gallery(trained_run: tuple[Path, Path, Path], tmp_path: Pa
     trained = TrainedModel.load(run)
     cache = build_cache(cohort, Preprocessing(48), cache_dir, progress=False)
     pid = cohort.ids[0]
-    explanation = explain_patient(trained, pid, cache.bag(pid), cache.cell_ids(pid), np.zeros(0, np.float32))
+    explanation = explain_patient(trained, pid, cache.bag(pid), cache.cell_ids(pid), np.zeros(0, np.float32), k=2)
     n = len(cache.rows(pid))
-    assert explanation.saliency.shape == (n, 48, 48) and (explanation.saliency >= 0).all()
+    assert explanation.contributions.shape == (n,) and len(explanation.shown) == min(n, 4)
+    assert explanation.saliency.shape == (len(explanation.shown), 48, 48) and (explanation.saliency >= 0).all()
     assert explanation.saliency.sum() > 0
     path = gallery_png(explanation, tmp_path / "g.png", k=4)
     assert path.stat().st_size > 5000

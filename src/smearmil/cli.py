@@ -110,7 +110,7 @@ def guarded(fn: F) -> F:
         except DataError as error:
             _print_problems(error)
             raise typer.Exit(2) from None
-        except (FileExistsError, FileNotFoundError, ValueError) as error:
+        except (OSError, ValueError) as error:  # files the user named (missing, unwritable, not a folder), bad values
             err_console.print(error_line(error))
             raise typer.Exit(2) from None
 
@@ -503,8 +503,12 @@ def compare(
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
+    partial = result.get("partial_metrics", {})
     rows = {
-        (name if name.endswith("]") else f"{name} [{m['data']}]"): m["metrics"] for name, m in result["methods"].items()
+        (name if name.endswith("]") else f"{name} [{m['data']}]"): displayed_metrics(
+            {"metrics": m["metrics"], "partial_metrics": partial.get(name, {})}
+        )
+        for name, m in result["methods"].items()
     }
     out.print(_metrics_table(f"{folds}-fold CV on {path}: test folds, mean ± std", rows))
     out.print(f"-> {out_dir}/comparison.md, comparison.csv, summary.json, roc.png ({result['wall_seconds']:.0f} s)")
@@ -825,7 +829,7 @@ def ssl_pretrain_cmd(
             chosen = plan.fold(fold)
             patients = list(chosen.train) + list(chosen.val)
         cache = build_cache(cohort, cfg.image.preprocessing, cache_dir, progress=not quiet)
-        sources.append(CellSource(cache, patients, str(path)))
+        sources.append(CellSource(cache, patients, str(path), cohort.identity()))
     start = time.perf_counter()
     encoder = pretrain(sources, cfg, out_dir, progress=not quiet, overwrite=overwrite)
     cells = sum(s["cells"] for s in encoder.meta["sources"])

@@ -111,7 +111,8 @@ class FeatureStore:
 
         ``identity`` names the encoder's weights; with the cache it is the store's fingerprint."""
         directory = Path(directory)
-        fingerprint = run_fingerprint({"encoder": identity}, cache.directory.name, cohort=cohort.identity())
+        prep = {"size": cache.preprocessing.size, "crop": cache.preprocessing.crop}
+        fingerprint = run_fingerprint({"encoder": identity, "preprocessing": prep}, cohort.identity())
         if (
             claim_output(directory, "features", fingerprint, overwrite) == "resume"
             and (directory / INDEX_FILE).is_file()

@@ -215,14 +215,11 @@ def simulate(
     """
     config = config or SimulationConfig()
     out = Path(out)
+    if out.is_symlink():
+        raise OutputRefused(f"{out} is a symbolic link; give the folder it points to")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        marker = read_marker(out) if out.is_dir() else None
-        ours = (
-            (marker or {}).get("kind") == SIMULATED
-            or (out / "simulation.json").is_file()
-            and (out / "cell_truth.csv").is_file()
-        )
-        if not ours:
+        marker = read_marker(out) if out.is_dir() and not out.is_symlink() else None
+        if (marker or {}).get("kind") != SIMULATED:
             raise OutputRefused(
                 f"{out} exists and is not a cohort smearmil simulated; it is left untouched: choose another folder"
             )

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..utils.atomic import dumps_json, write_text
 from ..utils.outputs import OutputRefused
-from ..utils.paths import safe_name
+from ..utils.paths import fold_name
 from .cohort import Cohort
 from .problems import DataError, Problem
 
@@ -80,7 +80,7 @@ class SplitPlan:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             folds = [
-                Fold(safe_name(str(f["name"]), "fold name"), tuple(f["train"]), tuple(f["val"]), tuple(f["test"]))
+                Fold(fold_name(str(f["name"])), tuple(f["train"]), tuple(f["val"]), tuple(f["test"]))
                 for f in raw["folds"]
             ]
             plan = cls(
@@ -99,8 +99,20 @@ class SplitPlan:
         return plan
 
     def check_training_classes(self, cohort: Cohort, where: str = "splits") -> None:
-        """Every class of the cohort must have patients in every fold's training set; else DataError."""
+        """The cohort must have two classes or more, each with patients in every fold's training set; else
+        DataError."""
         present = {p.label for p in cohort.labelled()}
+        if len(present) < 2:
+            only = ", ".join(repr(c) for c in sorted(c for c in present if c is not None)) or "none"
+            raise DataError(
+                [
+                    Problem(
+                        "one_class",
+                        str(cohort.root),
+                        f"the labelled patients' classes: {only}; a classifier needs patients of at least two classes",
+                    )
+                ]
+            )
         problems = []
         for fold in self.folds:
             seen = {cohort[i].label for i in fold.train if i in cohort}
@@ -128,6 +140,16 @@ class SplitPlan:
 
     def check_disjoint(self, where: str = "splits") -> None:
         problems = []
+        names = [f.name for f in self.folds]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(
+                Problem(
+                    "duplicate_fold",
+                    f"{where} fold {name}",
+                    f"{names.count(name)} folds share this "
+                    "name (and would share one folder); give each fold its own name",
+                )
+            )
         for fold in self.folds:
             sets = fold.sets()
             for a, b in (("train", "val"), ("train", "test"), ("val", "test")):

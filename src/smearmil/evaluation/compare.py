@@ -266,6 +266,9 @@ def run_compare(
         },
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
+    partial = {name: s["partial_metrics"] for name, s in summaries.items() if s.get("partial_metrics")}
+    if partial:  # metrics undefined on some test folds: null above; their mean over the other folds, with counts
+        result["partial_metrics"] = partial
     if curves:
         roc_plot(curves, run.path / "roc.png", title=f"ROC, pooled test folds ({folds}-fold CV)")
     write_json(run.summary, result)

@@ -136,6 +136,10 @@ def predict_folders(
         np.stack([prep.load(p.read_bytes(), p.name) for p in cohort[i].images]) if trained.uses_images else None
         for i in ids
     ]
+    if not ids:
+        raise ValueError(
+            "no patient could be predicted: every folder given holds no readable image (see the warnings above)"
+        )
     predictions = trained.predict_arrays(ids, bags, attributes)
     return [{**_describe(p, cohort, trained, top), "skipped": skipped.get(p.id, [])} for p in predictions]
 

@@ -64,7 +64,10 @@ def fold_encoder(
     if kind not in SSL_METHODS:
         raise ValueError(f"unknown encoder {kind!r}; choose from {', '.join(encoder_kinds())}")
     return pretrain(
-        [CellSource(cache, seen, str(cohort.root))], ssl.with_method(kind), fold_dir / f"ssl-{kind}", progress
+        [CellSource(cache, seen, str(cohort.root), cohort.identity())],
+        ssl.with_method(kind),
+        fold_dir / f"ssl-{kind}",
+        progress,
     )
 
 

@@ -46,10 +46,30 @@ class ChannelNormalise(nn.Module):
         return (images.permute(0, 3, 1, 2).contiguous().float() / 255.0 - self.mean) / self.std
 
 
+class ChannelStatistics:
+    """Per-channel mean and std (in [0, 1]) of uint8 cells added chunk by chunk (memory: one chunk)."""
+
+    def __init__(self) -> None:
+        self.n, self.total, self.squares = 0, np.zeros(3), np.zeros(3)
+
+    def add(self, cells: np.ndarray, chunk: int = 128) -> ChannelStatistics:
+        for start in range(0, len(cells), chunk):
+            pixels = np.asarray(cells[start : start + chunk]).reshape(-1, 3).astype(np.float64) / 255.0
+            self.n += len(pixels)
+            self.total += pixels.sum(axis=0)
+            self.squares += np.square(pixels).sum(axis=0)
+        return self
+
+    def result(self) -> tuple[list[float], list[float]]:
+        n = max(1, self.n)
+        mean = self.total / n
+        std = np.sqrt(np.maximum(self.squares / n - np.square(mean), 0.0))
+        return mean.tolist(), np.maximum(std, 1e-3).tolist()
+
+
 def channel_statistics(cells: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (in [0, 1]) of a sample of uint8 cells (N, H, W, 3)."""
-    pixels = cells.reshape(-1, 3).astype(np.float64) / 255.0
-    return pixels.mean(axis=0).tolist(), np.maximum(pixels.std(axis=0), 1e-3).tolist()
+    """Per-channel mean and std (in [0, 1]) of uint8 cells (N, H, W, 3), computed chunk by chunk."""
+    return ChannelStatistics().add(cells).result()
 
 
 class CellEncoder:
@@ -91,10 +111,9 @@ class CellEncoder:
     def identity(self) -> str:
         """A hash of what decides the embeddings: the weights, the input normalisation and preprocessing."""
         h = hashlib.sha256(f"{self.meta.get('method')}|{self.preprocessing}\n".encode())
-        modules = [self.encoder] + ([self.prepare] if isinstance(self.prepare, nn.Module) else [])
         if not isinstance(self.prepare, nn.Module):
-            h.update(str(self.meta.get("source", "")).encode())
-        for module in modules:
+            raise TypeError("an encoder's input preparation must be an nn.Module to be identified")
+        for module in (self.encoder, self.prepare):
             for name, tensor in module.state_dict().items():
                 h.update(name.encode())
                 h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -161,8 +180,10 @@ class CellEncoder:
         will embed), as a pre-trained one is with those of its training cells; other encoders unchanged."""
         if self.meta.get("method") != "random" or self.meta.get("calibrated"):
             return self
-        sample = np.concatenate([cache.bag(p)[:per_patient] for p in (patients or cache.patient_ids)])
-        mean, std = channel_statistics(sample)
+        statistics = ChannelStatistics()
+        for p in patients or cache.patient_ids:
+            statistics.add(cache.read(cache.rows(p)[:per_patient]))
+        mean, std = statistics.result()
         return CellEncoder(
             self.encoder, ChannelNormalise(mean, std), self.preprocessing, {**self.meta, "calibrated": True}
         )

@@ -45,7 +45,7 @@ class CNNModel(MILModel):
             return self.encoder(images)
         side = images.shape[-2] if prepare is None else images.shape[1]
         step = self.chunk if self.training else max(1, INFERENCE_PIXELS // (side * side))
-        parts = [images[i : i + step] for i in range(0, images.shape[0], step)]
+        parts = (images[i : i + step] for i in range(0, images.shape[0], step))  # one chunk in memory at a time
         encoded = [self.encoder(prepare(part) if prepare is not None else part) for part in parts]
         return encoded[0] if len(encoded) == 1 else torch.cat(encoded)
 

@@ -22,6 +22,8 @@ from ..evaluation.repeatability import repeatability_plot
 from ..explain.gallery import explain_patient, gallery_png
 from ..training.run_dir import RunDir
 from ..utils.atomic import write_text
+from ..utils.outputs import digest
+from ..utils.paths import slug
 from ..utils.plotting import plt, save_figure
 from ..utils.scoring import METRICS
 
@@ -283,11 +285,12 @@ def _galleries(report: Report, run: Path, cohort: Any, n: int, cache_dir: str | 
             trained.encoder.transform(cohort, [r["patient"]])[0] if trained.encoder.names else np.zeros(0, np.float32)
         )
         explanation = explain_patient(
-            trained, r["patient"], cache.bag(r["patient"]), cache.cell_ids(r["patient"]), attributes
+            trained, r["patient"], cache.read_bag(r["patient"]), cache.cell_ids(r["patient"]), attributes
         )
+        name = f"gallery_{slug(r['patient'])}_{digest(r['patient'])[:6]}.png"  # a patient id is not a file name
         png = gallery_png(
             explanation,
-            report.files / f"gallery_{r['patient']}.png",
+            report.files / name,
             title=f"{r['patient']}: true {r['label']}, predicted {r['prediction']}",
         )
         report.image(s, png, f"patient {r['patient']} (true {r['label']}, predicted {r['prediction']})")

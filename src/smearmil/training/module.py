@@ -61,7 +61,10 @@ class MILModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: Bags, batch_idx: int) -> None:
-        loss, logits = self._loss(self._prepare(batch, train=False))
+        if batch.images is not None and batch.images.dtype == torch.uint8 and self.transform is not None:
+            transform = self.transform  # normalised chunk by chunk inside the model: whole bags stay uint8
+            batch.prepare = lambda x: transform(x, train=False)
+        loss, logits = self._loss(batch)
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags)
         assert batch.labels is not None
         self._val.append((probabilities(logits.float(), self.model.n_classes).detach(), batch.labels.detach()))

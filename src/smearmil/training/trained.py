@@ -6,10 +6,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..data.attributes import AttributeEncoder
 from ..data.cache import ImageCache
@@ -80,9 +81,8 @@ class TrainedModel:
         expert = self.model.image_expert()
         if expert is None or self.transform is None:
             raise ValueError(f"this {self.config.model.kind} model has no image encoder")
-        transform = self.transform.eval()
         meta = {"method": "supervised", "encoder": self.config.model.encoder.model_dump(), "source": self.source}
-        return CellEncoder(expert.encoder, lambda x: transform(x, train=False), self.config.image.preprocessing, meta)
+        return CellEncoder(expert.encoder, EvalTransform(self.transform), self.config.image.preprocessing, meta)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -151,15 +151,22 @@ class TrainedModel:
         """Predict patients from their uint8 cells (n, H, W, 3) and encoded attributes (n_patients, d).
 
         A batch holds up to ``bags_per_batch`` bags and ``cells_per_batch`` cells (a larger bag alone);
-        cells are normalised chunk by chunk inside the model, so memory stays bounded for any bag."""
+        cells are normalised chunk by chunk inside the model, and a cached bag larger than
+        ``cells_per_batch`` is even read chunk by chunk, so memory stays bounded for any bag."""
         device = device or default_device()
         self.model.to(device).eval()
         transform = self.transform.to(device).eval() if self.transform is not None else None
-        prepare = (lambda x: transform(x, train=False)) if transform is not None else None
+        prepare = (lambda x: transform(x.to(device), train=False)) if transform is not None else None
         out: list[PatientPrediction] = []
-        sizes = bags.sizes() if isinstance(bags, _CachedBags) else [len(b) if b is not None else 0 for b in bags]
+        sizes = bags.sizes() if isinstance(bags, CachedBags) else [len(b) if b is not None else 0 for b in bags]
+
+        def cells(i: int) -> torch.Tensor:
+            if isinstance(bags, CachedBags) and sizes[i] > cells_per_batch:
+                return cast(torch.Tensor, _LazyCells(bags.cache, bags.cache.rows(bags.ids[i])))
+            return torch.from_numpy(np.require(bags[i], requirements=["C", "W"]))
+
         for chunk in _batches(sizes, bags_per_batch, cells_per_batch):
-            images = [torch.from_numpy(np.ascontiguousarray(bags[i])) for i in chunk] if self.uses_images else None
+            images = [cells(i) for i in chunk] if self.uses_images else None
             batch = Bags.of(torch.from_numpy(attributes[list(chunk)]), images, ids=[ids[i] for i in chunk]).to(device)
             batch.prepare = prepare if batch.images is not None else None
             result = self.model(batch)
@@ -179,11 +186,42 @@ class TrainedModel:
         attributes = self.encoder.transform(cohort, ids) if self.encoder.names else np.zeros((len(ids), 0), np.float32)
         bags: Sequence[np.ndarray | None] = [None] * len(ids)
         if cache is not None and self.uses_images:
-            bags = _CachedBags(cache, list(ids))
+            bags = CachedBags(cache, list(ids))
         return self.predict_arrays(ids, bags, attributes, device=device)
 
 
-class _CachedBags(Sequence[np.ndarray]):
+class EvalTransform(nn.Module):
+    """A model's input normalisation as a module of its own (no augmentation): uint8 cells -> input."""
+
+    def __init__(self, transform: BatchTransform):
+        super().__init__()
+        self.transform = transform.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.transform(images, train=False)
+
+
+class _LazyCells:
+    """A large cached bag that the model reads chunk by chunk as it encodes it (never whole in memory)."""
+
+    device = torch.device("cpu")
+    dtype = torch.uint8
+
+    def __init__(self, cache: ImageCache, rows: range):
+        self.cache, self.rows = cache, rows
+        self.shape = (len(rows), *cache.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: slice) -> torch.Tensor:
+        return torch.from_numpy(self.cache.read(self.rows[index]))
+
+    def to(self, device: Any, non_blocking: bool = False) -> _LazyCells:
+        return self  # each chunk moves to the device when it is prepared
+
+
+class CachedBags(Sequence[np.ndarray]):
     """Patients' cells read from the cache only when a batch needs them (one batch in memory at a time)."""
 
     def __init__(self, cache: ImageCache, ids: list[str]):

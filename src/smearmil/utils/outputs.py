@@ -85,7 +85,10 @@ def claim_output(
     version: str = "",
 ) -> Literal["new", "resume"]:
     """Make ``folder`` this ``kind`` of output with this ``fingerprint``; see the module docstring."""
+    from .. import __version__
+
     folder = Path(folder)
+    version = version or __version__
     fingerprint = dict(fingerprint or {})
     if folder.exists() and not folder.is_dir():
         raise OutputRefused(f"{folder} is a file, not a folder; choose another output folder")
@@ -110,7 +113,9 @@ def claim_output(
                 f"{folder} holds a {kind} run of other inputs ({changed}); resuming would mix them. "
                 "Pass --overwrite to replace it, or choose another output folder"
             )
-        shutil.rmtree(folder)
+        real = folder.resolve()  # --out may be a symbolic link to our own output: replace what it points to
+        shutil.rmtree(real)
+        real.mkdir(parents=True)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / MARKER, {"kind": kind, "version": version, "fingerprint": fingerprint})
     return "new"

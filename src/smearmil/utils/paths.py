@@ -6,6 +6,20 @@ import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 _UNSAFE = re.compile(r"[^0-9A-Za-z._+=@,-]+")
+_FOLD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# folders a run keeps beside its fold folders
+RESERVED = frozenset({"methods", "report_files", "checkpoints", "logs", "tensorboard", "features", "cnn", "mlp", "moe"})
+
+
+def fold_name(name: str) -> str:
+    """A fold name usable as a folder beside a run's own files: letters, digits, '-' and '_' (no dot, so it
+    cannot be ``summary.json`` or ``..``), and not one of the run's own folders."""
+    if not _FOLD.fullmatch(name) or name in RESERVED:
+        raise ValueError(
+            f"fold name {name!r} cannot be used as a folder: use letters, digits, '-' and '_' (and "
+            f"none of {', '.join(sorted(RESERVED))}); rename it"
+        )
+    return name
 
 
 def safe_name(name: str, what: str) -> str:

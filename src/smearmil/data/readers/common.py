@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from ..cohort import Patient
@@ -25,17 +26,12 @@ def implausible(name: str, value: float, where: str, column: str) -> Problem | N
 
 
 def parse_label(text: str, class_names: list[str]) -> int | None:
-    """A label as a class index: an integer (``1``, ``1.0``; -1 = unlabelled) or a class name; else None."""
+    """A label as a class index: exactly an integer (``1``; -1 = unlabelled) or a class name; else None
+    (``1.0``, ``1.7``, ``inf`` or ``+1`` is a typing error to fix, not a class)."""
     text = text.strip()
     if text in class_names:
         return class_names.index(text)
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    if not math.isfinite(value) or value != int(value):
-        return None
-    return int(value)
+    return int(text) if re.fullmatch(r"-?[0-9]+", text) else None
 
 
 def missing_value_problem(where: str, column: str, options: DataOptions) -> Problem:

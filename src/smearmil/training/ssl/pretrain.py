@@ -41,6 +41,7 @@ class CellSource:
     cache: ImageCache
     patients: Sequence[str] | None = None
     name: str = ""
+    data_identity: str = ""  # the cohort's identity (cell contents); default: the cache's key
 
     def rows(self) -> np.ndarray:
         ids = self.cache.patient_ids if self.patients is None else self.patients
@@ -49,7 +50,9 @@ class CellSource:
     def identity(self) -> dict[str, Any]:
         """What this source gives pre-training: its cache (keyed by files and preprocessing) and patients."""
         ids = self.cache.patient_ids if self.patients is None else list(self.patients)
-        return {"cache": self.cache.directory.name, "patients": sorted(ids)}
+        prep = self.cache.preprocessing
+        data = self.data_identity or self.cache.directory.name
+        return {"data": data, "preprocessing": [prep.size, prep.crop], "patients": sorted(ids)}
 
     def describe(self) -> dict[str, Any]:
         ids = self.cache.patient_ids if self.patients is None else list(self.patients)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,21 @@ def test_cli_missing_folder_and_undetectable_layout(tmp_path: Path) -> None:
         result = _cli("data", "inspect", str(path), "--json")
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert json.loads(result.stdout)["problems"][0]["where"] == str(path)
+
+
+def test_a_challenge_folder_reads_its_labelled_and_its_unlabelled_patients(tmp_path: Path) -> None:
+    root = write_lymph_cohort(tmp_path / "challenge")  # trainset/<ID>/ and trainset/trainset_true.csv
+    testset = root / "testset"
+    testset.mkdir()
+    (testset / "testset_data.csv").write_text(
+        "ID,LABEL,GENDER,DOB,LYMPH_COUNT\nT1,-1,M,1/17/1946,5.76\nT2,-1,F,3/5/1940,32.0\n"
+    )
+    for k, pid in enumerate(("T1", "T2")):
+        write_image(testset / pid / "cell.jpg", seed=900 + k)
+    cohort = load_cohort(root, progress=False)
+    assert cohort.ids == ["P1", "P2", "P3", "P4", "T1", "T2"]
+    assert [p.label for p in cohort.patients][-2:] == [None, None] and cohort["T2"].group == "testset"
+    assert cohort.class_counts() == {"reactive": 2, "tumoral": 2}
+    shutil.copytree(testset, tmp_path / "unlabelled" / "testset")  # the test set alone, as the challenge shipped it
+    unlabelled = load_cohort(tmp_path / "unlabelled", progress=False)
+    assert unlabelled.ids == ["T1", "T2"] and not unlabelled.labelled() and unlabelled.n_cells == 2

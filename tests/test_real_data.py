@@ -36,6 +36,13 @@ def test_inspect_lymphocytosis(shared_data: Path) -> None:
 
 
 @pytest.mark.slow
+def test_the_challenge_test_layout_reads_as_unlabelled_patients(shared_data: Path) -> None:
+    report = _inspect(shared_data / "lymphocytosis-unlabelled")  # testset/<ID>/*.jpg + testset/testset_data.csv
+    assert report["layout"] == "lymphocytosis" and report["patients"] == 42 and report["cells"] == 3258
+    assert report["classes"] == {"reactive": 0, "tumoral": 0, "unlabelled": 42} and not report["problems"]
+
+
+@pytest.mark.slow
 def test_inspect_aml_apl(shared_data: Path) -> None:
     report = _inspect(shared_data / "aml-apl-dev")
     assert report["layout"] == "patient-folders"

@@ -27,11 +27,14 @@ ATTRIBUTES = ["age", "lymph_count", "gender"]
 
 
 def find_tables(root: Path) -> list[Path]:
-    """The clinical tables of a lymphocytosis-layout folder, most authoritative first."""
+    """The clinical tables of a lymphocytosis-layout folder, most authoritative first: the challenge's
+    ``trainset/trainset_true.csv`` (labels) and ``testset/testset_data.csv`` (LABEL -1, diagnosis never
+    released), or one ``clinical_annotation.csv`` at the root."""
     if (root / "clinical_annotation.csv").is_file():
         return [root / "clinical_annotation.csv"]
-    found = sorted(root.glob("*/*_true.csv")) + sorted(root.glob("*_true.csv"))
-    return found
+    labelled = sorted(root.glob("*/*_true.csv")) + sorted(root.glob("*_true.csv"))
+    unlabelled = sorted(root.glob("*/*_data.csv")) + sorted(root.glob("*_data.csv"))
+    return labelled + unlabelled
 
 
 def default_classes(root: Path) -> list[str]:

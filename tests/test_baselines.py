@@ -105,7 +105,9 @@ def _toy(n_bags: int, seed: int, shift: float = 5.0, n: int = 10, d: int = 5) ->
     return bags, np.array(labels)
 
 
-BAG_BASELINES = [name for name, entry in BASELINES.items() if "imgs" in entry.data]
+# mil/instance pools the mean of cell scores: it assumes many cells carry the label (a collective
+# shift, tested in test_experts.py), not one witness per bag as this toy problem does
+BAG_BASELINES = [name for name, entry in BASELINES.items() if "imgs" in entry.data and name != "mil/instance"]
 ATTRIBUTE_BASELINES = [name for name, entry in BASELINES.items() if entry.data == ("attrs",)]
 
 

@@ -96,7 +96,7 @@ def test_demo_pipeline_writes_splits_cache_comparison_and_config(tmp_path: Path,
 def test_train_evaluate_predict_and_cv_commands(tmp_path: Path, sim_cohort: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(
-        "base: cpu-moe\nimage: {size: 32, crop: null}\n"
+        "base: cpu-moe-cnn\nimage: {size: 32, crop: null}\n"
         "train: {epochs: 1, stages: {mlp: {epochs: 2}, moe: {epochs: 1}}}\n"
     )
     run, cache = tmp_path / "run", tmp_path / "cache"
@@ -160,7 +160,7 @@ def test_bad_config_is_reported_clearly(tmp_path: Path, sim_cohort: Path) -> Non
     assert result.exit_code == 2
     assert "model.pooling.name" in result.output and "train.epochs" in result.output
     result = runner.invoke(app, ["cv", str(sim_cohort), "--config", "no-such-preset"])
-    assert result.exit_code == 2 and "cpu-moe" in result.output
+    assert result.exit_code == 2 and "cpu-moe-cnn" in result.output
 
 
 def test_usage_error_is_a_message_not_a_traceback(tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ def test_compare_runs_deep_models_and_baselines_on_the_same_folds(tmp_path: Path
     config = tmp_path / "cmp.yaml"
     config.write_text(
         "kind: compare\nfeatures: {size: 64, n_jobs: 1}\nmethods:\n"
-        "  - {name: MOE, config: cpu-moe, overrides: {image: {size: 32, crop: null}, train: {epochs: 1, stages: "
+        "  - {name: MOE, config: cpu-moe-cnn, overrides: {image: {size: 32, crop: null}, train: {epochs: 1, stages: "
         "{mlp: {epochs: 2}, moe: {epochs: 1}}}}}\n"
         "  - {name: naive Bayes, baseline: clinical/gnb}\n"
         "  - {name: MI-SVM, baseline: mil/MISVM, data: imgs}\n"

@@ -11,13 +11,20 @@ from smearmil.data.layouts import LAYOUTS
 from smearmil.evaluation.compare import load_compare_config
 from smearmil.models import ENCODERS, EncoderConfig
 from smearmil.training.config import load_config
+from smearmil.training.experts_config import load_experts_config
 from smearmil.training.feature_mil import HeadConfig, load_head_config
 from smearmil.training.ssl.config import load_ssl_config
 from smearmil.utils.config_files import COMMANDS, merge_dicts, shipped_presets
 
 
 def test_every_shipped_preset_loads_with_its_own_kind() -> None:
-    loaders = {"run": load_config, "ssl": load_ssl_config, "head": load_head_config, "compare": load_compare_config}
+    loaders = {
+        "run": load_config,
+        "ssl": load_ssl_config,
+        "head": load_head_config,
+        "compare": load_compare_config,
+        "experts": load_experts_config,
+    }
     assert set(loaders) == set(COMMANDS)
     for kind, load in loaders.items():
         presets = shipped_presets(kind)
@@ -71,10 +78,10 @@ def test_choosing_the_method_a_preset_already_uses_keeps_its_parameters() -> Non
 
 
 def test_model_kinds_validate_their_own_settings() -> None:
-    moe = load_config("cpu-moe")
+    moe = load_config("cpu-moe-cnn")
     assert (moe.model.params.paradigm, moe.model.params.gate_projection) == ("P2", 8)
     with pytest.raises(ValueError, match="model kind 'moe': paradigm: Input should be"):
-        load_config("cpu-moe", {"model": {"paradigm": "P4"}})
+        load_config("cpu-moe-cnn", {"model": {"paradigm": "P4"}})
     with pytest.raises(ValueError, match="model kind 'cnn': gate: Extra inputs"):
         load_config("cpu-cnn", {"model": {"gate": 3}})
 

@@ -17,7 +17,7 @@ import pytest
 from smearmil.data.simulate import SimulationConfig, simulate
 
 CLI = [sys.executable, "-m", "smearmil"]
-CONFIG = """base: cpu-moe
+CONFIG = """base: cpu-moe-cnn
 image: {size: 48, crop: null}
 model: {encoder: {k: 2}}
 train:

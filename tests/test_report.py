@@ -72,7 +72,7 @@ def cv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     )
     config = base / "tiny.yaml"
     config.write_text(
-        "base: cpu-moe\nimage: {size: 32, crop: null}\n"
+        "base: cpu-moe-cnn\nimage: {size: 32, crop: null}\n"
         "train: {epochs: 2, stages: {mlp: {epochs: 5}, moe: {epochs: 1}}}\n"
     )
     result = runner.invoke(

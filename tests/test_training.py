@@ -99,7 +99,7 @@ def test_moe_is_at_least_as_good_as_the_better_expert(tmp_path: Path) -> None:
     }
     moe = train_run(
         cohort,
-        load_config("cpu-moe", {**base, "model": {"paradigm": "P2"}}),
+        load_config("cpu-moe-cnn", {**base, "model": {"paradigm": "P2"}}),
         tmp_path / "moe",
         plan,
         cache_dir=tmp_path / "k",
@@ -133,7 +133,7 @@ def test_moe_is_at_least_as_good_as_the_better_expert(tmp_path: Path) -> None:
 def test_cv_writes_predictions_and_summary(tmp_path: Path, sim_cohort: Path) -> None:
     cohort = load_cohort(sim_cohort, progress=False)
     config = load_config(
-        "cpu-moe",
+        "cpu-moe-cnn",
         {
             "image": {"size": 32, "crop": None},
             "train": {"epochs": 1, "stages": {"mlp": {"epochs": 3}, "moe": {"epochs": 1}}},
@@ -216,7 +216,7 @@ def test_multi_class_attention_mil_trains_and_reports_macro_f1(tmp_path: Path) -
 def test_same_seed_same_training(tmp_path: Path, sim_cohort: Path) -> None:
     cohort = load_cohort(sim_cohort, progress=False)
     config = load_config(
-        "cpu-moe",
+        "cpu-moe-cnn",
         {
             "image": {"size": 32, "crop": None},
             "train": {"epochs": 2, "stages": {"mlp": {"epochs": 3}, "moe": {"epochs": 1}}},

@@ -436,6 +436,36 @@ def train(
     out.print(f"run -> {out_dir} ({result['wall_seconds']:.0f} s)")
 
 
+SeedsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--seeds",
+        help="Repeated CV: seeds such as 0,1,2 or 0-4 (one CV each in OUT/seed-<s>/; OUT/summary.json "
+        "over seeds and folds). Replaces --seed.",
+    ),
+]
+
+
+def _cv_runner(path: Path, config: str, layout: str, quiet: bool) -> tuple[Any, Any, Any]:
+    """The cohort, the resolved config and a ``(seed, out, plan, overwrite) -> CVResult`` for any kind."""
+    from .data.validation import load_cohort
+    from .utils.config_files import config_kind
+
+    overrides: dict[str, Any] = {"data": {"layout": layout}} if layout != "auto" else {}
+    if config_kind(config) == "experts":
+        from .evaluation.experts_cv import run_experts_cv
+        from .training.experts_config import load_experts_config
+
+        cfg = load_experts_config(config, overrides)
+        run: Any = run_experts_cv
+    else:
+        from .evaluation.cv import run_cv
+
+        cfg, run = _run_config(config, layout, None), run_cv
+    cohort = load_cohort(path, cfg.data, progress=not quiet)
+    return cohort, cfg, run
+
+
 @app.command()
 @guarded
 def cv(
@@ -443,6 +473,7 @@ def cv(
     config: ConfigOpt = "cpu-cnn",
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
+    seeds: SeedsOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, predictions.csv).")] = Path(
         "runs/cv"
     ),
@@ -455,24 +486,43 @@ def cv(
 ) -> None:
     """Cross-validate a config by patient: DIR/predictions.csv and DIR/summary.json."""
     from .data.splits import SplitPlan
-    from .data.validation import load_cohort
-    from .evaluation.cv import run_cv
+    from .evaluation.repeated import parse_seeds, run_cv_seeds
 
-    cfg = _run_config(config, layout, seed)
-    cohort = load_cohort(path, cfg.data, progress=not quiet)
+    seed_list = parse_seeds(seeds) if seeds else None
+    if seed_list and splits:
+        raise typer.BadParameter("--seeds draws new folds per seed; it cannot be combined with --splits")
+    cohort, cfg, run = _cv_runner(path, config, layout, quiet or as_json)
     plan = SplitPlan.load(splits) if splits else None
-    summary = run_cv(
-        cohort, cfg, out_dir, folds, seed, cache_dir, plan, progress=not (quiet or as_json), overwrite=overwrite
-    ).summary
+    progress = not (quiet or as_json)
+
+    def one(s: int, folder: Path) -> dict[str, Any]:
+        return run(cohort, cfg, folder, folds, s, cache_dir, plan, progress=progress, overwrite=overwrite).summary
+
+    if seed_list:
+        settings = {"config": cfg.model_dump(mode="json"), "folds": folds}
+        summary = run_cv_seeds(seed_list, out_dir, one, settings, cohort.identity(), overwrite, progress)
+    else:
+        summary = one(seed, out_dir)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
+    where = f"{folds}-fold CV" + (f" x seeds {seeds}" if seed_list else "")
     out.print(
         _metrics_table(
-            f"{cfg.name}: {folds}-fold CV on {path} (test folds, mean ± std)", {cfg.name: displayed_metrics(summary)}
+            f"{cfg.name}: {where} on {path} (test folds, mean ± std)", {cfg.name: displayed_metrics(summary)}
         )
     )
-    out.print(f"-> {out_dir}/summary.json, predictions.csv ({summary['wall_seconds']:.0f} s)")
+    if seed_list:
+        out.print(
+            "per seed: "
+            + ", ".join(
+                f"{s} {m:.3f}"
+                for s, m in zip(seed_list, summary["metrics"]["balanced_accuracy"]["seed_means"])
+                if m is not None
+            )
+            + " (balanced accuracy)"
+        )
+    out.print(f"-> {out_dir}/summary.json ({summary['wall_seconds']:.0f} s)")
 
 
 @app.command()
@@ -485,6 +535,7 @@ def compare(
     ] = "cpu-compare",
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
+    seeds: SeedsOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/compare"),
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
@@ -493,13 +544,20 @@ def compare(
 ) -> None:
     """Run deep models and baselines on identical folds: comparison.csv/.md, summary.json, ROC plot."""
     from .data.validation import load_cohort
-    from .evaluation.compare import load_compare_config, run_compare
+    from .evaluation.compare import load_compare_config, run_compare, run_compare_seeds
+    from .evaluation.repeated import parse_seeds
 
+    seed_list = parse_seeds(seeds) if seeds else None
     cfg = load_compare_config(config)
     cohort = load_cohort(path, cfg.data, progress=not (quiet or as_json))
-    result = run_compare(
-        cohort, cfg, out_dir, folds, seed, cache_dir, progress=not (quiet or as_json), overwrite=overwrite
-    )
+    if seed_list:
+        result = run_compare_seeds(
+            cohort, cfg, out_dir, folds, seed_list, cache_dir, progress=not (quiet or as_json), overwrite=overwrite
+        )
+    else:
+        result = run_compare(
+            cohort, cfg, out_dir, folds, seed, cache_dir, progress=not (quiet or as_json), overwrite=overwrite
+        )
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return

@@ -28,6 +28,10 @@ CLINICAL = {
     "gboost": lambda seed: _pipeline(GradientBoostingClassifier(random_state=seed)),
     "rf": lambda seed: _pipeline(RandomForestClassifier(n_estimators=200, random_state=seed)),
     "mlp": lambda seed: _pipeline(MLPClassifier(hidden_layer_sizes=(8,), max_iter=3000, random_state=seed)),
+    # the paper's attribute expert (Eq. 11-13): two sigmoid hidden units
+    "paper-mlp": lambda seed: _pipeline(
+        MLPClassifier(hidden_layer_sizes=(2,), activation="logistic", max_iter=5000, random_state=seed)
+    ),
     "logreg": lambda seed: _pipeline(LogisticRegression(max_iter=1000)),
 }
 

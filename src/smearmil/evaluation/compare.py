@@ -24,16 +24,19 @@ from ..data.options import DataOptions
 from ..data.splits import Fold, make_splits
 from ..models.kinds import MODELS, data_label
 from ..training.config import load_config
+from ..training.experts_config import EXPERTS, ExpertsConfig, load_experts_config
 from ..training.run_dir import RunDir
 from ..training.trained import PatientPrediction
 from ..utils.atomic import write_json, write_text
-from ..utils.config_files import dump_yaml, load_config_file
+from ..utils.config_files import config_kind, dump_yaml, load_config_file
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.paths import safe_name
 from ..utils.scoring import METRICS
 from .cv import CVResult, FitPredict, FoldPredictions, run_cv, run_folds, run_on_same_folds
+from .experts_cv import run_experts_cv
 from .metrics import displayed_metrics, folds_note
 from .plots import roc_plot
+from .repeated import over_seeds, run_seeds
 
 LABELS = {
     "balanced_accuracy": "bal. acc",
@@ -105,9 +108,18 @@ class CompareConfig(BaseModel):
 def load_compare_config(name_or_path: str | Path) -> CompareConfig:
     config = load_config_file(name_or_path, CompareConfig, "compare")
     for m in config.methods:
-        if m.config:
+        if m.config and config_kind(m.config) == EXPERTS:
+            m.data = m.data or experts_data_label(load_experts_config(m.config, m.overrides))
+        elif m.config:
             m.data = m.data or data_label(MODELS.get(load_config(m.config, m.overrides).model.kind).inputs())
     return config
+
+
+def experts_data_label(config: ExpertsConfig) -> str:
+    """What an experts config sees, as comparison tables name it."""
+    return "+".join(
+        label for label, used in (("imgs", config.image_expert), ("attrs", config.attribute_expert)) if used
+    )
 
 
 class _FoldInputs:
@@ -157,18 +169,23 @@ def comparison_markdown(
     summaries: Mapping[str, Mapping[str, Any]], title: str = "", data: Mapping[str, str] | None = None
 ) -> str:
     """A Markdown table: one row per method, mean ± std over the test folds of each metric (with the
-    number of folds when a metric is undefined on some)."""
+    number of folds when a metric is undefined on some) and the method's wall time."""
 
     def fmt(cell: Mapping[str, Any] | None) -> str:
         if not cell or cell.get("mean") is None:
             return "-"
         return f"{cell['mean']:.3f} ± {cell.get('std') or 0:.3f}{folds_note(dict(cell))}"
 
-    head = "| method | data | " + " | ".join(LABELS[m] for m in METRICS) + " |"
-    rule = "|---|---|" + "---|" * len(METRICS)
+    def seconds(s: Mapping[str, Any]) -> str:
+        return "-" if s.get("wall_seconds") is None else f"{s['wall_seconds']:.0f}"
+
+    head = "| method | data | " + " | ".join(LABELS[m] for m in METRICS) + " | time (s) |"
+    rule = "|---|---|" + "---|" * len(METRICS) + "---|"
     rows = [
-        f"| {name} | {(data or {}).get(name, '')} | " + " | ".join(fmt(cells.get(m)) for m in METRICS) + " |"
-        for name, cells in ((name, displayed_metrics(dict(s))) for name, s in summaries.items())
+        f"| {name} | {(data or {}).get(name, '')} | "
+        + " | ".join(fmt(cells.get(m)) for m in METRICS)
+        + f" | {seconds(s)} |"
+        for name, s, cells in ((name, s, displayed_metrics(dict(s))) for name, s in summaries.items())
     ]
     return "\n".join(([f"**{title}**", ""] if title else []) + [head, rule, *rows]) + "\n"
 
@@ -177,14 +194,21 @@ def _comparison_csv(summaries: Mapping[str, Mapping[str, Any]], data: Mapping[st
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
-        ["method", "data", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")), *(f"{m}_folds" for m in METRICS)]
+        [
+            "method",
+            "data",
+            *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
+            *(f"{m}_folds" for m in METRICS),
+            "wall_seconds",
+        ]
     )
     for name, s in summaries.items():
         shown = displayed_metrics(dict(s))
         cells = [shown[m].get(k) for m in METRICS for k in ("mean", "std")]
         total = len(s.get("folds") or [])
         counts = [f"{shown[m].get('n_folds', total)}/{shown[m].get('of', total)}" for m in METRICS]
-        writer.writerow([name, data[name], *("" if v is None else f"{v:.6f}" for v in cells), *counts])
+        wall = "" if s.get("wall_seconds") is None else f"{s['wall_seconds']:.1f}"
+        writer.writerow([name, data[name], *("" if v is None else f"{v:.6f}" for v in cells), *counts, wall])
     return buffer.getvalue()
 
 
@@ -215,6 +239,9 @@ def run_compare(
 
     def method(spec: MethodSpec) -> Callable[[], CVResult]:
         folder = run.path / "methods" / safe_name(spec.label.replace("/", "-").replace(" ", "_"), "method name")
+        if spec.config and config_kind(spec.config) == EXPERTS:
+            experts = load_experts_config(spec.config, spec.overrides)
+            return lambda: run_experts_cv(cohort, experts, folder, folds, seed, cache_dir, plan, progress)
         if spec.config:
             deep = load_config(spec.config, spec.overrides)
             return lambda: run_cv(cohort, deep, folder, folds, seed, cache_dir, plan, progress)
@@ -261,6 +288,8 @@ def run_compare(
                 "data": data[name],
                 # a mean over only some of the folds is missing here (the per-method summary has it, with its count)
                 "metrics": {m: {k: s["metrics"][m][k] for k in ("mean", "std")} for m in METRICS},
+                "per_fold": {m: [f.get(m) for f in s["folds"]] for m in METRICS},
+                "wall_seconds": s.get("wall_seconds"),
             }
             for name, s in summaries.items()
         },
@@ -273,3 +302,46 @@ def run_compare(
         roc_plot(curves, run.path / "roc.png", title=f"ROC, pooled test folds ({folds}-fold CV)")
     write_json(run.summary, result)
     return result
+
+
+def run_compare_seeds(
+    cohort: Cohort,
+    config: CompareConfig,
+    out: str | Path,
+    folds: int,
+    seeds: list[int],
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """``run_compare`` once per seed (``OUT/seed-<s>/``), then every method over all seeds and folds:
+    ``summary.json`` (``methods``: data, metrics with ``std_seeds`` and ``seed_means``, wall time),
+    ``comparison.md`` and ``comparison.csv`` in ``out``."""
+    settings = {"config": config.model_dump(mode="json"), "folds": folds, "seeds": seeds}
+    claim_output(Path(out), "compare-seeds", run_fingerprint(settings, cohort.identity(), None), overwrite)
+
+    def one(seed: int, folder: Path) -> dict[str, Any]:
+        return run_compare(cohort, config, folder, folds, seed, cache_dir, progress, overwrite)
+
+    def combine(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        first = next(iter(results.values()))
+        methods = {}
+        for name, row in first["methods"].items():
+            per = {s: r["methods"][name] for s, r in results.items()}
+            methods[name] = {
+                "data": row["data"],
+                "metrics": {m: over_seeds({s: p["per_fold"][m] for s, p in per.items()}) for m in METRICS},
+                "wall_seconds": round(sum(p.get("wall_seconds") or 0.0 for p in per.values()), 2),
+            }
+        return {"folds": folds, "methods": methods}
+
+    summary = run_seeds(seeds, out, one, combine, progress)
+    rows = {
+        name: {"metrics": m["metrics"], "wall_seconds": m["wall_seconds"], "folds": [None] * (folds * len(seeds))}
+        for name, m in summary["methods"].items()
+    }
+    data = {name: m["data"] for name, m in summary["methods"].items()}
+    title = f"{folds}-fold CV repeated with seeds {', '.join(map(str, seeds))}: test folds (mean ± std over all folds)"
+    write_text(Path(out) / "comparison.md", comparison_markdown(rows, title, data))
+    write_text(Path(out) / "comparison.csv", _comparison_csv(rows, data))
+    return summary

@@ -24,8 +24,15 @@ COMMANDS = {
     "ssl": "`smearmil ssl pretrain`",
     "compare": "`smearmil compare`",
     "head": "`smearmil features cv --head`",
+    "experts": "`smearmil cv` or `smearmil compare`",
 }
-NAMES = {"run": "a run", "ssl": "a pre-training", "compare": "a comparison", "head": "a MIL-head"}
+NAMES = {
+    "run": "a run",
+    "ssl": "a pre-training",
+    "compare": "a comparison",
+    "head": "a MIL-head",
+    "experts": "an experts",
+}
 Schema = TypeVar("Schema", bound=BaseModel)
 Generated = Callable[[str], "dict[str, Any] | None"]
 
@@ -70,6 +77,16 @@ def shipped_presets(kind: str | None = None) -> list[str]:
     if kind is None:
         return names
     return [n for n in names if parse_mapping(_preset_text(n) or "", n).get("kind", RUN) == kind]
+
+
+def config_kind(name_or_path: str | Path) -> str:
+    """The ``kind`` a config file or shipped preset declares (``run`` when it declares none or is a
+    generated name such as a paper row)."""
+    if _is_file(name_or_path):
+        text: str | None = Path(name_or_path).read_text(encoding="utf-8")
+    else:
+        text = _preset_text(str(name_or_path))
+    return str(parse_mapping(text, str(name_or_path)).get("kind", RUN)) if text is not None else RUN
 
 
 def _is_file(name_or_path: str | Path) -> bool:

@@ -1,0 +1,191 @@
+"""Cross-validation of ``kind: experts`` configs: per fold, cell features from an encoder that saw no
+test patient (unless the config says so), the experts and their fusion fitted on the training
+patients, and the test patients predicted.
+
+Besides the ``smearmil cv`` outputs, each fold folder holds ``experts.csv`` (per test patient: each
+expert's probability and the fusion's weights or gate) and ``choices.json`` (what the fold chose from
+its training patients); ``summary.json`` says which cells each fold's encoder learnt from.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..baselines.segmentation import SegmentationConfig
+from ..baselines.store import bags_of_features, feature_matrix
+from ..data.cache import build_cache
+from ..data.cohort import Cohort
+from ..data.images import Preprocessing
+from ..data.splits import Fold, SplitPlan, make_splits
+from ..data.validation import load_cohort
+from ..models.cell_encoder import CellEncoder, extract_features
+from ..training.config import load_config
+from ..training.experts_config import ExpertsConfig
+from ..training.experts_fit import BagsOf, fit_experts
+from ..training.fit import train_fold
+from ..training.run_dir import RunDir
+from ..training.ssl.config import load_ssl_config
+from ..training.ssl.pretrain import CellSource, pretrain
+from ..training.trained import PatientPrediction, load_encoder
+from ..utils.atomic import write_json, write_text
+from ..utils.outputs import claim_output, run_fingerprint
+from .cv import CVResult, FoldPredictions, run_folds
+
+
+class FoldCells:
+    """Per-fold cell features of one config: computed once per fold (and resumed from its folder)."""
+
+    def __init__(self, cohort: Cohort, config: ExpertsConfig, cache_dir: str | Path | None, progress: bool):
+        self.cohort, self.config, self.cache_dir, self.progress = cohort, config, cache_dir, progress
+        self._shared: dict[str, np.ndarray] | None = None
+
+    def ssl_sources(self, fold: Fold) -> list[CellSource]:
+        """The cells the fold's SSL encoder learns from: training (and validation) patients, the
+        ``extra_data`` sets, and the test patients only when ``cells.test_cells`` says so."""
+        cells = self.config.cells
+        ssl = load_ssl_config(cells.ssl)
+        prep = ssl.image.preprocessing
+        seen = [*fold.train, *fold.val, *(fold.test if cells.test_cells else ())]
+        cache = build_cache(self.cohort, prep, self.cache_dir, progress=self.progress)
+        sources = [CellSource(cache, seen, str(self.cohort.root), self.cohort.identity())]
+        for extra in cells.extra_data:
+            other = load_cohort(extra, progress=self.progress)
+            if other.root.resolve() == self.cohort.root.resolve():
+                raise ValueError(f"cells.extra_data {extra} is the cohort under study; name other patients' cells")
+            sources.append(
+                CellSource(build_cache(other, prep, self.cache_dir, progress=self.progress), None, str(extra))
+            )
+        return sources
+
+    def seen_by_encoder(self, fold: Fold) -> dict[str, Any]:
+        """Which cells the fold's encoder learnt from (written in the summary)."""
+        cells = self.config.cells
+        if cells.source == "handcrafted":
+            return {"source": "handcrafted", "learnt_from": "nothing (fixed hand-crafted features)"}
+        if cells.source == "encoder":
+            return {"source": "encoder", "learnt_from": f"whatever {cells.encoder} was pre-trained on"}
+        if cells.source == "supervised":
+            return {"source": "supervised", "learnt_from": "the fold's training patients (their labels)"}
+        return {
+            "source": "ssl",
+            "learnt_from": "the fold's training patients"
+            + (" and its test patients' cells (cells.test_cells)" if cells.test_cells else "")
+            + "".join(f" + all of {p}" for p in cells.extra_data),
+            "test_cells": cells.test_cells,
+        }
+
+    def bags(self, fold: Fold, fold_dir: Path) -> BagsOf:
+        source = self.config.cells.source
+        if source == "handcrafted":
+            table = self._handcrafted()
+        elif source == "encoder":
+            table = self._encoder_features(load_encoder(str(self.config.cells.encoder)), fold_dir.parent / "features")
+        elif source == "supervised":
+            table = self._encoder_features(self._supervised(fold, fold_dir), fold_dir / "features")
+        else:
+            table = self._encoder_features(self._ssl(fold, fold_dir), fold_dir / "features")
+        return lambda ids: [table[i] for i in ids]
+
+    def _handcrafted(self) -> dict[str, np.ndarray]:
+        if self._shared is None:
+            cells = self.config.cells
+            cache = build_cache(
+                self.cohort, Preprocessing(cells.size, cells.crop), self.cache_dir, progress=self.progress
+            )
+            matrix = np.nan_to_num(feature_matrix(cache, SegmentationConfig(), cells.n_jobs, self.progress))
+            ids = [i for i in self.cohort.ids if i in set(cache.patient_ids)]
+            self._shared = dict(zip(ids, bags_of_features(cache, matrix.astype(np.float32), ids)))
+        return self._shared
+
+    def _encoder_features(self, encoder: CellEncoder, folder: Path) -> dict[str, np.ndarray]:
+        cache = build_cache(self.cohort, encoder.preprocessing, self.cache_dir, progress=self.progress)
+        store = extract_features(encoder, self.cohort, cache, folder, self.progress)
+        return {pid: store.bag(pid) for pid in store.patient_ids}
+
+    def _ssl(self, fold: Fold, fold_dir: Path) -> CellEncoder:
+        cells = self.config.cells
+        overrides: dict[str, Any] = {"seed": self.config.seed}
+        if cells.ssl_epochs is not None:
+            overrides["epochs"] = cells.ssl_epochs
+        return pretrain(self.ssl_sources(fold), load_ssl_config(cells.ssl, overrides), fold_dir / "ssl", self.progress)
+
+    def _supervised(self, fold: Fold, fold_dir: Path) -> CellEncoder:
+        run = load_config(self.config.cells.supervised, {"seed": self.config.seed})
+        cache = build_cache(self.cohort, run.image.preprocessing, self.cache_dir, progress=self.progress)
+        trained = train_fold(
+            self.cohort, Fold(fold.name, fold.train, fold.val, ()), run, fold_dir / "supervised", cache, self.progress
+        )
+        return trained.cell_encoder()
+
+
+def _experts_csv(ids: Sequence[str], details: Sequence[dict[str, float]]) -> str:
+    columns = sorted({k for d in details for k in d})
+    lines = [",".join(["patient", *columns])]
+    lines += [",".join([pid, *(f"{d[c]:.6g}" if c in d else "" for c in columns)]) for pid, d in zip(ids, details)]
+    return "\n".join(lines) + "\n"
+
+
+def run_experts_cv(
+    cohort: Cohort,
+    config: ExpertsConfig,
+    out: str | Path,
+    folds: int = 5,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    splits: SplitPlan | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> CVResult:
+    """Cross-validate an experts config; ``out`` as ``smearmil cv`` plus per-fold experts.csv/choices.json."""
+    started = time.perf_counter()
+    run = RunDir(out)
+    config = config.model_copy(update={"seed": seed})
+    val = config.val if config.cells.source == "supervised" else 0.0
+    plan = splits or make_splits(cohort, "kfold", folds=folds, val=val, seed=seed)
+    plan.check_cohort(cohort)
+    plan.check_training_classes(cohort)
+    claim_output(
+        run.path, "cv", run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json()), overwrite
+    )
+    run.write_info(cohort.root, cohort.layout, "cv")
+    cells = FoldCells(cohort, config, cache_dir, progress)
+    seen: dict[str, Any] = {}
+    choices: dict[str, Any] = {}
+
+    def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        bags_of = cells.bags(fold, fold_dir) if config.uses_images else None
+        train = [*fold.train, *fold.val]
+        fitted = fit_experts(cohort, train, config, bags_of, seed * 100 + plan.folds.index(fold))
+        test = list(fold.test)
+        proba, details = fitted.predict(cohort, test, bags_of)
+        write_text(fold_dir / "experts.csv", _experts_csv(test, details))
+        write_json(fold_dir / "choices.json", fitted.chosen)
+        seen[fold.name] = cells.seen_by_encoder(fold) if config.uses_images else {"source": "none"}
+        choices[fold.name] = fitted.chosen
+        gates = [d.get("gate_image_expert") for d in details]
+        predictions = [PatientPrediction(pid, p, None, g) for pid, p, g in zip(test, proba, gates)]
+        return FoldPredictions(fold.name, predictions, cohort.labels(test))
+
+    def finish(results: list[FoldPredictions], summary: dict[str, Any]) -> None:
+        summary["model"] = config.name
+        summary["cells_seen_by_encoder"] = seen
+        summary["choices"] = choices
+
+    return run_folds(
+        cohort,
+        plan,
+        fit_predict,
+        run.path,
+        name=config.name,
+        seed=seed,
+        config_text=config.to_yaml(),
+        finish=finish,
+        started=started,
+        progress=progress,
+    )

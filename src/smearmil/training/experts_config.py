@@ -1,0 +1,122 @@
+"""Late fusion of cached-feature experts (``kind: experts``): where the cells' features come from,
+which image and attribute experts score a patient, and how their scores are fused.
+
+An image expert is a MIL classifier over per-cell features (a registered baseline that takes ``imgs``,
+e.g. ``mil/instance``, or ``head``: a MIL head of any pooling); an attribute expert is a registered
+classifier on the clinical attributes (``clinical/gnb``, ``clinical/paper-mlp``, ...). Every choice a
+fusion makes from data (its regularisation, its weights, its gate) is fitted on out-of-fold scores of
+the training patients only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from ..baselines import BASELINES
+from ..baselines.registry import ATTRS, IMGS
+from ..data.options import DataOptions
+from ..utils.config_files import dump_yaml, load_config_file
+from ..utils.registry import Component
+from .config import Strict
+from .fusions import FUSIONS
+
+EXPERTS = "experts"
+HEAD = "head"  # the image expert that is a MIL head (``training.feature_mil``) rather than a baseline
+
+
+class FusionConfig(Component):
+    registry = FUSIONS
+
+
+class CellFeatures(Strict):
+    """Per-cell features: ``handcrafted`` (the 94 of the paper's Section 3.2), ``ssl`` (an encoder
+    pre-trained per fold on the training patients' cells, plus ``extra_data``), ``supervised`` (the
+    image expert of a run config trained per fold on the training patients' labels) or ``encoder``
+    (a pre-trained encoder folder, used as is)."""
+
+    source: Literal["handcrafted", "ssl", "supervised", "encoder"] = "handcrafted"
+    size: int = Field(224, ge=8, description="handcrafted: side the cells are resized to")
+    crop: int | None = Field(None, ge=8, description="handcrafted: central crop after resizing")
+    n_jobs: int = Field(2, ge=1, description="handcrafted: processes computing features")
+    ssl: str = Field("cpu-ssl", description="ssl: pre-training preset or YAML file")
+    ssl_epochs: int | None = Field(None, ge=1, description="ssl: epochs (default: the preset's)")
+    extra_data: list[Path] = Field(
+        default_factory=list, description="ssl: further data sets (e.g. unlabelled patients) whose cells it learns from"
+    )
+    test_cells: bool = Field(
+        False, description="ssl: also learn from the test patients' cells (transductive; off by default)"
+    )
+    supervised: str = Field("cpu-cnn", description="supervised: run config whose image expert gives the features")
+    encoder: Path | None = Field(None, description="encoder: a `smearmil ssl pretrain` or `train` folder")
+
+    @model_validator(mode="after")
+    def _encoder_given(self) -> CellFeatures:
+        if self.source == "encoder" and self.encoder is None:
+            raise ValueError("cells.source encoder needs cells.encoder (a pre-trained encoder folder)")
+        return self
+
+
+class ExpertSpec(Strict):
+    """A registered estimator (``mil/instance``, ``clinical/gnb``, or ``head``) and its parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    def takes(self, data: str) -> bool:
+        return (self.name == HEAD and data == IMGS) or (
+            self.name in BASELINES and data in BASELINES.get(self.name).data
+        )
+
+
+class ExpertsConfig(Strict):
+    """``kind: experts``: an image expert, an attribute expert and a fusion, cross-validated together."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["experts"] = "experts"
+    name: str = "experts"
+    seed: int = 0
+    data: DataOptions = DataOptions()
+    attributes: list[str] = Field(default_factory=lambda: ["age", "lymph_count"])
+    log_attributes: list[str] = Field(default_factory=lambda: ["lymph_count"])
+    missing_policy: Literal["error", "impute"] = "impute"
+    cells: CellFeatures = CellFeatures()
+    image_expert: ExpertSpec | None = ExpertSpec(name="mil/instance", params={"C": 0.01})
+    attribute_expert: ExpertSpec | None = ExpertSpec(name="clinical/gnb")
+    fusion: FusionConfig | None = None
+    inner_folds: int = Field(5, ge=2, description="folds of the training patients that give out-of-fold scores")
+    val: float = Field(0.15, ge=0, lt=1, description="validation share of training patients (supervised cells)")
+    notes: str = Field("", description="how and on what the preset was chosen")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExpertsConfig:
+        if self.image_expert is None and self.attribute_expert is None:
+            raise ValueError("give an image_expert, an attribute_expert, or both")
+        if self.image_expert is not None and not self.image_expert.takes(IMGS):
+            raise ValueError(f"image_expert {self.image_expert.name!r} does not take bags of cell features")
+        if self.attribute_expert is not None and not self.attribute_expert.takes(ATTRS):
+            raise ValueError(f"attribute_expert {self.attribute_expert.name!r} does not take clinical attributes")
+        both = self.image_expert is not None and self.attribute_expert is not None
+        if both and self.fusion is None:
+            raise ValueError(f"two experts need a fusion: one of {FUSIONS.choices()}")
+        if not both and self.fusion is not None:
+            raise ValueError("a fusion needs both an image_expert and an attribute_expert")
+        return self
+
+    @property
+    def uses_images(self) -> bool:
+        return self.image_expert is not None
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self)
+
+
+def load_experts_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> ExpertsConfig:
+    return load_config_file(name_or_path, ExpertsConfig, EXPERTS, overrides)

@@ -1,0 +1,183 @@
+"""Fusions of an image expert and an attribute expert, fitted on out-of-fold expert scores.
+
+A fusion sees, per patient, each expert's class log-probabilities (``scores``), the encoded clinical
+attributes and the mean of the patient's standardised cell features; it is fitted on the *out-of-fold*
+scores of the training patients (each training patient scored by experts that did not see it), so
+it learns how far to trust each expert on patients the experts have not memorised. Registered:
+
+- ``avg``: Eq. 14, the mean of the two experts' scores (log-probabilities), nothing fitted;
+- ``stack``: a regularised logistic regression on the experts' scores (and the attributes), its
+  penalty chosen by cross-validation inside the training patients: the robust choice for small cohorts;
+- ``moe``: the paper's mixture of experts, P = g P_image + (1 - g) P_attributes, with the gate
+  g = sigmoid(w . [projected mean cell feature, attributes]) trained on the frozen experts' scores (P2).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+from ..utils.registry import NoParams, Registry
+
+Scores = dict[str, np.ndarray]  # expert name -> (n, C) log-probabilities
+FUSIONS: Registry[type[Fusion]] = Registry("fusion")
+
+
+def score_features(logp: np.ndarray) -> np.ndarray:
+    """An expert's scores as regression inputs: the log-odds for two classes, centred log-probabilities
+    for more."""
+    return logp[:, 1:2] - logp[:, :1] if logp.shape[1] == 2 else logp - logp.mean(axis=1, keepdims=True)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Fusion:
+    """Base class: ``fit`` on the training patients' out-of-fold scores, then ``combine`` any patients'."""
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, params: Any, seed: int = 0):
+        self.params = params
+        self.seed = seed
+
+    def fit(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray, y: np.ndarray) -> Fusion:
+        return self
+
+    def combine(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        """Class probabilities (n, C) and, per patient, what the fusion did (weights, gate)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def choices(self) -> dict[str, Any]:
+        """What the fusion chose from the training patients (saved with each fold)."""
+        return {}
+
+
+@FUSIONS.register("avg")
+class AverageFusion(Fusion):
+    """Eq. 14: the mean of the experts' scores (log-probabilities), renormalised."""
+
+    def combine(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        proba = softmax(np.mean([s for s in scores.values()], axis=0))
+        return proba, [{} for _ in range(len(proba))]
+
+
+class StackParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    attributes: bool = Field(True, description="the attributes as further inputs beside the experts' scores")
+    Cs: list[float] = Field([0.01, 0.1, 1.0, 10.0], min_length=1, description="penalties tried by inner CV")
+    balanced: bool = Field(False, description="weight the classes equally")
+
+
+@FUSIONS.register("stack")
+class StackingFusion(Fusion):
+    """Logistic regression on [expert scores, attributes]; C chosen by log-loss in inner CV."""
+
+    Params = StackParams
+
+    def _inputs(self, scores: Scores, attributes: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        parts = [score_features(s) for s in scores.values()]
+        names = [f"{e}" if p.shape[1] == 1 else f"{e}:{k}" for e, p in zip(scores, parts) for k in range(p.shape[1])]
+        if self.params.attributes and attributes.shape[1]:
+            parts.append(attributes)
+            names += [f"attribute:{j}" for j in range(attributes.shape[1])]
+        return np.hstack(parts), names
+
+    def fit(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray, y: np.ndarray) -> Fusion:
+        x, self.names_ = self._inputs(scores, attributes)
+        weight = "balanced" if self.params.balanced else None
+        folds = min(5, int(np.bincount(y).min()))
+        best = self.params.Cs[0]
+        if folds >= 2 and len(self.params.Cs) > 1:
+            losses = []
+            split = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
+            for c in self.params.Cs:
+                loss = 0.0
+                for a, b in split.split(x, y):
+                    model = LogisticRegression(C=c, class_weight=weight, max_iter=5000).fit(x[a], y[a])
+                    p = model.predict_proba(x[b])[np.arange(len(b)), np.searchsorted(model.classes_, y[b])]
+                    loss -= float(np.log(np.clip(p, 1e-6, 1)).sum())
+                losses.append(loss)
+            best = self.params.Cs[int(np.argmin(losses))]
+        self.C_ = best
+        self.model_ = LogisticRegression(C=best, class_weight=weight, max_iter=5000).fit(x, y)
+        return self
+
+    def combine(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        x, _ = self._inputs(scores, attributes)
+        proba = self.model_.predict_proba(x)
+        if proba.shape[1] != 2:
+            return proba, [{} for _ in range(len(x))]
+        parts = x * self.model_.coef_[0]  # each input's share of the stack's log-odds
+        return proba, [{f"stack_{n}": float(v) for n, v in zip(self.names_, row)} for row in parts]
+
+    def choices(self) -> dict[str, Any]:
+        return {
+            "C": self.C_,
+            "intercept": [float(v) for v in np.ravel(self.model_.intercept_)],
+            "coefficients": {n: [float(v) for v in self.model_.coef_[:, j]] for j, n in enumerate(self.names_)},
+        }
+
+
+class GateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paradigm: str = Field("P2", pattern="^P2$", description="P2: experts trained alone, then the gate")
+    projection: int = Field(8, ge=1, description="size of the projection of the mean cell feature")
+    steps: int = Field(300, ge=1)
+    lr: float = Field(0.01, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+
+
+@FUSIONS.register("moe")
+class MixtureFusion(Fusion):
+    """The gate of Eq. 15-18 over frozen experts: trained to maximise the mixture's likelihood."""
+
+    Params = GateParams
+
+    def _gate_inputs(self, attributes: np.ndarray, cells: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        c = (cells - self.cell_mean_) / self.cell_std_
+        return torch.as_tensor(c, dtype=torch.float32), torch.as_tensor(attributes, dtype=torch.float32)
+
+    def fit(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray, y: np.ndarray) -> Fusion:
+        self.cell_mean_, self.cell_std_ = cells.mean(axis=0), cells.std(axis=0) + 1e-6
+        c, a = self._gate_inputs(attributes, cells)
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            self.project_ = torch.nn.Linear(c.shape[1], self.params.projection)
+            self.gate_ = torch.nn.Linear(self.params.projection + a.shape[1], 1)
+        p_image, p_attr = (torch.as_tensor(np.exp(scores[k]), dtype=torch.float32) for k in ("image", "attributes"))
+        target = torch.as_tensor(y)
+        parameters = [*self.project_.parameters(), *self.gate_.parameters()]
+        optimiser = torch.optim.Adam(parameters, lr=self.params.lr, weight_decay=self.params.weight_decay)
+        for _ in range(self.params.steps):
+            g = self._gate(c, a)
+            p = g * p_image + (1 - g) * p_attr
+            loss = -torch.log(p[torch.arange(len(target)), target].clamp_min(1e-6)).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        return self
+
+    def _gate(self, c: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.gate_(torch.cat([self.project_(c), a], dim=1)))
+
+    def combine(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        with torch.no_grad():
+            g = self._gate(*self._gate_inputs(attributes, cells)).numpy()
+        proba = g * np.exp(scores["image"]) + (1 - g) * np.exp(scores["attributes"])
+        return proba / proba.sum(axis=1, keepdims=True), [{"gate_image_expert": float(v)} for v in g[:, 0]]
+
+    def choices(self) -> dict[str, Any]:
+        return {
+            "gate_weight": [round(float(v), 6) for v in self.gate_.weight.detach().ravel()],
+            "gate_bias": round(float(self.gate_.bias.detach()[0]), 6),
+            "projection": [[round(float(v), 6) for v in row] for row in self.project_.weight.detach()],
+        }

@@ -1,0 +1,190 @@
+"""Cached-feature experts and their fusion: the estimators, the fusions, the leak-free protocol."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from smearmil.baselines.instance import InstanceLogistic
+from smearmil.data.simulate import SimulationConfig, simulate
+from smearmil.data.splits import make_splits
+from smearmil.data.validation import load_cohort
+from smearmil.evaluation import experts_cv
+from smearmil.evaluation.experts_cv import FoldCells, run_experts_cv
+from smearmil.training.experts_config import ExpertsConfig, load_experts_config
+from smearmil.training.fusions import FUSIONS
+
+
+@pytest.fixture(scope="module")
+def cohort_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("experts") / "cohort"
+    return simulate(
+        out, SimulationConfig(patients=24, cells_min=6, cells_max=10, size=32, seed=5), progress=False, workers=1
+    )
+
+
+def _bags(rng: np.random.Generator, n: int, positive: bool) -> np.ndarray:
+    cells = rng.normal(size=(n, 5))
+    if positive:
+        cells[: n // 3, 0] += 2.5  # a third of a positive bag's cells are shifted along one feature
+    return cells
+
+
+def test_instance_logistic_finds_the_cells_that_carry_the_label() -> None:
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 20)
+    bags = [_bags(rng, int(rng.integers(10, 40)), bool(t)) for t in y]
+    model = InstanceLogistic(C=0.1).fit(bags, y)
+    test_y = np.array([0, 1] * 10)
+    test = [_bags(rng, 30, bool(t)) for t in test_y]
+    assert roc_auc_score(test_y, model.predict_proba(test)[:, 1]) > 0.95
+    shifted = np.zeros((1, 5))
+    shifted[0, 0] = 3.0
+    assert model.cell_scores(shifted)[0] > model.cell_scores(np.zeros((1, 5)))[0]
+
+
+def _scores(p: np.ndarray) -> np.ndarray:
+    return np.log(np.column_stack([1 - p, p]))
+
+
+def test_avg_averages_scores_and_the_gate_learns_which_expert_to_trust() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    good = np.where(y == 1, 0.9, 0.1)
+    noise = rng.uniform(0.05, 0.95, 200)
+    scores = {"image": _scores(good), "attributes": _scores(noise)}
+    attrs, cells = rng.normal(size=(200, 2)), rng.normal(size=(200, 3))
+    avg, _ = FUSIONS.build("avg", None).combine(scores, attrs, cells)
+    expected = 1 / (1 + np.exp(-(np.log(good / (1 - good)) + np.log(noise / (1 - noise))) / 2))
+    assert np.allclose(avg[:, 1], expected)
+    moe = FUSIONS.build("moe", FUSIONS.params("moe")(), seed=0).fit(scores, attrs, cells, y)
+    _, details = moe.combine(scores, attrs, cells)
+    assert np.mean([d["gate_image_expert"] for d in details]) > 0.8
+
+
+def test_stacking_chooses_its_penalty_and_weights_the_informative_expert() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 120)
+    scores = {"image": _scores(np.where(y == 1, 0.8, 0.2)), "attributes": _scores(rng.uniform(0.1, 0.9, 120))}
+    stack = FUSIONS.build("stack", FUSIONS.params("stack")(attributes=False), seed=0)
+    stack.fit(scores, np.zeros((120, 0)), np.zeros((120, 0)), y)
+    chosen = stack.choices()
+    assert chosen["C"] in (0.01, 0.1, 1.0, 10.0)
+    assert abs(chosen["coefficients"]["image"][0]) > 3 * abs(chosen["coefficients"]["attributes"][0])
+
+
+def test_experts_configs_are_validated() -> None:
+    with pytest.raises(ValueError, match="need a fusion"):
+        ExpertsConfig.model_validate({"attribute_expert": "clinical/gnb"})
+    with pytest.raises(ValueError, match="does not take clinical attributes"):
+        ExpertsConfig.model_validate({"attribute_expert": "mil/instance", "fusion": "avg"})
+    with pytest.raises(ValueError, match="unknown fusion"):
+        ExpertsConfig.model_validate({"attribute_expert": "clinical/gnb", "fusion": "vote"})
+    for preset in ("cpu-image", "cpu-fusion", "cpu-moe"):
+        assert load_experts_config(preset).cells.test_cells is False
+
+
+def _perturbed(cohort, ids):  # type: ignore[no-untyped-def]
+    """The cohort with the given patients' labels flipped, attributes changed and cells swapped."""
+    other = copy.deepcopy(cohort)
+    donors = [p for p in other.ids if p not in ids]
+    for k, pid in enumerate(ids):
+        patient = other[pid]
+        patient.label = [c for c in other.class_names if c != patient.label][0]
+        patient.attributes = {name: (v or 0.0) * 3 + 1 for name, v in patient.attributes.items()}
+        patient.images = list(other[donors[k % len(donors)]].images)
+    return other
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["cpu-fusion", "cpu-moe"])
+def test_a_folds_choices_never_depend_on_its_test_patients(cohort_path: Path, tmp_path: Path, preset: str) -> None:
+    cohort = load_cohort(cohort_path, progress=False)
+    plan = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0)
+    config = load_experts_config(preset, {"cells": {"size": 32, "n_jobs": 1}})
+    fold = plan.folds[0]
+    other = _perturbed(cohort, list(fold.test))
+    cache = tmp_path / "cache"
+    run_experts_cv(cohort, config, tmp_path / "a", cache_dir=cache, progress=False, splits=plan)
+    run_experts_cv(other, config, tmp_path / "b", cache_dir=cache, progress=False, splits=plan)
+    choices = [json.loads((tmp_path / r / fold.name / "choices.json").read_text()) for r in "ab"]
+    assert choices[0] == choices[1]  # the test patients of fold 0 changed, its choices did not
+    # ... while fold 1, which trains on those patients, did change: the comparison can fail
+    later = [json.loads((tmp_path / r / plan.folds[1].name / "choices.json").read_text()) for r in "ab"]
+    assert later[0] != later[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("test_cells", [False, True])
+def test_the_ssl_step_reads_test_patients_cells_only_when_told(
+    cohort_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, test_cells: bool
+) -> None:
+    cohort = load_cohort(cohort_path, progress=False)
+    plan = make_splits(cohort, "kfold", folds=2, val=0.0, seed=0)
+    read: dict[str, set[str]] = {}
+    real = experts_cv.pretrain
+
+    def spy(sources, config, out, progress=True, overwrite=False):  # type: ignore[no-untyped-def]
+        read[Path(out).parent.name] = {p for s in sources for p in (s.patients or s.cache.patient_ids)}
+        return real(sources, config, out, progress, overwrite)
+
+    monkeypatch.setattr(experts_cv, "pretrain", spy)
+    ssl = tmp_path / "ssl.yaml"
+    ssl.write_text("kind: ssl\nbase: cpu-ssl\nimage: {size: 32, crop: null}\nepochs: 1\nbatch_size: 16\n")
+    config = load_experts_config("cpu-image", {"cells": {"source": "ssl", "ssl": str(ssl), "test_cells": test_cells}})
+    summary = run_experts_cv(
+        cohort, config, tmp_path / "cv", splits=plan, cache_dir=tmp_path / "c", progress=False
+    ).summary
+    for fold in plan.folds:
+        seen = read[fold.name]
+        assert set(fold.train) <= seen
+        assert bool(seen & set(fold.test)) is test_cells
+        assert summary["cells_seen_by_encoder"][fold.name]["test_cells"] is test_cells
+    assert ("test patients" in summary["cells_seen_by_encoder"][plan.folds[0].name]["learnt_from"]) is test_cells
+
+
+def test_fold_cells_name_what_the_encoder_saw(cohort_path: Path) -> None:
+    cohort = load_cohort(cohort_path, progress=False)
+    fold = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0).folds[0]
+    config = load_experts_config("cpu-image", {"cells": {"source": "ssl", "extra_data": ["/elsewhere/unlabelled"]}})
+    seen = FoldCells(cohort, config, None, False).seen_by_encoder(fold)
+    assert seen["test_cells"] is False and "/elsewhere/unlabelled" in seen["learnt_from"]
+
+
+def test_seeds_are_parsed_and_checked() -> None:
+    from smearmil.evaluation.repeated import parse_seeds
+
+    assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds("3-5") == [3, 4, 5]
+    for bad in ("", "a", "1,1"):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
+
+
+@pytest.mark.slow
+def test_cv_with_seeds_summarises_over_seeds_and_folds(cohort_path: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from smearmil.cli import app
+
+    config = tmp_path / "image.yaml"
+    config.write_text("kind: experts\nbase: cpu-image\ncells: {size: 32, n_jobs: 1}\n")
+    out = tmp_path / "cv"
+    args = ["cv", str(cohort_path), "--config", str(config), "--folds", "3", "--seeds", "0,1", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path / "c"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["split"] == "test" and summary["seeds"] == [0, 1] and set(summary["per_seed"]) == {"0", "1"}
+    per_seed = [json.loads((out / f"seed-{s}" / "summary.json").read_text()) for s in (0, 1)]
+    assert per_seed[0]["folds"] != per_seed[1]["folds"]  # other seeds, other folds
+    values = [f["balanced_accuracy"] for s in per_seed for f in s["folds"]]
+    cell = summary["metrics"]["balanced_accuracy"]
+    assert cell["mean"] == pytest.approx(np.mean(values))
+    assert cell["seed_means"] == pytest.approx([s["metrics"]["balanced_accuracy"]["mean"] for s in per_seed])
+    assert cell["std_seeds"] == pytest.approx(np.std(cell["seed_means"], ddof=1))
+    again = CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path / "c"), "--json"])
+    assert json.loads(again.output)["metrics"] == summary["metrics"]  # reproducible

@@ -28,6 +28,12 @@ def cohort_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One image and feature cache for the module: the tests' cohorts share their cells."""
+    return tmp_path_factory.mktemp("experts-cache")
+
+
 def _bags(rng: np.random.Generator, n: int, positive: bool) -> np.ndarray:
     cells = rng.normal(size=(n, 5))
     if positive:
@@ -103,13 +109,15 @@ def _perturbed(cohort, ids):  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["cpu-fusion", "cpu-moe"])
-def test_a_folds_choices_never_depend_on_its_test_patients(cohort_path: Path, tmp_path: Path, preset: str) -> None:
+def test_a_folds_choices_never_depend_on_its_test_patients(
+    cohort_path: Path, tmp_path: Path, shared_cache: Path, preset: str
+) -> None:
     cohort = load_cohort(cohort_path, progress=False)
     plan = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0)
     config = load_experts_config(preset, {"cells": {"size": 32, "n_jobs": 1}})
     fold = plan.folds[0]
     other = _perturbed(cohort, list(fold.test))
-    cache = tmp_path / "cache"
+    cache = shared_cache
     run_experts_cv(cohort, config, tmp_path / "a", cache_dir=cache, progress=False, splits=plan)
     run_experts_cv(other, config, tmp_path / "b", cache_dir=cache, progress=False, splits=plan)
     choices = [json.loads((tmp_path / r / fold.name / "choices.json").read_text()) for r in "ab"]
@@ -166,7 +174,7 @@ def test_seeds_are_parsed_and_checked() -> None:
 
 
 @pytest.mark.slow
-def test_cv_with_seeds_summarises_over_seeds_and_folds(cohort_path: Path, tmp_path: Path) -> None:
+def test_cv_with_seeds_summarises_over_seeds_and_folds(cohort_path: Path, tmp_path: Path, shared_cache: Path) -> None:
     from typer.testing import CliRunner
 
     from smearmil.cli import app
@@ -175,7 +183,7 @@ def test_cv_with_seeds_summarises_over_seeds_and_folds(cohort_path: Path, tmp_pa
     config.write_text("kind: experts\nbase: cpu-image\ncells: {size: 32, n_jobs: 1}\n")
     out = tmp_path / "cv"
     args = ["cv", str(cohort_path), "--config", str(config), "--folds", "3", "--seeds", "0,1", "--out", str(out)]
-    result = CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path / "c"), "--json"])
+    result = CliRunner().invoke(app, [*args, "--cache-dir", str(shared_cache), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["split"] == "test" and summary["seeds"] == [0, 1] and set(summary["per_seed"]) == {"0", "1"}
@@ -186,5 +194,5 @@ def test_cv_with_seeds_summarises_over_seeds_and_folds(cohort_path: Path, tmp_pa
     assert cell["mean"] == pytest.approx(np.mean(values))
     assert cell["seed_means"] == pytest.approx([s["metrics"]["balanced_accuracy"]["mean"] for s in per_seed])
     assert cell["std_seeds"] == pytest.approx(np.std(cell["seed_means"], ddof=1))
-    again = CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path / "c"), "--json"])
+    again = CliRunner().invoke(app, [*args, "--cache-dir", str(shared_cache), "--json"])
     assert json.loads(again.output)["metrics"] == summary["metrics"]  # reproducible

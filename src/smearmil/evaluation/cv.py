@@ -187,6 +187,15 @@ def _plots(results: Sequence[FoldPredictions], summary: dict[str, Any], class_na
     confusion_plot(summary["confusion_matrix"], class_names, out / "confusion.png")
 
 
+def claim_cv(cohort: Cohort, run: RunDir, config: dict[str, Any], plan: SplitPlan, overwrite: bool) -> None:
+    """Check ``plan`` against the cohort, then claim ``run`` for a CV of this config, data and plan
+    (a CV of other inputs there is refused unless ``overwrite``) and record the data it reads."""
+    plan.check_cohort(cohort)
+    plan.check_training_classes(cohort)
+    claim_output(run.path, "cv", run_fingerprint(config, cohort.identity(), plan.to_json()), overwrite)
+    run.write_info(cohort.root, cohort.layout, "cv")
+
+
 def run_cv(
     cohort: Cohort,
     config: RunConfig,
@@ -205,11 +214,7 @@ def run_cv(
     run = RunDir(out)
     config = config.model_copy(update={"seed": seed, "split": config.split.model_copy(update={"folds": folds})})
     plan = splits or make_splits(cohort, "kfold", folds=folds, val=config.split.val, seed=seed)
-    plan.check_cohort(cohort)
-    plan.check_training_classes(cohort)
-    fingerprint = run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json())
-    claim_output(run.path, "cv", fingerprint, overwrite)
-    run.write_info(cohort.root, cohort.layout, "cv")
+    claim_cv(cohort, run, config.model_dump(mode="json"), plan, overwrite)
     cache = image_cache(cohort, config, cache_dir, progress)
 
     def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:

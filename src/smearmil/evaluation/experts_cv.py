@@ -29,12 +29,11 @@ from ..training.experts_config import ExpertsConfig
 from ..training.experts_fit import BagsOf, fit_experts
 from ..training.fit import train_fold
 from ..training.run_dir import RunDir
-from ..training.ssl.config import load_ssl_config
+from ..training.ssl.config import SSLConfig, load_ssl_config
 from ..training.ssl.pretrain import CellSource, pretrain
 from ..training.trained import PatientPrediction, load_encoder
 from ..utils.atomic import write_json, write_text
-from ..utils.outputs import claim_output, run_fingerprint
-from .cv import CVResult, FoldPredictions, run_folds
+from .cv import CVResult, FoldPredictions, claim_cv, run_folds
 
 
 class FoldCells:
@@ -44,12 +43,17 @@ class FoldCells:
         self.cohort, self.config, self.cache_dir, self.progress = cohort, config, cache_dir, progress
         self._shared: dict[str, np.ndarray] | None = None
 
-    def ssl_sources(self, fold: Fold) -> list[CellSource]:
+    def ssl_config(self) -> SSLConfig:
+        cells = self.config.cells
+        overrides: dict[str, Any] = {"seed": self.config.seed}
+        if cells.ssl_epochs is not None:
+            overrides["epochs"] = cells.ssl_epochs
+        return load_ssl_config(cells.ssl, overrides)
+
+    def ssl_sources(self, fold: Fold, prep: Preprocessing) -> list[CellSource]:
         """The cells the fold's SSL encoder learns from: training (and validation) patients, the
         ``extra_data`` sets, and the test patients only when ``cells.test_cells`` says so."""
         cells = self.config.cells
-        ssl = load_ssl_config(cells.ssl)
-        prep = ssl.image.preprocessing
         seen = [*fold.train, *fold.val, *(fold.test if cells.test_cells else ())]
         cache = build_cache(self.cohort, prep, self.cache_dir, progress=self.progress)
         sources = [CellSource(cache, seen, str(self.cohort.root), self.cohort.identity())]
@@ -108,11 +112,8 @@ class FoldCells:
         return {pid: store.bag(pid) for pid in store.patient_ids}
 
     def _ssl(self, fold: Fold, fold_dir: Path) -> CellEncoder:
-        cells = self.config.cells
-        overrides: dict[str, Any] = {"seed": self.config.seed}
-        if cells.ssl_epochs is not None:
-            overrides["epochs"] = cells.ssl_epochs
-        return pretrain(self.ssl_sources(fold), load_ssl_config(cells.ssl, overrides), fold_dir / "ssl", self.progress)
+        ssl = self.ssl_config()
+        return pretrain(self.ssl_sources(fold, ssl.image.preprocessing), ssl, fold_dir / "ssl", self.progress)
 
     def _supervised(self, fold: Fold, fold_dir: Path) -> CellEncoder:
         run = load_config(self.config.cells.supervised, {"seed": self.config.seed})
@@ -147,12 +148,7 @@ def run_experts_cv(
     config = config.model_copy(update={"seed": seed})
     val = config.val if config.cells.source == "supervised" else 0.0
     plan = splits or make_splits(cohort, "kfold", folds=folds, val=val, seed=seed)
-    plan.check_cohort(cohort)
-    plan.check_training_classes(cohort)
-    claim_output(
-        run.path, "cv", run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json()), overwrite
-    )
-    run.write_info(cohort.root, cohort.layout, "cv")
+    claim_cv(cohort, run, config.model_dump(mode="json"), plan, overwrite)
     cells = FoldCells(cohort, config, cache_dir, progress)
     seen: dict[str, Any] = {}
     choices: dict[str, Any] = {}

@@ -86,7 +86,6 @@ class ExpertsConfig(Strict):
     data: DataOptions = DataOptions()
     attributes: list[str] = Field(default_factory=lambda: ["age", "lymph_count"])
     log_attributes: list[str] = Field(default_factory=lambda: ["lymph_count"])
-    missing_policy: Literal["error", "impute"] = "impute"
     cells: CellFeatures = CellFeatures()
     image_expert: ExpertSpec | None = ExpertSpec(name="mil/instance", params={"C": 0.01})
     attribute_expert: ExpertSpec | None = ExpertSpec(name="clinical/gnb")

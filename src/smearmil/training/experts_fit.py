@@ -17,28 +17,11 @@ from sklearn.model_selection import StratifiedKFold
 from ..baselines import BASELINES
 from ..data.attributes import AttributeEncoder
 from ..data.cohort import Cohort
-from ..models.base import probabilities
 from .experts_config import HEAD, ExpertsConfig, ExpertSpec
-from .feature_mil import HeadConfig, one_thread, train_head
+from .feature_mil import HeadConfig, fit_head, head_predictions
 from .fusions import FUSIONS, Fusion
 
 BagsOf = Callable[[Sequence[str]], list[np.ndarray]]  # patient ids -> their (n_cells, d) features
-
-
-class _BagStore:
-    """The few members of a FeatureStore that ``train_head`` uses, over in-memory bags."""
-
-    def __init__(self, bags: Sequence[np.ndarray], labels: np.ndarray, class_names: list[str]):
-        self.bags = {str(i): np.asarray(b, dtype=np.float32) for i, b in enumerate(bags)}
-        self.labels = {str(i): class_names[int(y)] for i, y in enumerate(labels)}
-        self.class_names = class_names
-        self.dim = int(np.asarray(bags[0]).shape[1])
-
-    def bag(self, key: str) -> np.ndarray:
-        return self.bags[key]
-
-    def label(self, key: str) -> str:
-        return self.labels[key]
 
 
 class HeadEstimator:
@@ -48,20 +31,12 @@ class HeadEstimator:
         self.n_classes, self.seed, self.config = n_classes, seed, HeadConfig.model_validate(params)
 
     def fit(self, bags: Sequence[np.ndarray], y: np.ndarray) -> HeadEstimator:
-        names = [str(c) for c in range(self.n_classes)]
-        store = _BagStore(bags, y, names)
-        self.model_ = train_head(store, list(store.bags), self.config, self.seed)  # type: ignore[arg-type]
+        self.classes_ = np.arange(self.n_classes)
+        self.model_ = fit_head(bags, np.asarray(y, dtype=np.int64), self.n_classes, self.config, self.seed)
         return self
 
     def predict_proba(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        import torch
-
-        from ..models.base import Bags
-
-        batch = Bags.of(torch.zeros(len(bags), 0), features=[torch.from_numpy(np.asarray(b, np.float32)) for b in bags])
-        with torch.no_grad(), one_thread():
-            logits = self.model_.eval()(batch).logits
-        return probabilities(logits, self.n_classes).numpy()
+        return head_predictions(self.model_, bags)[0]
 
 
 def build_expert(spec: ExpertSpec, n_classes: int, seed: int) -> Any:
@@ -120,7 +95,7 @@ def _fit_experts_only(
 ) -> FittedExperts:
     n_classes = len(cohort.class_names)
     y = cohort.labels(list(ids))
-    encoder = AttributeEncoder(config.attributes, config.log_attributes, config.missing_policy)
+    encoder = AttributeEncoder(config.attributes, config.log_attributes, config.data.missing_policy)
     fitted = FittedExperts(config, n_classes, encoder)
     if config.attribute_expert is not None or config.fusion is not None:
         encoder.fit(cohort, list(ids))

@@ -118,7 +118,7 @@ def load_compare_config(name_or_path: str | Path) -> CompareConfig:
 def experts_data_label(config: ExpertsConfig) -> str:
     """What an experts config sees, as comparison tables name it."""
     return "+".join(
-        label for label, used in (("imgs", config.image_expert), ("attrs", config.attribute_expert)) if used
+        label for label, experts in (("imgs", config.image_experts), ("attrs", config.attribute_experts)) if experts
     )
 
 

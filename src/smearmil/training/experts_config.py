@@ -30,6 +30,17 @@ HEAD = "head"  # the image expert that is a MIL head (``training.feature_mil``) 
 class FusionConfig(Component):
     registry = FUSIONS
 
+    @property
+    def label(self) -> str:
+        """The name with the parameters that differ from their defaults, e.g. ``stack(balanced=True)``."""
+        defaults = FUSIONS.params(self.name)().model_dump()
+        args = ", ".join(f"{k}={v}" for k, v in (self.model_extra or {}).items() if defaults.get(k) != v)
+        return f"{self.name}({args})" if args else self.name
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
+
 
 class CellFeatures(Strict):
     """Per-cell features: ``handcrafted`` (the 94 of the paper's Section 3.2), ``ssl`` (an encoder
@@ -70,6 +81,12 @@ class ExpertSpec(Strict):
     def _from_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
+    @property
+    def label(self) -> str:
+        """The name with its parameters, e.g. ``mil/instance(C=0.01)``."""
+        args = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name}({args})" if args else self.name
+
     def takes(self, data: str) -> bool:
         return (self.name == HEAD and data == IMGS) or (
             self.name in BASELINES and data in BASELINES.get(self.name).data
@@ -87,31 +104,53 @@ class ExpertsConfig(Strict):
     attributes: list[str] = Field(default_factory=lambda: ["age", "lymph_count"])
     log_attributes: list[str] = Field(default_factory=lambda: ["lymph_count"])
     cells: CellFeatures = CellFeatures()
-    image_expert: ExpertSpec | None = ExpertSpec(name="mil/instance", params={"C": 0.01})
-    attribute_expert: ExpertSpec | None = ExpertSpec(name="clinical/gnb")
-    fusion: FusionConfig | None = None
+    # each of these may be a list of candidates: each fold then picks one by inner CV on its training patients
+    image_expert: ExpertSpec | list[ExpertSpec] | None = ExpertSpec(name="mil/instance", params={"C": 0.01})
+    attribute_expert: ExpertSpec | list[ExpertSpec] | None = ExpertSpec(name="clinical/gnb")
+    fusion: FusionConfig | list[FusionConfig] | None = None
+    select_by: Literal["log_loss", "roc_auc", "balanced_accuracy"] = Field(
+        "log_loss", description="how candidates are compared on the training patients' out-of-fold scores"
+    )
     inner_folds: int = Field(5, ge=2, description="folds of the training patients that give out-of-fold scores")
     val: float = Field(0.15, ge=0, lt=1, description="validation share of training patients (supervised cells)")
     notes: str = Field("", description="how and on what the preset was chosen")
 
     @model_validator(mode="after")
     def _consistent(self) -> ExpertsConfig:
-        if self.image_expert is None and self.attribute_expert is None:
+        if not self.image_experts and not self.attribute_experts:
             raise ValueError("give an image_expert, an attribute_expert, or both")
-        if self.image_expert is not None and not self.image_expert.takes(IMGS):
-            raise ValueError(f"image_expert {self.image_expert.name!r} does not take bags of cell features")
-        if self.attribute_expert is not None and not self.attribute_expert.takes(ATTRS):
-            raise ValueError(f"attribute_expert {self.attribute_expert.name!r} does not take clinical attributes")
-        both = self.image_expert is not None and self.attribute_expert is not None
-        if both and self.fusion is None:
+        for spec in self.image_experts:
+            if not spec.takes(IMGS):
+                raise ValueError(f"image_expert {spec.name!r} does not take bags of cell features")
+        for spec in self.attribute_experts:
+            if not spec.takes(ATTRS):
+                raise ValueError(f"attribute_expert {spec.name!r} does not take clinical attributes")
+        both = bool(self.image_experts) and bool(self.attribute_experts)
+        if both and not self.fusions:
             raise ValueError(f"two experts need a fusion: one of {FUSIONS.choices()}")
-        if not both and self.fusion is not None:
+        if not both and self.fusions:
             raise ValueError("a fusion needs both an image_expert and an attribute_expert")
+        for group in (self.image_experts, self.attribute_experts, self.fusions):
+            labels = [c.label for c in group]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"candidates must differ: {labels}")
         return self
 
     @property
+    def image_experts(self) -> list[ExpertSpec]:
+        return _as_list(self.image_expert)
+
+    @property
+    def attribute_experts(self) -> list[ExpertSpec]:
+        return _as_list(self.attribute_expert)
+
+    @property
+    def fusions(self) -> list[FusionConfig]:
+        return _as_list(self.fusion)
+
+    @property
     def uses_images(self) -> bool:
-        return self.image_expert is not None
+        return bool(self.image_experts)
 
     def to_yaml(self) -> str:
         return dump_yaml(self)

@@ -1,7 +1,8 @@
 """Fit an image expert, an attribute expert and their fusion on one fold's training patients.
 
 The experts are fitted on all training patients; the fusion on their out-of-fold scores (each training
-patient scored by experts fitted without it, ``inner_folds`` folds). Nothing here sees a test patient:
+patient scored by experts fitted without it, ``inner_folds`` folds). Where the config lists candidates,
+the same out-of-fold scores choose among them. Nothing here sees a test patient:
 ``fit_experts`` is given the training patients only, and ``predict`` scores whichever patients it is asked.
 """
 
@@ -17,6 +18,7 @@ from sklearn.model_selection import StratifiedKFold
 from ..baselines import BASELINES
 from ..data.attributes import AttributeEncoder
 from ..data.cohort import Cohort
+from ..utils.scoring import scores as metric_scores
 from .experts_config import HEAD, ExpertsConfig, ExpertSpec
 from .feature_mil import HeadConfig, fit_head, head_predictions
 from .fusions import FUSIONS, Fusion
@@ -64,7 +66,6 @@ class FittedExperts:
     image: Any = None
     attributes: Any = None
     fusion: Fusion | None = None
-    cell_scale: tuple[np.ndarray, np.ndarray] | None = None
     chosen: dict[str, Any] = field(default_factory=dict)
 
     def scores(self, cohort: Cohort, ids: Sequence[str], bags_of: BagsOf | None) -> dict[str, np.ndarray]:
@@ -81,53 +82,126 @@ class FittedExperts:
         details = [{f"p_{expert}": float(np.exp(s[k, -1])) for expert, s in scores.items()} for k in range(len(ids))]
         if self.fusion is None:
             return np.exp(next(iter(scores.values()))), details
-        cells = _mean_cells(bags_of, ids) if bags_of is not None else np.zeros((len(ids), 0))
-        proba, fused = self.fusion.combine(scores, self.encoder.transform(cohort, ids), cells)
+        proba, fused = self.fusion.combine(scores, self.encoder.transform(cohort, ids), _mean_cells(bags_of, ids))
         return proba, [{**d, **f} for d, f in zip(details, fused)]
 
 
-def _mean_cells(bags_of: BagsOf, ids: Sequence[str]) -> np.ndarray:
+def _mean_cells(bags_of: BagsOf | None, ids: Sequence[str]) -> np.ndarray:
+    if bags_of is None:
+        return np.zeros((len(ids), 0))
     return np.stack([np.nan_to_num(b).mean(axis=0) for b in bags_of(ids)])
 
 
-def _fit_experts_only(
-    cohort: Cohort, ids: Sequence[str], config: ExpertsConfig, bags_of: BagsOf | None, seed: int
-) -> FittedExperts:
-    n_classes = len(cohort.class_names)
-    y = cohort.labels(list(ids))
-    encoder = AttributeEncoder(config.attributes, config.log_attributes, config.data.missing_policy)
-    fitted = FittedExperts(config, n_classes, encoder)
-    if config.attribute_expert is not None or config.fusion is not None:
-        encoder.fit(cohort, list(ids))
-    if config.image_expert is not None and bags_of is not None:
-        fitted.image = build_expert(config.image_expert, n_classes, seed).fit(bags_of(ids), y)
-    if config.attribute_expert is not None:
-        fitted.attributes = build_expert(config.attribute_expert, n_classes, seed).fit(
-            encoder.transform(cohort, list(ids)), y
-        )
-    return fitted
+def selection_score(y: np.ndarray, logp: np.ndarray, by: str) -> float:
+    """How good out-of-fold log-probabilities are (higher is better): minus the log-loss, the ROC-AUC
+    or the balanced accuracy."""
+    if by == "log_loss":
+        return float(logp[np.arange(len(y)), y].mean())
+    value = metric_scores(y, np.exp(logp))[by]
+    return float(value) if np.isfinite(value) else -np.inf
+
+
+class _Training:
+    """One fold's training patients: their labels, inner folds, and expert fits on any subset."""
+
+    def __init__(self, cohort: Cohort, ids: Sequence[str], config: ExpertsConfig, bags_of: BagsOf | None, seed: int):
+        self.cohort, self.ids, self.config, self.bags_of, self.seed = cohort, list(ids), config, bags_of, seed
+        self.y = cohort.labels(self.ids)
+        self.n_classes = len(cohort.class_names)
+        self.folds = min(config.inner_folds, int(np.bincount(self.y)[np.unique(self.y)].min()))
+
+    def inner_splits(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self.folds < 2:
+            raise ValueError("choosing a fusion or among candidates needs at least 2 training patients of every class")
+        split = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
+        return list(split.split(np.zeros(len(self.y)), self.y))
+
+    def encoder(self, ids: Sequence[str]) -> AttributeEncoder:
+        encoder = AttributeEncoder(self.config.attributes, self.config.log_attributes, self.config.data.missing_policy)
+        return encoder.fit(self.cohort, list(ids)) if self.config.attribute_experts or self.config.fusions else encoder
+
+    def fit(self, spec: ExpertSpec, kind: str, ids: Sequence[str], encoder: AttributeEncoder) -> Any:
+        model = build_expert(spec, self.n_classes, self.seed)
+        y = self.cohort.labels(list(ids))
+        return model.fit(self.inputs(kind, ids, encoder), y)
+
+    def inputs(self, kind: str, ids: Sequence[str], encoder: AttributeEncoder) -> Any:
+        if kind == "image":
+            assert self.bags_of is not None
+            return self.bags_of(ids)
+        return encoder.transform(self.cohort, list(ids))
+
+    def out_of_fold(self, spec: ExpertSpec, kind: str, splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Each training patient's log-probabilities from the expert fitted without its inner fold."""
+        oof = np.zeros((len(self.ids), self.n_classes))
+        for a, b in splits:
+            inner, held = [self.ids[i] for i in a], [self.ids[i] for i in b]
+            encoder = self.encoder(inner)
+            oof[b] = _log_proba(self.fit(spec, kind, inner, encoder), self.inputs(kind, held, encoder), self.n_classes)
+        return oof
+
+
+def _choose(candidates: Sequence[Any], values: dict[str, float]) -> tuple[Any, dict[str, Any]]:
+    best = max(candidates, key=lambda c: values[c.label])  # the first listed wins a tie
+    return best, {"chosen": best.label, "scores": {k: round(v, 6) for k, v in values.items()}}
 
 
 def fit_experts(
     cohort: Cohort, train_ids: Sequence[str], config: ExpertsConfig, bags_of: BagsOf | None, seed: int = 0
 ) -> FittedExperts:
-    """The experts on ``train_ids``, and the fusion on their out-of-fold scores over ``train_ids``."""
-    ids = list(train_ids)
-    fitted = _fit_experts_only(cohort, ids, config, bags_of, seed)
-    if config.fusion is None:
-        return fitted
-    y = cohort.labels(ids)
-    n_classes = len(cohort.class_names)
-    folds = min(config.inner_folds, int(np.bincount(y, minlength=n_classes)[np.unique(y)].min()))
-    if folds < 2:
-        raise ValueError("a fusion needs at least 2 training patients of every class (out-of-fold scores)")
+    """Experts and fusion fitted on ``train_ids`` only.
+
+    Where a config lists candidates (image experts, attribute experts, fusions), each is judged on the
+    out-of-fold scores of ``train_ids`` (``select_by``) and the best is kept; a fusion is fitted on the
+    chosen experts' out-of-fold scores and judged by a further CV over them."""
+    data = _Training(cohort, train_ids, config, bags_of, seed)
+    images = config.image_experts if bags_of is not None else []
+    experts = {"image": images, "attributes": config.attribute_experts}
+    chosen: dict[str, Any] = {}
+    picked: dict[str, ExpertSpec] = {kind: specs[0] for kind, specs in experts.items() if specs}
     oof: dict[str, np.ndarray] = {}
-    for a, b in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
-        inner = _fit_experts_only(cohort, [ids[i] for i in a], config, bags_of, seed)
-        for expert, s in inner.scores(cohort, [ids[i] for i in b], bags_of).items():
-            oof.setdefault(expert, np.zeros((len(ids), n_classes)))[b] = s
-    cells = _mean_cells(bags_of, ids) if bags_of is not None else np.zeros((len(ids), 0))
-    fusion = FUSIONS.build(config.fusion.name, config.fusion.params, seed)
-    fitted.fusion = fusion.fit(oof, fitted.encoder.transform(cohort, ids), cells, y)
-    fitted.chosen = {"fusion": config.fusion.name, "inner_folds": folds, **fusion.choices()}
+    if config.fusions or any(len(specs) > 1 for specs in experts.values()):
+        splits = data.inner_splits()
+        chosen["inner_folds"] = len(splits)
+        for kind, specs in experts.items():
+            if not specs:
+                continue
+            candidates = {spec.label: data.out_of_fold(spec, kind, splits) for spec in specs}
+            if len(specs) > 1:
+                values = {k: selection_score(data.y, v, config.select_by) for k, v in candidates.items()}
+                picked[kind], chosen[f"{kind}_expert"] = _choose(specs, values)
+            oof[kind] = candidates[picked[kind].label]
+    encoder = data.encoder(data.ids)
+    fitted = FittedExperts(config, data.n_classes, encoder)
+    if "image" in picked:
+        fitted.image = data.fit(picked["image"], "image", data.ids, encoder)
+    if "attributes" in picked:
+        fitted.attributes = data.fit(picked["attributes"], "attributes", data.ids, encoder)
+    if config.fusions:
+        attributes, cells = encoder.transform(cohort, data.ids), _mean_cells(bags_of, data.ids)
+        fusion_spec = config.fusions[0]
+        if len(config.fusions) > 1:
+            values = {f.label: _fusion_score(f, oof, attributes, cells, data, splits) for f in config.fusions}
+            fusion_spec, chosen["fusion_choice"] = _choose(config.fusions, values)
+        fitted.fusion = FUSIONS.build(fusion_spec.name, fusion_spec.params, seed).fit(oof, attributes, cells, data.y)
+        chosen.update({"fusion": fusion_spec.name, **fitted.fusion.choices()})
+    fitted.chosen = chosen
     return fitted
+
+
+def _fusion_score(
+    spec: Any,
+    oof: dict[str, np.ndarray],
+    attributes: np.ndarray,
+    cells: np.ndarray,
+    data: _Training,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+) -> float:
+    """A fusion judged by CV over the training patients' out-of-fold expert scores."""
+    logp = np.zeros_like(next(iter(oof.values())))
+    for a, b in splits:
+        fusion = FUSIONS.build(spec.name, spec.params, data.seed)
+        fusion.fit({k: v[a] for k, v in oof.items()}, attributes[a], cells[a], data.y[a])
+        proba, _ = fusion.combine({k: v[b] for k, v in oof.items()}, attributes[b], cells[b])
+        logp[b] = np.log(np.clip(proba, 1e-6, 1.0))
+    return selection_score(data.y, logp, data.config.select_by)

@@ -5,6 +5,7 @@ attributes and the mean of the patient's standardised cell features; it is fitte
 scores of the training patients (each training patient scored by experts that did not see it), so
 it learns how far to trust each expert on patients the experts have not memorised. Registered:
 
+- ``attributes-only``, ``image-only``: one expert alone (a candidate when a fold chooses its fusion);
 - ``avg``: Eq. 14, the mean of the two experts' scores (log-probabilities), nothing fitted;
 - ``stack``: a regularised logistic regression on the experts' scores (and the attributes), its
   penalty chosen by cross-validation inside the training patients: the robust choice for small cohorts;
@@ -68,6 +69,25 @@ class AverageFusion(Fusion):
     def combine(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, list[dict]]:
         proba = softmax(np.mean([s for s in scores.values()], axis=0))
         return proba, [{} for _ in range(len(proba))]
+
+
+class _OneExpert(Fusion):
+    """One expert's scores alone: as a candidate, it lets a fold conclude that fusing does not help."""
+
+    expert: ClassVar[str]
+
+    def combine(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        return softmax(scores[self.expert]), [{} for _ in range(len(attributes))]
+
+
+@FUSIONS.register("attributes-only")
+class AttributesOnly(_OneExpert):
+    expert = "attributes"
+
+
+@FUSIONS.register("image-only")
+class ImageOnly(_OneExpert):
+    expert = "image"
 
 
 class StackParams(BaseModel):

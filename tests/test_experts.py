@@ -132,11 +132,16 @@ def test_a_folds_choices_never_depend_on_its_test_patients(
 ) -> None:
     cohort = load_cohort(cohort_path, progress=False)
     plan = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0)
-    candidates = [  # two of the preset's image candidates keep the test quick; selection still runs
+    candidates = [  # two of the preset's candidates of each expert keep the test quick; selection still runs
         {"name": "mil/instance", "params": {"C": 0.01}},
         {"name": "head", "params": {"pooling": {"name": "mean"}, "epochs": 3}},
     ]
-    config = load_experts_config(preset, {"cells": {"size": 32, "n_jobs": 1}, "image_expert": candidates})
+    overrides = {
+        "cells": {"size": 32, "n_jobs": 1},
+        "image_expert": candidates,
+        "attribute_expert": ["clinical/gnb", "clinical/logreg"],
+    }
+    config = load_experts_config(preset, overrides)
     fold = plan.folds[0]
     other = _perturbed(cohort, list(fold.test))
     cache = shared_cache

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from sklearn.metrics import roc_auc_score
 
 from smearmil.baselines.instance import InstanceLogistic
@@ -218,6 +219,7 @@ def test_cv_with_seeds_summarises_over_seeds_and_folds(cohort_path: Path, tmp_pa
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["split"] == "test" and summary["seeds"] == [0, 1] and set(summary["per_seed"]) == {"0", "1"}
+    assert yaml.safe_load((out / "config.yaml").read_text())["seeds"] == [0, 1]  # the resolved config beside it
     per_seed = [json.loads((out / f"seed-{s}" / "summary.json").read_text()) for s in (0, 1)]
     tests = [[f["test"] for f in json.loads((out / f"seed-{s}" / "splits.json").read_text())["folds"]] for s in (0, 1)]
     assert tests[0] != tests[1]  # other seeds, other folds

@@ -335,7 +335,7 @@ def run_compare_seeds(
             }
         return {"folds": folds, "methods": methods}
 
-    summary = run_seeds(seeds, out, one, combine, progress)
+    summary = run_seeds(seeds, out, one, combine, progress, dump_yaml(config))
     rows = {
         name: {"metrics": m["metrics"], "wall_seconds": m["wall_seconds"], "folds": [None] * (folds * len(seeds))}
         for name, m in summary["methods"].items()

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from ..utils.atomic import write_json
+from ..utils.atomic import write_json, write_text
+from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.progress import console
 from ..utils.scoring import METRICS
 
@@ -70,12 +72,16 @@ def run_seeds(
     run_one: Callable[[int, Path], dict[str, Any]],
     combine: Callable[[dict[int, dict[str, Any]]], dict[str, Any]],
     progress: bool = True,
+    config_text: str | None = None,
 ) -> dict[str, Any]:
     """``run_one(seed, OUT/seed-<seed>)`` for every seed (each resumes on its own), then the combined
-    summary ``{"split": "test", "seeds", **combine(per-seed results), "per_seed", "wall_seconds"}``."""
+    summary ``{"split": "test", "seeds", **combine(per-seed results), "per_seed", "wall_seconds"}``;
+    ``config_text`` (the resolved config) is written as ``OUT/config.yaml``."""
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if config_text is not None:
+        write_text(out / "config.yaml", config_text)
     results: dict[int, dict[str, Any]] = {}
     for i, seed in enumerate(seeds):
         if progress:
@@ -102,8 +108,6 @@ def run_cv_seeds(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Repeated CV of one config: ``run_one(seed, folder)`` returns that seed's CV summary."""
-    from ..utils.outputs import claim_output, run_fingerprint
-
     claim_output(Path(out), "cv-seeds", run_fingerprint({**settings, "seeds": list(seeds)}, data_identity), overwrite)
     first: dict[str, Any] = {}
 
@@ -115,4 +119,5 @@ def run_cv_seeds(
             "metrics": combine_cv_summaries(results),
         }
 
-    return run_seeds(seeds, out, run_one, combine, progress)
+    text = yaml.safe_dump({**settings, "seeds": list(seeds)}, sort_keys=False)
+    return run_seeds(seeds, out, run_one, combine, progress, text)

@@ -124,12 +124,16 @@ def test_train_evaluate_predict_and_cv_commands(tmp_path: Path, sim_cohort: Path
             "--json",
             "--top",
             "2",
+            "--out",
+            str(tmp_path / "pred"),
         ],
     )
     assert result.exit_code == 0, result.output
-    [patient] = json.loads(result.stdout)
+    [patient] = json.loads(result.stdout)["patients"]
     assert patient["patient"] == "P000" and len(patient["top_cells"]) == 2 and 0 < patient["gate_image_expert"] < 1
-    result = runner.invoke(app, ["predict", str(run), str(sim_cohort / "trainset" / "P000")])
+    result = runner.invoke(
+        app, ["predict", str(run), str(sim_cohort / "trainset" / "P000"), "--out", str(tmp_path / "p2")]
+    )
     assert result.exit_code == 2 and "--attributes" in result.output  # the MOE needs attributes
     result = runner.invoke(
         app,

@@ -334,10 +334,10 @@ def test_predict_skips_an_empty_image_with_a_warning(sim_cohort: Path, tmp_path:
     patient = tmp_path / "new-patient"
     shutil.copytree(sim_cohort / "trainset" / "P000", patient)
     (patient / "empty.png").write_bytes(b"")
-    result = _invoke(["predict", str(tmp_path / "run"), str(patient), "--json"])
+    result = _invoke(["predict", str(tmp_path / "run"), str(patient), "--json", "--out", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
-    found = json.loads(result.stdout[result.stdout.index("[") :])
-    assert found[0]["patient"] == "new-patient" and found[0]["skipped"] == [str(patient / "empty.png")]
+    found = json.loads(result.stdout[result.stdout.index("{") :])["patients"]
+    assert found[0]["patient"] == "new-patient" and found[0]["skipped"] == [str(patient.resolve() / "empty.png")]
 
 
 def test_a_truncated_cache_is_noticed_and_rebuilt(sim_cohort: Path, tmp_path: Path) -> None:

@@ -7,7 +7,20 @@ from pathlib import Path
 
 import smearmil
 
-ORDER = ["utils", "data", "models", "baselines", "training", "evaluation", "explain", "report", "bench", "demo", "cli"]
+ORDER = [
+    "utils",
+    "data",
+    "models",
+    "baselines",
+    "training",
+    "evaluation",
+    "explain",
+    "report",
+    "bench",
+    "demo",
+    "api",
+    "cli",
+]
 PACKAGE = Path(smearmil.__file__).parent
 
 

@@ -20,8 +20,10 @@ from sklearn.metrics import roc_auc_score
 from smearmil.data import load_cohort
 from smearmil.data.simulate import SimulationConfig, simulate
 from smearmil.data.splits import make_splits
+from smearmil.data.validation import load_patients
 from smearmil.evaluation.cv import run_cv
-from smearmil.evaluation.runs import evaluate_run, predict_folders, train_run
+from smearmil.evaluation.predict import load_predictor
+from smearmil.evaluation.runs import evaluate_run, train_run
 from smearmil.training.config import load_config
 
 FAST = {"image": {"size": 48, "crop": None}}
@@ -47,10 +49,13 @@ def test_cpu_cnn_reaches_auc_095_on_held_out_patients(image_cohort: Path, tmp_pa
     # the saved run evaluates to the same numbers, and says its split
     report = evaluate_run(tmp_path / "run", cohort, "test", tmp_path / "cache", progress=False)
     assert report["split"] == "test" and report["metrics"]["roc_auc"] == pytest.approx(_test_auc(result))
-    # prediction on raw folders ranks cells by weight
+    # a raw patient folder: probabilities and one signed contribution per cell
     folder = cohort.patients[0].images[0].parent
-    [prediction] = predict_folders(tmp_path / "run", [folder], top=3)
-    assert set(prediction["probabilities"]) == {"reactive", "tumoral"} and len(prediction["top_cells"]) == 3
+    predictor = load_predictor(tmp_path / "run")
+    new = load_patients([folder], predictor.data, progress=False)
+    [prediction] = predictor.predict(new, new.ids, tmp_path / "cache", progress=False)
+    assert prediction.proba.shape == (2,) and prediction.contributions is not None
+    assert len(prediction.contributions) == len(cohort.patients[0].images)
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ def cohort_from_folders(
     options = options or DataOptions()
     problems: list[Problem] = []
     patients = []
-    for folder in map(Path, folders):
+    for folder in (Path(f).resolve() for f in folders):
         if not folder.is_dir():
             problems.append(Problem("missing_folder", str(folder), "is not a folder of cell images"))
             continue

@@ -261,6 +261,15 @@ def holdout(cohort: Cohort, train: float = 0.7, val: float = 0.1, test: float = 
     )
 
 
+def all_labelled(cohort: Cohort, val: float = 0.15, seed: int = 0) -> SplitPlan:
+    """One fold ``all`` for a final model: every labelled patient trains, ``val`` of them (stratified) for
+    early stopping and model choice; no test patients (judge the settings by CV first)."""
+    ids, labels, unlabelled = _labelled(cohort)
+    tr, va = holdout_ids(ids, labels, (1.0 - val, val), seed)
+    params = {"train": 1.0 - val, "val": val, "test": 0.0}
+    return SplitPlan("all", seed, params, [Fold("all", tuple(tr), tuple(va), ())], cohort.fingerprint(), unlabelled)
+
+
 def kfold_folds(ids: list[str], labels: list[int], k: int, val: float, seed: int, prefix: str) -> list[Fold]:
     label_of = dict(zip(ids, labels))
     folds = []

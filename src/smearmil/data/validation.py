@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..utils.progress import track
+from .adhoc import cohort_from_folders
 from .cohort import CellSet, Cohort
-from .images import content_hash, decode
+from .images import IMAGE_SUFFIXES, content_hash, decode
 from .options import DataOptions
 from .problems import DataError, Problem, errors_in
 from .readers import read
@@ -140,3 +141,35 @@ def load_cohort(path: str | Path, options: DataOptions | None = None, progress: 
     if not data.patients:
         raise DataError(data.problems + [Problem("no_patients", str(path), "no usable patient was found")])
     return data
+
+
+def holds_images(folder: Path) -> bool:
+    """Whether ``folder`` directly holds cell images (a patient folder, not a data set)."""
+    return folder.is_dir() and any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
+
+def load_patients(
+    paths: Sequence[str | Path],
+    options: DataOptions | None = None,
+    attributes_csv: str | Path | None = None,
+    progress: bool = True,
+) -> Cohort:
+    """Patients to predict: one data set in any layout (labels optional), or loose patient folders of
+    images (id = folder name; attributes from ``attributes_csv``). Unreadable images are skipped, with a
+    warning problem naming each; a patient with none left is left out."""
+    folders = [Path(p) for p in paths]
+    if not folders:
+        raise ValueError("give a data set or one or more patient folders")
+    if len(folders) == 1 and not holds_images(folders[0]):
+        if attributes_csv is not None:
+            raise ValueError("--attributes FILE is for loose patient folders; a data set brings its own table (--csv)")
+        return load_cohort(folders[0], options, progress)
+    options = options or DataOptions()
+    cohort = cohort_from_folders(folders, attributes_csv, options)
+    if options.check_images:
+        check_cohort_images(cohort, drop_duplicates=False, progress=progress)
+    if errors_in(cohort.problems):
+        raise DataError(cohort.problems)
+    if not cohort.patients:
+        raise DataError(cohort.problems + [Problem("no_patients", str(folders[0]), "no patient has a readable image")])
+    return cohort

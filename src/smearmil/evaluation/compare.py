@@ -105,8 +105,8 @@ class CompareConfig(BaseModel):
         return self
 
 
-def load_compare_config(name_or_path: str | Path) -> CompareConfig:
-    config = load_config_file(name_or_path, CompareConfig, "compare")
+def load_compare_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> CompareConfig:
+    config = load_config_file(name_or_path, CompareConfig, "compare", overrides)
     for m in config.methods:
         if m.config and config_kind(m.config) == EXPERTS:
             m.data = m.data or experts_data_label(load_experts_config(m.config, m.overrides))
@@ -229,6 +229,7 @@ def run_compare(
     plan.check_training_classes(cohort)
     fingerprint = run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json(), seed=seed)
     claim_output(run.path, "compare", fingerprint, overwrite)
+    run.write_info(cohort.root, cohort.layout, "compare", fingerprint)
     bags = None
     if any(m.baseline and m.data != ATTRS for m in config.methods):
         image_cache = build_cache(

@@ -192,8 +192,9 @@ def claim_cv(cohort: Cohort, run: RunDir, config: dict[str, Any], plan: SplitPla
     (a CV of other inputs there is refused unless ``overwrite``) and record the data it reads."""
     plan.check_cohort(cohort)
     plan.check_training_classes(cohort)
-    claim_output(run.path, "cv", run_fingerprint(config, cohort.identity(), plan.to_json()), overwrite)
-    run.write_info(cohort.root, cohort.layout, "cv")
+    fingerprint = run_fingerprint(config, cohort.identity(), plan.to_json())
+    claim_output(run.path, "cv", fingerprint, overwrite)
+    run.write_info(cohort.root, cohort.layout, "cv", fingerprint)
 
 
 def run_cv(

@@ -22,6 +22,7 @@ from ..data.cohort import Cohort
 from ..data.features import FeatureStore
 from ..data.splits import Fold, SplitPlan, make_splits
 from ..training.feature_mil import HeadConfig, predict_head, train_head
+from ..training.run_dir import RunDir
 from ..training.trained import PatientPrediction
 from ..utils.atomic import write_text
 from ..utils.outputs import claim_output, run_fingerprint
@@ -58,6 +59,7 @@ def run_head_cv(
     plan.check_cohort(cohort)
     fingerprint = run_fingerprint(config, data_identity or cohort.identity(), plan.to_json())
     claim_output(out, output_kind, fingerprint, overwrite)
+    RunDir(out).write_info(cohort.root, cohort.layout, output_kind.replace("-", " "), fingerprint)
     cells: list[tuple] = []
     spaces: dict[str, str] = {}  # fold -> name of its feature space
 

@@ -55,25 +55,35 @@ def run_repeatability(
     ``repeatability.csv`` in ``run`` and return ``{"models": {name: {...}}, ...}``."""
     run = Path(run)
     folds = RunDir(run).fold_models()
+    plan = RunDir(run).plan()
+    external = (
+        bool(plan.cohort) and plan.cohort != cohort.fingerprint()
+    )  # new patients: every model predicts every one of them
     rng = np.random.default_rng(seed)
     cache: ImageCache | None = None
     rows: list[dict[str, Any]] = []
+    subsets: dict[str, list[np.ndarray]] = {}
     for fold in folds:
         cache = cache or image_cache(cohort, fold.model.config, cache_dir, progress)
-        ids = [i for i in fold.test_ids if i in cohort and cohort[i].label is not None]
+        candidates = cohort.ids if external else fold.test_ids
+        ids = [i for i in candidates if i in cohort and cohort[i].label is not None]
+        if not ids:
+            continue
         attributes = (
             fold.model.encoder.transform(cohort, ids)
             if fold.model.encoder.names
             else np.zeros((len(ids), 0), np.float32)
         )
-        subsets = {}
         for pid in ids:
-            n = len(cache.rows(pid)) if cache is not None else cohort[pid].n_cells
-            subsets[pid] = (
-                folder_sets(cache.cell_ids(pid)) if given and cache is not None else draw_sets(n, sets, fraction, rng)
-            )
+            if pid not in subsets:  # drawn once per patient, whichever models predict it
+                n = len(cache.rows(pid)) if cache is not None else cohort[pid].n_cells
+                subsets[pid] = (
+                    folder_sets(cache.cell_ids(pid))
+                    if given and cache is not None
+                    else draw_sets(n, sets, fraction, rng)
+                )
         for name, model in fold.model.models().items():
-            for k in range(max(len(v) for v in subsets.values())):
+            for k in range(max(len(subsets[pid]) for pid in ids)):
                 chosen = [pid for pid in ids if k < len(subsets[pid])]
                 bags = [
                     cache.bag(pid)[subsets[pid][k]] if cache is not None and model.uses_images else None
@@ -94,18 +104,46 @@ def run_repeatability(
                             "proba": p.proba.tolist(),
                         }
                     )
+    if not rows:
+        raise ValueError(f"{cohort.root}: no labelled patient to judge repeatability on (labels are needed)")
+    if external and len(folds) > 1:
+        rows = ensemble_rows(rows, float(np.mean([f.model.threshold for f in folds])))
     result = summarise_sets(rows, cohort.class_names)
     result.update(
         {
             "sets": sets if not given else "given",
             "fraction": fraction if not given else None,
             "seed": seed,
-            "split": "test",
+            "split": f"all labelled patients of {cohort.root} (new patients)" if external else "test",
+            "predicted_by": (f"the {len(folds)} fold models averaged" if len(folds) > 1 else "the final model")
+            if external
+            else "each patient's own fold model",
         }
     )
     write_json(RunDir(run).repeatability, result)
     write_text(run / "repeatability.csv", _rows_csv(rows, cohort.class_names))
     return result
+
+
+def ensemble_rows(rows: Sequence[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
+    """Rows of several fold models on the same (model, patient, set) averaged into one (an ensemble)."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["patient"], r["set"]), []).append(r)
+    out = []
+    for members in groups.values():
+        proba = np.mean([m["proba"] for m in members], axis=0)
+        label = int(predict_labels(proba[None], threshold)[0])
+        out.append(
+            {
+                **members[0],
+                "fold": "ensemble",
+                "predicted": label,
+                "probability": float(proba[label]),
+                "proba": proba.tolist(),
+            }
+        )
+    return out
 
 
 def summarise_sets(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
@@ -161,8 +199,17 @@ def _rows_csv(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> str
     return buffer.getvalue()
 
 
+REPEATABILITY_COLOURS = {
+    "tab:green": "every set agrees, majority right",
+    "tab:orange": "sets disagree, majority right",
+    "tab:red": "majority vote wrong",
+}
+
+
 def repeatability_plot(result: dict[str, Any], path: str | Path) -> Path:
-    """Per model and patient, the spread of P(true class) over the image sets."""
+    """Per model and patient, the spread of P(true class) over the image sets, with a legend of its colours."""
+    from matplotlib.lines import Line2D
+
     models = list(result["patients"])
     fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.4), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
@@ -181,4 +228,12 @@ def repeatability_plot(result: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(f"{model}: {100 * m['disagreement_rate']:.0f}% disagree", fontsize=9)
         ax.set_xlabel("patients (sorted)")
     axes[0][0].set_ylabel("P(true class) over image sets")
+    handles = [
+        Line2D([], [], marker="o", ls="", color=colour, label=label) for colour, label in REPEATABILITY_COLOURS.items()
+    ]
+    handles += [
+        Line2D([], [], color="grey", lw=0.8, label="mean ± std over image sets"),
+        Line2D([], [], color="grey", lw=0.6, ls="--", label="P = 0.5"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.12))
     return save_figure(fig, Path(path))

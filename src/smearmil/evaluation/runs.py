@@ -10,17 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from ..data.adhoc import cohort_from_folders
 from ..data.cohort import Cohort
-from ..data.splits import SplitPlan, make_splits
-from ..data.validation import check_cohort_images
+from ..data.splits import SplitPlan, all_labelled, make_splits
 from ..training.config import RunConfig
 from ..training.fit import train_fold
 from ..training.run_dir import RunDir
-from ..training.trained import PatientPrediction, TrainedModel
+from ..training.trained import TrainedModel
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
-from ..utils.scoring import predict_labels
 from .cv import FoldPredictions, image_cache, predictions_csv
 from .metrics import confusion, scores
 
@@ -54,12 +51,18 @@ def train_run(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    all_patients: bool = False,
 ) -> dict[str, Any]:
-    """Train on one split (hold-out from the config, or a fold of a splits file) and report val and test.
+    """Train on one split (hold-out from the config, or a fold of a splits file) and report val and test;
+    with ``all_patients``, a final model on every labelled patient (validation drawn inside, no test).
 
     ``out`` resumes only a run of the same inputs; another one is refused unless ``overwrite``."""
     start = time.perf_counter()
     run = RunDir(out)
+    if all_patients:
+        if splits is not None:
+            raise ValueError("--all trains on every labelled patient; it cannot be combined with --splits")
+        splits = all_labelled(cohort, config.split.val, config.seed)
     plan = splits or make_splits(cohort, "holdout", val=config.split.val, test=config.split.test, seed=config.seed)
     plan.check_cohort(cohort)
     chosen = plan.fold(fold)
@@ -67,7 +70,7 @@ def train_run(
     fingerprint = run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json(), fold=chosen.name)
     claim_output(run.path, "train", fingerprint, overwrite)
     plan.save(run.splits)
-    run.write_info(cohort.root, cohort.layout, "train")
+    run.write_info(cohort.root, cohort.layout, "train", fingerprint)
     cache = image_cache(cohort, config, cache_dir, progress)
     trained = train_fold(cohort, chosen, config, run.path, cache, progress)
     reports = {}
@@ -84,78 +87,62 @@ def train_run(
 
 
 def evaluate_run(
-    run: str | Path, cohort: Cohort, split: str = "test", cache_dir: str | Path | None = None, progress: bool = True
+    run: str | Path,
+    cohort: Cohort,
+    split: str = "auto",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a trained run on ``cohort``: on the run's own ``split`` when the cohort is the one it was
-    trained on, or on every labelled patient with ``split="all"`` (e.g. an external cohort)."""
+    """Evaluate a run on ``cohort`` and write its per-patient predictions.
+
+    ``split``: ``test`` or ``val``, the run's own split of the cohort it trained on; ``all``, every
+    labelled patient, predicted by the final model or a CV folder's ensemble (e.g. an external cohort);
+    ``auto``: ``test`` on the run's own cohort, ``all`` on any other. Predictions go to ``out`` (default:
+    ``RUN/evaluate-<split>``): ``predictions.csv`` (and ``cells.csv`` for ``all``)."""
     folder = RunDir(run)
+    plan = folder.plan() if folder.splits.is_file() else None
+    own = plan is not None and plan.cohort == cohort.fingerprint()
+    if split == "auto":
+        split = "test" if own and folder.is_single_model else "all"
+    target = Path(out) if out is not None else folder.path / f"evaluate-{split}"
+    if split == "all":
+        from .predict import load_predictor, predict_to
+
+        predictor = load_predictor(folder.path)
+        if cohort.labelled() and predictor.class_names != cohort.class_names:
+            raise ValueError(
+                f"the run predicts {predictor.class_names} but the cohort has classes {cohort.class_names}"
+            )
+        found = predict_to(predictor, cohort, target, cache_dir, progress, overwrite=True)
+        if "metrics" not in found:
+            raise ValueError(
+                f"{cohort.root}: no labelled patient to evaluate on; use `smearmil predict` for new patients"
+            )
+        return {
+            "split": found["split"],
+            "n_patients": found["n_labelled"],
+            "threshold": found["threshold"],
+            "threshold_source": predictor.kind,
+            "metrics": found["metrics"],
+            "confusion_matrix": found["confusion_matrix"],
+            "predictions": str(target / "predictions.csv"),
+        }
+    if not folder.is_single_model:
+        raise ValueError(
+            f"{run} is a cv folder: its test-fold metrics are in summary.json; evaluate it on new patients "
+            "(--split all or another cohort)"
+        )
     trained = TrainedModel.load(folder.path)
     if trained.class_names != cohort.class_names:
         raise ValueError(f"the run predicts {trained.class_names} but the cohort has classes {cohort.class_names}")
-    if split == "all":
-        ids = [p.id for p in cohort.labelled()]
-    else:
-        plan = folder.plan()
-        plan.check_cohort(cohort, str(folder.splits))
-        ids = list(folder.own_fold(plan).sets()[split])
+    assert plan is not None
+    plan.check_cohort(cohort, str(folder.splits))
+    ids = list(folder.own_fold(plan).sets()[split])
     cache = image_cache(cohort, trained.config, cache_dir, progress)
-    report, _ = _split_report(trained, cohort, ids, cache, split)
-    return report
-
-
-def predict_folders(
-    run: str | Path, folders: Sequence[str | Path], attributes_csv: str | Path | None = None, top: int = 10
-) -> list[dict[str, Any]]:
-    """Probability, predicted class and the cells ranked by their weight, for each patient folder.
-
-    Unreadable images (empty, truncated, not an image) are skipped; each patient's entry lists them
-    under ``skipped``, and a patient with no readable image is left out with a warning."""
-    trained = TrainedModel.load(run)
-    cohort = cohort_from_folders(folders, attributes_csv, trained.config.data)
-    before = {p.id: list(p.images) for p in cohort.patients}
-    if trained.uses_images:
-        check_cohort_images(cohort, drop_duplicates=False, progress=False)
-        for problem in cohort.problems:
-            if problem.kind in ("unreadable_image", "empty_bag"):
-                log.warning("%s: %s", problem.where, problem.message)
-    kept = {p.id: set(p.images) for p in cohort.patients}
-    skipped = {pid: [str(i) for i in images if i not in kept.get(pid, set())] for pid, images in before.items()}
-    ids = cohort.ids
-    if trained.encoder.names:
-        missing = [n for n in trained.encoder.names if n not in cohort.attribute_names]
-        if missing:
-            raise ValueError(
-                f"this model needs attributes {trained.encoder.names}; give them with --attributes CSV "
-                f"(missing: {missing})"
-            )
-        attributes = trained.encoder.transform(cohort, ids)
-    else:
-        attributes = np.zeros((len(ids), 0), np.float32)
-    prep = trained.config.image.preprocessing
-    bags = [
-        np.stack([prep.load(p.read_bytes(), p.name) for p in cohort[i].images]) if trained.uses_images else None
-        for i in ids
-    ]
-    if not ids:
-        raise ValueError(
-            "no patient could be predicted: every folder given holds no readable image (see the warnings above)"
-        )
-    predictions = trained.predict_arrays(ids, bags, attributes)
-    return [{**_describe(p, cohort, trained, top), "skipped": skipped.get(p.id, [])} for p in predictions]
-
-
-def _describe(p: PatientPrediction, cohort: Cohort, trained: TrainedModel, top: int) -> dict[str, Any]:
-    label = trained.class_names[int(predict_labels(p.proba[None], trained.threshold)[0])]
-    cells = []
-    if p.weights is not None:
-        order = np.argsort(-p.weights)[:top]
-        cells = [{"file": str(cohort[p.id].images[j]), "weight": float(p.weights[j])} for j in order]
-    out: dict[str, Any] = {
-        "patient": p.id,
-        "probabilities": dict(zip(trained.class_names, map(float, p.proba))),
-        "label": label,
-        "top_cells": cells,
-    }
-    if p.gate is not None:
-        out["gate_image_expert"] = p.gate
-    return out
+    report, predictions = _split_report(trained, cohort, ids, cache, split)
+    claim_output(
+        target, "evaluate", run_fingerprint({"run": str(folder.path), "split": split}, cohort.identity()), True
+    )
+    write_text(target / "predictions.csv", predictions_csv([predictions], cohort.class_names))
+    return {**report, "predictions": str(target / "predictions.csv")}

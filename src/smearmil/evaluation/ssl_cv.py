@@ -142,7 +142,9 @@ def run_encoder_comparison(
         "folds": folds,
         "seed": seed,
     }
-    claim_output(run.path, "ssl-compare", run_fingerprint(config, cohort.identity(), plan.to_json()), overwrite)
+    fingerprint = run_fingerprint(config, cohort.identity(), plan.to_json())
+    claim_output(run.path, "ssl-compare", fingerprint, overwrite)
+    run.write_info(cohort.root, cohort.layout, "ssl compare", fingerprint)
 
     def encoder(kind: str) -> Callable[[], CVResult]:
         return lambda: run_encoder_cv(

@@ -167,7 +167,7 @@ class AttentionParams(BaseModel):
 
 @POOLINGS.register("attention")
 class AttentionPooling(Pooling):
-    """Attention MIL pooling (Ilse et al. 2018); a cell's contribution is its attention weight."""
+    """Attention MIL pooling (Ilse et al. 2018); a cell's contribution is a_i w . h_i (exact, signed)."""
 
     Params = AttentionParams
     gated: ClassVar[bool] = False
@@ -188,6 +188,18 @@ class AttentionPooling(Pooling):
     def forward(self, x: torch.Tensor, segments: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
         weights = segment_softmax(self.scores(x), segments, n_bags)
         return segment_sum(weights[:, None] * x, segments, n_bags), weights
+
+    def contributions(
+        self,
+        h: torch.Tensor,
+        segments: torch.Tensor,
+        n_bags: int,
+        pooled: torch.Tensor,
+        weights: torch.Tensor,
+        w: torch.Tensor,
+    ) -> torch.Tensor:
+        """The exact decomposition of w . sum_i a_i h_i: the attention weight times the cell's score."""
+        return weights * (h @ w)
 
 
 @POOLINGS.register("gated_attention")

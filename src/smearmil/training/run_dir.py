@@ -13,6 +13,8 @@ from typing import Any
 
 from ..data.splits import Fold, SplitPlan
 from ..utils.atomic import write_json
+from ..utils.outputs import digest
+from ..utils.provenance import provenance
 from .trained import MODEL_META, TrainedModel
 
 
@@ -78,8 +80,10 @@ class RunDir:
     def read_json(self, path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-    def write_info(self, data: str | Path, layout: str, command: str) -> None:
-        write_json(self.info, {"data": str(data), "layout": layout, "command": command})
+    def write_info(self, data: str | Path, layout: str, command: str, fingerprint: Any = None, **extra: Any) -> None:
+        """``run.json``: the data, the command and the provenance of the run (versions, commit, host, device)."""
+        found = digest(fingerprint) if fingerprint is not None else None
+        write_json(self.info, {"data": str(data), "layout": layout, **extra, **provenance(command, found)})
 
     def data_path(self) -> Path | None:
         """The data set the run was trained on, as recorded in ``run.json``."""

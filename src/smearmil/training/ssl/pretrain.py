@@ -125,6 +125,7 @@ def pretrain(
     if claim_output(out, "ssl-pretrain", fingerprint, overwrite) == "resume" and (out / ENCODER_META).is_file():
         return CellEncoder.load(out)
     write_text(RunDir(out).config, config.to_yaml())
+    RunDir(out).write_info(", ".join(s.name for s in sources), "", "ssl pretrain", fingerprint)
     prep = config.image.preprocessing
     for s in sources:
         if s.cache.preprocessing != prep:

@@ -1,0 +1,219 @@
+"""The small public Python API: load a cohort, train, cross-validate, load a model, predict.
+
+    import smearmil
+    cohort = smearmil.load_cohort("data/lymphocytosis-dev")
+    model = smearmil.train(cohort, "cpu-cnn", out="runs/final")       # every labelled patient
+    table = model.predict("data/lymphocytosis-unlabelled")            # a Table, one row per patient
+    cells = model.cells                                               # one row per cell, signed contributions
+
+Every function writes the same folders as the command line (``smearmil train --all``, ``smearmil cv``,
+``smearmil predict``), so a model trained here predicts there and the other way round.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.cohort import Cohort
+from .data.options import DataOptions
+from .data.validation import load_cohort as _read_cohort
+from .data.validation import load_patients
+from .evaluation.predict import Predictor, load_predictor, predict_to
+from .training.config import RunConfig, load_config
+
+__all__ = ["Model", "SmearMILClassifier", "Table", "cross_validate", "load", "load_cohort", "load_config", "train"]
+
+
+class Table:
+    """Rows of a CSV smearmil wrote, by column: ``table["prob_tumoral"]`` is an array, ``table.rows`` the
+    dicts; ``to_pandas()`` when pandas is installed."""
+
+    def __init__(self, rows: list[dict[str, Any]], columns: Sequence[str]):
+        self.rows, self.columns = rows, list(columns)
+
+    @classmethod
+    def read_csv(cls, path: str | Path) -> Table:
+        with Path(path).open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = [{k: _number(v) for k, v in r.items()} for r in reader]
+            return cls(rows, reader.fieldnames or [])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows)
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        if column not in self.columns:
+            raise KeyError(f"no column {column!r}; columns: {', '.join(self.columns)}")
+        return np.array([r[column] for r in self.rows])
+
+    def to_pandas(self) -> Any:
+        import pandas as pd  # optional: not a dependency of smearmil
+
+        return pd.DataFrame(self.rows, columns=self.columns)
+
+    def __repr__(self) -> str:
+        head = "\n".join("  " + ", ".join(f"{c}={r[c]}" for c in self.columns) for r in self.rows[:5])
+        more = f"\n  ... {len(self) - 5} more" if len(self) > 5 else ""
+        return f"Table({len(self)} rows)\n{head}{more}"
+
+
+def _number(text: str | None) -> Any:
+    if text is None or text == "":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def load_cohort(path: str | Path, progress: bool = False, **options: Any) -> Cohort:
+    """A checked cohort in any supported layout; ``options`` are DataOptions fields (``label_column="Dx"``,
+    ``class_names=[...]``, ``attributes=[...]``, ``layout=...``)."""
+    return _read_cohort(path, DataOptions.model_validate(options), progress=progress)
+
+
+def _as_cohort(data: Cohort | str | Path | Sequence[str | Path], options: DataOptions) -> Cohort:
+    if isinstance(data, Cohort):
+        return data
+    paths = [data] if isinstance(data, (str, Path)) else list(data)
+    return load_patients(paths, options, progress=False)
+
+
+def _config(config: str | Path | RunConfig, overrides: dict[str, Any] | None) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return config if not overrides else load_config_from(config, overrides)
+    return load_config(config, overrides)
+
+
+def load_config_from(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """``config`` with nested ``overrides`` on top, validated again."""
+    from .utils.config_files import merge_dicts
+
+    return RunConfig.model_validate(merge_dicts(config.model_dump(mode="json"), overrides))
+
+
+class Model:
+    """A trained model folder (``train``, a ``cv`` folder as an ensemble, or ``features train``)."""
+
+    def __init__(self, path: str | Path, cache_dir: str | Path | None = None):
+        self.path = Path(path)
+        self.cache_dir = cache_dir
+        self.predictor: Predictor = load_predictor(self.path)
+        self.cells: Table | None = None  # cell contributions of the last predict()
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.predictor.class_names
+
+    def predict(
+        self, data: Cohort | str | Path | Sequence[str | Path], out: str | Path | None = None, attributes: Any = None
+    ) -> Table:
+        """One row per patient (``patient, label, prob_<class>..., prediction, gate_image_expert, models``);
+        ``self.cells`` then holds one row per cell with its signed contribution. ``data``: a Cohort, a data
+        set folder, or patient folders (``attributes``: their clinical CSV)."""
+        if isinstance(data, Cohort):
+            cohort = data
+        else:
+            paths = [data] if isinstance(data, (str, Path)) else list(data)
+            cohort = load_patients(paths, self.predictor.data, attributes, progress=False)
+        target = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="smearmil-predict-"))
+        predict_to(self.predictor, cohort, target, self.cache_dir, progress=False, overwrite=True)
+        self.cells = Table.read_csv(target / "cells.csv")
+        return Table.read_csv(target / "predictions.csv")
+
+    def predict_proba(self, data: Cohort | str | Path | Sequence[str | Path]) -> np.ndarray:
+        """(patients, classes) probabilities, in the cohort's patient order."""
+        table = self.predict(data)
+        return np.stack([table[f"prob_{c}"].astype(float) for c in self.class_names], axis=1)
+
+
+def load(path: str | Path, cache_dir: str | Path | None = None) -> Model:
+    """A model saved by ``train``, ``cross_validate`` (its fold models as an ensemble) or ``features train``."""
+    return Model(path, cache_dir)
+
+
+def train(
+    cohort: Cohort | str | Path,
+    config: str | Path | RunConfig = "cpu-cnn",
+    out: str | Path = "runs/final",
+    overrides: dict[str, Any] | None = None,
+    all_patients: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
+) -> Model:
+    """Train a model (by default a final one on every labelled patient) and return it, loaded from ``out``."""
+    from .evaluation.runs import train_run
+
+    cfg = _config(config, overrides)
+    cohort = cohort if isinstance(cohort, Cohort) else _read_cohort(cohort, cfg.data, progress=progress)
+    train_run(cohort, cfg, out, None, None, cache_dir, progress, overwrite, all_patients=all_patients)
+    return Model(out, cache_dir)
+
+
+def cross_validate(
+    cohort: Cohort | str | Path,
+    config: str | Path | RunConfig = "cpu-cnn",
+    out: str | Path = "runs/cv",
+    folds: int = 5,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Cross-validate by patient; returns ``summary.json`` (test-fold metrics). ``load(out)`` is then the
+    ensemble of the fold models."""
+    from .evaluation.cv import run_cv
+
+    cfg = _config(config, overrides)
+    cohort = cohort if isinstance(cohort, Cohort) else _read_cohort(cohort, cfg.data, progress=progress)
+    return run_cv(cohort, cfg, out, folds, seed, cache_dir, None, progress, overwrite).summary
+
+
+class SmearMILClassifier:
+    """A scikit-learn-style estimator over cohorts: ``fit(cohort)`` trains a final model in ``out``;
+    ``predict_proba(cohort)`` / ``predict(cohort)`` follow the cohort's patient order."""
+
+    def __init__(
+        self,
+        config: str = "cpu-cnn",
+        overrides: dict[str, Any] | None = None,
+        out: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+    ):
+        self.config, self.overrides, self.out, self.cache_dir = config, overrides, out, cache_dir
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"config": self.config, "overrides": self.overrides, "out": self.out, "cache_dir": self.cache_dir}
+
+    def set_params(self, **params: Any) -> SmearMILClassifier:
+        for key, value in params.items():
+            if key not in self.get_params():
+                raise ValueError(f"unknown parameter {key!r}; parameters: {', '.join(self.get_params())}")
+            setattr(self, key, value)
+        return self
+
+    def fit(self, cohort: Cohort | str | Path, y: Any = None) -> SmearMILClassifier:
+        """Train on every labelled patient of ``cohort`` (labels come from the cohort; ``y`` is ignored)."""
+        out = self.out or tempfile.mkdtemp(prefix="smearmil-fit-")
+        self.model_ = train(cohort, self.config, out, self.overrides, cache_dir=self.cache_dir, overwrite=True)
+        self.classes_ = np.array(self.model_.class_names)
+        return self
+
+    def predict_proba(self, cohort: Cohort | str | Path) -> np.ndarray:
+        return self.model_.predict_proba(cohort)
+
+    def predict(self, cohort: Cohort | str | Path) -> np.ndarray:
+        from .utils.scoring import predict_labels
+
+        return self.classes_[predict_labels(self.predict_proba(cohort), self.model_.predictor.threshold)]

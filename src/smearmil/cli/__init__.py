@@ -1,0 +1,14 @@
+"""Command line: thin wrappers over the Python API (parsing and printing only).
+
+``app`` holds the command tree; each module registers its commands on it when imported."""
+
+from __future__ import annotations
+
+from . import bench_cmds, cell_cmds, data_cmds, run_cmds  # noqa: F401  (they register the commands)
+from .app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,111 @@
+"""Benchmarks that print measured ratios: bench cache|features|memory|heads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import bench_app, guarded, out
+from .cell_cmds import HeadEpochsOpt, HeadOpt
+from .options import DataFlags, DataPath, QuietOpt, data_flags
+
+
+@bench_app.command("features")
+@guarded
+def bench_features_cmd(
+    path: DataPath,
+    cells: Annotated[int, typer.Option(help="How many cells to time.")] = 200,
+    jobs: Annotated[int, typer.Option(help="Parallel processes.")] = 2,
+    target_cells: Annotated[int, typer.Option(help="Cohort size to project the time for.")] = 13000,
+    goal_minutes: Annotated[float, typer.Option(help="Time goal for that cohort.")] = 20.0,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Cells per second of the 94 hand-crafted features; last line `ratio: goal / projected time`."""
+    from ..bench import bench_features
+
+    result = bench_features(path, n_cells=cells, n_jobs=jobs, cache_dir=cache_dir, progress=not quiet)
+    minutes = result.minutes_for(target_cells)
+    out.print(f"cells: {result.cells}")
+    out.print(f"1 process: {result.cells_per_second(False):.1f} cells/s")
+    out.print(f"{result.n_jobs} processes: {result.cells_per_second():.1f} cells/s")
+    out.print(f"{target_cells:,} cells on {result.n_jobs} processes: {minutes:.1f} min (goal {goal_minutes:g} min)")
+    out.print(f"ratio: {goal_minutes / minutes:.2f}")
+
+
+@bench_app.command("cache")
+@guarded
+@data_flags
+def bench_cache_cmd(
+    path: DataPath,
+    size: Annotated[int, typer.Option(help="Side the images are resized to.")] = 224,
+    crop: Annotated[int | None, typer.Option(help="Central crop after resizing.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
+    quiet: QuietOpt = False,
+    data: DataFlags = DataFlags(),
+) -> None:
+    """Time one epoch from the cache against decoding the same images; last line `ratio: N`."""
+    from ..bench import bench_cache
+    from ..data.images import Preprocessing
+
+    result = bench_cache(path, data.options(), Preprocessing(size, crop), cache_dir, progress=not quiet)
+    out.print(f"cells: {result.cells}")
+    out.print(f"cache epoch: {result.cache_seconds:.3f} s ({result.cells / result.cache_seconds:,.0f} cells/s)")
+    out.print(f"decode epoch: {result.decode_seconds:.3f} s ({result.cells / result.decode_seconds:,.0f} cells/s)")
+    out.print(f"ratio: {result.ratio:.1f}")
+
+
+@bench_app.command("memory")
+@guarded
+def bench_memory_cmd(
+    cells: Annotated[int, typer.Option(help="Cells of the one bag predicted.")] = 5000,
+    centring_cells: Annotated[int, typer.Option(help="Cells the mean-centring statistics are computed on.")] = 10000,
+    size: Annotated[int, typer.Option(help="Cell side in pixels.")] = 224,
+    budget_gb: Annotated[float, typer.Option(help="Memory budget.")] = 2.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Peak RSS of predicting one large bag and of mean centring, each in a fresh process; last line
+    `ratio: budget / peak`."""
+    from ..bench import bench_memory
+
+    result = bench_memory(cells, centring_cells, size, budget_gb, progress=not quiet)
+    out.print(f"python + torch + smearmil loaded: {result.baseline_mb:,.0f} MB")
+    out.print(
+        f"predict one bag of {result.inference_cells:,} cells at {size} px (cnn-mean-k32): "
+        f"peak {result.inference_mb:,.0f} MB"
+    )
+    out.print(
+        f"mean centring and PCA colour statistics of {result.centring_cells:,} cells at {size} px: "
+        f"peak {result.centring_mb:,.0f} MB"
+    )
+    out.print(f"budget: {result.budget_mb:,.0f} MB")
+    out.print(f"ratio: {result.ratio:.2f}")
+
+
+@bench_app.command("heads")
+@guarded
+def bench_heads_cmd(
+    features: Annotated[
+        Path | None, typer.Argument(help="Feature folder (default: simulate 4 classes and embed).")
+    ] = None,
+    patients: Annotated[int, typer.Option(help="Simulated patients.")] = 100,
+    cells: Annotated[str, typer.Option(help="Cells per simulated patient, MIN:MAX.")] = "16:64",
+    folds: Annotated[int, typer.Option(help="Folds.")] = 5,
+    head: HeadOpt = "attention",
+    head_epochs: HeadEpochsOpt = 40,
+    goal_seconds: Annotated[float, typer.Option(help="Time goal of the whole CV.")] = 60.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Wall time of a k-fold CV of a MIL head on cached features; last line `ratio: goal / measured`."""
+    from ..bench import bench_heads
+
+    low, _, high = cells.partition(":")
+    result = bench_heads(features, patients, (int(low), int(high or low)), folds, head, head_epochs, progress=not quiet)
+    out.print(f"patients: {result.patients}, cells: {result.cells:,}, features ready in {result.prepare_seconds:.1f} s")
+    out.print(
+        f"{result.folds}-fold CV, {head} head, {head_epochs} epochs: {result.cv_seconds:.1f} s, "
+        f"macro-F1 {result.macro_f1:.3f} (test folds)"
+    )
+    out.print(f"ratio: {goal_seconds / result.cv_seconds:.2f}")

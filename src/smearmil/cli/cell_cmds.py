@@ -1,0 +1,437 @@
+"""Commands on cell encoders and cached features: ssl pretrain|evaluate|cv|compare, features extract|cv|train."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..data.options import DataOptions
+from ..utils.config_files import shipped_presets
+from ..utils.progress import console as err_console
+from .app import error_line, features_app, guarded, out, ssl_app
+from .options import (
+    CacheDirOpt,
+    ConfigFlags,
+    DataFlags,
+    DataPath,
+    FoldsOpt,
+    OverwriteOpt,
+    QuietOpt,
+    SeedOpt,
+    TableJsonOpt,
+    config_flags,
+    data_flags,
+    split_list,
+)
+from .tables import attention_table, fold_table
+
+SSLConfigOpt = Annotated[
+    str, typer.Option("--config", help=f"Pre-training preset ({', '.join(shipped_presets('ssl'))}) or YAML file.")
+]
+MethodOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--method",
+        help="SSL method: simclr, swav, dino or any registered one (`smearmil list`); default: the config's.",
+    ),
+]
+HeadOpt = Annotated[
+    str,
+    typer.Option(
+        "--head",
+        help="Pooling of the MIL head (attention, gated_attention, mean, max, lse or any registered one: "
+        "`smearmil list`), or a head config (YAML file with kind: head, or the cpu-head preset).",
+    ),
+]
+HeadEpochsOpt = Annotated[int, typer.Option("--head-epochs", help="Epochs of the MIL head.")]
+UmapOpt = Annotated[bool, typer.Option("--umap/--no-umap", help="UMAP plots of the test cells.")]
+SupervisedOpt = Annotated[str, typer.Option("--supervised-config", help="Run config of the supervised encoder.")]
+
+
+def ssl_config(config: str, method: str | None, seed: int | None, flags: ConfigFlags | None = None) -> Any:
+    """The resolved pre-training config, with --method, --seed and the config flags on top."""
+    from ..training.ssl.config import load_ssl_config
+    from ..utils.config_files import merge_dicts
+
+    overrides: dict[str, Any] = {}
+    for key, value in (("method", method), ("seed", seed)):
+        if value is not None:
+            overrides[key] = value
+    cfg = load_ssl_config(config, merge_dicts(overrides, flags.overrides("ssl")) if flags else overrides)
+    if flags is not None:
+        flags.show(cfg)
+    return cfg
+
+
+def head_config(head: str, epochs: int) -> Any:
+    from ..training.feature_mil import load_head_config
+
+    return load_head_config(head, {"epochs": epochs})
+
+
+@ssl_app.command("pretrain")
+@guarded
+@data_flags
+@config_flags
+def ssl_pretrain_cmd(
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="DATA...", help="One or more data sets whose cells to learn from.")
+    ],
+    method: MethodOpt = None,
+    config: SSLConfigOpt = "cpu-ssl",
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (resumes if it holds an interrupted run).")] = Path(
+        "runs/ssl"
+    ),
+    splits: Annotated[
+        Path | None, typer.Option("--splits", help="Splits file: learn from one fold's train+val patients only.")
+    ] = None,
+    fold: Annotated[str | None, typer.Option("--fold", help="Fold of --splits (default: the first).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: the config's).")] = None,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+    data: DataFlags = DataFlags(),
+    flags: ConfigFlags = ConfigFlags(),
+) -> None:
+    """Pre-train a cell encoder without labels (SimCLR, SwAV or DINO): OUT/encoder.pt + encoder.json."""
+    import time
+
+    from ..data.cache import build_cache
+    from ..data.splits import SplitPlan
+    from ..data.validation import load_cohort
+    from ..training.ssl.pretrain import CellSource, pretrain
+
+    cfg = ssl_config(config, method, seed, flags)
+    if splits is not None and len(paths) != 1:
+        raise ValueError("--splits restricts one data set; pass exactly one DATA with it")
+    sources = []
+    for path in paths:
+        cohort = load_cohort(path, data.options(), progress=not quiet)
+        patients = None
+        if splits is not None:
+            plan = SplitPlan.load(splits)
+            plan.check_cohort(cohort)
+            chosen = plan.fold(fold)
+            patients = list(chosen.train) + list(chosen.val)
+        cache = build_cache(cohort, cfg.image.preprocessing, cache_dir, progress=not quiet)
+        sources.append(CellSource(cache, patients, str(path), cohort.identity()))
+    start = time.perf_counter()
+    encoder = pretrain(sources, cfg, out_dir, progress=not quiet, overwrite=overwrite)
+    cells = sum(s["cells"] for s in encoder.meta["sources"])
+    out.print(
+        f"{cfg.method.name} on {cells} cells, {cfg.epochs} epochs: final loss {encoder.meta.get('final_loss')} "
+        f"({time.perf_counter() - start:.0f} s) -> {out_dir}/encoder.pt"
+    )
+
+
+def load_encoder_spec(spec: str) -> Any:
+    """A saved encoder folder, a trained model folder, or ``random:<preset>`` for a random encoder of that
+    preset's shape."""
+    from ..models.cell_encoder import CellEncoder
+    from ..training.trained import load_encoder
+
+    if spec.startswith("random"):
+        cfg = ssl_config(spec.partition(":")[2] or "cpu-ssl", None, None)
+        return CellEncoder.random(cfg.encoder, cfg.image.preprocessing, cfg.seed)
+    return load_encoder(spec)
+
+
+@ssl_app.command("evaluate")
+@guarded
+def ssl_evaluate_cmd(
+    checkpoint: Annotated[
+        str,
+        typer.Argument(
+            metavar="CKPT", help="Pre-training folder (or its encoder.pt), a trained model folder, or random[:PRESET]."
+        ),
+    ],
+    path: DataPath,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for umap.png (default: beside CKPT).")] = None,
+    k: Annotated[int, typer.Option("--k", help="Neighbours of the kNN classifier.")] = 10,
+    test_size: Annotated[float, typer.Option("--test-size", help="Test share of the fixed stratified split.")] = 0.3,
+    seed: SeedOpt = 0,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+) -> None:
+    """kNN and linear-probe accuracy of frozen features on labelled single cells, and a UMAP plot by class."""
+    from ..data.cohort import CellSet
+    from ..data.validation import load
+    from ..evaluation.encoder_probe import evaluate_encoder
+
+    encoder = load_encoder_spec(checkpoint)
+    cells = load(path, DataOptions(), progress=not (quiet or as_json))
+    if not isinstance(cells, CellSet):
+        raise ValueError(f"{path} is not a single-cell data set (<class>/*.jpg with labels.csv)")
+    target = out_dir or (
+        Path(checkpoint).parent
+        if Path(checkpoint).is_file()
+        else Path(checkpoint)
+        if Path(checkpoint).is_dir()
+        else Path("runs/ssl-evaluate")
+    )
+    result = evaluate_encoder(encoder, cells, target, cache_dir, test_size, k, seed, progress=not (quiet or as_json))
+    public = {key: result[key] for key in ("knn_accuracy", "linear_probe_accuracy", "n_train", "n_test")}
+    if as_json:
+        sys.stdout.write(json.dumps(public) + "\n")
+        return
+    out.print(f"kNN accuracy (k={k}): {public['knn_accuracy']:.3f}")
+    out.print(f"linear-probe accuracy: {public['linear_probe_accuracy']:.3f}")
+    out.print(f"train / test cells: {public['n_train']} / {public['n_test']} (chance {1 / len(cells.class_names):.3f})")
+    out.print(f"UMAP -> {target / 'umap.png'}")
+
+
+@features_app.command("extract")
+@guarded
+@data_flags
+def features_extract_cmd(
+    path: DataPath,
+    encoder_spec: Annotated[
+        str, typer.Option("--encoder", help="Pre-training folder, trained model folder, or random[:PRESET].")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Feature folder (features.npy + index.json).")] = Path(
+        "runs/features"
+    ),
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+    data: DataFlags = DataFlags(),
+) -> None:
+    """Embed every cell of a cohort with a frozen encoder; store embeddings, cell ids and cell types per patient."""
+    from ..data.cache import build_cache
+    from ..data.validation import load_cohort
+    from ..models.cell_encoder import extract_features
+
+    encoder = load_encoder_spec(encoder_spec)
+    cohort = load_cohort(path, data.options(), progress=not quiet)
+    cache = build_cache(cohort, encoder.preprocessing, cache_dir, progress=not quiet)
+    store = extract_features(encoder, cohort, cache, out_dir, progress=not quiet, overwrite=overwrite)
+    out.print(f"{store.features.shape[0]} cells of {len(store.patient_ids)} patients, {store.dim}-d -> {out_dir}")
+
+
+@features_app.command("cv")
+@guarded
+def features_cv_cmd(
+    features: Annotated[
+        Path, typer.Argument(metavar="FEATURES", help="Folder written by `smearmil features extract`.")
+    ],
+    head: HeadOpt = "attention",
+    head_epochs: HeadEpochsOpt = 40,
+    folds: FoldsOpt = 5,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, attention.csv, ...).")] = Path(
+        "runs/features-cv"
+    ),
+    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    umap: UmapOpt = True,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+    as_json: TableJsonOpt = False,
+) -> None:
+    """Cross-validate a MIL head on cached features: macro-F1 per fold, attention per cell and cell type."""
+    from ..data.features import FeatureStore
+    from ..data.splits import SplitPlan
+    from ..evaluation.feature_cv import run_head_cv, store_cv_stores
+
+    store = FeatureStore(features)
+    if store.encoder.get("sources") and not as_json:
+        err_console.print(
+            error_line(
+                "this encoder was pre-trained on the cells of "
+                f"{', '.join(s['data'] for s in store.encoder['sources'])}; if that includes test patients, "
+                "use `smearmil ssl cv` (pre-training per fold) for an unbiased estimate",
+                "note:",
+                "yellow",
+            )
+        )
+    plan = SplitPlan.load(splits) if splits else None
+    result = run_head_cv(
+        store.cohort(),
+        store_cv_stores(store),
+        head_config(head, head_epochs),
+        out_dir,
+        folds,
+        seed,
+        plan,
+        progress=not (quiet or as_json),
+        name=f"{head} MIL on {features.name}",
+        umap=umap,
+        data_identity=store.identity(),
+        overwrite=overwrite,
+    )
+    print_head_summary(result.summary, f"{head} MIL on {features}: {folds}-fold CV (test folds)", out_dir, as_json)
+
+
+def print_head_summary(summary: dict[str, Any], title: str, out_dir: Path, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    out.print(fold_table(title, summary))
+    if (table := attention_table(summary)) is not None:
+        out.print(table)
+    out.print(f"-> {out_dir}/summary.json, predictions.csv, attention.csv ({summary['wall_seconds']:.0f} s)")
+
+
+@ssl_app.command("cv")
+@guarded
+@data_flags
+@config_flags
+def ssl_cv_cmd(
+    path: DataPath,
+    method: Annotated[
+        str, typer.Option("--method", help="Encoder: random, supervised, or an SSL method (`smearmil list`).")
+    ] = "simclr",
+    config: SSLConfigOpt = "cpu-ssl",
+    head: HeadOpt = "attention",
+    head_epochs: HeadEpochsOpt = 40,
+    folds: FoldsOpt = 5,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-cv"),
+    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    supervised_config: SupervisedOpt = "cpu-attention",
+    umap: UmapOpt = True,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+    as_json: TableJsonOpt = False,
+    data: DataFlags = DataFlags(),
+    flags: ConfigFlags = ConfigFlags(),
+) -> None:
+    """Per fold: encoder on the training patients' cells -> features -> MIL head -> test (resumable)."""
+    from ..data.splits import SplitPlan
+    from ..data.validation import load_cohort
+    from ..evaluation.ssl_cv import BASELINE_ENCODERS, run_encoder_cv
+
+    ssl = ssl_config(config, None if method in BASELINE_ENCODERS else method, seed, flags)
+    cohort = load_cohort(path, data.options(), progress=not (quiet or as_json))
+    plan = SplitPlan.load(splits) if splits else None
+    result = run_encoder_cv(
+        cohort,
+        method,
+        ssl,
+        head_config(head, head_epochs),
+        out_dir,
+        folds,
+        seed,
+        plan,
+        cache_dir,
+        supervised_config,
+        progress=not (quiet or as_json),
+        umap=umap,
+        overwrite=overwrite,
+    )
+    print_head_summary(
+        result.summary, f"{method} encoder + {head} MIL on {path}: {folds}-fold CV (test folds)", out_dir, as_json
+    )
+
+
+@ssl_app.command("compare")
+@guarded
+@data_flags
+@config_flags
+def ssl_compare_cmd(
+    path: DataPath,
+    encoders: Annotated[
+        str | None,
+        typer.Option("--encoders", help="Comma-separated encoders (default: random, supervised and every SSL method)."),
+    ] = None,
+    config: SSLConfigOpt = "cpu-ssl",
+    head: HeadOpt = "attention",
+    head_epochs: HeadEpochsOpt = 40,
+    folds: FoldsOpt = 5,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-compare"),
+    supervised_config: SupervisedOpt = "cpu-attention",
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+    as_json: TableJsonOpt = False,
+    data: DataFlags = DataFlags(),
+    flags: ConfigFlags = ConfigFlags(),
+) -> None:
+    """Encoders through the same MIL head on identical folds; prints macro-F1 mean and std across folds."""
+    from ..data.validation import load_cohort
+    from ..evaluation.ssl_cv import encoder_kinds, run_encoder_comparison
+
+    kinds = encoder_kinds() if encoders is None else (split_list(encoders) or [])
+    unknown = [k for k in kinds if k not in encoder_kinds()]
+    if unknown or not kinds:
+        raise ValueError(f"--encoders: unknown {unknown or 'empty list'}; choose from {', '.join(encoder_kinds())}")
+    ssl = ssl_config(config, None, seed, flags)
+    cohort = load_cohort(path, data.options(), progress=not (quiet or as_json))
+    result = run_encoder_comparison(
+        cohort,
+        kinds,
+        ssl,
+        head_config(head, head_epochs),
+        out_dir,
+        folds,
+        seed,
+        cache_dir,
+        supervised_config,
+        progress=not (quiet or as_json),
+        overwrite=overwrite,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"encoders + {head} MIL on {path}: {folds}-fold CV (test folds)")
+    for col in ("encoder", "macro-F1 mean", "macro-F1 std", "per fold"):
+        table.add_column(col, justify="left" if col in ("encoder", "per fold") else "right")
+    for kind, r in result["encoders"].items():
+        table.add_row(
+            kind,
+            f"{r['macro_f1']['mean']:.3f}",
+            f"{r['macro_f1']['std']:.3f}",
+            " ".join(f"{v:.2f}" for v in r["folds_macro_f1"]),
+        )
+    out.print(table)
+    out.print(f"-> {out_dir}/comparison.csv, summary.json ({result['wall_seconds']:.0f} s)")
+
+
+@features_app.command("train")
+@guarded
+@data_flags
+def features_train_cmd(
+    path: DataPath,
+    encoder_spec: Annotated[
+        str, typer.Option("--encoder", help="Pre-training folder, trained model folder, or random[:PRESET].")
+    ],
+    head: HeadOpt = "attention",
+    head_epochs: HeadEpochsOpt = 40,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: encoder/, head.pt, head.json.")] = Path(
+        "runs/features-model"
+    ),
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+    data: DataFlags = DataFlags(),
+) -> None:
+    """A final model of the cached-feature pipeline: a MIL head on every labelled patient's embeddings, saved
+    with its encoder so `smearmil predict OUT ...` reads new patients' images through the encoder."""
+    from ..data.validation import load_cohort
+    from ..training.feature_final import train_features_run
+
+    options = data.options()
+    cohort = load_cohort(path, options, progress=not quiet)
+    result = train_features_run(
+        cohort,
+        load_encoder_spec(encoder_spec),
+        head_config(head, head_epochs),
+        out_dir,
+        seed=seed,
+        cache_dir=cache_dir,
+        progress=not quiet,
+        overwrite=overwrite,
+        data=options,
+    )
+    out.print(
+        f"{head} head on {result['patients']} labelled patients ({result['cells']} cells, encoder "
+        f"{result['encoder']}) -> {out_dir} ({result['wall_seconds']:.0f} s)"
+    )

@@ -1,0 +1,454 @@
+"""Commands that train, judge and use models: train, cv, compare, evaluate, predict, repeatability, report, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..utils.config_files import shipped_presets
+from ..utils.progress import console as err_console
+from .app import app, error_line, guarded, out
+from .options import (
+    CacheDirOpt,
+    ConfigFlags,
+    ConfigOpt,
+    DataFlags,
+    DataPath,
+    FoldsOpt,
+    OverwriteOpt,
+    QuietOpt,
+    RunPath,
+    SeedOpt,
+    TableJsonOpt,
+    config_flags,
+    data_flags,
+)
+from .tables import displayed_metrics, metrics_table
+
+SeedsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--seeds",
+        help="Repeated CV: seeds such as 0,1,2 or 0-4 (one CV each in OUT/seed-<s>/; OUT/summary.json "
+        "over seeds and folds). Replaces --seed.",
+    ),
+]
+
+
+def run_config(config: str, data: DataFlags, flags: ConfigFlags, seed: int | None = None) -> Any:
+    """The resolved config of any kind a run can take (run or experts), with the command line on top."""
+    from ..utils.config_files import config_kind, merge_dicts
+
+    kind = config_kind(config)
+    overrides: dict[str, Any] = {"data": data.given()} if data.given() else {}
+    if seed is not None:
+        overrides["seed"] = seed
+    overrides = merge_dicts(overrides, flags.overrides(kind))
+    if kind == "experts":
+        from ..training.experts_config import load_experts_config
+
+        cfg: Any = load_experts_config(config, overrides)
+    else:
+        from ..training.config import load_config
+
+        cfg = load_config(config, overrides)
+    flags.show(cfg)
+    return cfg
+
+
+@app.command()
+@guarded
+@data_flags
+@config_flags
+def train(
+    path: DataPath,
+    config: ConfigOpt = "cpu-cnn",
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/run"),
+    all_patients: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="A final model on every labelled patient (validation for early stopping drawn inside; "
+            "no test split: judge the config by `smearmil cv` first).",
+        ),
+    ] = False,
+    splits: Annotated[
+        Path | None, typer.Option("--splits", help="Splits file (default: hold-out from the config).")
+    ] = None,
+    fold: Annotated[str | None, typer.Option("--fold", help="Fold of the splits file to train on.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: the config's).")] = None,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+    data: DataFlags = DataFlags(),
+    flags: ConfigFlags = ConfigFlags(),
+) -> None:
+    """Train one model: on a patient-level hold-out split, or with --all on every labelled patient
+    (resumes if OUT holds an interrupted run)."""
+    from ..data.splits import SplitPlan
+    from ..data.validation import load_cohort
+    from ..evaluation.runs import train_run
+
+    cfg = run_config(config, data, flags, seed)
+    if getattr(cfg, "kind", "run") == "experts":
+        raise ValueError(f"{config} is an experts config: it cross-validates (`smearmil cv`); train a run config")
+    cohort = load_cohort(path, cfg.data, progress=not quiet)
+    plan = SplitPlan.load(splits) if splits else None
+    result = train_run(
+        cohort, cfg, out_dir, plan, fold, cache_dir, progress=not quiet, overwrite=overwrite, all_patients=all_patients
+    )
+    rows = {f"{s} ({r['n_patients']} patients)": r["metrics"] for s, r in result["splits"].items() if r["n_patients"]}
+    out.print(metrics_table(f"{cfg.name} on {path} (fold {result['fold']})", rows))
+    out.print(f"run -> {out_dir} ({result['wall_seconds']:.0f} s)")
+
+
+@app.command()
+@guarded
+@data_flags
+@config_flags
+def cv(
+    path: DataPath,
+    config: ConfigOpt = "cpu-cnn",
+    folds: FoldsOpt = 5,
+    seed: SeedOpt = 0,
+    seeds: SeedsOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, predictions.csv).")] = Path(
+        "runs/cv"
+    ),
+    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+    as_json: TableJsonOpt = False,
+    data: DataFlags = DataFlags(),
+    flags: ConfigFlags = ConfigFlags(),
+) -> None:
+    """Cross-validate a config by patient: OUT/predictions.csv and OUT/summary.json; OUT then predicts new
+    patients as the ensemble of its fold models (`smearmil predict OUT ...`)."""
+    from ..data.splits import SplitPlan
+    from ..data.validation import load_cohort
+    from ..evaluation.repeated import parse_seeds, run_cv_seeds
+
+    seed_list = parse_seeds(seeds) if seeds else None
+    if seed_list and splits:
+        raise typer.BadParameter("--seeds draws new folds per seed; it cannot be combined with --splits")
+    cfg = run_config(config, data, flags)
+    if getattr(cfg, "kind", "run") == "experts":
+        from ..evaluation.experts_cv import run_experts_cv as run
+    else:
+        from ..evaluation.cv import run_cv as run  # type: ignore[assignment]
+    progress = not (quiet or as_json)
+    cohort = load_cohort(path, cfg.data, progress=progress)
+    plan = SplitPlan.load(splits) if splits else None
+
+    def one(s: int, folder: Path) -> dict[str, Any]:
+        return run(cohort, cfg, folder, folds, s, cache_dir, plan, progress=progress, overwrite=overwrite).summary
+
+    if seed_list:
+        settings = {"config": cfg.model_dump(mode="json"), "folds": folds}
+        summary = run_cv_seeds(seed_list, out_dir, one, settings, cohort.identity(), overwrite, progress)
+    else:
+        summary = one(seed, out_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    where = f"{folds}-fold CV" + (f" x seeds {seeds}" if seed_list else "")
+    out.print(
+        metrics_table(f"{cfg.name}: {where} on {path} (test folds, mean ± std)", {cfg.name: displayed_metrics(summary)})
+    )
+    if seed_list:
+        per_seed = zip(seed_list, summary["metrics"]["balanced_accuracy"]["seed_means"])
+        out.print(
+            "per seed: " + ", ".join(f"{s} {m:.3f}" for s, m in per_seed if m is not None) + " (balanced accuracy)"
+        )
+    out.print(f"-> {out_dir}/summary.json ({summary['wall_seconds']:.0f} s)")
+
+
+@app.command()
+@guarded
+@data_flags
+@config_flags
+def compare(
+    path: DataPath,
+    config: Annotated[
+        str,
+        typer.Option("--config", help=f"Comparison config: {', '.join(shipped_presets('compare'))} or a YAML file."),
+    ] = "cpu-compare",
+    folds: FoldsOpt = 5,
+    seed: SeedOpt = 0,
+    seeds: SeedsOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/compare"),
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+    as_json: TableJsonOpt = False,
+    data: DataFlags = DataFlags(),
+    flags: ConfigFlags = ConfigFlags(),
+) -> None:
+    """Run deep models and baselines on identical folds: comparison.csv/.md, summary.json, ROC plot."""
+    from ..data.validation import load_cohort
+    from ..evaluation.compare import load_compare_config, run_compare, run_compare_seeds
+    from ..evaluation.repeated import parse_seeds
+
+    seed_list = parse_seeds(seeds) if seeds else None
+    overrides = {"data": data.given()} if data.given() else {}
+    cfg = load_compare_config(config, {**overrides, **flags.overrides("compare")})
+    flags.show(cfg)
+    progress = not (quiet or as_json)
+    cohort = load_cohort(path, cfg.data, progress=progress)
+    if seed_list:
+        result = run_compare_seeds(cohort, cfg, out_dir, folds, seed_list, cache_dir, progress, overwrite)
+    else:
+        result = run_compare(cohort, cfg, out_dir, folds, seed, cache_dir, progress=progress, overwrite=overwrite)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    partial = result.get("partial_metrics", {})
+    rows = {
+        (name if name.endswith("]") else f"{name} [{m['data']}]"): displayed_metrics(
+            {"metrics": m["metrics"], "partial_metrics": partial.get(name, {})}
+        )
+        for name, m in result["methods"].items()
+    }
+    out.print(metrics_table(f"{folds}-fold CV on {path}: test folds, mean ± std", rows))
+    out.print(f"-> {out_dir}/comparison.md, comparison.csv, summary.json, roc.png ({result['wall_seconds']:.0f} s)")
+
+
+def _model_data(run: Path, data: DataFlags) -> Any:
+    """How the model of ``run`` read its cohort, with the command line's data options on top."""
+    from ..evaluation.predict import load_predictor
+
+    return data.options(load_predictor(run).data)
+
+
+@app.command()
+@guarded
+@data_flags
+def repeatability(
+    run: RunPath,
+    path: DataPath,
+    sets: Annotated[int, typer.Option("--sets", help="Image sets drawn per patient.")] = 5,
+    fraction: Annotated[float, typer.Option("--fraction", help="Share of a patient's cells in each set.")] = 0.5,
+    given: Annotated[bool, typer.Option("--given", help="Use each patient's sub-folders as its image sets.")] = False,
+    seed: SeedOpt = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {models: {name: {disagreement_rate, majority_vote_accuracy}}}.")
+    ] = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    data: DataFlags = DataFlags(),
+) -> None:
+    """Predict several image sets of each patient with every model of a run (the paper's Table 5): the run's
+    test patients on its own cohort, every labelled patient of a new cohort."""
+    from ..data.validation import load_cohort
+    from ..evaluation.repeatability import repeatability_plot, run_repeatability
+
+    cohort = load_cohort(path, _model_data(run, data), progress=not (quiet or as_json))
+    result = run_repeatability(run, cohort, sets, fraction, seed, given, cache_dir, progress=not (quiet or as_json))
+    repeatability_plot(result, run / "repeatability.png")
+    if as_json:
+        public = {
+            "models": {
+                name: {
+                    "disagreement_rate": m["disagreement_rate"],
+                    "majority_vote_accuracy": m["majority_vote_accuracy"],
+                }
+                for name, m in result["models"].items()
+            }
+        }
+        sys.stdout.write(json.dumps(public, indent=2) + "\n")
+        return
+    table = Table(title=f"repeatability over {'given' if given else sets} image sets per patient ({result['split']})")
+    for col in ("model", "patients", "intra-patient disagreement", "majority-vote accuracy", "mean std of P(true)"):
+        table.add_column(col, justify="right")
+    for name, m in result["models"].items():
+        table.add_row(
+            name,
+            str(m["patients"]),
+            f"{100 * m['disagreement_rate']:.1f}%",
+            f"{m['majority_vote_accuracy']:.3f}",
+            f"{m['p_true_std_mean']:.3f}",
+        )
+    out.print(table)
+    out.print(f"-> {run}/repeatability.json, repeatability.csv, repeatability.png")
+
+
+@app.command()
+@guarded
+def report(
+    run: Annotated[
+        Path, typer.Argument(metavar="RUN", help="Folder written by train, cv, compare, predict, features or ssl cv.")
+    ],
+    data_set: Annotated[
+        Path | None, typer.Option("--data", help="Data set (default: the one the run recorded).")
+    ] = None,
+    galleries: Annotated[
+        int, typer.Option("--galleries", help="Patients with cell galleries (misclassified first).")
+    ] = 3,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a self-contained report.html (and report.md) of a run."""
+    from ..report.html import build_report
+
+    path = build_report(run, data_set, galleries, cache_dir, progress=not quiet)
+    out.print(f"report -> {path}")
+
+
+@app.command()
+@guarded
+@data_flags
+def evaluate(
+    run: RunPath,
+    path: DataPath,
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="auto (the run's test split on its own cohort, every labelled patient of another), test or "
+            "val (the run's own split), or all (every labelled patient).",
+        ),
+    ] = "auto",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for predictions.csv (default: RUN/evaluate-<split>).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    data: DataFlags = DataFlags(),
+) -> None:
+    """Evaluate a train run, a cv folder (ensemble) or a features run on a cohort; the output names the patients."""
+    from ..data.validation import load_cohort
+    from ..evaluation.runs import evaluate_run
+
+    progress = not (quiet or as_json)
+    cohort = load_cohort(path, _model_data(run, data), progress=progress)
+    result = evaluate_run(run, cohort, split, cache_dir, progress, out_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    out.print(
+        metrics_table(f"{run} on {path}", {f"{result['split']} ({result['n_patients']} patients)": result["metrics"]})
+    )
+    out.print(f"per patient -> {result['predictions']}")
+
+
+@app.command()
+@guarded
+@data_flags
+def predict(
+    run: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN", help="Folder written by `train` (--all), `cv` (an ensemble) or `features train`."
+        ),
+    ],
+    patients: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="DATA_OR_PATIENT_DIRS...", help="A data set in any layout, or patient folders of cells."
+        ),
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for predictions.csv, cells.csv, run.json.")] = Path(
+        "runs/predict"
+    ),
+    top: Annotated[int, typer.Option("--top", help="Cells shown per patient, each way (most for, most against).")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON.")] = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+    data: DataFlags = DataFlags(),
+) -> None:
+    """Predict new patients (labels optional): probabilities, gates and each cell's signed contribution.
+
+    For patient folders, --attributes FILE names their clinical table (an id column plus attributes, or
+    DOB and LYMPH_COUNT). A cell's contribution is in logit units; positive pushes the patient toward
+    the `toward_class` column (the positive class for two classes)."""
+    import logging
+
+    from ..data.validation import load_patients
+    from ..evaluation.predict import load_predictor, predict_to
+
+    attributes_file = Path(data.attributes) if data.attributes and Path(data.attributes).is_file() else None
+    if attributes_file is not None:
+        data.attributes = None
+    predictor = load_predictor(run)
+    progress = not (quiet or as_json)
+    cohort = load_patients(patients, data.options(predictor.data), attributes_file, progress)
+    unreadable = [p for p in cohort.problems if p.kind == "unreadable_image"]
+    for problem in cohort.problems:
+        if problem.kind in ("unreadable_image", "empty_bag"):
+            err_console.print(error_line(f"{problem.where}: {problem.message}", "warning:", "yellow"))
+    logging.getLogger("smearmil").setLevel(logging.WARNING)
+    result = predict_to(predictor, cohort, out_dir, cache_dir, progress, overwrite)
+    cells = _cells_by_patient(out_dir / "cells.csv")
+    for row in result["patients"]:
+        ranked = sorted(cells.get(row["patient"], []), key=lambda c: -c[1])
+        row["top_cells"] = [{"file": f, "contribution": v} for f, v in ranked[:top]]
+        row["bottom_cells"] = [{"file": f, "contribution": v} for f, v in ranked[::-1][:top]]
+        row["skipped"] = [p.where for p in unreadable if p.message.startswith(f"patient {row['patient']}:")]
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    _print_predictions(result, top)
+    out.print(f"-> {out_dir}/predictions.csv, cells.csv ({result['n_patients']} patients, {result['n_cells']} cells)")
+
+
+def _cells_by_patient(path: Path) -> dict[str, list[tuple[str, float]]]:
+    import csv
+
+    found: dict[str, list[tuple[str, float]]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for r in csv.DictReader(handle):
+            found.setdefault(r["patient"], []).append((r["file"], float(r["signed_contribution"])))
+    return found
+
+
+def _print_predictions(result: dict[str, Any], top: int) -> None:
+    names = result["class_names"]
+    out.print(f"model: {result['model']} ({result['model_kind']}); threshold {result['threshold']:.2f}")
+    for r in result["patients"]:
+        probs = ", ".join(f"{c} {r[f'prob_{c}']:.3f}" for c in names)
+        truth = f", true {r['label']}" if r["label"] != "" else ""
+        gate = f", gate {r['gate_image_expert']:.2f}" if r["gate_image_expert"] != "" else ""
+        out.print(
+            Text.assemble((str(r["patient"]), "bold"), ": ", (r["prediction"], "green"), f" ({probs}{truth}{gate})")
+        )
+        shown = r["top_cells"] + [c for c in r["bottom_cells"] if c not in r["top_cells"]]
+        for c in shown:
+            out.print(f"    {c['contribution']:+.4f}  {c['file']}")
+    if "metrics" in result:
+        out.print(metrics_table(f"metrics on {result['split']}", {"predicted": result["metrics"]}))
+    toward = result.get("positive_class") or "the predicted class"
+    out.print(f"cells: the {top} highest and lowest contributions, in logit units; + pushes toward {toward}")
+
+
+@app.command()
+@guarded
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's outputs.")] = Path("smearmil-demo"),
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Run the main job on the embedded synthetic cohort: simulate, inspect, split, cache, CV, compare, report."""
+    from ..demo import run_demo
+
+    result = run_demo(out_dir, seed=seed, progress=not quiet, overwrite=overwrite)
+    out.print(result.report.render())
+    out.print(f"splits: {len(result.splits.folds)} folds by patient -> {result.out / 'splits.json'}")
+    out.print(f"cache: {result.cached_cells} cells -> {result.cache_dir}")
+    out.print(
+        metrics_table(
+            f"{len(result.splits.folds)}-fold CV on the simulated cohort (test folds, mean ± std)",
+            {name: displayed_metrics(s) for name, s in result.summaries.items()},
+        )
+    )
+    out.print(f"comparison -> {result.out / 'comparison.md'}; resolved config -> {result.out / 'config.json'}")
+    out.print(f"report -> {result.report_html}")

@@ -1,0 +1,70 @@
+"""Tables the commands print: metrics per method or split, per fold, attention per cell type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
+    from ..evaluation.compare import LABELS
+    from ..evaluation.metrics import METRICS
+
+    table = Table(title=title)
+    table.add_column("")
+    for m in METRICS:
+        table.add_column(LABELS[m], justify="right")
+    for name, values in rows.items():
+        table.add_row(name, *(cell(values.get(m)) for m in METRICS))
+    return table
+
+
+def displayed_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    from ..evaluation.metrics import displayed_metrics as shown
+
+    return shown(summary)
+
+
+def cell(value: Any) -> str:
+    from ..evaluation.metrics import folds_note
+
+    if isinstance(value, dict):
+        mean, std = value.get("mean"), value.get("std")
+        return "-" if mean is None else f"{mean:.3f}±{std or 0:.2f}{folds_note(value)}"
+    return "-" if value is None else f"{value:.3f}"
+
+
+def fold_table(title: str, summary: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    for col in ("fold", "test patients", "macro-F1", "bal. acc.", "accuracy"):
+        table.add_column(col, justify="right" if col != "fold" else "left")
+    for f in summary["folds"]:
+        table.add_row(
+            f["fold"], str(f["n_test"]), cell(f["macro_f1"]), cell(f["balanced_accuracy"]), cell(f["accuracy"])
+        )
+    m = displayed_metrics(summary)
+    table.add_row("mean ± std", "", cell(m["macro_f1"]), cell(m["balanced_accuracy"]), cell(m["accuracy"]))
+    return table
+
+
+def attention_table(summary: dict[str, Any]) -> Table | None:
+    by_type = summary.get("attention_by_cell_type")
+    if not by_type:
+        return None
+    kinds = sorted({k for per in by_type.values() for k in per})
+    table = Table(title="mean relative attention per cell type (test cells; 1 = uniform)")
+    table.add_column("cell type")
+    for label in by_type:
+        table.add_column(label, justify="right")
+    for kind in kinds:
+        table.add_row(
+            kind,
+            *(
+                f"{by_type[c][kind]['mean_relative_attention']:.2f} ({by_type[c][kind]['n_cells']})"
+                if kind in by_type[c]
+                else "-"
+                for c in by_type
+            ),
+        )
+    return table

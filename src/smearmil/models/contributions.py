@@ -1,0 +1,63 @@
+"""How much each cell adds to its patient's logit: the signed, exact decomposition each pooling gives.
+
+Sign convention: a positive contribution pushes the patient toward the target class (for two classes,
+the positive class, ``class_names[1]``), a negative one away from it; the unit is the logit. For mean,
+attention and gated attention the contributions of a bag sum to its logit minus the classifier's bias;
+max gives the winning features' share, log-sum-exp the soft-max share (``Pooling.contributions``). A
+fusion model's contributions are those of its image expert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import MILModel
+from .feature_mil import FeatureMIL
+from .pooling import Pooling
+
+
+def target_column(logits: torch.Tensor, target: int | None) -> int:
+    """The logit column explained: the only one for two classes, else ``target`` or the predicted class."""
+    if logits.shape[1] == 1:
+        return 0
+    return int(logits.argmax(1)) if target is None else target
+
+
+def pooled_contributions(
+    h: torch.Tensor, pooling: Pooling, classifier: nn.Linear, target: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Contributions of the cells of one bag of embeddings ``h`` (n, D), and the logit column explained."""
+    segments = torch.zeros(len(h), dtype=torch.long, device=h.device)
+    pooled, weights = pooling(h, segments, 1)
+    column = target_column(classifier(pooled), target)
+    out = pooling.contributions(h, segments, 1, pooled, weights, classifier.weight[column])
+    return out.float().cpu().numpy(), column
+
+
+@torch.no_grad()
+def cell_contributions(
+    model: MILModel,
+    images: torch.Tensor,
+    target: int | None = None,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> np.ndarray:
+    """Contribution of each cell of one bag to the logit of ``target`` (default: the positive class for two
+    classes, else the predicted class). ``images``: normalised (n, 3, H, W), or raw uint8 (n, H, W, 3)
+    with ``prepare``, which normalises them chunk by chunk."""
+    cnn = model.image_expert()
+    if cnn is None:
+        raise ValueError("this model does not look at cells")
+    cnn.eval()
+    return pooled_contributions(cnn.encode(images, prepare), cnn.pooling, cnn.classifier, target)[0]
+
+
+@torch.no_grad()
+def feature_contributions(model: FeatureMIL, features: torch.Tensor, target: int | None = None) -> np.ndarray:
+    """The same for a MIL head on cached cell embeddings ``features`` (n, d)."""
+    model.eval()
+    h = model.project((features - model.mean) / model.std)
+    return pooled_contributions(h, model.pooling, model.classifier, target)[0]

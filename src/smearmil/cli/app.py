@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -68,11 +69,36 @@ def error_line(message: object, label: str = "error:", style: str = "red") -> Te
     return Text.assemble((label, style), " ", str(message))
 
 
+def command_line(ctx: Any) -> list[str]:
+    """The command as given: its path and every parameter the user set on the command line."""
+    words = ctx.command_path.split()
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params.get(param.name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if param.param_type_name == "argument":
+            words += [str(v) for v in values]
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value else (param.secondary_opts or param.opts)[0])
+        else:
+            for v in values:
+                words += [param.opts[0], str(v)]
+    return words
+
+
 def guarded(fn: F) -> F:
-    """Turn data and usage errors into a clear report and a non-zero exit, never a traceback."""
+    """Turn data and usage errors into a clear report and a non-zero exit, never a traceback; record the
+    command line for run.json (sys.argv is another program's when smearmil runs in-process)."""
+    signature = inspect.signature(fn, eval_str=True)
+    context = inspect.Parameter("cli_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
 
     @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, cli_context: typer.Context, **kwargs: Any) -> Any:
+        from ..utils import provenance
+
+        provenance.COMMAND_LINE = command_line(cli_context)
         try:
             return fn(*args, **kwargs)
         except DataError as error:
@@ -82,6 +108,10 @@ def guarded(fn: F) -> F:
             err_console.print(error_line(error))
             raise typer.Exit(2) from None
 
+    new = signature.replace(parameters=[*signature.parameters.values(), context])
+    wrapper.__signature__ = new  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in new.parameters.values()}
+    del wrapper.__wrapped__  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 

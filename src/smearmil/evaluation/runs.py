@@ -98,13 +98,14 @@ def evaluate_run(
 
     ``split``: ``test`` or ``val``, the run's own split of the cohort it trained on; ``all``, every
     labelled patient, predicted by the final model or a CV folder's ensemble (e.g. an external cohort);
-    ``auto``: ``test`` on the run's own cohort, ``all`` on any other. Predictions go to ``out`` (default:
+    ``auto``: ``test`` on the run's own cohort (if it has test patients), else ``all``. Predictions go to ``out`` (default:
     ``RUN/evaluate-<split>``): ``predictions.csv`` (and ``cells.csv`` for ``all``)."""
     folder = RunDir(run)
     plan = folder.plan() if folder.splits.is_file() else None
     own = plan is not None and plan.cohort == cohort.fingerprint()
     if split == "auto":
-        split = "test" if own and folder.is_single_model else "all"
+        has_test = plan is not None and folder.is_single_model and bool(folder.own_fold(plan).test)
+        split = "test" if own and has_test else "all"
     target = Path(out) if out is not None else folder.path / f"evaluate-{split}"
     if split == "all":
         from .predict import load_predictor, predict_to

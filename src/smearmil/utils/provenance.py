@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+COMMAND_LINE: list[str] | None = None  # set by the command line; else sys.argv
+
 
 def git_commit(start: Path | None = None) -> str | None:
     """The commit of the checkout smearmil runs from (with ``+dirty`` if it has changes), or None."""
@@ -51,7 +53,7 @@ def provenance(command: str, fingerprint: str | None = None) -> dict[str, Any]:
     device = default_device()
     return {
         "command": command,
-        "argv": shlex.join(sys.argv),
+        "argv": shlex.join(COMMAND_LINE or sys.argv),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "versions": {

@@ -111,7 +111,7 @@ def guarded(fn: F) -> F:
     new = signature.replace(parameters=[*signature.parameters.values(), context])
     wrapper.__signature__ = new  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in new.parameters.values()}
-    del wrapper.__wrapped__  # type: ignore[attr-defined]
+    del wrapper.__wrapped__
     return wrapper  # type: ignore[return-value]
 
 

@@ -98,8 +98,8 @@ def evaluate_run(
 
     ``split``: ``test`` or ``val``, the run's own split of the cohort it trained on; ``all``, every
     labelled patient, predicted by the final model or a CV folder's ensemble (e.g. an external cohort);
-    ``auto``: ``test`` on the run's own cohort (if it has test patients), else ``all``. Predictions go to ``out`` (default:
-    ``RUN/evaluate-<split>``): ``predictions.csv`` (and ``cells.csv`` for ``all``)."""
+    ``auto``: ``test`` on the run's own cohort (if it has test patients), else ``all``. Predictions go to
+    ``out`` (default: ``RUN/evaluate-<split>``): ``predictions.csv`` (and ``cells.csv`` for ``all``)."""
     folder = RunDir(run)
     plan = folder.plan() if folder.splits.is_file() else None
     own = plan is not None and plan.cohort == cohort.fingerprint()

@@ -88,7 +88,7 @@ def bench_memory_cmd(
 @guarded
 def bench_heads_cmd(
     features: Annotated[
-        Path | None, typer.Argument(help="Feature folder (default: simulate 4 classes and embed).")
+        Path | None, typer.Argument(metavar="FEATURES", help="Feature folder (default: simulate 4 classes and embed).")
     ] = None,
     patients: Annotated[int, typer.Option(help="Simulated patients.")] = 100,
     cells: Annotated[str, typer.Option(help="Cells per simulated patient, MIN:MAX.")] = "16:64",

@@ -80,7 +80,7 @@ def head_config(head: str, epochs: int) -> Any:
 @config_flags
 def ssl_pretrain_cmd(
     paths: Annotated[
-        list[Path], typer.Argument(metavar="DATA...", help="One or more data sets whose cells to learn from.")
+        list[Path], typer.Argument(metavar="DATA", help="One or more data sets whose cells to learn from.")
     ],
     method: MethodOpt = None,
     config: SSLConfigOpt = "cpu-ssl",

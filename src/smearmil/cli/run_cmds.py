@@ -104,7 +104,7 @@ def train(
         cohort, cfg, out_dir, plan, fold, cache_dir, progress=not quiet, overwrite=overwrite, all_patients=all_patients
     )
     rows = {f"{s} ({r['n_patients']} patients)": r["metrics"] for s, r in result["splits"].items() if r["n_patients"]}
-    out.print(metrics_table(f"{cfg.name} on {path} (fold {result['fold']})", rows))
+    out.print(metrics_table(f"{cfg.name} on {path} (fold {result['fold']})", rows, cohort.class_names))
     out.print(f"run -> {out_dir} ({result['wall_seconds']:.0f} s)")
 
 
@@ -160,7 +160,11 @@ def cv(
         return
     where = f"{folds}-fold CV" + (f" x seeds {seeds}" if seed_list else "")
     out.print(
-        metrics_table(f"{cfg.name}: {where} on {path} (test folds, mean ± std)", {cfg.name: displayed_metrics(summary)})
+        metrics_table(
+            f"{cfg.name}: {where} on {path} (test folds, mean ± std)",
+            {cfg.name: displayed_metrics(summary)},
+            cohort.class_names,
+        )
     )
     if seed_list:
         per_seed = zip(seed_list, summary["metrics"]["balanced_accuracy"]["seed_means"])
@@ -216,7 +220,7 @@ def compare(
         )
         for name, m in result["methods"].items()
     }
-    out.print(metrics_table(f"{folds}-fold CV on {path}: test folds, mean ± std", rows))
+    out.print(metrics_table(f"{folds}-fold CV on {path}: test folds, mean ± std", rows, cohort.class_names))
     out.print(f"-> {out_dir}/comparison.md, comparison.csv, summary.json, roc.png ({result['wall_seconds']:.0f} s)")
 
 
@@ -334,7 +338,11 @@ def evaluate(
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
     out.print(
-        metrics_table(f"{run} on {path}", {f"{result['split']} ({result['n_patients']} patients)": result["metrics"]})
+        metrics_table(
+            f"{run} on {path}",
+            {f"{result['split']} ({result['n_patients']} patients)": result["metrics"]},
+            cohort.class_names,
+        )
     )
     out.print(f"per patient -> {result['predictions']}")
 
@@ -351,9 +359,7 @@ def predict(
     ],
     patients: Annotated[
         list[Path],
-        typer.Argument(
-            metavar="DATA_OR_PATIENT_DIRS...", help="A data set in any layout, or patient folders of cells."
-        ),
+        typer.Argument(metavar="DATA_OR_PATIENT_DIRS", help="A data set in any layout, or patient folders of cells."),
     ],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for predictions.csv, cells.csv, run.json.")] = Path(
         "runs/predict"
@@ -424,7 +430,7 @@ def _print_predictions(result: dict[str, Any], top: int) -> None:
         for c in shown:
             out.print(f"    {c['contribution']:+.4f}  {c['file']}")
     if "metrics" in result:
-        out.print(metrics_table(f"metrics on {result['split']}", {"predicted": result["metrics"]}))
+        out.print(metrics_table(f"metrics on {result['split']}", {"predicted": result["metrics"]}, names))
     toward = result.get("positive_class") or "the predicted class"
     out.print(f"cells: the {top} highest and lowest contributions, in logit units; + pushes toward {toward}")
 

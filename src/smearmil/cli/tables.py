@@ -7,11 +7,20 @@ from typing import Any
 from rich.table import Table
 
 
-def metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
+def positive_note(class_names: list[str] | None) -> str | None:
+    """What sensitivity and specificity refer to."""
+    if not class_names:
+        return None
+    if len(class_names) == 2:
+        return f"sensitivity and specificity: positive class {class_names[1]!r} (vs {class_names[0]!r})"
+    return "sensitivity and specificity: one-vs-rest, macro-averaged over the classes"
+
+
+def metrics_table(title: str, rows: dict[str, dict[str, Any]], class_names: list[str] | None = None) -> Table:
     from ..evaluation.compare import LABELS
     from ..evaluation.metrics import METRICS
 
-    table = Table(title=title)
+    table = Table(title=title, caption=positive_note(class_names))
     table.add_column("")
     for m in METRICS:
         table.add_column(LABELS[m], justify="right")

@@ -100,6 +100,7 @@ def summarise(folds: Sequence[FoldPredictions], class_names: Sequence[str], seed
         "per_class_f1": dict(zip(class_names, per_class_f1(y, proba, thresholds))),
         "confusion_matrix": confusion(y, proba, thresholds),
         "class_names": list(class_names),
+        "positive_class": class_names[1] if len(class_names) == 2 else None,  # what sensitivity refers to
         "threshold": sorted({f.threshold_source for f in folds}),
         "folds": [
             {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import functools
+import html
 import json
 import os
 import re
@@ -27,8 +30,13 @@ def chromium() -> str:
     return exe
 
 
-def render(page: Path, tmp: Path) -> tuple[str, str]:
-    """The DOM after load (with the page's own image/error check) and Chromium's log."""
+def render(
+    page: Path, tmp: Path, size: tuple[int, int] | None = None, screenshot: Path | None = None
+) -> tuple[str, str]:
+    """The DOM after load (with the page's own image/error/overflow check) and Chromium's log; ``size``: the
+    window (width, height), ``screenshot``: where to save a PNG of it."""
+    extra = [f"--window-size={size[0]},{size[1]}", "--hide-scrollbars"] if size else []
+    extra += [f"--screenshot={screenshot}"] if screenshot else []
     result = subprocess.run(
         [
             chromium(),
@@ -44,6 +52,7 @@ def render(page: Path, tmp: Path) -> tuple[str, str]:
             "--enable-logging=stderr",
             "--v=0",
             "--virtual-time-budget=10000",
+            *extra,
             "--dump-dom",
             page.resolve().as_uri(),
         ],
@@ -64,6 +73,29 @@ def check(dom: str, log: str) -> tuple[int, int, int, list[str]]:
     return int(images[1]), int(images[2]), int(errors[1]), console_errors
 
 
+def assert_renders(page: Path, tmp: Path, min_images: int = 1) -> str:
+    """The page loads every image without an error in headless Chromium; returns the DOM after load."""
+    dom, log = render(page, tmp)
+    loaded, total, errors, console = check(dom, log)
+    assert total >= min_images and loaded == total and errors == 0 and not console, (loaded, total, errors, console)
+    return dom
+
+
+def table_rows(text: str, heading: str) -> list[list[str]]:
+    """The body rows (cell texts) of the first table after ``<h2>heading</h2>``."""
+    section = text.split(f"<h2>{heading}</h2>", 1)[1].split("<h2>", 1)[0]
+    body = section.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return [
+        [html.unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body)
+    ]
+
+
+def table_header(text: str, heading: str) -> list[str]:
+    section = text.split(f"<h2>{heading}</h2>", 1)[1].split("<h2>", 1)[0]
+    return [html.unescape(h) for h in re.findall(r"<th>(.*?)</th>", section.split("</thead>", 1)[0])]
+
+
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     base = tmp_path_factory.mktemp("report")
@@ -75,22 +107,26 @@ def cv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
         "base: cpu-moe-cnn\nimage: {size: 32, crop: null}\n"
         "train: {epochs: 2, stages: {mlp: {epochs: 5}, moe: {epochs: 1}}}\n"
     )
-    result = runner.invoke(
-        app,
-        [
-            "cv",
-            str(cohort),
-            "--config",
-            str(config),
-            "--folds",
-            "3",
-            "--out",
-            str(base / "cv"),
-            "--cache-dir",
-            str(base / "k"),
-            "-q",
-        ],
-    )
+    from smearmil.evaluation import cv
+
+    with pytest.MonkeyPatch.context() as patch:  # 1,000 bootstrap draws per CV summary: the report needs none
+        patch.setattr(cv, "bootstrap_ci", functools.partial(cv.bootstrap_ci, n=10))
+        result = runner.invoke(
+            app,
+            [
+                "cv",
+                str(cohort),
+                "--config",
+                str(config),
+                "--folds",
+                "3",
+                "--out",
+                str(base / "cv"),
+                "--cache-dir",
+                str(base / "k"),
+                "-q",
+            ],
+        )
     assert result.exit_code == 0, result.output
     return cohort, base / "cv", base / "k"
 
@@ -125,30 +161,131 @@ def test_repeatability_json_and_table(cv_run: tuple[Path, Path, Path]) -> None:
     assert (run / "repeatability.png").is_file()
 
 
-@pytest.mark.slow
-def test_report_renders_in_headless_chromium(cv_run: tuple[Path, Path, Path], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def cv_report(cv_run: tuple[Path, Path, Path]) -> Path:
+    """The report of the CV run (with its repeatability), written by `smearmil report`."""
     cohort, run, cache = cv_run
     if not (run / "repeatability.json").is_file():
         runner.invoke(app, ["repeatability", str(run), str(cohort), "--sets", "3", "--cache-dir", str(cache), "-q"])
     result = runner.invoke(app, ["report", str(run), "--galleries", "2", "--cache-dir", str(cache), "-q"])
     assert result.exit_code == 0, result.output
-    page = run / "report.html"
-    text = page.read_text()
+    return run / "report.html"
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(cv_report: Path, tmp_path: Path) -> None:
+    text = cv_report.read_text()
     assert "http://" not in text and "https://" not in text  # nothing to fetch
     for heading in (
         "Data",
         "Results (test patients)",
+        "Patients",
+        "Calibration and operating points",
         "Training curves",
         "Repeatability",
         "Cells that drive the decision",
         "Resolved configuration",
+        "Provenance",
     ):
         assert f"<h2>{heading}</h2>" in text
-    assert (run / "report.md").read_text().count("![") == text.count("<img")
-    loaded, total, errors, console = check(*render(page, tmp_path))
-    assert total >= 6 and loaded == total and errors == 0 and not console
+    assert (cv_report.parent / "report.md").read_text().count("![") == text.count("<img")
+    assert_renders(cv_report, tmp_path, min_images=8)
     # the check does notice a broken image
     broken = tmp_path / "broken.html"
     broken.write_text(text.replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAA", 1))
     loaded, total, _, _ = check(*render(broken, tmp_path))
     assert loaded == total - 1
+
+
+@pytest.mark.slow
+def test_report_names_the_positive_class_and_lists_every_patient(
+    cv_run: tuple[Path, Path, Path], cv_report: Path
+) -> None:
+    _, run, _ = cv_run
+    text = cv_report.read_text()
+    assert "sensitivity (positive class: tumoral)" in text and "specificity (negative class: reactive)" in text
+    header = table_header(text, "Patients")
+    assert header == [
+        "patient",
+        "true class",
+        "P(tumoral)",
+        "prediction",
+        "result",
+        "fold",
+        "gate: image expert weight",
+        "gallery",
+    ]
+    rows = table_rows(text, "Patients")
+    with (run / "predictions.csv").open() as handle:
+        predictions = {r["patient"]: r for r in csv.DictReader(handle)}
+    assert sorted(r[0] for r in rows) == sorted(predictions)  # every patient once
+    wrong = [r[0] != "" and predictions[r[0]]["label"] != predictions[r[0]]["prediction"] for r in rows]
+    assert wrong == sorted(wrong, reverse=True)  # misclassified first
+    for r in rows:
+        p = predictions[r[0]]
+        assert r[1] == p["label"] and r[3] == p["prediction"] and r[5] == p["fold"]
+        assert float(r[2]) == pytest.approx(float(p["prob_tumoral"]), abs=6e-4)
+    gates = {}
+    for path in run.glob("*/gates.csv"):
+        gates.update({g["patient"]: float(g["gate_image_expert"]) for g in csv.DictReader(path.open())})
+    assert all(float(r[6]) == pytest.approx(gates[r[0]], abs=6e-4) for r in rows)  # the MOE gate of each patient
+    # the first rows link to their galleries, and every link lands on a figure of the page
+    links = re.findall(r'href="#(gallery-[^"]+)"', text)
+    assert len(links) == 2 and all(f'<figure id="{anchor}">' in text for anchor in links)
+    assert links[0] == f"gallery-{rows[0][0]}"
+    assert "contribution to the image expert&#x27;s logit of tumoral (logit units; + pushes toward tumoral" in text
+
+
+@pytest.mark.slow
+def test_operating_points_and_provenance(cv_run: tuple[Path, Path, Path], cv_report: Path) -> None:
+    _, run, _ = cv_run
+    text = cv_report.read_text()
+    points = table_rows(text, "Calibration and operating points")
+    thresholds = [float(r[0]) for r in points]
+    assert thresholds == sorted(thresholds) and {0.1, 0.5, 0.9} <= set(thresholds)
+    marked = [r for r in points if r[5] == "model's threshold"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert [float(r[0]) for r in marked] == sorted({f["threshold"] for f in summary["folds"]})
+    at_model = marked[0]
+    assert float(at_model[1]) == pytest.approx(summary["pooled"]["sensitivity"], abs=6e-4)
+    assert float(at_model[2]) == pytest.approx(summary["pooled"]["specificity"], abs=6e-4)
+    sens = [float(r[1]) for r in points]
+    assert sens == sorted(sens, reverse=True)  # a higher threshold never finds more positives
+    provenance = dict((r[0], r[1]) for r in table_rows(text, "Provenance"))
+    info = json.loads((run / "run.json").read_text())
+    for key, value in info.items():
+        if isinstance(value, dict):
+            assert all(f"{key}.{k}" in provenance for k in value)
+        else:
+            assert key in provenance
+    assert provenance["command"] == "cv" and provenance["kind of output"] == "cv"
+
+
+@pytest.mark.slow
+def test_report_fits_a_phone_and_a_desktop_and_sorts(cv_report: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    for width, height in ((390, 844), (1280, 900)):
+        shot = tmp_path / f"report-{width}.png"
+        dom, _ = render(cv_report, tmp_path, (width, height), shot)
+        assert 'data-overflow="false"' in dom, f"the page scrolls sideways at {width} px"
+        with Image.open(shot) as image:
+            assert image.size == (width, height)
+    # the check does notice a page wider than the screen
+    wide = tmp_path / "wide.html"
+    wide.write_text(cv_report.read_text().replace("<h2>Data</h2>", '<div style="width:900px">x</div><h2>Data</h2>'))
+    dom, _ = render(wide, tmp_path, (390, 844))
+    assert 'data-overflow="true"' in dom
+    # a click on a header sorts the table by that column (numbers as numbers), a second click reverses it
+    clicks = tmp_path / "clicks.html"
+    script = """<script>window.addEventListener('load', () => setTimeout(() => {
+      const t = document.querySelector('table.sortable'); const th = t.querySelectorAll('thead th')[2];
+      const column = () => Array.from(t.tBodies[0].rows).map(r => r.cells[2].textContent).join(',');
+      th.click(); document.body.setAttribute('data-up', column());
+      th.click(); document.body.setAttribute('data-down', column());
+    }, 0));</script></body>"""
+    clicks.write_text(cv_report.read_text().replace("</body>", script))
+    dom, _ = render(clicks, tmp_path)
+    up = [float(v) for v in re.search(r'data-up="([^"]+)"', dom)[1].split(",")]
+    down = [float(v) for v in re.search(r'data-down="([^"]+)"', dom)[1].split(",")]
+    assert up == sorted(up) and down == sorted(up, reverse=True) and len(up) == 12

@@ -1,0 +1,240 @@
+"""What a report reads from an output folder: its kind, classes, per-patient predictions, gates,
+thresholds, summaries and provenance, whichever command wrote it (train, cv, compare, features cv,
+ssl cv, predict)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data.options import DataOptions
+from ..training.run_dir import RunDir
+
+MARKER_KINDS = {
+    "features-cv": "features cv",
+    "ssl-cv": "ssl cv",
+    "baseline-cv": "cv",
+    "cv-seeds": "cv",
+    "compare-seeds": "compare",
+}
+COMMANDS = {"train", "cv", "compare", "features cv", "ssl cv", "predict"}
+
+
+@dataclass
+class PatientRow:
+    """One patient's line of a ``predictions.csv``."""
+
+    patient: str
+    truth: str | None  # None: unknown (a predict folder of unlabelled patients)
+    proba: dict[str, float]
+    prediction: str
+    fold: str = ""
+    gate: float | None = None  # weight of the image expert in a mixture of experts
+    models: str = ""  # predict: which model(s) predicted
+
+    @property
+    def wrong(self) -> bool:
+        return self.truth is not None and self.truth != self.prediction
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def read_predictions(path: Path) -> tuple[list[str], list[PatientRow]]:
+    """Class names (from the ``prob_<class>`` columns, in order) and the rows of a ``predictions.csv``."""
+    if not path.is_file():
+        return [], []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        classes = [c[len("prob_") :] for c in reader.fieldnames or [] if c.startswith("prob_")]
+        rows = [
+            PatientRow(
+                patient=r["patient"],
+                truth=r.get("label") or None,
+                proba={c: float(r[f"prob_{c}"]) for c in classes},
+                prediction=r.get("prediction", ""),
+                fold=r.get("fold") or "",
+                gate=_number(r.get("gate_image_expert")),
+                models=r.get("models") or "",
+            )
+            for r in reader
+        ]
+    return classes, rows
+
+
+def read_gates(folder: Path) -> dict[str, float]:
+    """The image expert's gate per test patient, from the fold folders' ``gates.csv`` or ``experts.csv``."""
+    gates: dict[str, float] = {}
+    for name in ("gates.csv", "experts.csv"):
+        for path in sorted(folder.glob(f"*/{name}")):
+            with path.open(newline="", encoding="utf-8") as handle:
+                for r in csv.DictReader(handle):
+                    value = _number(r.get("gate_image_expert"))
+                    if value is not None:
+                        gates.setdefault(r["patient"], value)
+    return gates
+
+
+@dataclass
+class Method:
+    """One method of a comparison (or the run itself): its folder, classes and predictions."""
+
+    name: str
+    path: Path
+    classes: list[str]
+    rows: list[PatientRow] = field(default_factory=list)
+
+
+class OutputFolder:
+    """An output folder as a report sees it."""
+
+    def __init__(self, path: str | Path):
+        self.run = RunDir(path)
+        self.path = self.run.path
+
+    def json(self, name: str) -> dict[str, Any] | None:
+        value = self.run.read_json(self.path / name)
+        return value if isinstance(value, dict) else None
+
+    @cached_property
+    def info(self) -> dict[str, Any]:
+        """``run.json``: the command, the data and the provenance of the run."""
+        return self.json("run.json") or {}
+
+    @cached_property
+    def summary(self) -> dict[str, Any] | None:
+        return self.json("summary.json")
+
+    @cached_property
+    def metrics(self) -> dict[str, Any] | None:
+        return self.json("metrics.json")
+
+    @cached_property
+    def kind(self) -> str:
+        """train, cv, compare, features cv, ssl cv or predict."""
+        marker = (self.json(".smearmil.json") or {}).get("kind")
+        if isinstance(marker, str) and (marker in COMMANDS or marker in MARKER_KINDS):
+            return MARKER_KINDS.get(marker, marker)
+        if self.info.get("command") in COMMANDS:
+            return str(self.info["command"])
+        if (self.path / "cells.csv").is_file():
+            return "predict"
+        if self.run.is_single_model:
+            return "train"
+        return "compare" if self.summary and "methods" in self.summary else "cv"
+
+    @cached_property
+    def methods(self) -> list[Method]:
+        """The run's own predictions (one method), or each method of a comparison that wrote some."""
+        if self.kind != "compare":
+            classes, rows = read_predictions(self.run.predictions)
+            gates = read_gates(self.path)
+            for r in rows:
+                if r.gate is None:
+                    r.gate = gates.get(r.patient)
+            return [Method(self.path.name, self.path, classes, rows)] if rows else []
+        found = []
+        names = list((self.summary or {}).get("methods", {}))
+        for folder in sorted((self.path / "methods").glob("*/predictions.csv")):
+            classes, rows = read_predictions(folder)
+            gates = read_gates(folder.parent)
+            for r in rows:
+                r.gate = gates.get(r.patient)
+            label = next((n for n in names if _same(n, folder.parent.name)), folder.parent.name)
+            found.append(Method(label, folder.parent, classes, rows))
+        return found
+
+    @cached_property
+    def class_names(self) -> list[str]:
+        for m in self.methods:
+            if m.classes:
+                return m.classes
+        for source in (self.summary, self.json("model.json")):
+            if source and source.get("class_names"):
+                return list(source["class_names"])
+        return []
+
+    def thresholds(self) -> list[float]:
+        """The model's threshold(s) on P(positive class): one per fold when they differ."""
+        found: list[float] = []
+        if self.kind == "predict":
+            return self._predict_threshold()
+        if self.metrics and self.metrics.get("splits", {}).get("test"):
+            found.append(float(self.metrics["splits"]["test"]["threshold"]))
+        elif self.summary and isinstance(self.summary.get("folds"), list):
+            found += [float(f["threshold"]) for f in self.summary["folds"] if f.get("threshold") is not None]
+        return sorted(set(found))
+
+    def _predict_threshold(self) -> list[float]:
+        """A predict folder's threshold: its summary's, else the mean over the model folder's models (as
+        ``predict`` applies it to an ensemble of fold models)."""
+        if self.summary and isinstance(self.summary.get("threshold"), (int, float)):
+            return [float(self.summary["threshold"])]
+        model = Path(str(self.info.get("model") or self.path / "missing"))
+        metas = [m for m in [model / "model.json", *sorted(model.glob("*/model.json"))] if m.is_file()]
+        found = [float(json.loads(m.read_text(encoding="utf-8")).get("threshold", 0.5)) for m in metas]
+        return [sum(found) / len(found)] if found else []
+
+    def data_path(self) -> Path | None:
+        """The data set the run read: ``run.json``, or a compared method's or a seed's (repeated CV)."""
+        inner = [*sorted(self.path.glob("*/run.json")), *sorted(self.path.glob("methods/*/run.json"))]
+        infos = [self.info, *(self.json(str(p.relative_to(self.path))) or {} for p in inner)]
+        for info in infos:
+            if info.get("data"):
+                return Path(str(info["data"]))
+        return None
+
+    def data_options(self) -> DataOptions:
+        """How to read the run's data: its resolved config's ``data`` section when it has one."""
+        options: dict[str, Any] = {}
+        if self.run.config.is_file():
+            try:
+                config = yaml.safe_load(self.run.config.read_text(encoding="utf-8"))
+                options = dict(config.get("data") or {}) if isinstance(config, dict) else {}
+            except yaml.YAMLError:
+                options = {}
+        layout = self.info.get("layout")
+        if not options and isinstance(layout, str) and layout != "features":
+            options = {"layout": layout}
+        try:
+            return DataOptions(**{**options, "check_images": False})
+        except ValueError:
+            return DataOptions(check_images=False)
+
+    def image_run(self) -> tuple[str, Path] | None:
+        """The folder whose trained models look at cells (for galleries): the run, or a compared method's."""
+        candidates = [(self.path.name, self.path)] if self.kind in ("train", "cv") else []
+        if self.kind == "compare":
+            candidates = [(m.name, m.path) for m in self.methods]
+        for name, path in candidates:
+            metas = [path / "model.json", *sorted(path.glob("*/model.json"))]
+            for meta in metas:
+                if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("has_transform"):
+                    return name, path
+        return None
+
+
+def _same(label: str, folder: str) -> bool:
+    return label.replace("/", "-").replace(" ", "_") == folder
+
+
+def flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Every key of a JSON object as ``a.b`` rows, lists and scalars as text."""
+    if isinstance(value, dict):
+        rows: list[tuple[str, str]] = []
+        for k, v in value.items():
+            rows += flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return rows
+    if isinstance(value, list):
+        return [(prefix, ", ".join(json.dumps(v) if isinstance(v, (dict, list)) else str(v) for v in value))]
+    return [(prefix, "-" if value is None else str(value))]

@@ -1,0 +1,189 @@
+"""Sections of a report besides results and patients: data, comparison, training curves, repeatability,
+attention by cell type and UMAPs, galleries, resolved configuration and provenance."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from ..data.inspect import summarise
+from ..data.problems import DataError
+from ..data.validation import load_cohort
+from ..evaluation.metrics import displayed_metrics
+from ..evaluation.plots import cell_type_attention_plot
+from ..evaluation.repeatability import REPEATABILITY_COLOURS, repeatability_plot
+from ..utils.plotting import plt, save_figure
+from ..utils.scoring import METRICS
+from .folder import OutputFolder, flatten
+from .galleries import Gallery
+from .page import Report
+from .patients import gallery_anchor
+from .results import fmt, metric_labels
+
+
+def data_section(report: Report, folder: OutputFolder, data: Path | None) -> Any:
+    """The data set the run read (patients, cells, classes); returns the loaded cohort, or None."""
+    if folder.kind == "predict":
+        s = report.section("Data")
+        cells = folder.path / "cells.csv"
+        rows = [["patients predicted", str(len(folder.methods[0].rows) if folder.methods else 0)]]
+        if data is not None:
+            rows.insert(0, ["data", str(data)])
+        if cells.is_file():
+            with cells.open(newline="", encoding="utf-8") as handle:
+                rows.append(["cells listed in cells.csv", str(sum(1 for _ in csv.DictReader(handle)))])
+        report.table(s, ["", "value"], rows)
+        return None
+    if data is None or not data.exists():
+        if data is not None:
+            report.text(report.section("Data"), f"The data set {data} is no longer there.", note=True)
+        return None
+    s = report.section("Data")
+    try:
+        cohort = load_cohort(data, folder.data_options(), progress=False)
+    except (DataError, ValueError, OSError) as error:
+        report.text(s, f"{data} could not be read again: {error}", note=True)
+        return None
+    info = summarise(cohort)
+    report.table(
+        s,
+        ["", "value"],
+        [
+            ["data set", str(data)],
+            ["layout", info.layout],
+            ["patients", str(info.patients)],
+            ["cells", str(info.cells)],
+        ]
+        + [[f"class {k}", f"{v} patients"] for k, v in info.classes.items()],
+    )
+    return cohort
+
+
+def comparison_section(report: Report, comparison: dict[str, dict[str, Any]], class_names: list[str]) -> None:
+    s = report.section("Comparison on the same folds (test patients)")
+    labels = metric_labels(class_names)
+    report.table(
+        s,
+        ["method", *(labels[m] for m in METRICS)],
+        [[name, *(fmt(displayed_metrics(c)[k]) for k in METRICS)] for name, c in comparison.items()],
+    )
+
+
+def _training_curves(run: Path, png: Path) -> Path | None:
+    logs = sorted(run.glob("**/logs/metrics.csv"))
+    if not logs:
+        return None
+    stages = sorted({p.parent.parent.name for p in logs})
+    fig, axes = plt.subplots(1, len(stages), figsize=(4 * len(stages), 3), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        for log in (p for p in logs if p.parent.parent.name == stage):
+            with log.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            for key, style in (("train/loss", "-"), ("val/loss", "--")):
+                points = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key)]
+                if points:
+                    xs, ys = zip(*points)
+                    fold = log.parent.parent.parent.name if log.parent.parent.parent != run else ""
+                    label = f"{fold} {key.split('/')[0]}".strip()
+                    ax.plot(xs, ys, style, lw=1, marker="o", markersize=2, label=label)
+        ax.set(title=f"stage {stage}", xlabel="epoch", ylabel="loss")
+        ax.legend(fontsize=6)
+    return save_figure(fig, png)
+
+
+def training_section(report: Report, folder: OutputFolder, work: Path) -> None:
+    curves = _training_curves(folder.path, work / "training_curves.png")
+    if curves:
+        report.image(report.section("Training curves"), curves, "loss per epoch (solid: train, dashed: validation)")
+
+
+def repeatability_section(report: Report, folder: OutputFolder, work: Path) -> None:
+    rep = folder.json("repeatability.json")
+    if rep is None:
+        return
+    s = report.section("Repeatability")
+    report.table(
+        s,
+        ["model", "patients", "intra-patient disagreement", "majority-vote accuracy"],
+        [
+            [name, str(m["patients"]), f"{100 * m['disagreement_rate']:.1f}%", f"{m['majority_vote_accuracy']:.3f}"]
+            for name, m in rep["models"].items()
+        ],
+    )
+    report.text(
+        s,
+        f"{rep['sets']} image sets per patient"
+        + (f" of {100 * rep['fraction']:.0f}% of its cells" if rep.get("fraction") else "")
+        + "; each patient predicted by a model that did not train on it.",
+    )
+    colours = "; ".join(f"{c.removeprefix('tab:')}: {label}" for c, label in REPEATABILITY_COLOURS.items())
+    report.image(s, repeatability_plot(rep, work / "repeatability.png"), f"P(true class) across image sets ({colours})")
+
+
+def attention_section(report: Report, folder: OutputFolder, work: Path) -> None:
+    """Attention by cell type and UMAPs of the test cells, where a head on cached features wrote them."""
+    by_type = (folder.summary or {}).get("attention_by_cell_type")
+    pngs = [
+        ("umap_cell_type.png", "UMAP of the test cells' features, coloured by cell type"),
+        ("umap_attention.png", "UMAP of the test cells' features, coloured by attention (log10 relative attention)"),
+    ]
+    present = [(folder.path / name, caption) for name, caption in pngs if (folder.path / name).is_file()]
+    caption = "mean relative attention per cell type and true class (1 = uniform; numbers: cells)"
+    if by_type:
+        names = folder.class_names or list(by_type)
+        present.insert(0, (cell_type_attention_plot(by_type, names, work / "attention_by_cell_type.png"), caption))
+    elif (folder.path / "attention_by_cell_type.png").is_file():
+        present.insert(0, (folder.path / "attention_by_cell_type.png", caption))
+    if not by_type and not present:
+        return
+    s = report.section("Where the model looks")
+    if by_type:
+        report.table(
+            s,
+            ["true class", "cell type", "cells", "mean relative attention"],
+            [
+                [label, kind, str(v["n_cells"]), f"{v['mean_relative_attention']:.3f}"]
+                for label, kinds in by_type.items()
+                for kind, v in kinds.items()
+            ],
+        )
+        report.text(
+            s,
+            "Relative attention: a cell's attention weight times the number of cells of its patient; 1 is what "
+            "every cell would get if the model looked at all alike, 3 means three times that.",
+            note=True,
+        )
+    for png, caption in present:
+        report.image(s, png, caption)
+
+
+def gallery_section(report: Report, title: str, intro: str, galleries: list[Gallery]) -> None:
+    if not galleries:
+        return
+    s = report.section(title)
+    report.text(s, intro)
+    for g in galleries:
+        report.image(s, g.png, g.caption, anchor=gallery_anchor(g.patient))
+
+
+def config_section(report: Report, folder: OutputFolder) -> None:
+    if folder.run.config.is_file():
+        text = folder.run.config.read_text(encoding="utf-8")
+        fold = f"config.yaml: every setting the run used ({len(text.splitlines())} lines)"
+        report.code(report.section("Resolved configuration"), text, fold=fold)
+
+
+def provenance_section(report: Report, folder: OutputFolder) -> None:
+    """Every key of ``run.json`` (command, data, versions, commit, host, device, ...) and the output's kind."""
+    marker = folder.json(".smearmil.json") or {}
+    rows = [["output folder", str(folder.path)], ["kind of output", folder.kind]]
+    if marker.get("version"):
+        rows.append(["written by smearmil", str(marker["version"])])
+    rows += [[k, v] for k, v in flatten(folder.info)]
+    s = report.section("Provenance")
+    report.table(s, ["", "value"], rows)
+    if not folder.info:
+        report.text(
+            s, "This folder has no run.json: the command and versions that made it are not recorded.", note=True
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import functools
 import html
 import json
 import os
@@ -107,26 +106,22 @@ def cv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
         "base: cpu-moe-cnn\nimage: {size: 32, crop: null}\n"
         "train: {epochs: 2, stages: {mlp: {epochs: 5}, moe: {epochs: 1}}}\n"
     )
-    from smearmil.evaluation import cv
-
-    with pytest.MonkeyPatch.context() as patch:  # 1,000 bootstrap draws per CV summary: the report needs none
-        patch.setattr(cv, "bootstrap_ci", functools.partial(cv.bootstrap_ci, n=10))
-        result = runner.invoke(
-            app,
-            [
-                "cv",
-                str(cohort),
-                "--config",
-                str(config),
-                "--folds",
-                "3",
-                "--out",
-                str(base / "cv"),
-                "--cache-dir",
-                str(base / "k"),
-                "-q",
-            ],
-        )
+    result = runner.invoke(
+        app,
+        [
+            "cv",
+            str(cohort),
+            "--config",
+            str(config),
+            "--folds",
+            "3",
+            "--out",
+            str(base / "cv"),
+            "--cache-dir",
+            str(base / "k"),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return cohort, base / "cv", base / "k"
 

@@ -6,7 +6,6 @@ in the documented format (predictions.csv, cells.csv, run.json, summary.json whe
 from __future__ import annotations
 
 import csv
-import functools
 import json
 from pathlib import Path
 
@@ -60,12 +59,8 @@ def fake_predict(out: Path, cohort: Path, classes: list[str], labels: list[str],
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory, sim_cohort: Path) -> dict[str, Path]:
     """Every kind of output folder, each with its report (kind -> report.html)."""
-    from smearmil.evaluation import cv
-
     base = tmp_path_factory.mktemp("kinds")
-    with pytest.MonkeyPatch.context() as patch:  # 1,000 bootstrap draws per CV summary: the reports need none
-        patch.setattr(cv, "bootstrap_ci", functools.partial(cv.bootstrap_ci, n=10))
-        runs(base, sim_cohort)
+    runs(base, sim_cohort)
     cache = base / "cache"
     out = {}
     for kind in KINDS:

@@ -72,3 +72,21 @@ def test_fold_summary_and_bootstrap() -> None:
     ci = bootstrap_ci(y, _binary(list(p1)), n=200)
     lo, hi = ci["accuracy"]
     assert lo is not None and hi is not None and lo <= scores(y, _binary(list(p1)))["accuracy"] <= hi
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_resampled_scores_equal_scores_of_each_resample(n_classes: int) -> None:
+    from smearmil.utils.scoring import resampled_scores
+
+    rng = np.random.default_rng(n_classes)
+    y = rng.integers(0, n_classes, 9)
+    proba = rng.dirichlet(np.ones(n_classes), 9)
+    proba[3] = proba[4]  # ties in the ranking
+    thresholds = rng.uniform(0.3, 0.7, 9)
+    idx = rng.integers(0, 9, (200, 9))
+    idx[0] = 0  # one patient repeated: a single class, undefined metrics
+    found = resampled_scores(y, proba, thresholds, idx)
+    for b in range(len(idx)):
+        expected = scores(y[idx[b]], proba[idx[b]], thresholds[idx[b]])
+        for m, value in expected.items():
+            np.testing.assert_allclose(found[m][b], value, atol=1e-12, err_msg=f"{m}, resample {b}")

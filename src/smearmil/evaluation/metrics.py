@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
-from ..utils.scoring import METRICS, per_class_f1, predict_labels, scores
+from ..utils.scoring import METRICS, per_class_f1, predict_labels, resampled_scores, scores
 
 __all__ = [
     "METRICS",
@@ -74,15 +74,11 @@ def bootstrap_ci(
     """Percentile 95% intervals of every metric, resampling patients with replacement."""
     rng = np.random.default_rng(seed)
     thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(y),))
-    draws: dict[str, list[float]] = {m: [] for m in METRICS}
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        found = scores(y[idx], proba[idx], thresholds[idx])
-        for m in METRICS:
-            draws[m].append(found[m])
+    idx = np.stack([rng.integers(0, len(y), len(y)) for _ in range(n)]) if len(y) else np.zeros((0, 0), int)
+    draws = resampled_scores(np.asarray(y), proba, thresholds, idx) if idx.size else {m: np.zeros(0) for m in METRICS}
     out: dict[str, list[float | None]] = {}
     for m in METRICS:
-        values = np.array(draws[m])
+        values = np.asarray(draws[m], dtype=np.float64)
         values = values[np.isfinite(values)]
         out[m] = (
             [_clean(np.percentile(values, 2.5)), _clean(np.percentile(values, 97.5))] if values.size else [None, None]

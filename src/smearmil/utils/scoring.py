@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
@@ -80,3 +81,54 @@ def best_threshold(y: np.ndarray, p1: np.ndarray) -> float:
 def _nanmean(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=np.float64)
     return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+
+def resampled_scores(
+    y: np.ndarray, proba: np.ndarray, thresholds: np.ndarray, idx: np.ndarray
+) -> dict[str, np.ndarray]:
+    """``scores`` of every resample ``idx[b]`` (rows of patient indices) at once: the same numbers as
+    ``scores(y[idx[b]], proba[idx[b]], thresholds[idx[b]])``, NaN where undefined, without a Python loop."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y, dtype=np.int64)
+    n_classes = proba.shape[1]
+    pred = predict_labels(proba, thresholds)
+    yb, pb = y[idx], pred[idx]  # (B, N)
+    draws = np.arange(len(idx))[:, None]
+    cm = np.zeros((len(idx), n_classes, n_classes))
+    np.add.at(cm, (np.broadcast_to(draws, yb.shape), yb, pb), 1)
+    diag = np.diagonal(cm, axis1=1, axis2=2)
+    support, predicted, total = cm.sum(2), cm.sum(1), cm.sum((1, 2))[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-NaN rows: NaN, as intended
+        recall = np.where(support > 0, diag / support, np.nan)
+        true_neg = total - predicted - support + diag
+        specificity = np.where(total - support > 0, true_neg / (total - support), np.nan)
+        denominator = 2 * diag + (predicted - diag) + (support - diag)
+        f1 = np.where(denominator > 0, 2 * diag / denominator, 0.0)
+        balanced = np.where(np.isfinite(recall).any(1), np.nanmean(recall, 1), np.nan)
+        if n_classes == 2:
+            sensitivity, spec = recall[:, 1], recall[:, 0]
+        else:
+            sensitivity = np.where(np.isfinite(recall).any(1), np.nanmean(recall, 1), np.nan)
+            spec = np.where(np.isfinite(specificity).any(1), np.nanmean(specificity, 1), np.nan)
+        aucs = []
+        columns = [1] if n_classes == 2 else range(n_classes)
+        for c in columns:  # one-vs-rest AUC by ranks (ties averaged), macro over the classes present
+            positive = yb == c
+            ranks = rankdata(proba[idx, c], axis=1)
+            n_pos, n_neg = positive.sum(1), (~positive).sum(1)
+            u = (ranks * positive).sum(1) - n_pos * (n_pos + 1) / 2
+            aucs.append(np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan))
+        auc = np.stack(aucs, 1)
+        present = (support > 0).sum(1)
+        roc = auc[:, 0] if n_classes == 2 else np.where(present >= 2, np.nanmean(auc, 1), np.nan)
+        roc = np.where(present >= 2, roc, np.nan)
+    return {
+        "balanced_accuracy": balanced,
+        "roc_auc": roc,
+        "sensitivity": sensitivity,
+        "specificity": spec,
+        "accuracy": diag.sum(1) / total[:, 0],
+        "macro_f1": f1.mean(1),
+    }

@@ -261,7 +261,7 @@ def test_brackets_and_dollars_in_names_labels_and_paths_print_as_they_are(tmp_pa
         ["data", "inspect", root],
         ["train", root, "--config", config, "--out", tmp_path / "run", "--cache-dir", tmp_path / "k", "-q"],
         ["cv", root, "--config", config, "--folds", "2", "--out", tmp_path / "cv", "--cache-dir", tmp_path / "k", "-q"],
-        ["predict", tmp_path / "run", root / "trainset" / "P000"],
+        ["predict", tmp_path / "run", root / "trainset" / "P000", "--out", tmp_path / "p"],
         ["report", tmp_path / "cv", "--cache-dir", tmp_path / "k", "-q"],
     ]
     for args in checks:

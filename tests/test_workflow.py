@@ -274,3 +274,25 @@ def test_evaluate_and_repeatability_on_new_patients(
     found = json.loads(invoke("repeatability", run, other, "--sets", "2", "--json", "--cache-dir", cache))
     assert set(found["models"]) == {"CNN"}
     assert json.loads((run / "repeatability.json").read_text())["models"]["CNN"]["patients"] == 11
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "shown"),
+    [
+        (
+            ["features", "cv", "no-such-folder"],
+            ["--set", "dropout=0.5", "--epochs", "7"],
+            ["dropout: 0.5", "epochs: 7"],
+        ),
+        (["ssl", "pretrain", "no-such-data"], ["--epochs", "3", "--devices", "2"], ["epochs: 3", "devices: 2"]),
+        (["cv", "no-such-data", "--config", "cpu-fusion"], ["--set", "inner_folds=3"], ["inner_folds: 3"]),
+    ],
+)
+def test_print_config_on_every_kind_of_config(command: list[str], flags: list[str], shown: list[str]) -> None:
+    printed = invoke(*command, *flags, "--print-config")  # resolved before any data is read
+    assert all(line in printed for line in shown), printed
+
+
+def test_a_flag_a_config_kind_lacks_is_refused() -> None:
+    result = runner.invoke(app, ["cv", "x", "--config", "cpu-fusion", "--epochs", "3", "--print-config"])
+    assert result.exit_code == 2 and "--epochs does not apply to a config of kind experts" in result.output

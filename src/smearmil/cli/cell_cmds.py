@@ -68,10 +68,15 @@ def ssl_config(config: str, method: str | None, seed: int | None, flags: ConfigF
     return cfg
 
 
-def head_config(head: str, epochs: int) -> Any:
+def head_config(head: str, epochs: int, flags: ConfigFlags | None = None) -> Any:
+    """The resolved head config; with the config flags on top (``--set``, ``--print-config``, ``--epochs``)."""
     from ..training.feature_mil import load_head_config
+    from ..utils.config_files import merge_dicts
 
-    return load_head_config(head, {"epochs": epochs})
+    cfg = load_head_config(head, merge_dicts({"epochs": epochs}, flags.overrides("head") if flags else {}))
+    if flags is not None:
+        flags.show(cfg)
+    return cfg
 
 
 @ssl_app.command("pretrain")
@@ -216,6 +221,7 @@ def features_extract_cmd(
 
 @features_app.command("cv")
 @guarded
+@config_flags
 def features_cv_cmd(
     features: Annotated[
         Path, typer.Argument(metavar="FEATURES", help="Folder written by `smearmil features extract`.")
@@ -232,12 +238,14 @@ def features_cv_cmd(
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
     as_json: TableJsonOpt = False,
+    flags: ConfigFlags = ConfigFlags(),
 ) -> None:
     """Cross-validate a MIL head on cached features: macro-F1 per fold, attention per cell and cell type."""
     from ..data.features import FeatureStore
     from ..data.splits import SplitPlan
     from ..evaluation.feature_cv import run_head_cv, store_cv_stores
 
+    config = head_config(head, head_epochs, flags)
     store = FeatureStore(features)
     if store.encoder.get("sources") and not as_json:
         err_console.print(
@@ -253,7 +261,7 @@ def features_cv_cmd(
     result = run_head_cv(
         store.cohort(),
         store_cv_stores(store),
-        head_config(head, head_epochs),
+        config,
         out_dir,
         folds,
         seed,
@@ -397,6 +405,7 @@ def ssl_compare_cmd(
 @features_app.command("train")
 @guarded
 @data_flags
+@config_flags
 def features_train_cmd(
     path: DataPath,
     encoder_spec: Annotated[
@@ -412,18 +421,20 @@ def features_train_cmd(
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
     data: DataFlags = DataFlags(),
+    flags: ConfigFlags = ConfigFlags(),
 ) -> None:
     """A final model of the cached-feature pipeline: a MIL head on every labelled patient's embeddings, saved
     with its encoder so `smearmil predict OUT ...` reads new patients' images through the encoder."""
     from ..data.validation import load_cohort
     from ..training.feature_final import train_features_run
 
+    config = head_config(head, head_epochs, flags)
     options = data.options()
     cohort = load_cohort(path, options, progress=not quiet)
     result = train_features_run(
         cohort,
         load_encoder_spec(encoder_spec),
-        head_config(head, head_epochs),
+        config,
         out_dir,
         seed=seed,
         cache_dir=cache_dir,

@@ -185,7 +185,9 @@ class ConfigFlags:
             if value is None:
                 continue
             if name not in paths:
-                raise ValueError(f"--{name} does not apply to a {kind} config; set what you mean with --set KEY=VALUE")
+                raise ValueError(
+                    f"--{name} does not apply to a config of kind {kind}; set what you mean with --set KEY=VALUE"
+                )
             if name == "devices":
                 value = int(value) if str(value).isdigit() else value
             tree = merge_dicts(tree, nested(paths[name], value))

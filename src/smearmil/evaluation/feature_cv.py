@@ -26,9 +26,9 @@ from ..training.run_dir import RunDir
 from ..training.trained import PatientPrediction
 from ..utils.atomic import write_text
 from ..utils.outputs import claim_output, run_fingerprint
-from ..utils.plotting import save_figure, subplots
 from .cv import CVResult, FoldPredictions, run_folds
 from .encoder_probe import umap_embedding, umap_panels
+from .plots import cell_type_attention_plot
 
 StoreForFold = Callable[[Fold, Path], FeatureStore]
 
@@ -84,7 +84,7 @@ def run_head_cv(
         if cohort.has_cell_types:
             table = attention_by_cell_type(cells, cohort.class_names)
             write_text(out / "attention_by_cell_type.csv", _by_type_csv(table))
-            attention_by_type_plot(table, cohort.class_names, out / "attention_by_cell_type.png")
+            cell_type_attention_plot(table, cohort.class_names, out / "attention_by_cell_type.png")
             summary["attention_by_cell_type"] = table
         if umap:
             shared = len(set(spaces.values())) == 1
@@ -134,41 +134,6 @@ def _by_type_csv(table: dict[str, dict[str, dict[str, float]]]) -> str:
     for label, kinds in table.items():
         lines += [f'{label},"{kind}",{v["n_cells"]},{v["mean_relative_attention"]:.4f}' for kind, v in kinds.items()]
     return "\n".join(lines) + "\n"
-
-
-def attention_by_type_plot(
-    table: dict[str, dict[str, dict[str, float]]], class_names: Sequence[str], path: Path
-) -> Path:
-    """Grouped bars on a log scale: mean relative attention of each cell type, one bar per true class,
-    each labelled with its number of cells (a rare type's mean rests on few cells)."""
-    kinds = sorted({k for per in table.values() for k in per})
-    fig, ax = subplots(figsize=(max(5.0, 0.45 * len(kinds) * len(class_names) + 2), 4.2))
-    width = 0.8 / max(1, len(class_names))
-    for c, label in enumerate(class_names):
-        rows = [table.get(label, {}).get(k, {}) for k in kinds]
-        values = np.array([r.get("mean_relative_attention", np.nan) for r in rows], dtype=float)
-        values[values <= 0] = np.nan
-        x = np.arange(len(kinds)) + c * width
-        ax.bar(x, values, width, label=label)
-        for xi, v, r in zip(x, values, rows):
-            if np.isfinite(v):
-                ax.annotate(
-                    str(int(r["n_cells"])),
-                    (xi, v),
-                    ha="center",
-                    va="bottom",
-                    fontsize=6,
-                    xytext=(0, 1),
-                    textcoords="offset points",
-                )
-    ax.set_yscale("log")
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xticks(np.arange(len(kinds)) + width * (len(class_names) - 1) / 2)
-    ax.set_xticklabels(kinds, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("mean relative attention (1 = uniform, log)")
-    ax.set_title("Which cells the model looks at (test folds; numbers: cells)")
-    ax.legend(title="true class", fontsize=8)
-    return save_figure(fig, path)
 
 
 def _umap_plots(cells: Sequence[tuple], spaces: dict[str, str], out: Path, seed: int, max_cells: int = 5000) -> None:

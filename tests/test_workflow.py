@@ -230,6 +230,7 @@ def test_features_train_then_predict_through_the_encoder(
         invoke("predict", tmp_path / "model", data, "--out", tmp_path / "p", "--cache-dir", cache, "--json")
     )
     assert out["model_kind"] == "features" and out["n_patients"] == 12
+    assert out["patients_the_model_trained_on"] == 12 and "not a test" in out["split"]
     cells = rows(tmp_path / "p" / "cells.csv")
     assert {r["cell_type"] for r in cells} == {"Blast", "Lymphocyte"}
     # the same numbers as the saved encoder and head applied by hand to the patient's images

@@ -112,6 +112,7 @@ def train_features_run(
     import time
 
     from ..data.cache import build_cache
+    from ..data.splits import all_labelled
     from ..utils.outputs import claim_output, run_fingerprint
     from .run_dir import RunDir
 
@@ -128,6 +129,7 @@ def train_features_run(
     labels = np.array([cohort.class_names.index(str(p.label)) for p in labelled])
     model = train_feature_model(encoder, cache, ids, labels, cohort.class_names, config, seed, data)
     model.save(out)
+    all_labelled(cohort, val=0.0).save(RunDir(out).splits)  # the patients it trained on: never "a test" later
     RunDir(out).write_info(cohort.root, cohort.layout, "features train", fingerprint)
     return {
         "patients": len(ids),

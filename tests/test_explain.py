@@ -78,3 +78,27 @@ def test_saliency_and_gallery(trained_run: tuple[Path, Path, Path], tmp_path: Pa
     assert explanation.saliency.sum() > 0
     path = gallery_png(explanation, tmp_path / "g.png", k=4)
     assert path.stat().st_size > 5000
+
+
+def test_multi_class_contributions_explain_the_class_against_the_others() -> None:
+    """With a soft-max the score explained is z_c minus the mean logit: mean pooling decomposes it exactly."""
+    from smearmil.models.contributions import feature_contributions
+    from smearmil.models.feature_mil import FeatureMIL
+    from smearmil.models.pooling import PoolingConfig
+
+    torch.manual_seed(0)
+    model = FeatureMIL(6, 3, PoolingConfig(name="mean"), embed_dim=5, dropout=0.0).eval()
+    features = torch.randn(7, 6)
+    with torch.no_grad():
+        h = model.project((features - model.mean) / model.std)
+        z = model.classifier(h.mean(0, keepdim=True))[0]
+    for c in range(3):
+        found = feature_contributions(model, features, target=c)
+        b = model.classifier.bias.detach()
+        expected = float((z[c] - z.mean()) - (b[c] - b.mean()))
+        assert abs(found.sum() - expected) < 1e-5
+    # adding the same vector to every class's weights changes neither the soft-max nor the contributions
+    before = feature_contributions(model, features, target=1)
+    with torch.no_grad():
+        model.classifier.weight += torch.randn(1, 5)
+    np.testing.assert_allclose(feature_contributions(model, features, target=1), before, atol=1e-5)

@@ -68,3 +68,31 @@ def test_real_cohort_splits_and_caches(shared_data: Path, tmp_path: Path) -> Non
     cache = build_cache(cohort.subset(cohort.ids[:2]), Preprocessing(size=64, crop=48), tmp_path, progress=False)
     bag = cache.bag(cohort.ids[0])
     assert bag.shape[1:] == (48, 48, 3) and bag.std() > 5 and np.asarray(bag).mean() > 50
+
+
+@pytest.mark.slow
+def test_a_final_model_predicts_the_unlabelled_cohort(shared_data: Path, tmp_path: Path) -> None:
+    """The lab workflow on the real samples, at small settings: train --all on lymphocytosis-dev, then one
+    row per patient of lymphocytosis-unlabelled and one row per readable cell."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from smearmil.cli import app
+
+    runner, cache = CliRunner(), tmp_path / "cache"
+    small = ["--set", "image.size=32", "--set", "image.crop=null", "--epochs", "1"]
+    args = ["train", shared_data / "lymphocytosis-dev", "--config", "cpu-cnn", "--all", *small]
+    result = runner.invoke(app, [str(a) for a in [*args, "--out", tmp_path / "final", "--cache-dir", cache, "-q"]])
+    assert result.exit_code == 0, result.output
+    unlabelled = shared_data / "lymphocytosis-unlabelled"
+    args = ["predict", tmp_path / "final", unlabelled, "--out", tmp_path / "p", "--cache-dir", cache, "-q"]
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "p" / "predictions.csv").open() as handle:
+        predictions = list(csv.DictReader(handle))
+    with (tmp_path / "p" / "cells.csv").open() as handle:
+        cells = list(csv.DictReader(handle))
+    readable = load_cohort(unlabelled, progress=False)
+    assert len(predictions) == 42 == len(readable) and {r["label"] for r in predictions} == {""}
+    assert len(cells) == sum(len(p.images) for p in readable.patients)

@@ -34,7 +34,7 @@ def fake_predict(out: Path, cohort: Path, classes: list[str], labels: list[str],
     out.mkdir()
     patients = sorted(p for p in (cohort / "trainset").iterdir() if p.is_dir())[: len(labels)]
     rows = ["patient,label," + ",".join(f"prob_{c}" for c in classes) + ",prediction,gate_image_expert,models"]
-    cells = ["patient,file,cell_type,toward_class,signed_contribution"]
+    cells = ["patient,file,cell_type,toward_class,logit_contribution_toward_class"]
     for folder, label in zip(patients, labels):
         proba = rng.dirichlet(np.ones(len(classes)))
         predicted = classes[int(proba.argmax())]

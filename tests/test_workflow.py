@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smearmil.cli import app
+from smearmil.data.cache import build_cache
 from smearmil.data.validation import load_cohort
 from smearmil.evaluation.predict import load_predictor
 from smearmil.training.run_dir import RunDir
@@ -119,14 +120,17 @@ def test_contributions_decompose_the_logit(
         run = tmp_path / "r"
     predictor = load_predictor(run)
     cohort = load_cohort(sim_cohort, progress=False)
-    bias = float(TrainedModel.load(run).model.image_expert().classifier.bias[0].detach())  # type: ignore[union-attr]
-    for p in predictor.predict(cohort, cohort.ids[:4], cache, progress=False):
+    trained = TrainedModel.load(run)
+    bias = float(trained.model.image_expert().classifier.bias[0].detach())  # type: ignore[union-attr]
+    images = build_cache(cohort, trained.config.image.preprocessing, cache, progress=False)
+    weights = {p.id: p.weights for p in trained.predict_cohort(cohort, cohort.ids, images)}
+    for p in predictor.predict(cohort, cohort.ids, cache, progress=False):
         assert p.contributions is not None
         logit = np.log(p.proba[1] / p.proba[0])
         assert abs(p.contributions.sum() - (logit - bias)) < 1e-4  # exact: sum = logit minus the bias
         assert np.ptp(p.contributions) > 0  # cells differ
-    if pooling == "attention":  # signed logit shares, not attention weights that sum to one
-        assert abs(p.contributions.sum() - 1) > 1e-3 or (p.contributions < 0).any()
+        # signed logit shares, not the pooling's weights (1/n for mean, attention weights summing to 1)
+        assert not np.allclose(p.contributions, weights[p.id], atol=1e-6)
 
 
 def test_a_cv_folder_predicts_as_the_mean_of_its_fold_models(
@@ -152,8 +156,6 @@ def test_a_cv_folder_predicts_as_the_mean_of_its_fold_models(
     assert ensemble.kind == "ensemble of 2 fold models" and ensemble.models == "fold0+fold1"
     found = np.stack([p.proba for p in ensemble.predict(cohort, cohort.ids, cache, progress=False)])
     folds = RunDir(tmp_path / "cv").fold_models()
-    from smearmil.data.cache import build_cache
-
     images = build_cache(cohort, folds[0].model.config.image.preprocessing, cache, progress=False)
     each = [np.stack([p.proba for p in f.model.predict_cohort(cohort, cohort.ids, images)]) for f in folds]
     assert not np.allclose(each[0], each[1])
@@ -234,7 +236,6 @@ def test_features_train_then_predict_through_the_encoder(
     cells = rows(tmp_path / "p" / "cells.csv")
     assert {r["cell_type"] for r in cells} == {"Blast", "Lymphocyte"}
     # the same numbers as the saved encoder and head applied by hand to the patient's images
-    from smearmil.data.cache import build_cache
     from smearmil.training.feature_final import FeatureModel
     from smearmil.training.feature_mil import head_predictions
 
@@ -263,18 +264,31 @@ def test_evaluate_and_repeatability_on_new_patients(
     final_run: tuple[Path, Path], sim_cohort: Path, tmp_path: Path
 ) -> None:
     run, cache = final_run
-    other = tmp_path / "other"  # new patients: the cohort without P011, and P000 with one more cell
+    # the run's own patients: every one of them trained the model, which the output says
+    own = json.loads(invoke("evaluate", run, sim_cohort, "--json", "--cache-dir", cache, "--out", tmp_path / "own"))
+    assert own["n_patients"] == 12 and "12 of them among the model's training patients" in own["split"]
+    result = runner.invoke(app, ["repeatability", str(run), str(sim_cohort), "--cache-dir", str(cache)])
+    assert result.exit_code == 2 and "did not train on" in result.output
+    # new patients (other ids, one patient fewer, one cell more), as a lab would have them next month
+    other = tmp_path / "other"
     shutil.copytree(sim_cohort, other, ignore=shutil.ignore_patterns("P011"))
+    for folder in (other / "trainset").iterdir():
+        if folder.is_dir():
+            folder.rename(folder.with_name("N" + folder.name[1:]))
     table = other / "trainset" / "trainset_true.csv"
-    table.write_text("".join(line for line in table.read_text().splitlines(True) if not line.startswith("P011")))
-    write_image(other / "trainset" / "P000" / "extra.jpg", seed=7, size=32)
+    lines = table.read_text().splitlines(True)
+    table.write_text(lines[0] + "".join("N" + line[1:] for line in lines[1:] if not line.startswith("P011")))
+    write_image(other / "trainset" / "N000" / "extra.jpg", seed=7, size=32)
     report = json.loads(invoke("evaluate", run, other, "--json", "--cache-dir", cache, "--out", tmp_path / "e"))
     assert report["n_patients"] == 11 and "all 11 labelled patients" in report["split"]
-    assert "not a test" not in report["split"]  # none of these patients is the run's
+    assert "not a test" not in report["split"]
     assert len(rows(tmp_path / "e" / "predictions.csv")) == 11
-    found = json.loads(invoke("repeatability", run, other, "--sets", "2", "--json", "--cache-dir", cache))
+    args = ["repeatability", run, other, "--sets", "2", "--json", "--cache-dir", cache, "--out", tmp_path / "r"]
+    found = json.loads(invoke(*args))
     assert set(found["models"]) == {"CNN"}
-    assert json.loads((run / "repeatability.json").read_text())["models"]["CNN"]["patients"] == 11
+    written = json.loads((tmp_path / "r" / "repeatability.json").read_text())
+    assert written["models"]["CNN"]["patients"] == 11 and "11 new to the run" in written["split"]
+    assert not (run / "repeatability.json").exists()  # the run's own results are left alone
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ class Table:
     def read_csv(cls, path: str | Path) -> Table:
         with Path(path).open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            rows = [{k: _number(v) for k, v in r.items()} for r in reader]
+            rows = [{k: v if k in TEXT_COLUMNS else _number(v) for k, v in r.items()} for r in reader]
             return cls(rows, reader.fieldnames or [])
 
     def __len__(self) -> int:
@@ -64,6 +64,9 @@ class Table:
         head = "\n".join("  " + ", ".join(f"{c}={r[c]}" for c in self.columns) for r in self.rows[:5])
         more = f"\n  ... {len(self) - 5} more" if len(self) > 5 else ""
         return f"Table({len(self)} rows)\n{head}{more}"
+
+
+TEXT_COLUMNS = frozenset({"patient", "label", "prediction", "models", "file", "cell_type", "toward_class", "fold"})
 
 
 def _number(text: str | None) -> Any:
@@ -124,11 +127,13 @@ class Model:
             cohort = data
         else:
             paths = [data] if isinstance(data, (str, Path)) else list(data)
-            cohort = load_patients(paths, self.predictor.data, attributes, progress=False)
-        target = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="smearmil-predict-"))
-        predict_to(self.predictor, cohort, target, self.cache_dir, progress=False, overwrite=True)
-        self.cells = Table.read_csv(target / "cells.csv")
-        return Table.read_csv(target / "predictions.csv")
+            options = self.predictor.data.for_new_patients(self.predictor.class_names)
+            cohort = load_patients(paths, options, attributes, progress=False)
+        with tempfile.TemporaryDirectory(prefix="smearmil-predict-") as scratch:  # removed when read
+            target = Path(out) if out is not None else Path(scratch)
+            predict_to(self.predictor, cohort, target, self.cache_dir, progress=False, overwrite=True)
+            self.cells = Table.read_csv(target / "cells.csv")
+            return Table.read_csv(target / "predictions.csv")
 
     def predict_proba(self, data: Cohort | str | Path | Sequence[str | Path]) -> np.ndarray:
         """(patients, classes) probabilities, in the cohort's patient order."""
@@ -182,7 +187,8 @@ def cross_validate(
 
 class SmearMILClassifier:
     """A scikit-learn-style estimator over cohorts: ``fit(cohort)`` trains a final model in ``out``;
-    ``predict_proba(cohort)`` / ``predict(cohort)`` follow the cohort's patient order."""
+    ``predict_proba(cohort)`` / ``predict(cohort)`` follow the cohort's patient order. Without ``out`` the
+    model lives in a temporary folder removed with the estimator."""
 
     def __init__(
         self,
@@ -205,7 +211,9 @@ class SmearMILClassifier:
 
     def fit(self, cohort: Cohort | str | Path, y: Any = None) -> SmearMILClassifier:
         """Train on every labelled patient of ``cohort`` (labels come from the cohort; ``y`` is ignored)."""
-        out = self.out or tempfile.mkdtemp(prefix="smearmil-fit-")
+        if self.out is None:  # a scratch model folder, removed with the estimator
+            self._scratch = tempfile.TemporaryDirectory(prefix="smearmil-fit-")
+        out = self.out or self._scratch.name
         self.model_ = train(cohort, self.config, out, self.overrides, cache_dir=self.cache_dir, overwrite=True)
         self.classes_ = np.array(self.model_.class_names)
         return self

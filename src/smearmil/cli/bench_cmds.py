@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .app import bench_app, guarded, out
-from .cell_cmds import HeadEpochsOpt, HeadOpt
+from .cell_cmds import HeadOpt
 from .options import DataFlags, DataPath, QuietOpt, data_flags
 
 
@@ -94,7 +94,7 @@ def bench_heads_cmd(
     cells: Annotated[str, typer.Option(help="Cells per simulated patient, MIN:MAX.")] = "16:64",
     folds: Annotated[int, typer.Option(help="Folds.")] = 5,
     head: HeadOpt = "attention",
-    head_epochs: HeadEpochsOpt = 40,
+    head_epochs: Annotated[int, typer.Option("--head-epochs", help="Epochs of the MIL head.")] = 40,
     goal_seconds: Annotated[float, typer.Option(help="Time goal of the whole CV.")] = 60.0,
     quiet: QuietOpt = False,
 ) -> None:

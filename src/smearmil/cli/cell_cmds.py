@@ -48,7 +48,9 @@ HeadOpt = Annotated[
         "`smearmil list`), or a head config (YAML file with kind: head, or the cpu-head preset).",
     ),
 ]
-HeadEpochsOpt = Annotated[int, typer.Option("--head-epochs", help="Epochs of the MIL head.")]
+HeadEpochsOpt = Annotated[
+    int | None, typer.Option("--head-epochs", help="Epochs of the MIL head (default: the head config's, 40).")
+]
 UmapOpt = Annotated[bool, typer.Option("--umap/--no-umap", help="UMAP plots of the test cells.")]
 SupervisedOpt = Annotated[str, typer.Option("--supervised-config", help="Run config of the supervised encoder.")]
 
@@ -68,12 +70,14 @@ def ssl_config(config: str, method: str | None, seed: int | None, flags: ConfigF
     return cfg
 
 
-def head_config(head: str, epochs: int, flags: ConfigFlags | None = None) -> Any:
-    """The resolved head config; with the config flags on top (``--set``, ``--print-config``, ``--epochs``)."""
+def head_config(head: str, epochs: int | None, flags: ConfigFlags | None = None) -> Any:
+    """The resolved head config; with --head-epochs and the config flags on top (``--set``, ``--print-config``,
+    ``--epochs``)."""
     from ..training.feature_mil import load_head_config
     from ..utils.config_files import merge_dicts
 
-    cfg = load_head_config(head, merge_dicts({"epochs": epochs}, flags.overrides("head") if flags else {}))
+    given = {"epochs": epochs} if epochs is not None else {}
+    cfg = load_head_config(head, merge_dicts(given, flags.overrides("head") if flags else {}))
     if flags is not None:
         flags.show(cfg)
     return cfg
@@ -227,7 +231,7 @@ def features_cv_cmd(
         Path, typer.Argument(metavar="FEATURES", help="Folder written by `smearmil features extract`.")
     ],
     head: HeadOpt = "attention",
-    head_epochs: HeadEpochsOpt = 40,
+    head_epochs: HeadEpochsOpt = None,
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, attention.csv, ...).")] = Path(
@@ -296,7 +300,7 @@ def ssl_cv_cmd(
     ] = "simclr",
     config: SSLConfigOpt = "cpu-ssl",
     head: HeadOpt = "attention",
-    head_epochs: HeadEpochsOpt = 40,
+    head_epochs: HeadEpochsOpt = None,
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-cv"),
@@ -350,7 +354,7 @@ def ssl_compare_cmd(
     ] = None,
     config: SSLConfigOpt = "cpu-ssl",
     head: HeadOpt = "attention",
-    head_epochs: HeadEpochsOpt = 40,
+    head_epochs: HeadEpochsOpt = None,
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-compare"),
@@ -412,7 +416,7 @@ def features_train_cmd(
         str, typer.Option("--encoder", help="Pre-training folder, trained model folder, or random[:PRESET].")
     ],
     head: HeadOpt = "attention",
-    head_epochs: HeadEpochsOpt = 40,
+    head_epochs: HeadEpochsOpt = None,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder: encoder/, head.pt, head.json.")] = Path(
         "runs/features-model"

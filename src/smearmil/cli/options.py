@@ -84,7 +84,15 @@ CONFIG_PARAMS: dict[str, tuple[Any, Any]] = {
         None,
     ),
     "print_config": (_option(bool, "--print-config", help="Print the resolved config and exit."), False),
-    "epochs": (_option(int | None, "--epochs", help="Training epochs (default: the config's)."), None),
+    "epochs": (
+        _option(
+            int | None,
+            "--epochs",
+            help="Training epochs (run configs: train.epochs; a stage with its own epochs keeps them, "
+            "--set train.stages.<stage>.epochs=N changes those).",
+        ),
+        None,
+    ),
     "accelerator": (_option(str | None, "--accelerator", help="Lightning accelerator: auto, cpu, gpu, mps."), None),
     "devices": (_option(str | None, "--devices", help="Lightning devices: auto, a count, or ids (0,1)."), None),
     "precision": (_option(str | None, "--precision", help="32-true, 16-mixed or bf16-mixed (default: auto)."), None),

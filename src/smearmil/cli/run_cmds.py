@@ -104,7 +104,12 @@ def train(
         cohort, cfg, out_dir, plan, fold, cache_dir, progress=not quiet, overwrite=overwrite, all_patients=all_patients
     )
     rows = {f"{s} ({r['n_patients']} patients)": r["metrics"] for s, r in result["splits"].items() if r["n_patients"]}
-    out.print(metrics_table(f"{cfg.name} on {path} (fold {result['fold']})", rows, cohort.class_names))
+    if rows:
+        out.print(metrics_table(f"{cfg.name} on {path} (fold {result['fold']})", rows, cohort.class_names))
+    else:
+        out.print(
+            f"{cfg.name} trained on every labelled patient for a fixed number of epochs: nothing held out to score"
+        )
     out.print(f"run -> {out_dir} ({result['wall_seconds']:.0f} s)")
 
 
@@ -225,10 +230,12 @@ def compare(
 
 
 def _model_data(run: Path, data: DataFlags) -> Any:
-    """How the model of ``run`` read its cohort, with the command line's data options on top."""
+    """How to read new patients for the model of ``run`` (its classes and attributes; labels optional),
+    with the command line's data options on top."""
     from ..evaluation.predict import load_predictor
 
-    return data.options(load_predictor(run).data)
+    predictor = load_predictor(run)
+    return data.options(predictor.data.for_new_patients(predictor.class_names))
 
 
 @app.command()
@@ -244,18 +251,23 @@ def repeatability(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print {models: {name: {disagreement_rate, majority_vote_accuracy}}}.")
     ] = False,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for repeatability.json/.csv/.png (default: RUN).")
+    ] = None,
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
     data: DataFlags = DataFlags(),
 ) -> None:
-    """Predict several image sets of each patient with every model of a run (the paper's Table 5): the run's
-    test patients on its own cohort, every labelled patient of a new cohort."""
+    """Predict several image sets of each patient with every model of a run (the paper's Table 5); each
+    patient by the models that did not train on it: the run's test patients, or a new cohort's patients."""
     from ..data.validation import load_cohort
     from ..evaluation.repeatability import repeatability_plot, run_repeatability
 
     cohort = load_cohort(path, _model_data(run, data), progress=not (quiet or as_json))
-    result = run_repeatability(run, cohort, sets, fraction, seed, given, cache_dir, progress=not (quiet or as_json))
-    repeatability_plot(result, run / "repeatability.png")
+    target = out_dir or run
+    progress = not (quiet or as_json)
+    result = run_repeatability(run, cohort, sets, fraction, seed, given, cache_dir, progress, target)
+    repeatability_plot(result, target / "repeatability.png")
     if as_json:
         public = {
             "models": {
@@ -280,7 +292,7 @@ def repeatability(
             f"{m['p_true_std_mean']:.3f}",
         )
     out.print(table)
-    out.print(f"-> {run}/repeatability.json, repeatability.csv, repeatability.png")
+    out.print(f"-> {target}/repeatability.json, repeatability.csv, repeatability.png")
 
 
 @app.command()
@@ -320,7 +332,8 @@ def evaluate(
         ),
     ] = "auto",
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Folder for predictions.csv (default: RUN/evaluate-<split>).")
+        Path | None,
+        typer.Option("--out", help="Folder for predictions.csv (default: RUN/evaluate-<cohort>-<split>)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     cache_dir: CacheDirOpt = None,
@@ -386,7 +399,8 @@ def predict(
         data.attributes = None
     predictor = load_predictor(run)
     progress = not (quiet or as_json)
-    cohort = load_patients(patients, data.options(predictor.data), attributes_file, progress)
+    options = data.options(predictor.data.for_new_patients(predictor.class_names))
+    cohort = load_patients(patients, options, attributes_file, progress)
     unreadable = [p for p in cohort.problems if p.kind == "unreadable_image"]
     for problem in cohort.problems:
         if problem.kind in ("unreadable_image", "empty_bag"):
@@ -412,7 +426,7 @@ def _cells_by_patient(path: Path) -> dict[str, list[tuple[str, float]]]:
     found: dict[str, list[tuple[str, float]]] = {}
     with path.open(encoding="utf-8") as handle:
         for r in csv.DictReader(handle):
-            found.setdefault(r["patient"], []).append((r["file"], float(r["signed_contribution"])))
+            found.setdefault(r["patient"], []).append((r["file"], float(r["logit_contribution_toward_class"])))
     return found
 
 

@@ -191,11 +191,12 @@ def _decode_one(args: tuple[Path, Preprocessing]) -> np.ndarray | str:
 def _clean_stale_builds(cache_dir: Path, name: str) -> None:
     for stale in cache_dir.glob(f"{name}.building-*"):
         pid = stale.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (a cache build of it is in progress)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

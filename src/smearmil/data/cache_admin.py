@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import INDEX_FILE, default_cache_dir
+from .cache import INDEX_FILE, alive, default_cache_dir
 
 
 @dataclass
@@ -52,6 +52,9 @@ def list_caches(cache_dir: str | Path | None = None) -> list[CacheEntry]:
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             if ".building-" not in path.name:
                 continue  # not a cache smearmil wrote
+            pid = path.name.rsplit("-", 2)[-2]
+            if pid.isdigit() and alive(int(pid)):
+                continue  # a build in progress: not ours to list or clear
             data, cells, patients, size = "(unfinished build)", 0, 0, "-"
         used, newest = _disk_usage(path)
         entries.append(CacheEntry(path, data, cells, patients, size, used, newest))

@@ -30,6 +30,9 @@ class DataOptions(BaseModel):
     missing_policy: Literal["error", "impute"] = Field(
         "impute", description="missing attribute values: error, or impute with the training median + indicator"
     )
+    labels_required: bool = Field(
+        True, description="a label column must exist (false when predicting new patients: labels then optional)"
+    )
     drop_duplicate_images: bool = Field(True, description="drop images of a bag whose content repeats")
     check_images: bool = Field(True, description="decode every image to find unreadable and duplicate ones")
 
@@ -39,6 +42,18 @@ class DataOptions(BaseModel):
         if value is not None and len(set(value)) != len(value):
             raise ValueError(f"class names must be distinct, got {value}")
         return value
+
+    def for_new_patients(self, class_names: list[str] | None = None) -> DataOptions:
+        """How to read new patients for a model trained with these options: its classes, attributes, label
+        column, reference date and missing-value policy, not its table or id column; labels optional."""
+        keep = {"attributes", "label_column", "reference_date", "missing_policy"}
+        return DataOptions.model_validate(
+            {
+                **self.model_dump(include=keep),
+                "class_names": class_names or self.class_names,
+                "labels_required": False,
+            }
+        )
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: object) -> DataOptions:

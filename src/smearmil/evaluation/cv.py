@@ -195,7 +195,9 @@ def claim_cv(cohort: Cohort, run: RunDir, config: dict[str, Any], plan: SplitPla
     plan.check_training_classes(cohort)
     fingerprint = run_fingerprint(config, cohort.identity(), plan.to_json())
     claim_output(run.path, "cv", fingerprint, overwrite)
-    run.write_info(cohort.root, cohort.layout, "cv", fingerprint)
+    train = config.get("train") or {}
+    lightning = {k: train[k] for k in ("accelerator", "devices", "precision") if k in train}
+    run.write_info(cohort.root, cohort.layout, "cv", fingerprint, **({"lightning": lightning} if lightning else {}))
 
 
 def run_cv(
@@ -241,4 +243,8 @@ def run_cv(
         config_text=config.to_yaml(),
         started=started,
         progress=progress,
+        finish=lambda folds, summary: summary.update(
+            predicts_as=f"an ensemble: the mean of its {len(folds)} fold models' probabilities "
+            f"(smearmil predict {run.path} DATA)"
+        ),
     )

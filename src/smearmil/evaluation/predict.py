@@ -160,9 +160,26 @@ def load_predictor(path: str | Path) -> Predictor:
     if run.is_single_model:
         return ModelPredictor([TrainedModel.load(path)], ["model"], path)
     if not run.splits.is_file():
+        if seeds := sorted(p.name for p in path.glob("seed-*") if p.is_dir()):
+            raise ValueError(f"{path} is a repeated CV: predict with one of its folders ({', '.join(seeds)})")
         raise FileNotFoundError(
             f"{path} holds no trained model: give a folder written by `smearmil train`, `smearmil cv` or "
             "`smearmil features train`"
+        )
+    if (info := run.read_json(run.info)) and info.get("command") == "cv" and not run.model_meta.is_file():
+        from ..utils.config_files import config_kind
+
+        if run.config.is_file() and config_kind(str(run.config)) == "experts":
+            raise ValueError(
+                f"{path} is a CV of an experts config: its folds keep no final models to predict with; "
+                "cross-validate a run config, or train one with `smearmil train --all`"
+            )
+    plan = run.plan()
+    missing = [f.name for f in plan.folds if not (run.fold_dir(f.name) / "model.json").is_file()]
+    if missing:
+        raise ValueError(
+            f"{path}: the CV is unfinished (no model for {', '.join(missing)}); finish it by running the same "
+            "`smearmil cv` command again, which resumes, before predicting with its folds"
         )
     folds = run.fold_models()
     return ModelPredictor([f.model for f in folds], [f.fold for f in folds], path)
@@ -206,7 +223,7 @@ def cells_table(predictor: Predictor, predictions: Sequence[Prediction]) -> list
                     "file": file,
                     "cell_type": kind,
                     "toward_class": toward,
-                    "signed_contribution": round(float(value), 6),
+                    "logit_contribution_toward_class": round(float(value), 6),
                 }
             )
     return rows
@@ -224,13 +241,12 @@ def _csv(rows: list[dict[str, Any]], header: list[str]) -> str:
 
 
 def trained_on(predictor: Predictor, cohort: Cohort) -> set[str]:
-    """The cohort's patients that the predictor's model(s) trained on (train or validation), if known."""
+    """The cohort's patients whose id is among the training (or validation) patients of the predictor's
+    model(s): judged by id, so a renamed copy escapes, but a cohort with one patient more or less does not."""
     run = RunDir(predictor.source)
     if not run.splits.is_file():
         return set()
     plan = run.plan()
-    if plan.cohort and plan.cohort != cohort.fingerprint():
-        return set()
     return {p for f in plan.folds for p in (*f.train, *f.val)} & set(cohort.ids)
 
 
@@ -260,7 +276,7 @@ def predict_to(
     header = ["patient", "label", *(f"prob_{c}" for c in predictor.class_names), "prediction"]
     write_text(out / "predictions.csv", _csv(rows, [*header, "gate_image_expert", "models"]))
     cells = cells_table(predictor, predictions)
-    cell_header = ["patient", "file", "cell_type", "toward_class", "signed_contribution"]
+    cell_header = ["patient", "file", "cell_type", "toward_class", "logit_contribution_toward_class"]
     write_text(out / "cells.csv", _csv(cells, cell_header))
     model_config = RunDir(predictor.source).config
     if model_config.is_file():
@@ -291,7 +307,7 @@ def predict_to(
         found = scores(y, proba, predictor.threshold)
         result.update(
             split=f"all {len(labelled)} labelled patients of {cohort.root}"
-            + (f" ({len(seen)} of them in the model's training patients: not a test)" if seen else ""),
+            + (f" ({len(seen)} of them among the model's training patients, by id: not a test)" if seen else ""),
             metrics={m: (float(found[m]) if np.isfinite(found[m]) else None) for m in METRICS},
             confusion_matrix=confusion(y, proba, predictor.threshold),
         )

@@ -50,23 +50,26 @@ def run_repeatability(
     given: bool = False,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Predict every image set of every patient with every model; write ``repeatability.json`` and
-    ``repeatability.csv`` in ``run`` and return ``{"models": {name: {...}}, ...}``."""
+    """Predict every image set of every patient with every model of ``run`` that did not train on it (by
+    patient id); write ``repeatability.json`` and ``repeatability.csv`` in ``out`` (default: ``run``) and
+    return ``{"models": {name: {...}}, ...}``."""
     run = Path(run)
+    target = Path(out) if out is not None else run
     folds = RunDir(run).fold_models()
     plan = RunDir(run).plan()
-    external = (
-        bool(plan.cohort) and plan.cohort != cohort.fingerprint()
-    )  # new patients: every model predicts every one of them
+    # a patient (by id) is judged by every model that did not train on it: on the run's own cohort, its
+    # test fold's model; a new patient, every model (averaged)
+    trained = {f.name: {*f.train, *f.val} for f in plan.folds}
+    known = {p for f in plan.folds for p in (*f.train, *f.val, *f.test)}
     rng = np.random.default_rng(seed)
     cache: ImageCache | None = None
     rows: list[dict[str, Any]] = []
     subsets: dict[str, list[np.ndarray]] = {}
     for fold in folds:
         cache = cache or image_cache(cohort, fold.model.config, cache_dir, progress)
-        candidates = cohort.ids if external else fold.test_ids
-        ids = [i for i in candidates if i in cohort and cohort[i].label is not None]
+        ids = [i for i in cohort.ids if i not in trained[fold.fold] and cohort[i].label is not None]
         if not ids:
             continue
         attributes = (
@@ -105,33 +108,40 @@ def run_repeatability(
                         }
                     )
     if not rows:
-        raise ValueError(f"{cohort.root}: no labelled patient to judge repeatability on (labels are needed)")
-    if external and len(folds) > 1:
-        rows = ensemble_rows(rows, float(np.mean([f.model.threshold for f in folds])))
+        raise ValueError(
+            f"{cohort.root}: no labelled patient that the model(s) of {run} did not train on; repeatability "
+            "needs held-out patients (a run with a test split, or a labelled cohort of new patients)"
+        )
+    rows = ensemble_rows(rows, float(np.mean([f.model.threshold for f in folds])))
+    new = sorted({r["patient"] for r in rows} - known)
     result = summarise_sets(rows, cohort.class_names)
     result.update(
         {
             "sets": sets if not given else "given",
             "fraction": fraction if not given else None,
             "seed": seed,
-            "split": f"all labelled patients of {cohort.root} (new patients)" if external else "test",
-            "predicted_by": (f"the {len(folds)} fold models averaged" if len(folds) > 1 else "the final model")
-            if external
-            else "each patient's own fold model",
+            "split": f"labelled patients of {cohort.root} the models did not train on ({len(new)} new to the run)"
+            if new
+            else "test",
+            "predicted_by": "each patient by every model of the run that did not train on it (averaged)",
         }
     )
-    write_json(RunDir(run).repeatability, result)
-    write_text(run / "repeatability.csv", _rows_csv(rows, cohort.class_names))
+    write_json(RunDir(target).repeatability, result)
+    write_text(target / "repeatability.csv", _rows_csv(rows, cohort.class_names))
     return result
 
 
 def ensemble_rows(rows: Sequence[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
-    """Rows of several fold models on the same (model, patient, set) averaged into one (an ensemble)."""
+    """Rows of several fold models on the same (model, patient, set) averaged into one (an ensemble); a row
+    no other model shares stays as it is."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["model"], r["patient"], r["set"]), []).append(r)
     out = []
     for members in groups.values():
+        if len(members) == 1:
+            out.append(members[0])
+            continue
         proba = np.mean([m["proba"] for m in members], axis=0)
         label = int(predict_labels(proba[None], threshold)[0])
         out.append(

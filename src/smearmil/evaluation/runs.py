@@ -18,6 +18,7 @@ from ..training.run_dir import RunDir
 from ..training.trained import TrainedModel
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
+from ..utils.paths import slug
 from .cv import FoldPredictions, image_cache, predictions_csv
 from .metrics import confusion, scores
 
@@ -70,7 +71,8 @@ def train_run(
     fingerprint = run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json(), fold=chosen.name)
     claim_output(run.path, "train", fingerprint, overwrite)
     plan.save(run.splits)
-    run.write_info(cohort.root, cohort.layout, "train", fingerprint)
+    lightning = {k: getattr(config.train, k) for k in ("accelerator", "devices", "precision")}
+    run.write_info(cohort.root, cohort.layout, "train", fingerprint, lightning=lightning)
     cache = image_cache(cohort, config, cache_dir, progress)
     trained = train_fold(cohort, chosen, config, run.path, cache, progress)
     reports = {}
@@ -99,14 +101,14 @@ def evaluate_run(
     ``split``: ``test`` or ``val``, the run's own split of the cohort it trained on; ``all``, every
     labelled patient, predicted by the final model or a CV folder's ensemble (e.g. an external cohort);
     ``auto``: ``test`` on the run's own cohort (if it has test patients), else ``all``. Predictions go to
-    ``out`` (default: ``RUN/evaluate-<split>``): ``predictions.csv`` (and ``cells.csv`` for ``all``)."""
+    ``out`` (default: ``RUN/evaluate-<cohort>-<split>``): ``predictions.csv`` (and ``cells.csv`` for ``all``)."""
     folder = RunDir(run)
     plan = folder.plan() if folder.splits.is_file() else None
     own = plan is not None and plan.cohort == cohort.fingerprint()
     if split == "auto":
         has_test = plan is not None and folder.is_single_model and bool(folder.own_fold(plan).test)
         split = "test" if own and has_test else "all"
-    target = Path(out) if out is not None else folder.path / f"evaluate-{split}"
+    target = Path(out) if out is not None else folder.path / f"evaluate-{slug(cohort.root.name)}-{split}"
     if split == "all":
         from .predict import load_predictor, predict_to
 

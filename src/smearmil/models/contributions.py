@@ -1,8 +1,10 @@
 """How much each cell adds to its patient's logit: the signed, exact decomposition each pooling gives.
 
 Sign convention: a positive contribution pushes the patient toward the target class (for two classes,
-the positive class, ``class_names[1]``), a negative one away from it; the unit is the logit. For mean,
-attention and gated attention the contributions of a bag sum to its logit minus the classifier's bias;
+the positive class, ``class_names[1]``), a negative one away from it; the unit is the logit. With more
+classes the score explained is the target's logit minus the mean of all logits (what the soft-max
+responds to: adding the same amount to every logit changes nothing). For mean, attention and gated
+attention the contributions of a bag sum to that score minus the same combination of the biases;
 max gives the winning features' share, log-sum-exp the soft-max share (``Pooling.contributions``). A
 fusion model's contributions are those of its image expert.
 """
@@ -34,7 +36,10 @@ def pooled_contributions(
     segments = torch.zeros(len(h), dtype=torch.long, device=h.device)
     pooled, weights = pooling(h, segments, 1)
     column = target_column(classifier(pooled), target)
-    out = pooling.contributions(h, segments, 1, pooled, weights, classifier.weight[column])
+    w = classifier.weight[column]
+    if classifier.weight.shape[0] > 1:  # soft-max: toward this class relative to the others
+        w = w - classifier.weight.mean(0)
+    out = pooling.contributions(h, segments, 1, pooled, weights, w)
     return out.float().cpu().numpy(), column
 
 

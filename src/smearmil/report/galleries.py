@@ -130,7 +130,10 @@ def predict_galleries(folder: OutputFolder, n: int, order: list[str], files: Pat
     for r in [r for r in _order(folder.methods[0].rows, order) if r.patient in per]:
         toward = per[r.patient][0]["toward_class"]
         against = next((c for c in names if c != toward), "") if len(names) == 2 else ""
-        cells = [(Path(c["file"]), float(c["signed_contribution"]), c.get("cell_type", "")) for c in per[r.patient]]
+        cells = [
+            (Path(c["file"]), float(c["logit_contribution_toward_class"]), c.get("cell_type", ""))
+            for c in per[r.patient]
+        ]
         gallery = _cells_gallery(r, cells, names, contribution_label(toward, against), files, signed=True)
         if gallery is not None:
             out.append(gallery)

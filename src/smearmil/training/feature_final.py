@@ -15,7 +15,7 @@ import torch
 from ..data.cache import ImageCache
 from ..data.cohort import Cohort
 from ..data.options import DataOptions
-from ..models.cell_encoder import CellEncoder
+from ..models.cell_encoder import CellEncoder, ChannelNormalise
 from ..models.feature_mil import FeatureMIL
 from ..utils.atomic import atomic_path, write_json
 from ..utils.checkpoints import load_state, load_tensors
@@ -117,6 +117,11 @@ def train_features_run(
     from .run_dir import RunDir
 
     start = time.perf_counter()
+    if not isinstance(encoder.prepare, ChannelNormalise):
+        raise ValueError(
+            "features train saves its encoder beside the head: give a pre-training folder (`smearmil ssl "
+            "pretrain`) or random:PRESET; a trained model's image encoder is predicted with that model itself"
+        )
     labelled = cohort.labelled()
     if len({p.label for p in labelled}) < 2:
         raise ValueError(f"{cohort.root}: a final model needs labelled patients of at least two classes")

@@ -65,6 +65,7 @@ def provenance(command: str, fingerprint: str | None = None) -> dict[str, Any]:
         },
         "git_commit": git_commit(),
         "platform": platform.platform(),
+        # this machine's default device; the settings a run asked Lightning for are under "lightning"
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         "threads": torch.get_num_threads(),
         "fingerprint": fingerprint,

@@ -53,13 +53,18 @@ def _id_column(table: Table, folder_names: set[str], options: DataOptions) -> st
     return best
 
 
-def _label_column(table: Table, id_column: str, options: DataOptions) -> str:
+def _label_column(table: Table, id_column: str, options: DataOptions) -> str | None:
+    """The label column; None when there is none and labels are optional (new patients to predict)."""
     if options.label_column:
+        if not options.labels_required and table.column(options.label_column) is None:
+            return None
         return _require(table, options.label_column, "--label-column")
     for hint in LABEL_HINTS:
         for c in table.columns:
             if c != id_column and hint in c.lower():
                 return c
+    if not options.labels_required:
+        return None
     raise DataError(
         [
             Problem(
@@ -123,10 +128,10 @@ def read(root: Path, options: DataOptions) -> Cohort:
     folders = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
     id_column = _id_column(table, set(folders), options)
     label_column = _label_column(table, id_column, options)
-    columns = _attribute_columns(table, {id_column, label_column}, options)
+    columns = _attribute_columns(table, {c for c in (id_column, label_column) if c}, options)
     names = [attribute_name(c) for c in columns]
     problems = table.problems + check_duplicate_ids(table, id_column)
-    labels = sorted({row[label_column] for row in table.rows if not is_missing(row[label_column])})
+    labels = sorted({row[label_column] for row in table.rows if label_column and not is_missing(row[label_column])})
     class_names = options.class_names or labels
     patients: list[Patient] = []
     seen: set[str] = set()
@@ -140,7 +145,7 @@ def read(root: Path, options: DataOptions) -> Cohort:
         if pid in seen:
             continue
         seen.add(pid)
-        label = None if is_missing(row[label_column]) else row[label_column]
+        label = None if label_column is None or is_missing(row[label_column]) else row[label_column]
         if label is not None and label not in class_names:
             problems.append(
                 Problem(

@@ -167,6 +167,11 @@ def test_a_cv_folder_predicts_as_the_mean_of_its_fold_models(
     assert "not a test" in result["split"] and set(result["metrics"]) >= {"balanced_accuracy", "roc_auc"}
     table = rows(tmp_path / "p" / "predictions.csv")
     np.testing.assert_allclose([float(r["prob_tumoral"]) for r in table], found[:, 1], atol=1e-5)
+    # an unfinished CV does not predict as a smaller ensemble
+    shutil.copytree(tmp_path / "cv", tmp_path / "half")
+    (tmp_path / "half" / "fold1" / "model.json").unlink()
+    result = runner.invoke(app, ["predict", str(tmp_path / "half"), str(sim_cohort), "--out", str(tmp_path / "h")])
+    assert result.exit_code == 2 and "unfinished (no model for fold1)" in result.output
 
 
 def patient_folder_cohort(sim: Path, root: Path, label_column: str = "Dx", cell_types: bool = False) -> Path:
@@ -204,6 +209,14 @@ def test_label_column_set_and_print_config_on_train(
     epochs = {r["epoch"] for r in rows(tmp_path / "run" / "cnn" / "logs" / "metrics.csv")}
     assert epochs == {"0"}  # the override changed the run: one epoch, not the config's two
     assert json.loads((tmp_path / "run" / "model.json").read_text())["class_names"] == ["AML", "APL"]
+    # new patients in the same layout, their table without a diagnosis column: predicted, labels unknown
+    new = tmp_path / "new"
+    shutil.copytree(data, new)
+    table = (new / "patients.csv").read_text().splitlines()
+    (new / "patients.csv").write_text("\n".join(",".join(r.split(",")[::2]) for r in table) + "\n")  # drop Dx
+    invoke("predict", tmp_path / "run", new, "--out", tmp_path / "p", "--cache-dir", final_run[1], "-q")
+    predicted = rows(tmp_path / "p" / "predictions.csv")
+    assert len(predicted) == 12 and {r["label"] for r in predicted} == {""}
 
 
 def test_features_train_then_predict_through_the_encoder(

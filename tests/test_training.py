@@ -65,7 +65,9 @@ def test_mlp_matches_logistic_regression_on_the_same_split(tmp_path: Path) -> No
     )
     cohort = load_cohort(root, progress=False)
     plan = make_splits(cohort, "holdout", val=0.0, test=0.3, seed=3)
-    result = train_run(cohort, load_config("mlp", {"train": {"epochs": 200}}), tmp_path / "mlp", plan, progress=False)
+    result = train_run(
+        cohort, load_config("cpu-mlp", {"train": {"epochs": 200}}), tmp_path / "mlp", plan, progress=False
+    )
     fold = plan.folds[0]
     x = cohort.attribute_matrix(names=["age", "lymph_count"])
     x[:, 1] = np.log(x[:, 1])
@@ -212,7 +214,8 @@ def test_multi_class_attention_mil_trains_and_reports_macro_f1(tmp_path: Path) -
         tmp_path / "m", SimulationConfig(patients=12, cells_min=4, cells_max=6, size=32, classes=3), progress=False
     )
     cohort = load_cohort(root, progress=False)
-    config = load_config("cnn-attention-k4", {"image": {"size": 32}, "train": {"epochs": 1}})
+    small = {"epochs": 1, "max_steps": 0, "val_every_steps": 0, "lr_step_every": 0}  # not the paper's 220,000 steps
+    config = load_config("cnn-attention-k4", {"image": {"size": 32}, "train": small})
     summary = run_cv(cohort, config, tmp_path / "cv", folds=2, seed=0, cache_dir=tmp_path / "k", progress=False).summary
     assert set(summary["per_class_f1"]) == {"class_0", "class_1", "class_2"}
     assert len(summary["confusion_matrix"]) == 3 and summary["metrics"]["macro_f1"]["mean"] is not None
@@ -242,7 +245,7 @@ def test_a_threshold_chosen_on_validation_patients_is_saved_and_used(tmp_path: P
     from smearmil.utils.scoring import best_threshold
 
     cohort = load_cohort(sim_cohort, progress=False)
-    config = load_config("mlp", {"train": {"epochs": 5, "threshold": "validation"}})
+    config = load_config("cpu-mlp", {"train": {"epochs": 5, "threshold": "validation"}})
     fold = make_splits(cohort, "holdout", val=0.3, test=0.2, seed=0).folds[0]
     trained = train_fold(cohort, fold, config, tmp_path / "run", None, progress=False)
     val = trained.predict_cohort(cohort, list(fold.val), None)

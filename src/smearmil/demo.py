@@ -33,7 +33,7 @@ DEMO_SIMULATION = SimulationConfig(patients=60, cells_min=16, cells_max=48, size
 DEMO_FOLDS = 3
 # the CPU presets, at the simulator's 64 px and with fewer epochs, so the demo takes a few minutes
 DEMO_OVERRIDES: dict[str, Any] = {"image": {"size": 64, "crop": None}, "train": {"epochs": 8, "lr_steps": [6]}}
-DEMO_METHODS = {"cnn": "cpu-cnn", "mlp": "mlp", "moe": "cpu-moe-cnn"}
+DEMO_METHODS = {"cnn": "cpu-cnn", "mlp": "cpu-mlp", "moe": "cpu-moe-cnn"}
 DEMO_METHOD_OVERRIDES: dict[str, dict[str, Any]] = {
     "mlp": {"train": {"epochs": 150, "lr_steps": []}},
     "moe": {"train": {"stages": {"mlp": {"epochs": 150}, "moe": {"epochs": 4}}}},

@@ -29,17 +29,22 @@ class _Fusion(MILModel):
 
 
 class AverageModel(_Fusion):
-    """Mean of the two experts' probabilities; the experts are trained separately."""
+    """The two experts, trained separately, averaged: their scores (logits) by default, as Eq. 14 of
+    the paper (P = sigmoid((s_CNN + s_MLP) / 2)), or their probabilities (``average="probabilities"``)."""
 
-    def __init__(self, cnn: CNNModel, mlp: MLPModel):
+    def __init__(self, cnn: CNNModel, mlp: MLPModel, average: str = "scores"):
         super().__init__()
+        if average not in ("scores", "probabilities"):
+            raise ValueError(f"average must be scores or probabilities, got {average!r}")
         self.n_classes = cnn.n_classes
-        self.cnn, self.mlp = cnn, mlp
+        self.cnn, self.mlp, self.average = cnn, mlp, average
 
     def forward(self, bags: Bags) -> MILOutput:
         image_out, attribute_out = self.cnn(bags), self.mlp(bags)
-        p = (probabilities(image_out.logits, self.n_classes) + probabilities(attribute_out.logits, self.n_classes)) / 2
         extras = {"cnn_logits": image_out.logits, "mlp_logits": attribute_out.logits, **image_out.extras}
+        if self.average == "scores":
+            return MILOutput((image_out.logits + attribute_out.logits) / 2, image_out.weights, extras)
+        p = (probabilities(image_out.logits, self.n_classes) + probabilities(attribute_out.logits, self.n_classes)) / 2
         return MILOutput(logits_from_probabilities(p, self.n_classes), image_out.weights, extras)
 
 
@@ -88,22 +93,28 @@ def _experts(config: ModelConfig, dims: ModelDims, init: bool) -> list[Stage]:
     ]
 
 
+class AverageParams(MLPParams):
+    average: Literal["scores", "probabilities"] = Field(
+        "scores", description="average the experts' scores (the paper's Eq. 14) or their probabilities"
+    )
+
+
 @MODELS.register("avg")
 class AverageKind(ModelKind):
     """The two experts trained separately, then averaged (no stage of its own)."""
 
     model = AverageModel
     stage_names = ("cnn", "mlp")
-    Params = MLPParams
+    Params = AverageParams
 
     def build(self, config: ModelConfig, dims: ModelDims) -> MILModel:
-        return AverageModel(build_cnn(config, dims), build_mlp(config, dims))
+        return AverageModel(build_cnn(config, dims), build_mlp(config, dims), config.params.average)
 
     def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:
         return _experts(config, dims, init)
 
     def assemble(self, trained: dict[str, MILModel], config: ModelConfig, dims: ModelDims) -> MILModel:
-        return AverageModel(trained["cnn"], trained["mlp"])  # type: ignore[arg-type]
+        return AverageModel(trained["cnn"], trained["mlp"], config.params.average)  # type: ignore[arg-type]
 
 
 class MixtureParams(MLPParams):

@@ -77,11 +77,13 @@ class BatchTransform(nn.Module):
         rot90: bool = True,
         pca_colour_std: float = 0.1,
         mean_centring: bool = True,
+        pca_colour_scale: str = "sqrt_eigenvalue",
     ):
         super().__init__()
         for name in ("mean", "std", "eigvals", "eigvecs"):
             self.register_buffer(name, stats[name].float().clone())
         self.flips, self.rot90, self.pca_colour_std, self.mean_centring = flips, rot90, pca_colour_std, mean_centring
+        self.pca_colour_scale = pca_colour_scale
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
@@ -90,9 +92,10 @@ class BatchTransform(nn.Module):
             x = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(2), x)
         if self.rot90 and x.shape[2] == x.shape[3]:
             x = random_rot90(x)
-        if self.pca_colour_std > 0:  # AlexNet-style lighting noise along the RGB principal components
+        if self.pca_colour_std > 0:  # lighting noise along the RGB principal components
             alpha = torch.randn(n, 3, device=x.device) * self.pca_colour_std
-            shift = (alpha * self.eigvals.sqrt()) @ self.eigvecs.T  # (n, 3)
+            scale = self.eigvals if self.pca_colour_scale == "eigenvalue" else self.eigvals.sqrt()
+            shift = (alpha * scale) @ self.eigvecs.T  # (n, 3): sum_i e_i alpha_i scale_i
             x = x + shift[:, :, None, None]
         return x
 

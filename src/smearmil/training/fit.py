@@ -69,7 +69,7 @@ def fit_stage(
     resume, last_epoch = resume_point(stage_dir)
     trainer = make_trainer(
         stage_dir,
-        train.epochs,
+        -1 if train.max_steps else train.epochs,
         train.accelerator,
         train.devices,
         train.precision,
@@ -77,6 +77,7 @@ def fit_stage(
         last_epoch,
         progress,
         num_sanity_val_steps=0,
+        **iteration_schedule(train),
     )
     if resume:
         log.warning("stage %s: resuming from %s", stage, resume)
@@ -93,7 +94,9 @@ def fit_stage(
         stage_dir / "stage.json",
         {
             "stage": stage,
-            "epochs": train.epochs,
+            "epochs": train.epochs if not train.max_steps else None,
+            "max_steps": train.max_steps or None,
+            "iterations": trainer.global_step,  # optimizer steps taken (all of them, resumed runs included)
             "selected": Path(best).name,
             "monitor": monitor,
             "best_score": None if score is None else float(score),
@@ -103,6 +106,16 @@ def fit_stage(
     with atomic_path(final) as tmp:
         torch.save(model.state_dict(), tmp)
     return model
+
+
+def iteration_schedule(train: TrainConfig) -> dict[str, Any]:
+    """Trainer options for a schedule in iterations (``max_steps``, validation every ``val_every_steps``)."""
+    options: dict[str, Any] = {}
+    if train.max_steps:  # with max_epochs=-1 (see train_stage)
+        options.update(max_steps=train.max_steps)
+    if train.val_every_steps:
+        options.update(val_check_interval=train.val_every_steps, check_val_every_n_epoch=None)
+    return options
 
 
 def prepare_fold(
@@ -131,6 +144,7 @@ def prepare_fold(
             a.rot90,
             a.pca_colour_std,
             config.train.mean_centring,
+            a.pca_colour_scale,
         )
     return data, encoder, transform
 

@@ -86,6 +86,9 @@ class MILModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.cfg.lr, betas=self.cfg.betas, weight_decay=self.cfg.weight_decay)
+        if self.cfg.lr_step_every:  # the paper's schedule: x lr_gamma every N iterations
+            step = torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.cfg.lr_step_every, gamma=self.cfg.lr_gamma)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": step, "interval": "step"}}
         if not self.cfg.lr_steps:
             return optimizer
         scheduler = torch.optim.lr_scheduler.MultiStepLR(

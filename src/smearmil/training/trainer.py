@@ -74,21 +74,22 @@ def make_trainer(
     progress: bool = True,
     **options: Any,
 ) -> L.Trainer:
-    """A Trainer writing logs and atomic checkpoints in ``out``, with a progress bar unless ``progress`` is off."""
-    return L.Trainer(
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        devices=devices,
-        precision=resolve_precision(precision),  # type: ignore[arg-type]
-        logger=loggers(out, last_epoch),
-        callbacks=[*callbacks, *([RichProgressBar(leave=False)] if progress else [])],
-        plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        default_root_dir=out,
-        **options,
-    )
+    """A Trainer writing logs and atomic checkpoints in ``out``, with a progress bar unless ``progress`` is off;
+    ``options`` go to Lightning and win (e.g. ``max_steps`` with ``max_epochs=-1``)."""
+    settings: dict[str, Any] = {
+        "max_epochs": max_epochs,
+        "accelerator": accelerator,
+        "devices": devices,
+        "precision": resolve_precision(precision),
+        "logger": loggers(out, last_epoch),
+        "callbacks": [*callbacks, *([RichProgressBar(leave=False)] if progress else [])],
+        "plugins": [AtomicCheckpointIO()],
+        "enable_progress_bar": progress,
+        "enable_model_summary": False,
+        "log_every_n_steps": 1,
+        "default_root_dir": out,
+    }
+    return L.Trainer(**{**settings, **options})
 
 
 def fit(trainer: L.Trainer, module: L.LightningModule, resume: str | None, **data: Any) -> None:

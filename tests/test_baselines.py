@@ -135,3 +135,29 @@ def test_clinical_classifiers_follow_the_estimator_api(name: str) -> None:
     model = BASELINES.build(name, seed=0).fit(x[:60], y[:60])
     assert model.predict_proba(x[60:]).shape == (20, 2)
     assert (model.predict(x[60:]) == y[60:]).mean() >= 0.75
+
+
+def test_emdd_gradient_matches_finite_differences_and_finds_the_witness_axis() -> None:
+    from scipy.optimize import check_grad
+
+    from smearmil.baselines.emdd import negative_log_dd
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(12, 4)), np.array([0, 1] * 6)
+    theta = rng.normal(size=8)
+    error = check_grad(lambda t: negative_log_dd(t, x, y)[0], lambda t: negative_log_dd(t, x, y)[1], theta)
+    assert error < 1e-4 * max(1.0, float(np.abs(negative_log_dd(theta, x, y)[1]).max()))
+    train, labels = _toy(60, seed=1)
+    model = BASELINES.build("mil/EMDD").fit(train, labels)
+    assert np.argmax(np.abs(model.scale_)) == 0  # the shifted feature is the one that matters
+    assert model.platt_ is None  # uncalibrated unless asked: the paper's 0.5 on raw scores
+
+
+def test_a_calibrated_classical_mil_row_says_so() -> None:
+    from smearmil.evaluation.compare import MethodSpec
+
+    plain = MethodSpec(name="MI-SVM", baseline="mil/MISVM", data="imgs")
+    calibrated = MethodSpec(name="MI-SVM", baseline="mil/MISVM", data="imgs", params={"calibrate": True})
+    assert plain.label == "MI-SVM [imgs]" and calibrated.label == "MI-SVM [imgs, calibrated]"
+    train, labels = _toy(40, seed=2)
+    assert BASELINES.build("mil/MISVM", calibrate=True).fit(train, labels).platt_ is not None

@@ -1,10 +1,11 @@
 """Classical multiple-instance classifiers over instance features, with scikit-learn's estimator API.
 
 ``fit(bags, y)`` takes a list of (n_i, d) arrays and binary bag labels; ``predict_proba(bags)``
-returns (n_bags, 2). Bag scores become probabilities by Platt scaling fitted on *out-of-fold* bag
-scores (internal stratified 3-fold CV): the instance SVMs fit the training bags' witnesses closely,
-so their own scores would put the boundary where no new bag reaches it. The Platt fit weights the
-classes equally, so 0.5 balances sensitivity and specificity (the paper's balanced accuracy).
+returns (n_bags, 2). By default, as in the paper, a bag's probability is the sigmoid of its score and
+the cut is 0.5, with no threshold tuned. ``calibrate=True`` instead Platt-scales *out-of-fold* bag
+scores (internal stratified 3-fold CV, classes weighted equally): the instance SVMs fit the training
+bags' witnesses closely, so their own scores can put the boundary where no new bag reaches it; this
+tunes the operating point, and outputs that use it say "calibrated".
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from .registry import BASELINES, IMGS, IMGS_ATTRS, Baseline
 Bags = Sequence[np.ndarray]
 
 
-class _MILBase(ClassifierMixin, BaseEstimator):
+class MILBase(ClassifierMixin, BaseEstimator):
     """Shared plumbing: binary labels, instance scaling, capped training bags, out-of-fold calibration."""
 
-    calibrate: bool = True
+    calibrate: bool = False
 
-    def fit(self, bags: Bags, y: Sequence[int] | np.ndarray) -> _MILBase:
+    def fit(self, bags: Bags, y: Sequence[int] | np.ndarray) -> MILBase:
         y = np.asarray(y, dtype=np.int64)
         if set(np.unique(y)) - {0, 1}:
             raise ValueError("these MIL classifiers are binary: labels must be 0 and 1")
@@ -80,7 +81,7 @@ class _MILBase(ClassifierMixin, BaseEstimator):
         return (self.predict_proba(bags)[:, 1] >= 0.5).astype(np.int64)
 
 
-class _InstanceSVM(_MILBase):
+class _InstanceSVM(MILBase):
     """Parameters shared by the SVMs over instances (an RBF SVC, iterated on latent instance labels)."""
 
     def __init__(
@@ -90,7 +91,7 @@ class _InstanceSVM(_MILBase):
         max_iter: int = 10,
         max_instances: int = 32,
         class_weight: str | None = None,
-        calibrate: bool = True,
+        calibrate: bool = False,
         random_state: int = 0,
     ):
         self.C, self.gamma, self.max_iter, self.max_instances, self.random_state = (
@@ -155,7 +156,7 @@ class MiSVM(_InstanceSVM):
         return np.array([self.svm_.decision_function(b).max() for b in bags])
 
 
-class MILES(_MILBase):
+class MILES(MILBase):
     """MILES: bags embedded by their similarity to a pool of training instances, then an L1 linear SVM."""
 
     def __init__(
@@ -163,7 +164,7 @@ class MILES(_MILBase):
         C: float = 1.0,
         max_prototypes: int = 400,
         max_instances: int = 32,
-        calibrate: bool = True,
+        calibrate: bool = False,
         random_state: int = 0,
     ):
         self.C, self.max_prototypes, self.max_instances, self.random_state = (
@@ -197,7 +198,7 @@ class MILES(_MILBase):
         return self.svm_.decision_function(self._embed(bags))
 
 
-class SpecialisingMIL(_MILBase):
+class SpecialisingMIL(MILBase):
     """A generalisation of MI-SVM: a fraction ``eta`` of each positive bag's instances is positive.
 
     The top-``eta`` instances of each positive bag (by the current SVM) are its positives; the bag
@@ -215,7 +216,7 @@ class SpecialisingMIL(_MILBase):
         max_iter: int = 8,
         max_instances: int = 32,
         class_weight: str | None = None,
-        calibrate: bool = True,
+        calibrate: bool = False,
         random_state: int = 0,
     ):
         self.eta, self.etas, self.cv, self.C, self.gamma, self.class_weight = eta, etas, cv, C, gamma, class_weight

@@ -74,9 +74,12 @@ class MethodSpec(BaseModel):
 
     @property
     def label(self) -> str:
-        """The name, with the data when the same baseline can be given several kinds of data."""
+        """The name, with the data when the same baseline can be given several kinds of data, and
+        "calibrated" when a classical MIL method's probabilities are Platt-scaled (the paper cuts its
+        uncalibrated scores at 0.5)."""
         several = self.baseline is not None and len(BASELINES.get(self.baseline).data) > 1
-        return f"{self.name} [{self.data}]" if several else self.name
+        calibrated = ", calibrated" if self.params.get("calibrate") else ""
+        return f"{self.name} [{self.data}{calibrated}]" if several else self.name
 
 
 class FeatureSettings(BaseModel):

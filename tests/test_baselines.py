@@ -47,8 +47,8 @@ def test_shape_of_a_disc() -> None:
 def test_texture_of_a_flat_region() -> None:
     channel = np.full((20, 20), 120, np.uint8)
     stats = dict(zip(GLCM, glcm_statistics(region_glcm(channel, np.ones((20, 20), bool)))))
-    assert stats["energy"] == pytest.approx(1.0) and stats["asm"] == pytest.approx(1.0)
-    assert stats["contrast"] == 0 and stats["dissimilarity"] == 0 and stats["homogeneity"] == pytest.approx(1.0)
+    assert stats["energy"] == pytest.approx(1.0) and stats["inverse_difference"] == 0
+    assert stats["contrast"] == 0 and stats["dissimilarity"] == 0 and stats["homogeneity_1"] == pytest.approx(1.0)
     assert stats["entropy"] == pytest.approx(0.0, abs=1e-9) and stats["max_probability"] == pytest.approx(1.0)
 
 
@@ -61,15 +61,39 @@ def test_texture_matches_scikit_image_where_both_define_it() -> None:
     for ours_name, sk_name in (
         ("contrast", "contrast"),
         ("dissimilarity", "dissimilarity"),
-        ("idm", "homogeneity"),
-        ("asm", "ASM"),
-        ("energy", "energy"),
-        ("correlation", "correlation"),
+        ("homogeneity_2", "homogeneity"),
+        ("energy", "ASM"),
+        ("correlation_1", "correlation"),
+        ("correlation_2", "correlation"),
     ):
         assert ours[ours_name] == pytest.approx(graycoprops(p, sk_name).mean(), rel=1e-6), ours_name
     stripes = np.tile(np.array([0, 255], np.uint8), (10, 5))  # alternating columns: contrast at 0 degrees
     p_stripes = region_glcm(stripes, np.ones(stripes.shape, bool))
     assert glcm_statistics(p_stripes[..., :1])[GLCM.index("contrast")] == pytest.approx(31**2)
+
+
+def test_the_papers_texture_variables_on_a_hand_computed_glcm() -> None:
+    """A 2-level GLCM worked out by hand: p = [[0.4, 0.1], [0.1, 0.4]] (levels 1 and 2)."""
+    p = np.array([[0.4, 0.1], [0.1, 0.4]])[..., None]
+    stats = dict(zip(GLCM, glcm_statistics(p)))
+    # marginals 0.5 / 0.5: mean 1.5, variance 0.25; sum i j p = 0.4 + 0.2 + 0.2 + 1.6 = 2.4
+    assert stats["correlation_2"] == pytest.approx((2.4 - 1.5**2) / 0.25)  # 0.6
+    assert stats["correlation_1"] == pytest.approx((0.4 * 0.25 - 0.1 * 0.25 * 2 + 0.4 * 0.25) / 0.25)  # 0.6
+    assert stats["inverse_difference"] == pytest.approx(0.1 / 1 + 0.1 / 1)  # over i != j: p / |i - j|
+    assert stats["homogeneity_1"] == pytest.approx(0.8 + 0.2 / 2)  # p / (1 + |i - j|)
+    assert stats["homogeneity_2"] == pytest.approx(0.8 + 0.2 / 2)  # p / (1 + (i - j)^2): same at distance 1
+    assert stats["energy"] == pytest.approx(2 * 0.16 + 2 * 0.01)
+    assert stats["inverse_difference_normalized"] == pytest.approx(0.8 + 0.2 / (1 + 1 / 2))
+    assert stats["inverse_difference_moment_normalized"] == pytest.approx(0.8 + 0.2 / (1 + 1 / 4))
+    # levels two apart tell the two homogeneities apart, and scale the inverse difference
+    q = np.zeros((3, 3))
+    q[0, 2] = q[2, 0] = 0.25
+    q[1, 1] = 0.5
+    stats = dict(zip(GLCM, glcm_statistics(q[..., None])))
+    assert stats["homogeneity_1"] == pytest.approx(0.5 + 0.5 / 3) and stats["homogeneity_2"] == pytest.approx(
+        0.5 + 0.5 / 5
+    )
+    assert stats["inverse_difference"] == pytest.approx(0.5 / 2)
 
 
 def test_fractal_dimension_of_a_square_and_a_line() -> None:

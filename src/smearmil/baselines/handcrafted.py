@@ -23,18 +23,20 @@ SHAPE = [
     "perimeter",
     "perimeter_crofton",
 ]
+# the 23 co-occurrence statistics of the paper's Section 3.2, in its order (Haralick 1973, Soh and
+# Tsatsoulis 1999, Clausi 2002, as in the widely used MATLAB GLCM_Features), plus the fractal dimension
 GLCM = [
     "autocorrelation",
     "contrast",
-    "correlation",
+    "correlation_1",
+    "correlation_2",
     "cluster_prominence",
     "cluster_shade",
     "dissimilarity",
     "energy",
-    "asm",
     "entropy",
-    "homogeneity",
-    "idm",
+    "homogeneity_1",
+    "homogeneity_2",
     "max_probability",
     "sum_of_squares_variance",
     "sum_average",
@@ -44,9 +46,9 @@ GLCM = [
     "difference_entropy",
     "imc1",
     "imc2",
+    "inverse_difference",
     "inverse_difference_normalized",
-    "idm_normalized",
-    "inverse_variance",
+    "inverse_difference_moment_normalized",
 ]
 TEXTURE = GLCM + ["fractal_dimension"]
 CHANNELS = ["r", "g", "b"]
@@ -69,7 +71,15 @@ def shape_features(mask: np.ndarray) -> np.ndarray:
 
 
 def glcm_statistics(p: np.ndarray) -> np.ndarray:
-    """The 23 co-occurrence statistics of normalised GLCMs ``p`` (L, L, A), averaged over the A angles."""
+    """The 23 co-occurrence statistics of normalised GLCMs ``p`` (L, L, A), averaged over the A angles.
+
+    Grey levels run 1..L. ``correlation_1`` is MATLAB graycoprops' sum (i - mu_i)(j - mu_j) p / (s_i s_j),
+    ``correlation_2`` Haralick's (sum i j p - mu_x mu_y) / (s_x s_y): the two formulas the paper lists,
+    equal up to rounding. ``energy`` is sum p^2 (graycoprops' energy, the angular second moment);
+    ``homogeneity_1`` sum p / (1 + |i - j|), ``homogeneity_2`` sum p / (1 + (i - j)^2); ``inverse_difference``
+    sum over i != j of p / |i - j| (the MATLAB code's INV repeats homogeneity 1, which would duplicate a
+    column); ``inverse_difference_normalized`` sum p / (1 + |i - j| / L) and
+    ``inverse_difference_moment_normalized`` sum p / (1 + (i - j)^2 / L^2) (Clausi 2002)."""
     levels = p.shape[0]
     i, j = np.meshgrid(np.arange(1, levels + 1), np.arange(1, levels + 1), indexing="ij")
     i, j = i[..., None].astype(np.float64), j[..., None].astype(np.float64)
@@ -82,7 +92,9 @@ def glcm_statistics(p: np.ndarray) -> np.ndarray:
     d = np.abs(i - j)
     s = i + j - mux - muy
     cov = (i * j * p).sum((0, 1)) - mux * muy
-    correlation = np.where(sdx * sdy > _EPS, cov / np.maximum(sdx * sdy, _EPS), 1.0)
+    correlation_2 = np.where(sdx * sdy > _EPS, cov / np.maximum(sdx * sdy, _EPS), 1.0)
+    centred = ((i - mux) * (j - muy) * p).sum((0, 1))
+    correlation_1 = np.where(sdx * sdy > _EPS, centred / np.maximum(sdx * sdy, _EPS), 1.0)
     # sums and differences of the two grey levels
     psum = np.stack(
         [
@@ -109,11 +121,11 @@ def glcm_statistics(p: np.ndarray) -> np.ndarray:
     stats = [
         (i * j * p).sum((0, 1)),
         ((i - j) ** 2 * p).sum((0, 1)),
-        correlation,
+        correlation_1,
+        correlation_2,
         (s**4 * p).sum((0, 1)),
         (s**3 * p).sum((0, 1)),
         (d * p).sum((0, 1)),
-        np.sqrt((p**2).sum((0, 1))),
         (p**2).sum((0, 1)),
         hxy,
         (p / (1 + d)).sum((0, 1)),
@@ -127,9 +139,9 @@ def glcm_statistics(p: np.ndarray) -> np.ndarray:
         -(pdiff * np.log(pdiff + _EPS)).sum(0),
         imc1,
         imc2,
+        np.where(off, p / np.maximum(d, 1), 0).sum((0, 1)),
         (p / (1 + d / levels)).sum((0, 1)),
         (p / (1 + (i - j) ** 2 / levels**2)).sum((0, 1)),
-        np.where(off, p / np.maximum((i - j) ** 2, 1), 0).sum((0, 1)),
     ]
     return np.array([float(np.mean(v)) for v in stats])
 

@@ -20,7 +20,7 @@ from ..utils.progress import track
 from .handcrafted import FEATURE_NAMES, cell_features
 from .segmentation import SegmentationConfig
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: the texture variables of the paper (correlation 2, inverse difference)
 CHUNK = 128
 
 

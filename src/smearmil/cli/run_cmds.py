@@ -242,11 +242,33 @@ def _model_data(run: Path, data: DataFlags) -> Any:
 @guarded
 @data_flags
 def repeatability(
-    run: RunPath,
-    path: DataPath,
-    sets: Annotated[int, typer.Option("--sets", help="Image sets drawn per patient.")] = 5,
-    fraction: Annotated[float, typer.Option("--fraction", help="Share of a patient's cells in each set.")] = 0.5,
-    given: Annotated[bool, typer.Option("--given", help="Use each patient's sub-folders as its image sets.")] = False,
+    runs_and_data: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RUN... DATA",
+            help="One run (its model and, for a fusion, the experts inside it), or several runs (one row each: "
+            "the standalone CNN, MLP, AVG, MOE, ...), then the data set.",
+        ),
+    ],
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="auto (each patient's acquisitions when every patient has two or more, else random), given, "
+            "or random (overlapping subsets of one acquisition).",
+        ),
+    ] = "auto",
+    sets: Annotated[int, typer.Option("--sets", help="Random image sets drawn per patient.")] = 5,
+    fraction: Annotated[float, typer.Option("--fraction", help="Share of a patient's cells in each random set.")] = 0.5,
+    given: Annotated[bool, typer.Option("--given", help="Same as --mode given.")] = False,
+    sets_file: Annotated[
+        Path | None,
+        typer.Option("--sets-file", help="CSV mapping cells to acquisitions (columns file, set); implies given."),
+    ] = None,
+    experts: Annotated[
+        bool | None,
+        typer.Option("--experts/--no-experts", help="Rows for the experts inside a fusion (default: with one run)."),
+    ] = None,
     seed: SeedOpt = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print {models: {name: {disagreement_rate, majority_vote_accuracy}}}.")
@@ -258,15 +280,23 @@ def repeatability(
     quiet: QuietOpt = False,
     data: DataFlags = DataFlags(),
 ) -> None:
-    """Predict several image sets of each patient with every model of a run (the paper's Table 5); each
-    patient by the models that did not train on it: the run's test patients, or a new cohort's patients."""
+    """Predict several image sets of each patient (the paper's Table 5): its acquisitions when given, else
+    random subsets, labelled so; each patient by the models that did not train on it."""
     from ..data.validation import load_cohort
-    from ..evaluation.repeatability import repeatability_plot, run_repeatability
+    from ..evaluation.repeatability import read_acquisitions, repeatability_plot, run_repeatability
 
-    cohort = load_cohort(path, _model_data(run, data), progress=not (quiet or as_json))
-    target = out_dir or run
+    if len(runs_and_data) < 2:
+        raise typer.BadParameter("give one or more runs, then the data set")
+    runs, path = runs_and_data[:-1], runs_and_data[-1]
+    if given or sets_file is not None:
+        mode = "given"
+    cohort = load_cohort(path, _model_data(runs[0], data), progress=not (quiet or as_json))
+    target = out_dir or runs[0]
     progress = not (quiet or as_json)
-    result = run_repeatability(run, cohort, sets, fraction, seed, given, cache_dir, progress, target)
+    acquisitions = read_acquisitions(sets_file) if sets_file is not None else None
+    result = run_repeatability(
+        runs, cohort, sets, fraction, seed, mode, cache_dir, progress, target, acquisitions, experts
+    )
     repeatability_plot(result, target / "repeatability.png")
     if as_json:
         public = {
@@ -280,7 +310,7 @@ def repeatability(
         }
         sys.stdout.write(json.dumps(public, indent=2) + "\n")
         return
-    table = Table(title=f"repeatability over {'given' if given else sets} image sets per patient ({result['split']})")
+    table = Table(title=f"repeatability over {result['image_sets']} ({result['split']})")
     for col in ("model", "patients", "intra-patient disagreement", "majority-vote accuracy", "mean std of P(true)"):
         table.add_column(col, justify="right")
     for name, m in result["models"].items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,85 +42,135 @@ def folder_sets(cell_ids: Sequence[str]) -> list[np.ndarray]:
     return [np.array(v) for _, v in sorted(groups.items())]
 
 
+def acquisition_sets(
+    cohort: Cohort, cache: ImageCache, patient_id: str, acquisitions: dict[str, str] | None = None
+) -> list[np.ndarray]:
+    """The image sets a patient's cells were acquired in: from ``acquisitions`` (cell file -> set name,
+    a CSV's mapping), else the sub-folders of its folder (not when they are cell-type folders)."""
+    cells = cache.cell_ids(patient_id)
+    if acquisitions is not None:
+        keys = [
+            acquisitions.get(str(cohort.root / c), acquisitions.get(c, acquisitions.get(Path(c).name, "")))
+            for c in cells
+        ]
+        groups: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            if key:
+                groups.setdefault(key, []).append(i)
+        return [np.array(v) for _, v in sorted(groups.items())]
+    if cohort[patient_id].cell_types is not None:
+        return []  # sub-folders name cell types here, not acquisitions
+    return folder_sets(cells)
+
+
+def read_acquisitions(path: str | Path) -> dict[str, str]:
+    """A CSV mapping cells to acquisitions: columns ``file`` (path, or name) and ``set``."""
+    import csv
+
+    with Path(path).open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"file", "set"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: a sets file needs the columns file and set (one row per cell)")
+        return {row["file"]: row["set"] for row in reader if row["file"] and row["set"]}
+
+
+def patient_sets(
+    cohort: Cohort,
+    cache: ImageCache | None,
+    ids: Sequence[str],
+    mode: str = "auto",
+    sets: int = 5,
+    fraction: float = 0.5,
+    seed: int = 0,
+    acquisitions: dict[str, str] | None = None,
+) -> tuple[dict[str, list[np.ndarray]], str]:
+    """Each patient's image sets and what they are: ``given`` (acquisitions: sub-folders or a sets file),
+    or ``random`` (overlapping draws of ``fraction`` of one acquisition's cells). ``auto``: given when
+    every patient has two or more acquisitions, else random. A patient's draws depend on the seed and its
+    id only, so every model and run sees the same sets."""
+    if mode not in ("auto", "given", "random"):
+        raise ValueError(f"sets must be auto, given or random, got {mode!r}")
+    given = {pid: acquisition_sets(cohort, cache, pid, acquisitions) for pid in ids} if cache is not None else {}
+    has_given = bool(ids) and all(len(given.get(pid, [])) >= 2 for pid in ids)
+    if mode == "given" and not has_given:
+        lacking = [pid for pid in ids if len(given.get(pid, [])) < 2][:5]
+        raise ValueError(
+            f"patients {lacking} have fewer than two acquisitions (sub-folders of their folder, or --sets-file); "
+            "use --mode random for random subsets of one acquisition"
+        )
+    if mode == "given" or (mode == "auto" and has_given):
+        return given, "given"
+    out = {}
+    for pid in ids:
+        n = len(cache.rows(pid)) if cache is not None else cohort[pid].n_cells
+        rng = np.random.default_rng([seed, zlib.crc32(pid.encode())])
+        out[pid] = draw_sets(n, sets, fraction, rng)
+    return out, "random"
+
+
 def run_repeatability(
-    run: str | Path,
+    runs: str | Path | Sequence[str | Path],
     cohort: Cohort,
     sets: int = 5,
     fraction: float = 0.5,
     seed: int = 0,
-    given: bool = False,
+    mode: str = "auto",
     cache_dir: str | Path | None = None,
     progress: bool = True,
     out: str | Path | None = None,
+    acquisitions: dict[str, str] | None = None,
+    experts: bool | None = None,
 ) -> dict[str, Any]:
-    """Predict every image set of every patient with every model of ``run`` that did not train on it (by
-    patient id); write ``repeatability.json`` and ``repeatability.csv`` in ``out`` (default: ``run``) and
-    return ``{"models": {name: {...}}, ...}``."""
-    run = Path(run)
-    target = Path(out) if out is not None else run
-    folds = RunDir(run).fold_models()
-    plan = RunDir(run).plan()
-    # a patient (by id) is judged by every model that did not train on it: on the run's own cohort, its
-    # test fold's model; a new patient, every model (averaged)
-    trained = {f.name: {*f.train, *f.val} for f in plan.folds}
-    known = {p for f in plan.folds for p in (*f.train, *f.val, *f.test)}
-    rng = np.random.default_rng(seed)
-    cache: ImageCache | None = None
+    """Predict every image set of every patient with the model of each run (the paper's Table 5), each
+    patient by the models that did not train on it (by id); write ``repeatability.json`` and
+    ``repeatability.csv`` in ``out`` (default: the first run) and return ``{"models": {name: {...}}, ...}``.
+
+    Rows: with several runs, one per run, the standalone model it trained (CNN, MLP, AVG, MOE, named by
+    its kind); with one run, also the experts inside a fusion model unless ``experts`` is False."""
+    paths = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
+    if not paths:
+        raise ValueError("give at least one run")
+    experts = len(paths) == 1 if experts is None else experts
+    target = Path(out) if out is not None else paths[0]
     rows: list[dict[str, Any]] = []
+    known: set[str] = set()
     subsets: dict[str, list[np.ndarray]] = {}
-    for fold in folds:
-        cache = cache or image_cache(cohort, fold.model.config, cache_dir, progress)
-        ids = [i for i in cohort.ids if i not in trained[fold.fold] and cohort[i].label is not None]
-        if not ids:
-            continue
-        attributes = (
-            fold.model.encoder.transform(cohort, ids)
-            if fold.model.encoder.names
-            else np.zeros((len(ids), 0), np.float32)
+    kind = ""
+    loaded = [(path, RunDir(path).fold_models()) for path in paths]
+    kinds = [folds[0].model.config.model.kind.upper() for _, folds in loaded]
+    for (path, folds), run_kind in zip(loaded, kinds):
+        label = run_kind if kinds.count(run_kind) == 1 else f"{run_kind} ({path.name})"
+        plan = RunDir(path).plan()
+        trained = {f.name: {*f.train, *f.val} for f in plan.folds}
+        known |= {p for f in plan.folds for p in (*f.train, *f.val, *f.test)}
+        cache = image_cache(cohort, folds[0].model.config, cache_dir, progress)
+        judged = sorted(
+            {i for f in folds for i in cohort.ids if i not in trained[f.fold] and cohort[i].label is not None}
         )
-        for pid in ids:
-            if pid not in subsets:  # drawn once per patient, whichever models predict it
-                n = len(cache.rows(pid)) if cache is not None else cohort[pid].n_cells
-                subsets[pid] = (
-                    folder_sets(cache.cell_ids(pid))
-                    if given and cache is not None
-                    else draw_sets(n, sets, fraction, rng)
-                )
-        for name, model in fold.model.models().items():
-            for k in range(max(len(subsets[pid]) for pid in ids)):
-                chosen = [pid for pid in ids if k < len(subsets[pid])]
-                bags = [
-                    cache.bag(pid)[subsets[pid][k]] if cache is not None and model.uses_images else None
-                    for pid in chosen
-                ]
-                index = [ids.index(pid) for pid in chosen]
-                for p in model.predict_arrays(chosen, bags, attributes[index]):
-                    label = int(predict_labels(p.proba[None], model.threshold)[0])
-                    rows.append(
-                        {
-                            "model": name,
-                            "fold": fold.fold,
-                            "patient": p.id,
-                            "set": k,
-                            "true": cohort.label_index(cohort[p.id]),
-                            "predicted": label,
-                            "probability": float(p.proba[label]),
-                            "proba": p.proba.tolist(),
-                        }
-                    )
+        missing = [pid for pid in judged if pid not in subsets]
+        if missing:
+            found, kind = patient_sets(cohort, cache, missing, mode, sets, fraction, seed, acquisitions)
+            subsets.update(found)
+        run_rows = []
+        for fold in folds:
+            ids = [i for i in cohort.ids if i not in trained[fold.fold] and cohort[i].label is not None]
+            if ids:
+                run_rows += _predict_sets(fold, cohort, cache, ids, subsets, experts, label)
+        rows += ensemble_rows(run_rows, float(np.mean([f.model.threshold for f in folds])))
     if not rows:
         raise ValueError(
-            f"{cohort.root}: no labelled patient that the model(s) of {run} did not train on; repeatability "
-            "needs held-out patients (a run with a test split, or a labelled cohort of new patients)"
+            f"{cohort.root}: no labelled patient that the model(s) of {', '.join(map(str, paths))} did not train "
+            "on; repeatability needs held-out patients (a run with a test split, or a labelled cohort of new patients)"
         )
-    rows = ensemble_rows(rows, float(np.mean([f.model.threshold for f in folds])))
     new = sorted({r["patient"] for r in rows} - known)
     result = summarise_sets(rows, cohort.class_names)
     result.update(
         {
-            "sets": sets if not given else "given",
-            "fraction": fraction if not given else None,
+            "sets": "given" if kind == "given" else sets,
+            "image_sets": "given acquisitions" if kind == "given" else "random overlapping subsets of one acquisition",
+            "fraction": None if kind == "given" else fraction,
             "seed": seed,
+            "runs": [str(p) for p in paths],
             "split": f"labelled patients of {cohort.root} the models did not train on ({len(new)} new to the run)"
             if new
             else "test",
@@ -129,6 +180,46 @@ def run_repeatability(
     write_json(RunDir(target).repeatability, result)
     write_text(target / "repeatability.csv", _rows_csv(rows, cohort.class_names))
     return result
+
+
+def _predict_sets(
+    fold: Any,
+    cohort: Cohort,
+    cache: ImageCache | None,
+    ids: list[str],
+    subsets: dict[str, list[np.ndarray]],
+    experts: bool,
+    label: str,
+) -> list[dict[str, Any]]:
+    """Rows of one fold model (and, with ``experts``, those inside it) over every image set of ``ids``;
+    the model's own rows are named ``label``."""
+    attributes = (
+        fold.model.encoder.transform(cohort, ids) if fold.model.encoder.names else np.zeros((len(ids), 0), np.float32)
+    )
+    models = fold.model.models() if experts else {label: fold.model}
+    rows = []
+    for name, model in models.items():
+        for k in range(max(len(subsets[pid]) for pid in ids)):
+            chosen = [pid for pid in ids if k < len(subsets[pid])]
+            bags = [
+                cache.bag(pid)[subsets[pid][k]] if cache is not None and model.uses_images else None for pid in chosen
+            ]
+            index = [ids.index(pid) for pid in chosen]
+            for p in model.predict_arrays(chosen, bags, attributes[index]):
+                predicted = int(predict_labels(p.proba[None], model.threshold)[0])
+                rows.append(
+                    {
+                        "model": name,
+                        "fold": fold.fold,
+                        "patient": p.id,
+                        "set": k,
+                        "true": cohort.label_index(cohort[p.id]),
+                        "predicted": predicted,
+                        "probability": float(p.proba[predicted]),
+                        "proba": p.proba.tolist(),
+                    }
+                )
+    return rows
 
 
 def ensemble_rows(rows: Sequence[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:

@@ -1,0 +1,82 @@
+"""Repeatability as the paper's Table 5: given acquisitions by default, one row per standalone model, random
+subsets labelled as such."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smearmil.cli import app
+from smearmil.data.simulate import SimulationConfig, simulate
+
+runner = CliRunner()
+TINY = "image: {size: 32, crop: null}\ntrain: {epochs: 2, lr_steps: []}\n"
+
+
+def invoke(*args: object) -> str:
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def two_acquisitions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A cohort whose every patient has two acquisitions (``<ID>/acq1``, ``<ID>/acq2``), and runs of a
+    CNN and an MLP trained on it, each on its own, on the same hold-out split."""
+    base = tmp_path_factory.mktemp("table5")
+    root = simulate(
+        base / "cohort", SimulationConfig(patients=16, cells_min=6, cells_max=8, size=32, seed=6), progress=False
+    )
+    for patient in sorted((root / "trainset").iterdir()):
+        if patient.is_dir():
+            for i, image in enumerate(sorted(patient.glob("*.jpg"))):
+                (patient / f"acq{i % 2 + 1}").mkdir(exist_ok=True)
+                shutil.move(image, patient / f"acq{i % 2 + 1}" / image.name)
+    (base / "cnn.yaml").write_text("base: cpu-cnn\n" + TINY)
+    (base / "mlp.yaml").write_text("base: cpu-mlp\ntrain: {epochs: 20}\n")
+    for name in ("cnn", "mlp"):
+        args = ["train", root, "--config", base / f"{name}.yaml", "--out", base / name, "--cache-dir", base / "k"]
+        invoke(*args, "-q")
+    return root, base / "cnn", base / "mlp"
+
+
+def test_given_acquisitions_are_the_default_and_each_row_is_a_standalone_model(
+    two_acquisitions: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    root, cnn, mlp = two_acquisitions
+    args = ["repeatability", cnn, mlp, root, "--out", tmp_path, "--cache-dir", cnn.parent / "k", "-q"]
+    printed = invoke(*args)
+    assert "given acquisitions" in printed
+    result = json.loads((tmp_path / "repeatability.json").read_text())
+    assert result["image_sets"] == "given acquisitions" and result["sets"] == "given"
+    assert set(result["models"]) == {"CNN", "MLP"} and result["runs"] == [str(cnn), str(mlp)]
+    test_patients = json.loads((cnn / "splits.json").read_text())["folds"][0]["test"]
+    for model in ("CNN", "MLP"):
+        entries = result["patients"][model]
+        assert set(entries) == set(test_patients) and all(e["sets"] == 2 for e in entries.values())
+    assert result["models"]["MLP"]["disagreement_rate"] == 0.0  # the attributes do not change between acquisitions
+
+
+def test_random_subsets_stay_available_and_say_so(two_acquisitions: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    root, cnn, _ = two_acquisitions
+    args = ["repeatability", cnn, root, "--mode", "random", "--sets", "3", "--out", tmp_path]
+    invoke(*args, "--cache-dir", cnn.parent / "k", "-q")
+    result = json.loads((tmp_path / "repeatability.json").read_text())
+    assert result["image_sets"] == "random overlapping subsets of one acquisition" and result["sets"] == 3
+    assert all(e["sets"] == 3 for e in result["patients"]["CNN"].values())
+
+
+def test_a_sets_file_maps_cells_to_acquisitions(two_acquisitions: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    root, cnn, _ = two_acquisitions
+    cells = sorted((root / "trainset").rglob("*.jpg"))
+    sets_file = tmp_path / "sets.csv"
+    sets_file.write_text("file,set\n" + "".join(f"{c},{'AB'[i % 3 == 0]}\n" for i, c in enumerate(cells)))
+    args = ["repeatability", cnn, root, "--sets-file", sets_file, "--out", tmp_path / "r", "--cache-dir"]
+    invoke(*args, cnn.parent / "k", "-q")
+    result = json.loads((tmp_path / "r" / "repeatability.json").read_text())
+    assert result["image_sets"] == "given acquisitions"
+    assert all(e["sets"] == 2 for e in result["patients"]["CNN"].values())

@@ -137,3 +137,15 @@ def test_the_learning_rate_decays_every_n_iterations() -> None:
         scheduler["scheduler"].step()
     assert rates == pytest.approx([1e-4] * 3 + [1e-5] * 3 + [1e-6])
     assert iteration_schedule(train) == {"max_steps": 7, "val_check_interval": 2, "check_val_every_n_epoch": None}
+
+
+@pytest.mark.parametrize(
+    ("name", "method"), [("ssl-simclr-r18", "simclr"), ("ssl-swav-r18", "swav"), ("ssl-dino-r18", "dino")]
+)
+def test_resnet18_ssl_presets_for_gpus(name: str, method: str) -> None:
+    from smearmil.training.ssl.config import load_ssl_config
+
+    config = load_ssl_config(name)
+    assert (config.method.name, config.encoder.name, config.image.size) == (method, "resnet18", 224)
+    assert config.precision == "16-mixed"
+    assert config.encoder.build(224).out_dim == 512  # ResNet18's 512-d features

@@ -350,7 +350,11 @@ def ssl_compare_cmd(
     path: DataPath,
     encoders: Annotated[
         str | None,
-        typer.Option("--encoders", help="Comma-separated encoders (default: random, supervised and every SSL method)."),
+        typer.Option(
+            "--encoders",
+            help="Comma-separated encoders (default: random, supervised, single-cell when the cohort has cell "
+            "types or --set cell_labels=DATA names a single-cell set, and every SSL method).",
+        ),
     ] = None,
     config: SSLConfigOpt = "cpu-ssl",
     head: HeadOpt = "attention",
@@ -368,14 +372,15 @@ def ssl_compare_cmd(
 ) -> None:
     """Encoders through the same MIL head on identical folds; prints macro-F1 mean and std across folds."""
     from ..data.validation import load_cohort
-    from ..evaluation.ssl_cv import encoder_kinds, run_encoder_comparison
+    from ..evaluation.ssl_cv import applicable_kinds, encoder_kinds, run_encoder_comparison
 
-    kinds = encoder_kinds() if encoders is None else (split_list(encoders) or [])
-    unknown = [k for k in kinds if k not in encoder_kinds()]
-    if unknown or not kinds:
+    chosen = None if encoders is None else (split_list(encoders) or [])
+    unknown = [k for k in chosen or [] if k not in encoder_kinds()]
+    if unknown or chosen == []:
         raise ValueError(f"--encoders: unknown {unknown or 'empty list'}; choose from {', '.join(encoder_kinds())}")
     ssl = ssl_config(config, None, seed, flags)
     cohort = load_cohort(path, data.options(), progress=not (quiet or as_json))
+    kinds = chosen if chosen is not None else applicable_kinds(cohort, ssl)
     result = run_encoder_comparison(
         cohort,
         kinds,

@@ -31,7 +31,8 @@ FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.json"
 
 
-def _cell_types(cohort: Cohort, cache: ImageCache, patient_id: str) -> list[str]:
+def cell_types_of(cohort: Cohort, cache: ImageCache, patient_id: str) -> list[str]:
+    """The type of each cached cell of a patient (in cache order; unknown when its folder names none)."""
     patient = cohort[patient_id]
     if patient.cell_types is None:
         return [UNKNOWN_CELL_TYPE] * len(cache.rows(patient_id))
@@ -132,7 +133,7 @@ class FeatureStore:
                     "rows": [row, row + len(vectors)],
                     "label": cohort[pid].label,
                     "cells": cache.cell_ids(pid),
-                    "cell_types": _cell_types(cohort, cache, pid),
+                    "cell_types": cell_types_of(cohort, cache, pid),
                 }
                 row += len(vectors)
             matrix = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)

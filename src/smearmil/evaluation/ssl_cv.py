@@ -1,8 +1,9 @@
 """Encoders through one attention-MIL head, per fold: random, supervised, SimCLR, SwAV, DINO.
 
 In every fold the encoder learns from the training patients' cells only (self-supervised methods
-from their images, the supervised one from their bag labels), then every cell is embedded and the
-head is trained and tested on the fold's patients. No test cell is ever seen by an encoder.
+from their images, the supervised one from their bag labels, the single-cell one from their cells'
+types, or from a separate single-cell data set), then every cell is embedded and the head is trained
+and tested on the fold's patients. No test cell is ever seen by an encoder.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from ..data.cache import ImageCache, build_cache
-from ..data.cohort import Cohort
+from ..data.cohort import CellSet, Cohort
 from ..data.features import FeatureStore
+from ..data.labelled_cells import from_cell_types, from_cellset
+from ..data.options import DataOptions
 from ..data.splits import Fold, SplitPlan, make_splits
+from ..data.validation import load
 from ..models.cell_encoder import CellEncoder, extract_features
+from ..training.cell_classifier import train_cell_encoder
 from ..training.config import load_config
 from ..training.feature_mil import HeadConfig
 from ..training.fit import train_fold
@@ -30,7 +35,7 @@ from ..utils.outputs import claim_output, run_fingerprint
 from .cv import CVResult, run_on_same_folds
 from .feature_cv import run_head_cv
 
-BASELINE_ENCODERS = ("random", "supervised")
+BASELINE_ENCODERS = ("random", "supervised", "single-cell")
 PAPER_ORDER = ("simclr", "swav", "dino")  # the order of the second paper's comparison; others follow by name
 
 
@@ -61,6 +66,8 @@ def fold_encoder(
         )
         train_fold(cohort, Fold(fold.name, fold.train, fold.val, ()), config, fold_dir / "supervised", cache, progress)
         return TrainedModel.load(fold_dir / "supervised").cell_encoder()
+    if kind == "single-cell":
+        return single_cell_encoder(cohort, cache, seen, ssl, progress)
     if kind not in SSL_METHODS:
         raise ValueError(f"unknown encoder {kind!r}; choose from {', '.join(encoder_kinds())}")
     return pretrain(
@@ -69,6 +76,27 @@ def fold_encoder(
         fold_dir / f"ssl-{kind}",
         progress,
     )
+
+
+def single_cell_encoder(
+    cohort: Cohort, cache: ImageCache, patients: Sequence[str], ssl: SSLConfig, progress: bool = True
+) -> CellEncoder:
+    """The supervised baseline of the second paper: an encoder trained to tell cell types apart, on a
+    single-cell data set (``ssl.cell_labels``; no patient of the cohort) or on the cell-type folders of
+    ``patients`` (a fold's training patients)."""
+    if ssl.cell_labels:
+        found = load(ssl.cell_labels, DataOptions(), progress=progress)
+        if not isinstance(found, CellSet):
+            raise ValueError(f"cell_labels {ssl.cell_labels}: not a single-cell data set (<class>/*.jpg)")
+        cells = from_cellset(found, ssl.image.preprocessing, cache.directory.parent, progress)
+    else:
+        cells = from_cell_types(cohort, cache, patients)
+    return train_cell_encoder(cells, ssl, progress=progress)
+
+
+def applicable_kinds(cohort: Cohort, ssl: SSLConfig) -> list[str]:
+    """The encoders that can learn on this cohort: single-cell needs cell types or ``ssl.cell_labels``."""
+    return [k for k in encoder_kinds() if k != "single-cell" or ssl.cell_labels or cohort.has_cell_types]
 
 
 def run_encoder_cv(

@@ -68,6 +68,12 @@ class SSLConfig(Strict):
     accelerator: str = "auto"
     devices: int | str = "auto"
     num_workers: int = Field(0, ge=0)
+    cell_labels: str | None = Field(
+        None,
+        description="the single-cell encoder's labelled cells: a single-cell data set (e.g. blood-cells-dev); "
+        "default: the cell-type folders of the training patients",
+    )
+    cell_epochs: int = Field(10, ge=1, description="epochs of the single-cell (supervised on cell types) encoder")
 
     @model_validator(mode="before")
     @classmethod

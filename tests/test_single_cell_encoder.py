@@ -97,3 +97,22 @@ def test_single_cell_is_a_row_of_ssl_compare(sim_cohort: Path, tmp_path: Path) -
         meta = json.loads((tmp_path / name / "single-cell" / "fold0" / "features" / "index.json").read_text())
         source = meta["encoder"]["labels"]
         assert (f"single cells of {cells}" if name == "labels" else "cell-type folders") in source
+
+
+@pytest.mark.slow
+def test_ssl_cv_can_fine_tune_the_encoder_end_to_end(sim_cohort: Path, tmp_path: Path) -> None:
+    (tmp_path / "ssl.yaml").write_text(SSL)
+    (tmp_path / "mil.yaml").write_text("base: cpu-attention\ntrain: {epochs: 1, lr_steps: []}\n")
+    args = ["ssl", "cv", sim_cohort, "--method", "simclr", "--config", tmp_path / "ssl.yaml", "--fine-tune"]
+    args += ["--supervised-config", tmp_path / "mil.yaml", "--folds", "2", "--out", tmp_path / "cv"]
+    result = runner.invoke(app, [str(a) for a in [*args, "--cache-dir", tmp_path / "k", "--json"]])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert "fine-tuned end to end" in summary["model"] and len(summary["folds"]) == 2
+    for fold in ("fold0", "fold1"):
+        model = json.loads((tmp_path / "cv" / fold / "mil" / "model.json").read_text())
+        # the MIL model's image encoder started from that fold's own SimCLR encoder, then trained on
+        assert model["config"]["model"]["encoder"]["init"] == str(tmp_path / "cv" / fold / "encoder-simclr")
+        encoder = json.loads((tmp_path / "cv" / fold / "encoder-simclr" / "encoder.json").read_text())
+        train = json.loads((tmp_path / "cv" / "splits.json").read_text())["folds"][int(fold[-1])]["train"]
+        assert encoder["method"] == "simclr" and encoder["sources"][0]["patients"] == train  # no test patient

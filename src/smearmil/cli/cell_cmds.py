@@ -52,7 +52,21 @@ HeadEpochsOpt = Annotated[
     int | None, typer.Option("--head-epochs", help="Epochs of the MIL head (default: the head config's, 40).")
 ]
 UmapOpt = Annotated[bool, typer.Option("--umap/--no-umap", help="UMAP plots of the test cells.")]
-SupervisedOpt = Annotated[str, typer.Option("--supervised-config", help="Run config of the supervised encoder.")]
+SupervisedOpt = Annotated[
+    str,
+    typer.Option(
+        "--supervised-config",
+        help="Run config of the supervised encoder, and of the MIL model that fine-tunes an encoder (--fine-tune).",
+    ),
+]
+FineTuneOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fine-tune",
+        help="Fine-tune the encoder end to end inside the MIL model of --supervised-config instead of freezing "
+        "it under a head (random: the same model from scratch).",
+    ),
+]
 
 
 def ssl_config(config: str, method: str | None, seed: int | None, flags: ConfigFlags | None = None) -> Any:
@@ -296,7 +310,8 @@ def print_head_summary(summary: dict[str, Any], title: str, out_dir: Path, as_js
 def ssl_cv_cmd(
     path: DataPath,
     method: Annotated[
-        str, typer.Option("--method", help="Encoder: random, supervised, or an SSL method (`smearmil list`).")
+        str,
+        typer.Option("--method", help="Encoder: random, supervised, single-cell, or an SSL method (`smearmil list`)."),
     ] = "simclr",
     config: SSLConfigOpt = "cpu-ssl",
     head: HeadOpt = "attention",
@@ -306,6 +321,7 @@ def ssl_cv_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-cv"),
     splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
     supervised_config: SupervisedOpt = "cpu-attention",
+    fine_tune: FineTuneOpt = False,
     umap: UmapOpt = True,
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
@@ -314,14 +330,36 @@ def ssl_cv_cmd(
     data: DataFlags = DataFlags(),
     flags: ConfigFlags = ConfigFlags(),
 ) -> None:
-    """Per fold: encoder on the training patients' cells -> features -> MIL head -> test (resumable)."""
+    """Per fold: encoder on the training patients' cells -> features -> MIL head -> test (resumable); with
+    --fine-tune the encoder starts a MIL model trained end to end instead."""
     from ..data.splits import SplitPlan
     from ..data.validation import load_cohort
-    from ..evaluation.ssl_cv import BASELINE_ENCODERS, run_encoder_cv
+    from ..evaluation.ssl_cv import BASELINE_ENCODERS, run_encoder_cv, run_finetune_cv
 
     ssl = ssl_config(config, None if method in BASELINE_ENCODERS else method, seed, flags)
     cohort = load_cohort(path, data.options(), progress=not (quiet or as_json))
     plan = SplitPlan.load(splits) if splits else None
+    if fine_tune:
+        found = run_finetune_cv(
+            cohort,
+            method,
+            ssl,
+            out_dir,
+            folds,
+            seed,
+            plan,
+            cache_dir,
+            supervised_config,
+            not (quiet or as_json),
+            overwrite,
+        )
+        print_head_summary(
+            found.summary,
+            f"{method} encoder fine-tuned in {supervised_config} on {path}: {folds}-fold CV",
+            out_dir,
+            as_json,
+        )
+        return
     result = run_encoder_cv(
         cohort,
         method,
@@ -363,6 +401,7 @@ def ssl_compare_cmd(
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-compare"),
     supervised_config: SupervisedOpt = "cpu-attention",
+    fine_tune: FineTuneOpt = False,
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
@@ -381,6 +420,8 @@ def ssl_compare_cmd(
     ssl = ssl_config(config, None, seed, flags)
     cohort = load_cohort(path, data.options(), progress=not (quiet or as_json))
     kinds = chosen if chosen is not None else applicable_kinds(cohort, ssl)
+    if fine_tune and chosen is None:
+        kinds = [k for k in kinds if k != "supervised"]  # random fine-tuned is that model trained from scratch
     result = run_encoder_comparison(
         cohort,
         kinds,
@@ -393,6 +434,7 @@ def ssl_compare_cmd(
         supervised_config,
         progress=not (quiet or as_json),
         overwrite=overwrite,
+        fine_tune=fine_tune,
     )
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -32,7 +32,7 @@ from ..training.ssl.pretrain import CellSource, pretrain
 from ..training.trained import TrainedModel
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
-from .cv import CVResult, run_on_same_folds
+from .cv import CVResult, FoldPredictions, claim_cv, run_folds, run_on_same_folds
 from .feature_cv import run_head_cv
 
 BASELINE_ENCODERS = ("random", "supervised", "single-cell")
@@ -145,6 +145,72 @@ def run_encoder_cv(
     )
 
 
+def run_finetune_cv(
+    cohort: Cohort,
+    kind: str,
+    ssl: SSLConfig,
+    out: str | Path,
+    folds: int = 5,
+    seed: int = 0,
+    splits: SplitPlan | None = None,
+    cache_dir: str | Path | None = None,
+    mil_config: str = "cpu-attention",
+    progress: bool = True,
+    overwrite: bool = False,
+) -> CVResult:
+    """Per fold: the encoder of ``kind``, learnt from the fold's training patients (or random weights), starts
+    the image expert of ``mil_config``, which is then trained end to end on the fold's training patients
+    and tested: the MIL stage fine-tunes the encoder instead of freezing it."""
+    started = time.perf_counter()
+    run = RunDir(out)
+    base = load_config(
+        mil_config, {"seed": seed, "image": ssl.image.model_dump(), "model": {"encoder": ssl.encoder.model_dump()}}
+    )
+    plan = splits or make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
+    claim_cv(
+        cohort,
+        run,
+        {"fine_tune": kind, "ssl": ssl.model_dump(mode="json"), "mil": base.model_dump(mode="json")},
+        plan,
+        overwrite,
+    )
+    cache = build_cache(cohort, ssl.image.preprocessing, cache_dir, progress=progress)
+
+    def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
+        init = None
+        if kind != "random":
+            if kind == "supervised":
+                raise ValueError("the supervised encoder is a MIL model trained end to end already; fine-tune SSL ones")
+            saved = fold_dir / f"encoder-{kind}"
+            if not CellEncoder.is_saved_in(saved):
+                fold_encoder(kind, cohort, cache, fold, ssl, fold_dir, progress=progress).save(saved)
+            init = str(saved)
+        encoder = {**ssl.encoder.model_dump(), "init": init}
+        config = base.model_copy(
+            update={
+                "model": base.model.model_copy(update={"encoder": type(base.model.encoder).model_validate(encoder)})
+            }
+        )
+        trained = train_fold(cohort, fold, config, fold_dir / "mil", cache, progress)
+        predictions = trained.predict_cohort(cohort, list(fold.test), cache)
+        return FoldPredictions(
+            fold.name, predictions, cohort.labels(list(fold.test)), trained.threshold, trained.threshold_source
+        )
+
+    return run_folds(
+        cohort,
+        plan,
+        fit_predict,
+        run.path,
+        name=f"{kind} encoder fine-tuned in {base.name}",
+        seed=seed,
+        config_text=base.to_yaml(),
+        started=started,
+        progress=progress,
+        finish=lambda _, summary: summary.update(model=f"{kind} encoder fine-tuned end to end in {base.name}"),
+    )
+
+
 def run_encoder_comparison(
     cohort: Cohort,
     kinds: Sequence[str],
@@ -157,6 +223,7 @@ def run_encoder_comparison(
     supervised_config: str = "cpu-attention",
     progress: bool = True,
     overwrite: bool = False,
+    fine_tune: bool = False,
 ) -> dict[str, Any]:
     """Every encoder on identical folds; ``comparison.csv`` and ``summary.json`` with macro-F1 per encoder."""
     start = time.perf_counter()
@@ -167,6 +234,7 @@ def run_encoder_comparison(
         "ssl": ssl.model_dump(mode="json"),
         "head": head.model_dump(mode="json"),
         "supervised": supervised_config,
+        "fine_tune": fine_tune,
         "folds": folds,
         "seed": seed,
     }
@@ -174,7 +242,16 @@ def run_encoder_comparison(
     claim_output(run.path, "ssl-compare", fingerprint, overwrite)
     run.write_info(cohort.root, cohort.layout, "ssl compare", fingerprint)
 
+    if fine_tune and "supervised" in kinds:
+        raise ValueError(
+            "with fine-tuning, 'random' is the MIL model trained end to end from scratch; drop 'supervised'"
+        )
+
     def encoder(kind: str) -> Callable[[], CVResult]:
+        if fine_tune:
+            return lambda: run_finetune_cv(
+                cohort, kind, ssl, run.path / kind, folds, seed, plan, cache_dir, supervised_config, progress
+            )
         return lambda: run_encoder_cv(
             cohort, kind, ssl, head, run.path / kind, folds, seed, plan, cache_dir, supervised_config, progress
         )

@@ -97,8 +97,8 @@ def test_avg_is_the_sigmoid_of_the_mean_of_the_experts_scores() -> None:
     bags = Bags.of(torch.randn(3, 2), [torch.randn(n, 3, 32, 32) for n in (2, 5, 3)])
     with torch.no_grad():
         s_cnn, s_mlp = cnn(bags).logits[:, 0], mlp(bags).logits[:, 0]
-        p = torch.sigmoid(AverageModel(cnn, mlp)(bags).logits[:, 0])
-        p_prob = torch.sigmoid(AverageModel(cnn, mlp, "probabilities")(bags).logits[:, 0])
+        p = torch.sigmoid(AverageModel(cnn, mlp, "scores")(bags).logits[:, 0])
+        p_prob = torch.sigmoid(AverageModel(cnn, mlp)(bags).logits[:, 0])  # the default: runs before 0.2
     torch.testing.assert_close(p, torch.sigmoid((s_cnn + s_mlp) / 2))
     torch.testing.assert_close(p_prob, (torch.sigmoid(s_cnn) + torch.sigmoid(s_mlp)) / 2, atol=1e-5, rtol=0)
     assert not torch.allclose(p, p_prob)  # the two readings differ
@@ -136,7 +136,12 @@ def test_the_learning_rate_decays_every_n_iterations() -> None:
         optimizer.step()
         scheduler["scheduler"].step()
     assert rates == pytest.approx([1e-4] * 3 + [1e-5] * 3 + [1e-6])
-    assert iteration_schedule(train) == {"max_steps": 7, "val_check_interval": 2, "check_val_every_n_epoch": None}
+    # 7 iterations of 2 a epoch: 4 whole epochs, validated every epoch (every 2 iterations)
+    assert iteration_schedule(train, steps_per_epoch=2) == (4, {"check_val_every_n_epoch": 1})
+    assert iteration_schedule(TrainConfig(max_steps=220_000, val_every_steps=1_000), 10) == (
+        22_000,
+        {"check_val_every_n_epoch": 100},
+    )
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ subsets labelled as such."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def test_a_sets_file_maps_cells_to_acquisitions(two_acquisitions: tuple[Path, Pa
     root, cnn, _ = two_acquisitions
     cells = sorted((root / "trainset").rglob("*.jpg"))
     sets_file = tmp_path / "sets.csv"
-    sets_file.write_text("file,set\n" + "".join(f"{c},{'AB'[i % 3 == 0]}\n" for i, c in enumerate(cells)))
+    # paths relative to the CSV's folder; every patient has files of the same names (P000_000.jpg, ...)
+    rows = "".join(f"{os.path.relpath(c, tmp_path)},{'AB'[i % 3 == 0]}\n" for i, c in enumerate(cells))
+    sets_file.write_text("file,set\n" + rows)
     args = ["repeatability", cnn, root, "--sets-file", sets_file, "--out", tmp_path / "r", "--cache-dir"]
     invoke(*args, cnn.parent / "k", "-q")
     result = json.loads((tmp_path / "r" / "repeatability.json").read_text())

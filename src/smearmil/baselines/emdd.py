@@ -21,22 +21,22 @@ from .registry import BASELINES, IMGS, IMGS_ATTRS, Baseline
 _EPS = 1e-12
 
 
-def _probabilities(x: np.ndarray, t: np.ndarray, s: np.ndarray) -> np.ndarray:
-    return np.exp(-((s**2) * (x - t) ** 2).sum(-1))
+def _distances(x: np.ndarray, t: np.ndarray, s: np.ndarray) -> np.ndarray:
+    return ((s**2) * (x - t) ** 2).sum(-1)
 
 
 def negative_log_dd(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """-log DD of the chosen instances ``x`` (one per bag) with bag labels ``y``, and its gradient in
-    ``theta = [t, s]``."""
+    ``theta = [t, s]``, computed stably: -log(1 - exp(-d)) = -log(-expm1(-d))."""
     d = x.shape[1]
     t, s = theta[:d], theta[d:]
     diff = x - t
-    distance = ((s**2) * diff**2).sum(1)
-    p = np.exp(-distance)
+    distance = np.maximum(((s**2) * diff**2).sum(1), _EPS)
     positive = y == 1
-    loss = float(distance[positive].sum() - np.log(np.clip(1 - p[~positive], _EPS, None)).sum())
-    # d(-log p)/d distance = 1 for positive bags; d(-log(1 - p))/d distance = -p / (1 - p) for negative ones
-    weight = np.where(positive, 1.0, -p / np.clip(1 - p, _EPS, None))
+    loss = float(distance[positive].sum() - np.log(-np.expm1(-distance[~positive])).sum())
+    # d(-log p)/d distance = 1 for positive bags; d(-log(1 - p))/d distance = -1 / expm1(d) for negative ones
+    with np.errstate(over="ignore"):  # a far instance: expm1 overflows to inf, its weight to 0, as it should
+        weight = np.where(positive, 1.0, -1.0 / np.expm1(distance))
     grad_t = (weight[:, None] * (-2 * s**2 * diff)).sum(0)
     grad_s = (weight[:, None] * (2 * s * diff**2)).sum(0)
     return loss, np.concatenate([grad_t, grad_s])
@@ -70,21 +70,28 @@ class EMDD(MILBase):
             theta = np.concatenate([t0, np.full(d, self.initial_scale / np.sqrt(d))])
             loss = np.inf
             for _ in range(self.max_iter):
-                chosen = np.stack([b[np.argmax(_probabilities(b, theta[:d], theta[d:]))] for b in bags])  # E-step
+                chosen = self._most_likely(bags, theta[:d], theta[d:])  # E-step
                 found = minimize(negative_log_dd, theta, args=(chosen, y), jac=True, method="L-BFGS-B")  # M-step
                 if found.fun >= loss - 1e-6:
                     break
                 theta, loss = found.x, float(found.fun)
+            # a start is judged by the diverse density of the training bags, each by its most likely instance
+            loss = negative_log_dd(theta, self._most_likely(bags, theta[:d], theta[d:]), y)[0]
             if loss < best_loss:
                 best, best_loss = theta, loss
         assert best is not None
         self.target_, self.scale_ = best[:d], best[d:]
         self.diverse_density_ = float(np.exp(-best_loss))
 
+    @staticmethod
+    def _most_likely(bags: Sequence[np.ndarray], t: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Each bag's most likely instance (smallest scaled distance: no underflow of exp(-d))."""
+        return np.stack([b[np.argmin(_distances(b, t, s))] for b in bags])
+
     def bag_scores(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        p = np.array([_probabilities(b, self.target_, self.scale_).max() for b in bags])
-        p = np.clip(p, 1e-9, 1 - 1e-9)
-        return np.log(p / (1 - p))
+        # logit of exp(-d) for each bag's nearest instance: -d - log(1 - exp(-d)), stable for any d
+        d = np.maximum(np.array([_distances(b, self.target_, self.scale_).min() for b in bags]), _EPS)
+        return -d - np.log(-np.expm1(-d))
 
 
 BASELINES.register("mil/EMDD")(Baseline(lambda seed, **kw: EMDD(random_state=seed, **kw), (IMGS, IMGS_ATTRS)))

@@ -199,6 +199,8 @@ class ConfigFlags:
             if name == "devices":
                 value = int(value) if str(value).isdigit() else value
             tree = merge_dicts(tree, nested(paths[name], value))
+            if name == "epochs" and kind == "run":  # --epochs means epochs, also on a schedule in iterations
+                tree = merge_dicts(tree, {"train": {"max_steps": 0}})
         return merge_dicts(tree, parse_set(self.set_values or []))
 
     def show(self, config: Any) -> None:

@@ -49,10 +49,7 @@ def acquisition_sets(
     a CSV's mapping), else the sub-folders of its folder (not when they are cell-type folders)."""
     cells = cache.cell_ids(patient_id)
     if acquisitions is not None:
-        keys = [
-            acquisitions.get(str(cohort.root / c), acquisitions.get(c, acquisitions.get(Path(c).name, "")))
-            for c in cells
-        ]
+        keys = [acquisitions.get(str((cohort.root / c).resolve()), "") for c in cells]
         groups: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
             if key:
@@ -64,14 +61,16 @@ def acquisition_sets(
 
 
 def read_acquisitions(path: str | Path) -> dict[str, str]:
-    """A CSV mapping cells to acquisitions: columns ``file`` (path, or name) and ``set``."""
+    """A CSV mapping cells to acquisitions: columns ``file`` (a path, absolute or relative to the CSV's
+    folder) and ``set``; keyed by the resolved path, so two patients' same-named files never mix."""
     import csv
 
-    with Path(path).open(encoding="utf-8", newline="") as handle:
+    path = Path(path)
+    with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"file", "set"} <= set(reader.fieldnames):
             raise ValueError(f"{path}: a sets file needs the columns file and set (one row per cell)")
-        return {row["file"]: row["set"] for row in reader if row["file"] and row["set"]}
+        return {str((path.parent / row["file"]).resolve()): row["set"] for row in reader if row["file"] and row["set"]}
 
 
 def patient_sets(
@@ -134,28 +133,31 @@ def run_repeatability(
     target = Path(out) if out is not None else paths[0]
     rows: list[dict[str, Any]] = []
     known: set[str] = set()
-    subsets: dict[str, list[np.ndarray]] = {}
-    kind = ""
-    loaded = [(path, RunDir(path).fold_models()) for path in paths]
-    kinds = [folds[0].model.config.model.kind.upper() for _, folds in loaded]
-    for (path, folds), run_kind in zip(loaded, kinds):
+    loaded = [(path, RunDir(path).fold_models(), RunDir(path).plan()) for path in paths]
+    kinds = [folds[0].model.config.model.kind.upper() for _, folds, _ in loaded]
+    # one set of image sets for every run, from the cells of the first model that looks at images
+    image_runs = [folds[0].model.config for _, folds, _ in loaded if folds[0].model.uses_images]
+    shared = image_cache(cohort, image_runs[0], cache_dir, progress) if image_runs else None
+    judged = sorted(
+        {
+            i
+            for _, _, plan in loaded
+            for f in plan.folds
+            for i in cohort.ids
+            if i not in {*f.train, *f.val} and cohort[i].label is not None
+        }
+    )
+    subsets, kind = patient_sets(cohort, shared, judged, mode, sets, fraction, seed, acquisitions)
+    for (path, folds, plan), run_kind in zip(loaded, kinds):
         label = run_kind if kinds.count(run_kind) == 1 else f"{run_kind} ({path.name})"
-        plan = RunDir(path).plan()
         trained = {f.name: {*f.train, *f.val} for f in plan.folds}
         known |= {p for f in plan.folds for p in (*f.train, *f.val, *f.test)}
         cache = image_cache(cohort, folds[0].model.config, cache_dir, progress)
-        judged = sorted(
-            {i for f in folds for i in cohort.ids if i not in trained[f.fold] and cohort[i].label is not None}
-        )
-        missing = [pid for pid in judged if pid not in subsets]
-        if missing:
-            found, kind = patient_sets(cohort, cache, missing, mode, sets, fraction, seed, acquisitions)
-            subsets.update(found)
         run_rows = []
         for fold in folds:
             ids = [i for i in cohort.ids if i not in trained[fold.fold] and cohort[i].label is not None]
             if ids:
-                run_rows += _predict_sets(fold, cohort, cache, ids, subsets, experts, label)
+                run_rows += _predict_sets(fold, cohort, cache, ids, subsets, experts, label, len(paths) > 1)
         rows += ensemble_rows(run_rows, float(np.mean([f.model.threshold for f in folds])))
     if not rows:
         raise ValueError(
@@ -190,13 +192,17 @@ def _predict_sets(
     subsets: dict[str, list[np.ndarray]],
     experts: bool,
     label: str,
+    prefix: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows of one fold model (and, with ``experts``, those inside it) over every image set of ``ids``;
     the model's own rows are named ``label``."""
     attributes = (
         fold.model.encoder.transform(cohort, ids) if fold.model.encoder.names else np.zeros((len(ids), 0), np.float32)
     )
-    models = fold.model.models() if experts else {label: fold.model}
+    if experts:  # several runs: each run's rows carry its label, so two fusions' experts never pool
+        models = {(f"{label}: {name}" if prefix else name): m for name, m in fold.model.models().items()}
+    else:
+        models = {label: fold.model}
     rows = []
     for name, model in models.items():
         for k in range(max(len(subsets[pid]) for pid in ids)):

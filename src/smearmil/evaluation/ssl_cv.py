@@ -161,6 +161,8 @@ def run_finetune_cv(
     """Per fold: the encoder of ``kind``, learnt from the fold's training patients (or random weights), starts
     the image expert of ``mil_config``, which is then trained end to end on the fold's training patients
     and tested: the MIL stage fine-tunes the encoder instead of freezing it."""
+    if kind == "supervised":
+        raise ValueError("the supervised encoder is a MIL model trained end to end already; fine-tune SSL ones")
     started = time.perf_counter()
     run = RunDir(out)
     base = load_config(
@@ -179,8 +181,6 @@ def run_finetune_cv(
     def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
         init = None
         if kind != "random":
-            if kind == "supervised":
-                raise ValueError("the supervised encoder is a MIL model trained end to end already; fine-tune SSL ones")
             saved = fold_dir / f"encoder-{kind}"
             if not CellEncoder.is_saved_in(saved):
                 fold_encoder(kind, cohort, cache, fold, ssl, fold_dir, progress=progress).save(saved)
@@ -226,6 +226,10 @@ def run_encoder_comparison(
     fine_tune: bool = False,
 ) -> dict[str, Any]:
     """Every encoder on identical folds; ``comparison.csv`` and ``summary.json`` with macro-F1 per encoder."""
+    if fine_tune and "supervised" in kinds:  # refused before anything is written
+        raise ValueError(
+            "with fine-tuning, 'random' is the MIL model trained end to end from scratch; drop 'supervised'"
+        )
     start = time.perf_counter()
     run = RunDir(out)
     plan = make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
@@ -241,11 +245,6 @@ def run_encoder_comparison(
     fingerprint = run_fingerprint(config, cohort.identity(), plan.to_json())
     claim_output(run.path, "ssl-compare", fingerprint, overwrite)
     run.write_info(cohort.root, cohort.layout, "ssl compare", fingerprint)
-
-    if fine_tune and "supervised" in kinds:
-        raise ValueError(
-            "with fine-tuning, 'random' is the MIL model trained end to end from scratch; drop 'supervised'"
-        )
 
     def encoder(kind: str) -> Callable[[], CVResult]:
         if fine_tune:

@@ -29,10 +29,11 @@ class _Fusion(MILModel):
 
 
 class AverageModel(_Fusion):
-    """The two experts, trained separately, averaged: their scores (logits) by default, as Eq. 14 of
-    the paper (P = sigmoid((s_CNN + s_MLP) / 2)), or their probabilities (``average="probabilities"``)."""
+    """The two experts, trained separately, averaged: their probabilities (the default, as every run
+    before 0.2 did), or their scores, as Eq. 14 of the paper (``average="scores"``: P = sigmoid((s_CNN +
+    s_MLP) / 2) for two classes, the soft-max of the mean logits for more); the paper rows use scores."""
 
-    def __init__(self, cnn: CNNModel, mlp: MLPModel, average: str = "scores"):
+    def __init__(self, cnn: CNNModel, mlp: MLPModel, average: str = "probabilities"):
         super().__init__()
         if average not in ("scores", "probabilities"):
             raise ValueError(f"average must be scores or probabilities, got {average!r}")
@@ -95,7 +96,7 @@ def _experts(config: ModelConfig, dims: ModelDims, init: bool) -> list[Stage]:
 
 class AverageParams(MLPParams):
     average: Literal["scores", "probabilities"] = Field(
-        "scores", description="average the experts' scores (the paper's Eq. 14) or their probabilities"
+        "probabilities", description="average the experts' probabilities, or their scores (the paper's Eq. 14)"
     )
 
 

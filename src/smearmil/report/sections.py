@@ -111,10 +111,12 @@ def repeatability_section(report: Report, folder: OutputFolder, work: Path) -> N
             for name, m in rep["models"].items()
         ],
     )
+    kind = rep.get("image_sets") or ("given acquisitions" if rep["sets"] == "given" else "random subsets")
     report.text(
         s,
-        f"{rep['sets']} image sets per patient"
-        + (f" of {100 * rep['fraction']:.0f}% of its cells" if rep.get("fraction") else "")
+        (f"{rep['sets']} " if rep["sets"] != "given" else "")
+        + f"image sets per patient: {kind}"
+        + (f", each {100 * rep['fraction']:.0f}% of its cells" if rep.get("fraction") else "")
         + "; each patient predicted by a model that did not train on it.",
     )
     colours = "; ".join(f"{c.removeprefix('tab:')}: {label}" for c, label in REPEATABILITY_COLOURS.items())

@@ -61,6 +61,8 @@ def _train(
     for epoch in track(range(epochs), "supervised cell encoder", total=epochs, enabled=progress):
         order = np.random.default_rng([config.seed, epoch]).permutation(len(cells))
         for start in range(0, len(order), batch):
+            if len(order[start : start + batch]) < 2:
+                continue  # a last batch of one cell: batch norm cannot train on it
             rows = cells.rows[order[start : start + batch]]
             labels = cells.labels[order[start : start + batch]]
             sort = np.argsort(rows)

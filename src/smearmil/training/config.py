@@ -65,7 +65,12 @@ class StageConfig(Strict):
 
 class TrainConfig(Strict):
     epochs: int = Field(30, ge=1)
-    max_steps: int = Field(0, ge=0, description="train for this many iterations (optimizer steps); 0: by epochs")
+    max_steps: int = Field(
+        0,
+        ge=0,
+        description="train for this many iterations (optimizer steps, rounded up to whole epochs) instead of "
+        "`epochs`; 0: by epochs",
+    )
     lr_step_every: int = Field(
         0, ge=0, description="multiply the learning rate by lr_gamma every this many iterations (0: off)"
     )
@@ -104,7 +109,10 @@ class TrainConfig(Strict):
         overrides = self.stages.get(stage)
         if overrides is None:
             return self
-        return self.model_copy(update={k: v for k, v in overrides.model_dump().items() if v is not None})
+        update = {k: v for k, v in overrides.model_dump().items() if v is not None}
+        if "epochs" in update and "max_steps" not in update:
+            update["max_steps"] = 0  # a stage given epochs trains by epochs
+        return self.model_copy(update=update)
 
 
 class SplitConfig(Strict):
@@ -138,7 +146,9 @@ PAPER_NOTES = (
     "learning rate 1e-4 multiplied by 0.1 every 96,000 iterations, 220,000 iterations, the best model on the "
     "validation patients, unweighted negative log-likelihood, whole bags, per-pixel mean centring over the "
     "training cells. Eq. 14: AVG averages the experts' scores. Eq. 19: PCA colour shift sum_i e_i alpha_i "
-    "lambda_i. Chosen here, the paper being silent: validation every 1,000 iterations, 4 bags per iteration."
+    "lambda_i, on pixels in [0, 1], where the eigenvalues are small and so is the shift (the sqrt_eigenvalue "
+    "option is AlexNet's practice). Chosen here, the paper being silent: validation every 1,000 iterations "
+    "(rounded to whole epochs), 4 bags per iteration, weight decay 5e-4, alpha std 0.1."
 )
 PAPER_TRAINING: dict[str, Any] = {
     "epochs": 1_000_000,  # a bound only: the schedule is in iterations
@@ -173,6 +183,8 @@ def paper_preset(name: str) -> dict[str, Any] | None:
         pooling["r"] = float(m["r"])
     encoder = {"name": "resnetk", "k": int(m["k"]), "embedding": "flatten"}
     model: dict[str, Any] = {"kind": m["kind"][:3], "encoder": encoder, "pooling": pooling}
+    if m["kind"] == "avg":
+        model["average"] = "scores"  # Eq. 14
     if m["paradigm"]:
         model["paradigm"] = f"P{m['paradigm']}"
     return {**base, "model": model}

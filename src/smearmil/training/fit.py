@@ -8,6 +8,7 @@ only the gate). A finished stage leaves ``model.pt``; an interrupted one resumes
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,10 @@ def fit_stage(
         enable_version_counter=False,
     )  # Lightning saves last only with a top-k save
     resume, last_epoch = resume_point(stage_dir)
+    max_epochs, schedule = iteration_schedule(train, math.ceil(len(data.ids["train"]) / train.bags_per_batch))
     trainer = make_trainer(
         stage_dir,
-        -1 if train.max_steps else train.epochs,
+        max_epochs,
         train.accelerator,
         train.devices,
         train.precision,
@@ -77,7 +79,7 @@ def fit_stage(
         last_epoch,
         progress,
         num_sanity_val_steps=0,
-        **iteration_schedule(train),
+        **schedule,
     )
     if resume:
         log.warning("stage %s: resuming from %s", stage, resume)
@@ -94,7 +96,7 @@ def fit_stage(
         stage_dir / "stage.json",
         {
             "stage": stage,
-            "epochs": train.epochs if not train.max_steps else None,
+            "epochs": max_epochs,
             "max_steps": train.max_steps or None,
             "iterations": trainer.global_step,  # optimizer steps taken (all of them, resumed runs included)
             "selected": Path(best).name,
@@ -108,14 +110,16 @@ def fit_stage(
     return model
 
 
-def iteration_schedule(train: TrainConfig) -> dict[str, Any]:
-    """Trainer options for a schedule in iterations (``max_steps``, validation every ``val_every_steps``)."""
+def iteration_schedule(train: TrainConfig, steps_per_epoch: int) -> tuple[int, dict[str, Any]]:
+    """``(max_epochs, trainer options)`` of a schedule in iterations. Training stops at the end of the epoch
+    that reaches ``max_steps`` and validates at the end of an epoch every ``val_every_steps`` iterations
+    (rounded to whole epochs), so every checkpoint falls between epochs and a killed run resumes exactly."""
+    steps_per_epoch = max(1, steps_per_epoch)
+    epochs = math.ceil(train.max_steps / steps_per_epoch) if train.max_steps else train.epochs
     options: dict[str, Any] = {}
-    if train.max_steps:  # with max_epochs=-1 (see train_stage)
-        options.update(max_steps=train.max_steps)
     if train.val_every_steps:
-        options.update(val_check_interval=train.val_every_steps, check_val_every_n_epoch=None)
-    return options
+        options["check_val_every_n_epoch"] = max(1, round(train.val_every_steps / steps_per_epoch))
+    return epochs, options
 
 
 def prepare_fold(

@@ -154,3 +154,27 @@ def test_resnet18_ssl_presets_for_gpus(name: str, method: str) -> None:
     assert (config.method.name, config.encoder.name, config.image.size) == (method, "resnet18", 224)
     assert config.precision == "16-mixed"
     assert config.encoder.build(224).out_dim == 512  # ResNet18's 512-d features
+
+
+def test_a_schedule_in_iterations_resumes_exactly(sim_cohort: Path, tmp_path: Path) -> None:
+    """Killed between epochs (here: stopped after 4 of 6 iterations, its finished-stage files removed), a
+    run on a schedule in iterations resumes from its last checkpoint to the uninterrupted run's weights."""
+    from smearmil.data.splits import make_splits
+    from smearmil.training.fit import train_fold
+
+    cohort = load_cohort(sim_cohort, progress=False)
+    fold = make_splits(cohort, "holdout", val=0.2, test=0.2, seed=0).folds[0]
+    assert -(-len(fold.train) // 4) == 2  # 2 iterations an epoch at 4 bags an iteration
+
+    def run(out: Path, steps: int) -> dict[str, torch.Tensor]:
+        train = {"max_steps": steps, "lr_step_every": 3, "val_every_steps": 3, "bags_per_batch": 4}
+        config = load_config("cpu-mlp", {"train": train})
+        return train_fold(cohort, fold, config, out, None, progress=False).model.state_dict()
+
+    whole = run(tmp_path / "whole", 6)
+    run(tmp_path / "killed", 4)
+    (tmp_path / "killed" / "mlp" / "model.pt").unlink()  # as if killed before the stage finished
+    resumed = run(tmp_path / "killed", 6)
+    assert json.loads((tmp_path / "killed" / "mlp" / "stage.json").read_text())["resumed_from"]
+    for name, tensor in whole.items():
+        torch.testing.assert_close(resumed[name], tensor)

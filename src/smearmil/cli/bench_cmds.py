@@ -109,3 +109,27 @@ def bench_heads_cmd(
         f"macro-F1 {result.macro_f1:.3f} (test folds)"
     )
     out.print(f"ratio: {goal_seconds / result.cv_seconds:.2f}")
+
+
+@bench_app.command("predict")
+@guarded
+def bench_predict_cmd(
+    cells: Annotated[
+        int, typer.Option("--cells", help="Cells of the patient predicted (the paper's median: 82).")
+    ] = 82,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed repeats (median).")] = 5,
+) -> None:
+    """Seconds per patient of inference, plain and fast (batch norm folded, channels-last), from tensors and
+    from JPEG files, against the matrix-multiply peak; last line `ratio: achieved / peak` (paper's model)."""
+    from ..bench.predict import bench_predict
+
+    result = bench_predict(cells, repeats)
+    out.print(f"float32 matrix-multiply peak: {result.peak_gflops:.0f} GFLOP/s ({result.threads} threads)")
+    for s in result.shapes:
+        out.print(
+            f"{s.name}, {s.cells} cells: {s.gflop:.2f} GFLOP; plain {s.plain_seconds:.3f} s "
+            f"({s.gflops(s.plain_seconds) / result.peak_gflops:.0%} of peak); fast {s.fast_seconds:.3f} s "
+            f"({result.ratio(s):.0%}); from JPEG files {s.jpeg_seconds:.3f} s"
+            + (f"; bf16 autocast {s.bf16_seconds:.3f} s (not in the ratio)" if s.bf16_seconds else "")
+        )
+    out.print(f"ratio: {result.ratio(result.shapes[0]):.2f}")

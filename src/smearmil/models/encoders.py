@@ -73,6 +73,7 @@ class ResNetK(nn.Module):
         if k < 1 or blocks < 1:
             raise ValueError(f"ResNetK needs k >= 1 and blocks >= 1, got k={k}, blocks={blocks}")
         self.k, self.embedding = k, embedding
+        self.channels_last = False  # inference only (see models.inference): faster oneDNN convolutions on CPU
         self.stem = nn.Sequential(conv_bn_relu(3, k, 7, 2), nn.MaxPool2d(3, 2, 1))
         stages, c_in = [], k
         for i, width in enumerate((k, 2 * k, 4 * k, 8 * k)):
@@ -92,7 +93,10 @@ class ResNetK(nn.Module):
         return side
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        # a channels-last input (e.g. permuted from HWC) crashes conv backward in some CPU builds
+        # a channels-last input (e.g. permuted from HWC) crashes conv backward in some CPU builds: training
+        # gets a contiguous NCHW tensor; inference may run channels-last, which oneDNN convolves faster
+        if self.channels_last and not self.training:
+            return self.stages(self.stem(x.contiguous(memory_format=torch.channels_last)))
         return self.stages(self.stem(x.contiguous()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

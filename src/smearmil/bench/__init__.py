@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.cache import ImageCache, build_cache
-from .data.images import Preprocessing
-from .data.options import DataOptions
-from .data.validation import load_cohort
-from .utils.progress import track
+from ..data.cache import ImageCache, build_cache
+from ..data.images import Preprocessing
+from ..data.options import DataOptions
+from ..data.validation import load_cohort
+from ..utils.progress import track
 
 
 @dataclass
@@ -92,7 +92,7 @@ def bench_features(
     """Time the 94 hand-crafted features on a sample of cells, in one process and in ``n_jobs``."""
     from joblib import Parallel, delayed
 
-    from .baselines.handcrafted import cell_features
+    from ..baselines.handcrafted import cell_features
 
     cohort = load_cohort(path, options, progress)
     cache = build_cache(cohort, Preprocessing(size), cache_dir, progress=progress)
@@ -133,12 +133,12 @@ def bench_heads(
     embedded by a random cpu-ssl-shaped encoder); preparing the features is timed apart."""
     import tempfile
 
-    from .data.features import FeatureStore
-    from .data.simulate import SimulationConfig, simulate
-    from .evaluation.feature_cv import run_head_cv, store_cv_stores
-    from .models.cell_encoder import CellEncoder, extract_features
-    from .models.encoders import EncoderConfig
-    from .training.feature_mil import load_head_config
+    from ..data.features import FeatureStore
+    from ..data.simulate import SimulationConfig, simulate
+    from ..evaluation.feature_cv import run_head_cv, store_cv_stores
+    from ..models.cell_encoder import CellEncoder, extract_features
+    from ..models.encoders import EncoderConfig
+    from ..training.feature_mil import load_head_config
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         start = time.perf_counter()

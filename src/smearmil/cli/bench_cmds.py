@@ -133,3 +133,26 @@ def bench_predict_cmd(
             + (f"; bf16 autocast {s.bf16_seconds:.3f} s (not in the ratio)" if s.bf16_seconds else "")
         )
     out.print(f"ratio: {result.ratio(result.shapes[0]):.2f}")
+
+
+@bench_app.command("train")
+@guarded
+def bench_train_cmd(
+    bags: Annotated[int, typer.Option("--bags", help="Bags per step (16 to 200 cells each, drawn once).")] = 4,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed repeats (median).")] = 3,
+) -> None:
+    """Training steps of the CPU presets' shapes and the paper's: cells per second, FLOPs per step, GFLOP/s
+    against the matrix-multiply peak, several bags per step against one; last line `ratio: achieved / peak`
+    (cpu-cnn)."""
+    from ..bench.train import bench_train
+
+    result = bench_train(bags, repeats)
+    out.print(f"float32 matrix-multiply peak: {result.peak_gflops:.0f} GFLOP/s ({result.threads} threads)")
+    for s in result.shapes:
+        out.print(
+            f"{s.name}: {s.bags} bags, {s.cells} cells, {s.gflop:.2f} GFLOP a step in {s.step_seconds:.3f} s "
+            f"({s.cells / s.step_seconds:,.0f} cells/s, {s.gflops:.1f} GFLOP/s, {result.ratio(s):.0%} of peak); "
+            f"16-cell bags: {s.bags} a step {s.small_bags_seconds:.3f} s, one a step {s.one_bag_seconds:.3f} s "
+            f"({s.several_vs_one:.2f}x)"
+        )
+    out.print(f"ratio: {result.ratio(result.shapes[0]):.2f}")

@@ -1,0 +1,19 @@
+"""The speed benchmarks run and report consistent figures (speed targets are checked by the commands)."""
+
+from __future__ import annotations
+
+from smearmil.bench.predict import bench_shape as predict_shape
+from smearmil.bench.predict import count_gflop
+from smearmil.bench.train import bench_shape as train_shape
+
+
+def test_bench_predict_and_train_measure_what_they_say() -> None:
+    shape = predict_shape("cpu-cnn", "cpu-cnn", {}, cells=4, repeats=1)
+    assert shape.gflop > 0 and min(shape.plain_seconds, shape.fast_seconds, shape.jpeg_seconds) > 0
+    step = train_shape("cpu-cnn", "cpu-cnn", {}, bags=2, repeats=1)
+    assert 32 <= step.cells <= 400 and step.gflop > shape.gflop / 4 * 32  # forward and backward of every cell
+    assert step.several_vs_one > 0 and step.gflops > 0
+    import torch
+
+    a = torch.randn(64, 32)
+    assert count_gflop(lambda: a @ a.T) == 2 * 64 * 64 * 32 / 1e9  # the counter counts multiply-adds twice

@@ -11,6 +11,18 @@ from PIL import Image
 
 from smearmil.data.simulate import SimulationConfig, simulate
 
+
+def invoke(*args: object) -> str:
+    """Run the command line in-process and return its standard output; a non-zero exit fails the test."""
+    from typer.testing import CliRunner
+
+    from smearmil.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 SHARED = Path(os.environ.get("SMEARMIL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

@@ -9,19 +9,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from smearmil.cli import app
 from smearmil.data.simulate import SimulationConfig, simulate
 
-runner = CliRunner()
+from .conftest import invoke
+
 TINY = "image: {size: 32, crop: null}\ntrain: {epochs: 2, lr_steps: []}\n"
-
-
-def invoke(*args: object) -> str:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,10 @@ from smearmil.evaluation.predict import load_predictor
 from smearmil.training.run_dir import RunDir
 from smearmil.training.trained import TrainedModel
 
-from .conftest import write_image
+from .conftest import invoke, write_image
 
 runner = CliRunner()
 TINY = "base: cpu-cnn\nimage: {size: 32, crop: null}\ntrain: {epochs: 2, lr_steps: []}\n"
-
-
-def invoke(*args: object) -> str:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 def rows(path: Path) -> list[dict[str, str]]:

@@ -17,12 +17,14 @@ from .app import error_line, features_app, guarded, out, ssl_app
 from .options import (
     CacheDirOpt,
     ConfigFlags,
+    ConfigSeedOpt,
     DataFlags,
     DataPath,
     FoldsOpt,
     OverwriteOpt,
     QuietOpt,
     SeedOpt,
+    SplitsOpt,
     TableJsonOpt,
     config_flags,
     data_flags,
@@ -114,7 +116,7 @@ def ssl_pretrain_cmd(
         Path | None, typer.Option("--splits", help="Splits file: learn from one fold's train+val patients only.")
     ] = None,
     fold: Annotated[str | None, typer.Option("--fold", help="Fold of --splits (default: the first).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: the config's).")] = None,
+    seed: ConfigSeedOpt = None,
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
@@ -251,7 +253,7 @@ def features_cv_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, attention.csv, ...).")] = Path(
         "runs/features-cv"
     ),
-    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    splits: SplitsOpt = None,
     umap: UmapOpt = True,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
@@ -319,7 +321,7 @@ def ssl_cv_cmd(
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/ssl-cv"),
-    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    splits: SplitsOpt = None,
     supervised_config: SupervisedOpt = "cpu-attention",
     fine_tune: FineTuneOpt = False,
     umap: UmapOpt = True,

@@ -28,6 +28,8 @@ DataPath = Annotated[Path, typer.Argument(metavar="DATA", help="Folder of the da
 RunPath = Annotated[Path, typer.Argument(metavar="RUN", help="Folder written by train, cv or features train.")]
 LayoutOpt = Annotated[str, typer.Option("--layout", help=f"auto, or one of: {LAYOUTS.choices()}.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+ConfigSeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed (default: the config's).")]
+SplitsOpt = Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")]
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of folds.")]
 TableJsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]

@@ -18,6 +18,7 @@ from .options import (
     CacheDirOpt,
     ConfigFlags,
     ConfigOpt,
+    ConfigSeedOpt,
     DataFlags,
     DataPath,
     FoldsOpt,
@@ -25,6 +26,7 @@ from .options import (
     QuietOpt,
     RunPath,
     SeedOpt,
+    SplitsOpt,
     TableJsonOpt,
     config_flags,
     data_flags,
@@ -82,7 +84,7 @@ def train(
         Path | None, typer.Option("--splits", help="Splits file (default: hold-out from the config).")
     ] = None,
     fold: Annotated[str | None, typer.Option("--fold", help="Fold of the splits file to train on.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: the config's).")] = None,
+    seed: ConfigSeedOpt = None,
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
@@ -126,7 +128,7 @@ def cv(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (summary.json, predictions.csv).")] = Path(
         "runs/cv"
     ),
-    splits: Annotated[Path | None, typer.Option("--splits", help="Splits file to use instead of new folds.")] = None,
+    splits: SplitsOpt = None,
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,

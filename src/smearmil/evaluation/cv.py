@@ -188,6 +188,23 @@ def _plots(results: Sequence[FoldPredictions], summary: dict[str, Any], class_na
     confusion_plot(summary["confusion_matrix"], class_names, out / "confusion.png")
 
 
+def train_and_test(
+    cohort: Cohort, fold: Fold, config: RunConfig, fold_dir: Path, cache: ImageCache | None, progress: bool = True
+) -> FoldPredictions:
+    """Train ``config`` on the fold's training patients (in ``fold_dir``) and predict its test patients;
+    a mixture's gates go to ``gates.csv``."""
+    trained = train_fold(cohort, fold, config, fold_dir, cache, progress)
+    predictions = trained.predict_cohort(cohort, list(fold.test), cache)
+    if any(p.gate is not None for p in predictions):
+        write_text(
+            fold_dir / "gates.csv",
+            "patient,gate_image_expert\n" + "".join(f"{p.id},{p.gate:.6f}\n" for p in predictions),
+        )
+    return FoldPredictions(
+        fold.name, predictions, cohort.labels(list(fold.test)), trained.threshold, trained.threshold_source
+    )
+
+
 def claim_cv(cohort: Cohort, run: RunDir, config: dict[str, Any], plan: SplitPlan, overwrite: bool) -> None:
     """Check ``plan`` against the cohort, then claim ``run`` for a CV of this config, data and plan
     (a CV of other inputs there is refused unless ``overwrite``) and record the data it reads."""
@@ -222,16 +239,7 @@ def run_cv(
     cache = image_cache(cohort, config, cache_dir, progress)
 
     def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
-        trained = train_fold(cohort, fold, config, fold_dir, cache, progress)
-        predictions = trained.predict_cohort(cohort, list(fold.test), cache)
-        if any(p.gate is not None for p in predictions):
-            write_text(
-                fold_dir / "gates.csv",
-                "patient,gate_image_expert\n" + "".join(f"{p.id},{p.gate:.6f}\n" for p in predictions),
-            )
-        return FoldPredictions(
-            fold.name, predictions, cohort.labels(list(fold.test)), trained.threshold, trained.threshold_source
-        )
+        return train_and_test(cohort, fold, config, fold_dir, cache, progress)
 
     return run_folds(
         cohort,

@@ -20,11 +20,12 @@ import torch
 from ..data.cache import build_cache
 from ..data.cohort import UNKNOWN_CELL_TYPE, Cohort
 from ..data.options import DataOptions
-from ..models.contributions import cell_contributions, feature_contributions
+from ..models.base import probabilities
+from ..models.contributions import bag_explanation, feature_explanation
 from ..training.feature_final import FeatureModel
-from ..training.feature_mil import head_predictions
 from ..training.run_dir import RunDir
 from ..training.trained import TrainedModel
+from ..utils.device import default_device
 
 log = logging.getLogger(__name__)
 
@@ -101,30 +102,46 @@ class ModelPredictor(Predictor):
                 "table (--csv, or --attributes FILE for patient folders) with them"
             )
         first = self.members[0]
-        cache = build_cache(cohort, first.config.image.preprocessing, cache_dir, progress=progress)
+        cache = None  # decoded only for models that look at cells
         if first.uses_images:
+            cache = build_cache(cohort, first.config.image.preprocessing, cache_dir, progress=progress)
             _warn_skipped(cache)
-        per_model = [m.predict_cohort(cohort, ids, cache if m.uses_images else None) for m in self.members]
+        probas = np.zeros((len(self.members), len(ids), len(self.class_names)))
+        gates: dict[str, list[float]] = {}
+        explained: dict[tuple[int, str], np.ndarray] = {}  # (member, patient) -> contributions (n, columns)
+        for k, member in enumerate(self.members):
+            image_only = member.uses_images and member.model.image_expert() is member.model
+            if not image_only:  # fusions and attribute models: the model's own forward pass
+                for i, p in enumerate(member.predict_cohort(cohort, ids, cache if member.uses_images else None)):
+                    probas[k, i] = p.proba
+                    if p.gate is not None:
+                        gates.setdefault(p.id, []).append(float(p.gate))
+            if cache is not None:
+                for i, pid in enumerate(ids):  # one pass of the cells gives contributions (and an image model's logits)
+                    contributions, logits = _explain(member, torch.from_numpy(cache.read_bag(pid)))
+                    explained[k, pid] = contributions
+                    if image_only:
+                        probas[k, i] = probabilities(logits.float()[None].cpu(), len(self.class_names))[0].numpy()
         out = []
         for i, pid in enumerate(ids):
-            proba = np.mean([p[i].proba for p in per_model], axis=0)
-            gates = [float(g) for p in per_model if (g := p[i].gate) is not None]
-            prediction = Prediction(pid, proba, float(np.mean(gates)) if gates else None)
-            if first.uses_images:
+            proba = probas[:, i].mean(axis=0)
+            gate = float(np.mean(gates[pid])) if pid in gates else None
+            prediction = Prediction(pid, proba, gate)
+            if cache is not None:
                 prediction.files, prediction.cell_types = _cell_info(cohort, cache, pid)
-                cells = torch.from_numpy(cache.read_bag(pid))
-                prediction.contributions = np.mean(
-                    [_contributions(m, cells, self.toward(proba)) for m in self.members], axis=0
-                )
+                column = 0 if len(self.class_names) == 2 else self.toward(proba)
+                prediction.contributions = np.mean([explained[k, pid][:, column] for k in range(len(self.members))], 0)
             out.append(prediction)
         return out
 
 
-def _contributions(trained: TrainedModel, cells: torch.Tensor, target: int) -> np.ndarray:
-    transform = trained.transform.cpu().eval() if trained.transform is not None else None
-    prepare = (lambda x: transform(x, train=False)) if transform is not None else None
-    trained.model.cpu()
-    return cell_contributions(trained.model, cells, target if len(trained.class_names) > 2 else None, prepare)
+def _explain(trained: TrainedModel, cells: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """Contributions to every logit column and the image expert's logits, from the fast inference model."""
+    device = default_device()
+    transform = trained.transform.to(device).eval() if trained.transform is not None else None
+    prepare = (lambda x: transform(x.to(device), train=False)) if transform is not None else None
+    with torch.inference_mode():
+        return bag_explanation(trained.fast_model(device), cells, prepare)
 
 
 class FeaturePredictor(Predictor):
@@ -144,9 +161,10 @@ class FeaturePredictor(Predictor):
         out = []
         for pid in ids:
             features = self.model.embed(cache, pid)
-            proba = head_predictions(self.model.head, [features])[0][0].astype(np.float64)
+            found, logits = feature_explanation(self.model.head, torch.from_numpy(features))
+            proba = probabilities(logits.float()[None], len(self.class_names))[0].numpy().astype(np.float64)
             files, types = _cell_info(cohort, cache, pid)
-            contributions = feature_contributions(self.model.head, torch.from_numpy(features), self.toward(proba))
+            contributions = found[:, 0 if len(self.class_names) == 2 else self.toward(proba)]
             out.append(Prediction(pid, proba, None, files, contributions, types))
         return out
 

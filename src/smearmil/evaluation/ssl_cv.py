@@ -32,7 +32,7 @@ from ..training.ssl.pretrain import CellSource, pretrain
 from ..training.trained import TrainedModel
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
-from .cv import CVResult, FoldPredictions, claim_cv, run_folds, run_on_same_folds
+from .cv import CVResult, FoldPredictions, claim_cv, run_folds, run_on_same_folds, train_and_test
 from .feature_cv import run_head_cv
 
 BASELINE_ENCODERS = ("random", "supervised", "single-cell")
@@ -165,9 +165,8 @@ def run_finetune_cv(
         raise ValueError("the supervised encoder is a MIL model trained end to end already; fine-tune SSL ones")
     started = time.perf_counter()
     run = RunDir(out)
-    base = load_config(
-        mil_config, {"seed": seed, "image": ssl.image.model_dump(), "model": {"encoder": ssl.encoder.model_dump()}}
-    )
+    shapes = {"seed": seed, "image": ssl.image.model_dump()}  # the MIL model takes the encoder's input
+    base = load_config(mil_config, {**shapes, "model": {"encoder": ssl.encoder.model_dump()}})
     plan = splits or make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
     claim_cv(
         cohort,
@@ -185,17 +184,8 @@ def run_finetune_cv(
             if not CellEncoder.is_saved_in(saved):
                 fold_encoder(kind, cohort, cache, fold, ssl, fold_dir, progress=progress).save(saved)
             init = str(saved)
-        encoder = {**ssl.encoder.model_dump(), "init": init}
-        config = base.model_copy(
-            update={
-                "model": base.model.model_copy(update={"encoder": type(base.model.encoder).model_validate(encoder)})
-            }
-        )
-        trained = train_fold(cohort, fold, config, fold_dir / "mil", cache, progress)
-        predictions = trained.predict_cohort(cohort, list(fold.test), cache)
-        return FoldPredictions(
-            fold.name, predictions, cohort.labels(list(fold.test)), trained.threshold, trained.threshold_source
-        )
+        config = load_config(mil_config, {**shapes, "model": {"encoder": {**ssl.encoder.model_dump(), "init": init}}})
+        return train_and_test(cohort, fold, config, fold_dir / "mil", cache, progress)
 
     return run_folds(
         cohort,

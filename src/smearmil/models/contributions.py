@@ -29,18 +29,25 @@ def target_column(logits: torch.Tensor, target: int | None) -> int:
     return int(logits.argmax(1)) if target is None else target
 
 
+def every_column(h: torch.Tensor, pooling: Pooling, classifier: nn.Linear) -> tuple[np.ndarray, torch.Tensor]:
+    """The contributions of the cells of one bag of embeddings ``h`` (n, D) to every logit column
+    (n, columns), and the bag's logits (columns,), from one pooling of ``h``."""
+    segments = torch.zeros(len(h), dtype=torch.long, device=h.device)
+    pooled, weights = pooling(h, segments, 1)
+    w = classifier.weight
+    if w.shape[0] > 1:  # soft-max: toward each class relative to the others
+        w = w - w.mean(0)
+    out = torch.stack([pooling.contributions(h, segments, 1, pooled, weights, row) for row in w], dim=1)
+    return out.float().cpu().numpy(), classifier(pooled)[0]
+
+
 def pooled_contributions(
     h: torch.Tensor, pooling: Pooling, classifier: nn.Linear, target: int | None = None
 ) -> tuple[np.ndarray, int]:
     """Contributions of the cells of one bag of embeddings ``h`` (n, D), and the logit column explained."""
-    segments = torch.zeros(len(h), dtype=torch.long, device=h.device)
-    pooled, weights = pooling(h, segments, 1)
-    column = target_column(classifier(pooled), target)
-    w = classifier.weight[column]
-    if classifier.weight.shape[0] > 1:  # soft-max: toward this class relative to the others
-        w = w - classifier.weight.mean(0)
-    out = pooling.contributions(h, segments, 1, pooled, weights, w)
-    return out.float().cpu().numpy(), column
+    found, logits = every_column(h, pooling, classifier)
+    column = target_column(logits[None], target)
+    return found[:, column], column
 
 
 @torch.no_grad()
@@ -53,16 +60,32 @@ def cell_contributions(
     """Contribution of each cell of one bag to the logit of ``target`` (default: the positive class for two
     classes, else the predicted class). ``images``: normalised (n, 3, H, W), or raw uint8 (n, H, W, 3)
     with ``prepare``, which normalises them chunk by chunk."""
+    found, logits = bag_explanation(model, images, prepare)
+    return found[:, target_column(logits[None], target)]
+
+
+@torch.no_grad()
+def bag_explanation(
+    model: MILModel, images: torch.Tensor, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> tuple[np.ndarray, torch.Tensor]:
+    """One pass of the image expert over one bag: each cell's contribution to every logit column (n, columns)
+    and the expert's logits (columns,), which for an image-only model are the model's own."""
     cnn = model.image_expert()
     if cnn is None:
         raise ValueError("this model does not look at cells")
     cnn.eval()
-    return pooled_contributions(cnn.encode(images, prepare), cnn.pooling, cnn.classifier, target)[0]
+    return every_column(cnn.encode(images, prepare), cnn.pooling, cnn.classifier)
 
 
 @torch.no_grad()
 def feature_contributions(model: FeatureMIL, features: torch.Tensor, target: int | None = None) -> np.ndarray:
     """The same for a MIL head on cached cell embeddings ``features`` (n, d)."""
+    found, logits = feature_explanation(model, features)
+    return found[:, target_column(logits[None], target)]
+
+
+@torch.no_grad()
+def feature_explanation(model: FeatureMIL, features: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """One pass of a MIL head over one bag of cell embeddings: contributions to every column, and its logits."""
     model.eval()
-    h = model.project((features - model.mean) / model.std)
-    return pooled_contributions(h, model.pooling, model.classifier, target)[0]
+    return every_column(model.project((features - model.mean) / model.std), model.pooling, model.classifier)

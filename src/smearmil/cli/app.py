@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -99,6 +100,7 @@ def guarded(fn: F) -> F:
         from ..utils import provenance
 
         provenance.COMMAND_LINE = command_line(cli_context)
+        quiet_unless_main_process()
         try:
             return fn(*args, **kwargs)
         except DataError as error:
@@ -113,6 +115,16 @@ def guarded(fn: F) -> F:
     wrapper.__annotations__ = {p.name: p.annotation for p in new.parameters.values()}
     del wrapper.__wrapped__
     return wrapper  # type: ignore[return-value]
+
+
+def quiet_unless_main_process() -> None:
+    """In a run of several processes (DDP), only the main one prints results, progress and warnings."""
+    from ..utils import progress
+    from ..utils.distributed import is_main_process
+
+    if not is_main_process():
+        out.quiet = progress.console.quiet = True
+        logging.getLogger("smearmil").setLevel(logging.ERROR)
 
 
 def print_problems(error: DataError) -> None:

@@ -225,16 +225,21 @@ def features_extract_cmd(
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
+    accelerator: Annotated[str, typer.Option("--accelerator", help="Lightning accelerator: auto, cpu, gpu.")] = "auto",
+    devices: Annotated[str, typer.Option("--devices", help="Processes (one per device) sharing the cells.")] = "1",
+    strategy: Annotated[str, typer.Option("--strategy", help="auto, or ddp with --devices N.")] = "auto",
     data: DataFlags = DataFlags(),
 ) -> None:
     """Embed every cell of a cohort with a frozen encoder; store embeddings, cell ids and cell types per patient."""
     from ..data.cache import build_cache
     from ..data.validation import load_cohort
     from ..models.cell_encoder import extract_features
+    from ..training.trainer import start_processes
 
     encoder = load_encoder_spec(encoder_spec)
     cohort = load_cohort(path, data.options(), progress=not quiet)
     cache = build_cache(cohort, encoder.preprocessing, cache_dir, progress=not quiet)
+    start_processes(accelerator, int(devices) if devices.isdigit() else devices, strategy)
     store = extract_features(encoder, cohort, cache, out_dir, progress=not quiet, overwrite=overwrite)
     out.print(f"{store.features.shape[0]} cells of {len(store.patient_ids)} patients, {store.dim}-d -> {out_dir}")
 

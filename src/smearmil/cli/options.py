@@ -98,6 +98,10 @@ CONFIG_PARAMS: dict[str, tuple[Any, Any]] = {
     "accelerator": (_option(str | None, "--accelerator", help="Lightning accelerator: auto, cpu, gpu, mps."), None),
     "devices": (_option(str | None, "--devices", help="Lightning devices: auto, a count, or ids (0,1)."), None),
     "precision": (_option(str | None, "--precision", help="32-true, 16-mixed or bf16-mixed (default: auto)."), None),
+    "strategy": (
+        _option(str | None, "--strategy", help="Lightning strategy: auto, or ddp (one process per device)."),
+        None,
+    ),
 }
 
 
@@ -142,8 +146,8 @@ class DataFlags:
 
 # where --epochs and the Lightning flags go in each kind of config (absent: the kind has no such setting)
 FLAG_PATHS: dict[str, dict[str, str]] = {
-    "run": {k: f"train.{k}" for k in ("epochs", "accelerator", "devices", "precision")},
-    "ssl": {k: k for k in ("epochs", "accelerator", "devices", "precision")},
+    "run": {k: f"train.{k}" for k in ("epochs", "accelerator", "devices", "precision", "strategy")},
+    "ssl": {k: k for k in ("epochs", "accelerator", "devices", "precision", "strategy")},
     "head": {"epochs": "epochs"},
 }
 
@@ -183,6 +187,7 @@ class ConfigFlags:
     accelerator: str | None = None
     devices: str | None = None
     precision: str | None = None
+    strategy: str | None = None
 
     def overrides(self, kind: str) -> dict[str, Any]:
         """Nested overrides for a config of ``kind`` (``--set`` last, so it wins)."""
@@ -190,7 +195,7 @@ class ConfigFlags:
 
         tree: dict[str, Any] = {}
         paths = FLAG_PATHS.get(kind, {})
-        for name in ("epochs", "accelerator", "devices", "precision"):
+        for name in ("epochs", "accelerator", "devices", "precision", "strategy"):
             value = getattr(self, name)
             if value is None:
                 continue

@@ -15,13 +15,14 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..utils.atomic import dumps_json
+from ..utils.distributed import barrier, is_main_process, sharded
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.progress import track
 from .cache import ImageCache
@@ -119,24 +120,39 @@ class FeatureStore:
             and (directory / INDEX_FILE).is_file()
         ):
             return cls(directory)
+        ids = [i for i in cohort.ids if i in set(cache.patient_ids)]
+        # several processes (DDP): each embeds its share of the patients; the main one writes the store
+        vectors = dict(sharded(lambda share: _embed_each(share, cache, embed, progress), ids, key=lambda pv: pv[0]))
+        if is_main_process():
+            cls._write(directory, cohort, cache, ids, vectors, encoder)
+        barrier()
+        return cls(directory)
+
+    @staticmethod
+    def _write(
+        directory: Path,
+        cohort: Cohort,
+        cache: ImageCache,
+        ids: list[str],
+        vectors: dict[str, np.ndarray],
+        encoder: dict[str, Any],
+    ) -> None:
         for stale in directory.glob(".partial-*"):  # left by a killed extraction into this folder
             shutil.rmtree(stale, ignore_errors=True)
         work = directory / f".partial-{uuid.uuid4().hex[:8]}"
         work.mkdir()
         try:
-            ids = [i for i in cohort.ids if i in set(cache.patient_ids)]
-            chunks, patients, row = [], {}, 0
-            for pid in track(ids, "embedding cells", len(ids), progress):
-                vectors = np.asarray(embed(cache.bag(pid)), dtype=np.float32)
-                chunks.append(vectors)
+            patients, row = {}, 0
+            for pid in ids:
+                n = len(vectors[pid])
                 patients[pid] = {
-                    "rows": [row, row + len(vectors)],
+                    "rows": [row, row + n],
                     "label": cohort[pid].label,
                     "cells": cache.cell_ids(pid),
                     "cell_types": cell_types_of(cohort, cache, pid),
                 }
-                row += len(vectors)
-            matrix = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
+                row += n
+            matrix = np.concatenate([vectors[i] for i in ids]) if ids else np.zeros((0, 1), np.float32)
             np.save(work / FEATURES_FILE, matrix, allow_pickle=False)
             index = {
                 "class_names": list(cohort.class_names),
@@ -150,4 +166,12 @@ class FeatureStore:
             os.replace(work / INDEX_FILE, directory / INDEX_FILE)  # last: its presence marks the store finished
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return cls(directory)
+
+
+def _embed_each(
+    ids: Sequence[str], cache: ImageCache, embed: Callable[[np.ndarray], np.ndarray], progress: bool
+) -> list[tuple[str, np.ndarray]]:
+    return [
+        (pid, np.asarray(embed(cache.bag(pid)), dtype=np.float32))
+        for pid in track(ids, "embedding cells", len(ids), progress)
+    ]

@@ -19,6 +19,7 @@ from ..data.cache import ImageCache
 from ..models.base import Bags
 from ..utils.balance import balanced_draw_weights
 from ..utils.balance import class_weights as inverse_class_frequency
+from ..utils.distributed import rank, world_size
 
 
 @dataclass
@@ -44,7 +45,10 @@ def epoch_rng(seed: int, epoch: int, *more: int) -> np.random.Generator:
 
 class EpochSampler(Sampler[tuple[int, int]]):
     """Yields ``(bag index, epoch)``: a fresh permutation per epoch, or class-balanced draws with
-    replacement when ``weights`` are given; Lightning calls ``set_epoch`` before every epoch."""
+    replacement when ``weights`` are given; Lightning calls ``set_epoch`` before every epoch.
+
+    With several processes, each takes every ``world``-th bag of the epoch's order (the order padded
+    from its start to a multiple of ``world``), so all take the same number of steps."""
 
     def __init__(self, n: int, seed: int, weights: np.ndarray | None = None):
         self.n, self.seed, self.epoch = n, seed, 0
@@ -54,12 +58,28 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return -(-self.n // world_size())
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = epoch_rng(self.seed, self.epoch)
         order = rng.permutation(self.n) if self.p is None else rng.choice(self.n, self.n, replace=True, p=self.p)
+        if world_size() > 1:
+            order = np.resize(order, len(self) * world_size())[rank() :: world_size()]
         return iter([(int(i), self.epoch) for i in order])
+
+
+class ShardSampler(Sampler[int]):
+    """Every bag once, in order; with several processes, every ``world``-th from the process's rank
+    (the shares may differ by one bag: nothing is evaluated twice)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return len(range(rank(), self.n, world_size()))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(rank(), self.n, world_size()))
 
 
 class BagDataset(Dataset):
@@ -119,7 +139,7 @@ class BagDataModule(L.LightningDataModule):
 
     def _loader(self, ids: Sequence[str], train: bool) -> DataLoader:
         dataset = BagDataset(self.data, ids, self.with_images, self.max_cells if train else None, self.seed)
-        sampler = None
+        sampler: Sampler = ShardSampler(len(ids))
         if train:
             weights = None
             if self.balance == "sampler":

@@ -68,10 +68,9 @@ def fit_stage(
         enable_version_counter=False,
     )  # Lightning saves last only with a top-k save
     resume, last_epoch = resume_point(stage_dir)
-    max_epochs, schedule = iteration_schedule(train, math.ceil(len(data.ids["train"]) / train.bags_per_batch))
     trainer = make_trainer(
         stage_dir,
-        max_epochs,
+        1,
         train.accelerator,
         train.devices,
         train.precision,
@@ -79,8 +78,12 @@ def fit_stage(
         last_epoch,
         progress,
         num_sanity_val_steps=0,
-        **schedule,
+        strategy=train.strategy,
     )
+    bags_per_process = math.ceil(len(data.ids["train"]) / trainer.world_size)
+    max_epochs, schedule = iteration_schedule(train, math.ceil(bags_per_process / train.bags_per_batch))
+    trainer.fit_loop.max_epochs = max_epochs
+    trainer.check_val_every_n_epoch = schedule.get("check_val_every_n_epoch", 1)
     if resume:
         log.warning("stage %s: resuming from %s", stage, resume)
     fit(trainer, module, resume, datamodule=datamodule)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..models.base import Bags, MILModel, probabilities
+from ..utils.distributed import gather_objects
 from ..utils.scoring import scores
 from .augment import BatchTransform
 from .config import TrainConfig
@@ -31,7 +32,7 @@ class MILModule(L.LightningModule):
             "class_weights", class_weights if class_weights is not None else torch.ones(model.n_classes)
         )
         self.use_weights = class_weights is not None
-        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._val: list[tuple[list[str], torch.Tensor, torch.Tensor]] = []
 
     def transfer_batch_to_device(self, batch: Bags, device: torch.device, dataloader_idx: int) -> Bags:
         return batch.to(device)
@@ -43,9 +44,12 @@ class MILModule(L.LightningModule):
         return batch
 
     def _seed_step(self, batch_idx: int) -> None:
-        """Augmentation and dropout of a step draw from (seed, epoch, step): a run resumed after a kill
-        repeats the uninterrupted run exactly."""
-        state = np.random.SeedSequence([self.seed, self.current_epoch, batch_idx]).generate_state(1)[0]
+        """Augmentation and dropout of a step draw from (seed, epoch, step), and the process's rank when
+        there are several: a run resumed after a kill repeats the uninterrupted run exactly."""
+        key = [self.seed, self.current_epoch, batch_idx]
+        if self.trainer.world_size > 1:
+            key.append(self.global_rank)
+        state = np.random.SeedSequence(key).generate_state(1)[0]
         torch.manual_seed(int(state))
 
     def _loss(self, batch: Bags) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +61,9 @@ class MILModule(L.LightningModule):
     def training_step(self, batch: Bags, batch_idx: int) -> torch.Tensor:
         self._seed_step(batch_idx)
         loss, _ = self._loss(self._prepare(batch, train=True))
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags)
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags, sync_dist=True
+        )
         return loss
 
     def validation_step(self, batch: Bags, batch_idx: int) -> None:
@@ -65,20 +71,22 @@ class MILModule(L.LightningModule):
             transform = self.transform  # normalised chunk by chunk inside the model: whole bags stay uint8
             batch.prepare = lambda x: transform(x, train=False)
         loss, logits = self._loss(batch)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags, sync_dist=True)
         assert batch.labels is not None
-        self._val.append((probabilities(logits.float(), self.model.n_classes).detach(), batch.labels.detach()))
+        proba = probabilities(logits.float(), self.model.n_classes).detach().cpu()
+        self._val.append((list(batch.ids or []), proba, batch.labels.detach().cpu()))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val:
-            return
-        proba = torch.cat([p for p, _ in self._val])
-        labels = torch.cat([y for _, y in self._val])
+        """Validation metrics over every validation patient once, whichever process scored it."""
+        mine = {pid: (p, y) for ids, proba, labels in self._val for pid, p, y in zip(ids, proba, labels)}
         self._val.clear()
-        if self.trainer.world_size > 1:
-            proba = torch.as_tensor(self.all_gather(proba)).flatten(0, 1)
-            labels = torch.as_tensor(self.all_gather(labels)).flatten(0, 1)
-        found = scores(labels.cpu().numpy(), proba.cpu().numpy().astype(np.float64))
+        everyone = {pid: v for part in gather_objects(mine) for pid, v in part.items()}
+        if not everyone:
+            return
+        proba = torch.stack([p for p, _ in everyone.values()]).numpy().astype(np.float64)
+        labels = torch.stack([y for _, y in everyone.values()]).numpy()
+        found = scores(labels, proba)
+        self.log("val/patients", float(len(everyone)))
         for name in ("balanced_accuracy", "roc_auc", "macro_f1"):
             value = found[name]
             self.log(f"val/{name}", value if np.isfinite(value) else 0.0, prog_bar=name == "balanced_accuracy")

@@ -21,6 +21,7 @@ from ..models.inference import for_inference
 from ..utils.atomic import atomic_path, write_json
 from ..utils.checkpoints import load_state, load_tensors
 from ..utils.device import default_device
+from ..utils.distributed import sharded
 from .augment import BatchTransform
 from .config import RunConfig
 
@@ -193,11 +194,21 @@ class TrainedModel:
     def predict_cohort(
         self, cohort: Any, ids: Sequence[str], cache: ImageCache | None, device: torch.device | None = None
     ) -> list[PatientPrediction]:
-        attributes = self.encoder.transform(cohort, ids) if self.encoder.names else np.zeros((len(ids), 0), np.float32)
-        bags: Sequence[np.ndarray | None] = [None] * len(ids)
-        if cache is not None and self.uses_images:
-            bags = CachedBags(cache, list(ids))
-        return self.predict_arrays(ids, bags, attributes, device=device)
+        """Predict ``ids`` from the cohort's attributes and cached cells; in a run of several processes,
+        each predicts its share of the patients and every process gets all predictions, in order."""
+
+        def predict(share: Sequence[str]) -> list[PatientPrediction]:
+            if not share:
+                return []
+            attributes = (
+                self.encoder.transform(cohort, share) if self.encoder.names else np.zeros((len(share), 0), np.float32)
+            )
+            bags: Sequence[np.ndarray | None] = [None] * len(share)
+            if cache is not None and self.uses_images:
+                bags = CachedBags(cache, list(share))
+            return self.predict_arrays(share, bags, attributes, device=device)
+
+        return sharded(predict, list(ids), key=lambda p: p.id)
 
 
 class EvalTransform(nn.Module):

@@ -24,7 +24,10 @@ from .logs import ResumableCSVLogger
 # Lightning's start-up banners (GPU/TPU lines, tips) say nothing a smearmil user needs
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
-QUIET = r".*(does not have many workers|LeafSpec|Checkpoint directory|You have overridden|litlogger|Total length of).*"
+QUIET = (
+    r".*(does not have many workers|LeafSpec|Checkpoint directory|You have overridden|litlogger|Total length of"
+    r"|when logging on epoch level in distributed|can run with static graph).*"
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -75,7 +78,10 @@ def make_trainer(
     **options: Any,
 ) -> L.Trainer:
     """A Trainer writing logs and atomic checkpoints in ``out``, with a progress bar unless ``progress`` is off;
-    ``options`` go to Lightning and win (e.g. ``max_steps`` with ``max_epochs=-1``)."""
+    ``options`` go to Lightning and win (e.g. ``max_steps`` with ``max_epochs=-1``, ``strategy="ddp"``).
+
+    Our samplers shard the data across processes themselves (each bag or cell once per epoch), so
+    Lightning does not wrap them in its distributed sampler."""
     settings: dict[str, Any] = {
         "max_epochs": max_epochs,
         "accelerator": accelerator,
@@ -88,6 +94,7 @@ def make_trainer(
         "enable_model_summary": False,
         "log_every_n_steps": 1,
         "default_root_dir": out,
+        "use_distributed_sampler": False,
     }
     return L.Trainer(**{**settings, **options})
 
@@ -97,3 +104,13 @@ def fit(trainer: L.Trainer, module: L.LightningModule, resume: str | None, **dat
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=QUIET)
         trainer.fit(module, ckpt_path=resume, weights_only=True, **data)
+
+
+def start_processes(accelerator: str, devices: int | str, strategy: str) -> None:
+    """Outside a Trainer (feature extraction): start this run's other processes, or join them, through
+    Lightning Fabric's launcher; one process (the default) starts nothing."""
+    if strategy == "auto" and str(devices) in ("auto", "1"):
+        return
+    from lightning.fabric import Fabric
+
+    Fabric(accelerator=accelerator, devices=devices, strategy=strategy).launch()

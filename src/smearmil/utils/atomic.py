@@ -2,6 +2,9 @@
 
 The file gets the permissions a plain write would give it (0666 less the umask), not the 0600 of
 the temporary file, so colleagues who may read a folder may read its results.
+
+In a run of several processes (DDP), only the main one writes: the others' writes are made in a
+scratch folder and dropped, so no two processes ever race on a result.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .distributed import is_main_process
 
 
 def _current_umask() -> int:
@@ -39,6 +44,10 @@ def file_mode() -> int:
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; it replaces ``target`` only if the block succeeds."""
     target = Path(target)
+    if not is_main_process():
+        with tempfile.TemporaryDirectory(prefix="smearmil-rank-") as scratch:
+            yield Path(scratch) / target.name
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

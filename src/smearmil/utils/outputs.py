@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .atomic import dumps_json, write_json
+from .distributed import is_main_process
 
 MARKER = ".smearmil.json"
 
@@ -90,6 +91,8 @@ def claim_output(
     folder = Path(folder)
     version = version or __version__
     fingerprint = dict(fingerprint or {})
+    if not is_main_process():  # a DDP run's other processes: the main one has claimed the folder
+        return "resume" if (folder / MARKER).is_file() else "new"
     if folder.exists() and not folder.is_dir():
         raise OutputRefused(f"{folder} is a file, not a folder; choose another output folder")
     if folder.is_dir() and any(folder.iterdir()):

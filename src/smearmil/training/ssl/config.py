@@ -67,6 +67,7 @@ class SSLConfig(Strict):
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"
     accelerator: str = "auto"
     devices: int | str = "auto"
+    strategy: str = Field("auto", description="Lightning strategy; ddp: one process per device (gloo on CPU)")
     num_workers: int = Field(0, ge=0)
     cell_labels: str | None = Field(
         None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,12 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ...data.cache import ImageCache
 from ...models.cell_encoder import ENCODER_META, CellEncoder, ChannelNormalise, channel_statistics
 from ...utils.atomic import write_text
+from ...utils.distributed import rank, world_size
 from ...utils.outputs import claim_output, run_fingerprint
 from ..run_dir import RunDir
 from ..trainer import fit, make_trainer, resume_point
@@ -78,16 +79,45 @@ class CellBatches(Dataset):
         return torch.from_numpy(np.concatenate(parts))
 
 
+class EpochBatches(Sampler[list[int]]):
+    """Batches of ``size`` cells from a permutation drawn for (seed, epoch), the incomplete last one dropped;
+    with several processes, each takes every ``world``-th batch and all take the same number."""
+
+    def __init__(self, n: int, size: int, seed: int):
+        self.n, self.size, self.seed, self.epoch = n, size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.size // world_size()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        batches = order[: len(self) * world_size() * self.size].reshape(-1, self.size)
+        return iter([b.tolist() for b in batches[rank() :: world_size()]])
+
+
 class SSLModule(L.LightningModule):
     def __init__(self, method: SSLMethod, views: SSLViews, normalise: ChannelNormalise, config: SSLConfig):
         super().__init__()
         self.method, self.views, self.normalise, self.config = method, views, normalise, config
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        # the views of a step draw from (seed, epoch, step[, rank]): a resumed run repeats an uninterrupted one
+        key = [
+            self.config.seed,
+            self.current_epoch,
+            batch_idx,
+            *([self.global_rank] if self.trainer.world_size > 1 else []),
+        ]
+        torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
         x = batch.permute(0, 3, 1, 2).contiguous().float() / 255.0
         views = [(v - self.normalise.mean) / self.normalise.std for v in self.views(x)]
         loss = self.method.training_loss(views, self.current_epoch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.shape[0])
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.shape[0], sync_dist=True
+        )
         return loss
 
     def on_after_backward(self) -> None:
@@ -144,21 +174,29 @@ def pretrain(
     method = config.build_method(encoder)
     module = SSLModule(method, SSLViews(config.view_config), normalise, config)
     batch_size = min(config.batch_size, len(dataset))
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=None,
-        num_workers=config.num_workers,
-        sampler=BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=True),
-    )
+    batches = EpochBatches(len(dataset), batch_size, config.seed)
+    loader = DataLoader(dataset, batch_size=None, num_workers=config.num_workers, sampler=batches)
     # no monitor: the one kept checkpoint is the newest, rewritten (atomically) after every epoch
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
     )
     resume, last_epoch = resume_point(out)
     trainer = make_trainer(
-        out, config.epochs, config.accelerator, config.devices, config.precision, [checkpoint], last_epoch, progress
+        out,
+        config.epochs,
+        config.accelerator,
+        config.devices,
+        config.precision,
+        [checkpoint],
+        last_epoch,
+        progress,
+        strategy=config.strategy,
     )
+    if len(dataset) // batch_size < trainer.world_size:
+        raise ValueError(
+            f"pre-training on {len(dataset)} cells in batches of {batch_size} gives fewer batches than the "
+            f"{trainer.world_size} processes: lower batch_size or use fewer devices"
+        )
     if resume:
         log.warning("pre-training: resuming from %s (epoch %d of %d)", resume, (last_epoch or 0) + 1, config.epochs)
     start = time.perf_counter()

@@ -1,0 +1,195 @@
+"""Several processes (gloo on CPU): SSL losses equal their one-process values on the concatenated batch,
+and supervised and self-supervised runs under DDP cover every patient once."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from smearmil.training.ssl.losses import DINOLoss, NTXentLoss, SwAVLoss, sinkhorn
+from smearmil.utils.distributed import all_reduce_sum, gather_objects, sharded
+
+WORLD, B, DIM, PROTOTYPES = 2, 6, 8, 5
+
+
+def _inputs() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    layer = nn.Linear(DIM, DIM)
+    return {
+        "x1": torch.randn(WORLD * B, DIM, generator=g),
+        "x2": torch.randn(WORLD * B, DIM, generator=g),
+        "scores": [torch.randn(WORLD * B, PROTOTYPES, generator=g) * 3 for _ in range(3)],
+        "teacher": torch.randn(WORLD * B, DIM, generator=g),
+        "center": torch.randn(1, DIM, generator=g),
+        "layer": layer.state_dict(),
+    }
+
+
+def _computed(data: dict, rows: slice) -> dict[str, torch.Tensor]:
+    """The losses on ``rows`` of the batch; with several processes, their gradient as DDP averages it."""
+    layer = nn.Linear(DIM, DIM)
+    layer.load_state_dict(data["layer"])
+    simclr = NTXentLoss(0.2)(layer(data["x1"][rows]), layer(data["x2"][rows]))
+    simclr.backward()
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    dino = DINOLoss(DIM)
+    dino.center.copy_(data["center"])
+    dino.update_center(data["teacher"][rows])
+    scores = [s[rows] for s in data["scores"]]
+    return {
+        "simclr": all_reduce_sum(simclr) / world,
+        "simclr_grad": all_reduce_sum(layer.weight.grad) / world,
+        "codes": sinkhorn(scores[0]),
+        "swav": all_reduce_sum(SwAVLoss()(scores, n_global=2)) / world,
+        "center": dino.center.clone(),
+        "gathered": torch.tensor(sharded(lambda ids: [i * 10 for i in ids], list(range(7)), key=lambda v: v // 10)),
+        "objects": torch.tensor(gather_objects(dist.get_rank() if dist.is_initialized() else 0)),
+    }
+
+
+def _process(rank: int, init: str, folder: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    try:
+        data = torch.load(Path(folder) / "inputs.pt", weights_only=True)
+        torch.save(_computed(data, slice(rank * B, (rank + 1) * B)), Path(folder) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ssl_losses_with_two_processes_equal_one_process_on_the_whole_batch(tmp_path: Path) -> None:
+    data = _inputs()
+    torch.save(data, tmp_path / "inputs.pt")
+    mp.start_processes(
+        _process, args=(f"file://{tmp_path / 'rendezvous'}", str(tmp_path)), nprocs=WORLD, start_method="spawn"
+    )
+    alone = _computed(data, slice(0, WORLD * B))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    for found in ranks:
+        # the mean of the processes' losses, and DDP's mean of their gradients, are the whole batch's
+        assert torch.allclose(found["simclr"], alone["simclr"], atol=1e-5)
+        assert torch.allclose(found["simclr_grad"], alone["simclr_grad"], atol=1e-5)
+        assert torch.allclose(found["swav"], alone["swav"], atol=1e-5)
+        assert torch.allclose(found["center"], alone["center"], atol=1e-6)  # every process: the same centre
+        assert found["gathered"].tolist() == [i * 10 for i in range(7)]  # each item once, in order
+        assert found["objects"].tolist() == [0, 1]
+    codes = torch.cat([r["codes"] for r in ranks])  # each process: the codes of its rows
+    assert torch.allclose(codes, alone["codes"], atol=1e-5)
+    # the check has something to catch: one process's half alone gives other codes, loss and centre
+    half = _computed(data, slice(0, B))
+    assert not torch.allclose(half["codes"], alone["codes"][:B], atol=1e-3)
+    assert not torch.allclose(half["simclr"], alone["simclr"], atol=1e-3)
+    assert not torch.allclose(half["center"], alone["center"], atol=1e-3)
+
+
+def test_helpers_are_identities_in_one_process() -> None:
+    assert sharded(lambda ids: [i + 1 for i in ids], [3, 1, 2], key=lambda v: v - 1) == [4, 2, 3]
+    assert gather_objects("x") == ["x"]
+
+
+def _run(*args: object, cwd: Path) -> None:
+    """The command line in processes of its own, as a user runs it (Lightning's launcher re-runs it)."""
+    command = [sys.executable, "-m", "smearmil", *map(str, args), "--quiet"]
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_cv_on_two_processes_covers_every_patient_once(sim_cohort: Path, tmp_path: Path) -> None:
+    _run(
+        "cv",
+        sim_cohort,
+        "--config",
+        "cpu-cnn",
+        "--folds",
+        4,
+        "--epochs",
+        2,
+        "--out",
+        "cv",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        2,
+        "--strategy",
+        "ddp",
+        "--cache-dir",
+        "cache",
+        cwd=tmp_path,
+    )
+    predicted = list(csv.DictReader(open(tmp_path / "cv" / "predictions.csv")))
+    patients = sorted(p.name for p in (sim_cohort / "trainset").iterdir() if p.is_dir())
+    assert sorted(r["patient"] for r in predicted) == patients  # test folds of 3: shares of 2 and 1
+    summary = json.loads((tmp_path / "cv" / "summary.json").read_text())
+    assert sum(f["n_test"] for f in summary["folds"]) == len(patients)
+    splits = json.loads((tmp_path / "cv" / "splits.json").read_text())
+    for fold in splits["folds"]:  # validation metrics: every validation patient, from both processes
+        rows = list(csv.DictReader(open(tmp_path / "cv" / fold["name"] / "cnn" / "logs" / "metrics.csv")))
+        seen = [float(r["val/patients"]) for r in rows if r.get("val/patients")]
+        assert seen and all(n == len(fold["val"]) for n in seen)
+        assert len(fold["val"]) > 1
+
+
+def test_ssl_pretraining_on_two_processes_shares_the_batches(sim_cohort: Path, tmp_path: Path) -> None:
+    _run(
+        "ssl",
+        "pretrain",
+        sim_cohort,
+        "--config",
+        "cpu-ssl",
+        "--epochs",
+        2,
+        "--set",
+        "batch_size=8",
+        "--out",
+        "ssl",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        2,
+        "--strategy",
+        "ddp",
+        "--cache-dir",
+        "cache",
+        cwd=tmp_path,
+    )
+    meta = json.loads((tmp_path / "ssl" / "encoder.json").read_text())
+    cells = meta["sources"][0]["cells"]
+    rows = list(csv.DictReader(open(tmp_path / "ssl" / "logs" / "metrics.csv")))
+    steps_per_epoch = cells // 8 // 2  # each process takes half of the epoch's batches
+    assert [int(r["step"]) for r in rows] == [steps_per_epoch - 1, 2 * steps_per_epoch - 1]
+    assert all(math.isfinite(float(r["train/loss"])) for r in rows)
+    assert (tmp_path / "ssl" / "encoder.pt").is_file()
+
+
+def test_feature_extraction_on_two_processes_writes_the_one_process_store(sim_cohort: Path, tmp_path: Path) -> None:
+    common = ("--encoder", "random:cpu-ssl", "--cache-dir", "cache")
+    _run("features", "extract", sim_cohort, *common, "--out", "one", cwd=tmp_path)
+    _run(
+        "features",
+        "extract",
+        sim_cohort,
+        *common,
+        "--out",
+        "two",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        2,
+        "--strategy",
+        "ddp",
+        cwd=tmp_path,
+    )
+    one, two = (json.loads((tmp_path / d / "index.json").read_text()) for d in ("one", "two"))
+    assert two["patients"] == one["patients"] and len(one["patients"]) == 12  # rows, cells, labels: same order
+    a, b = (np.load(tmp_path / d / "features.npy") for d in ("one", "two"))
+    assert a.shape == b.shape and np.allclose(a, b, atol=1e-5)

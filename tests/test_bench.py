@@ -17,3 +17,11 @@ def test_bench_predict_and_train_measure_what_they_say() -> None:
 
     a = torch.randn(64, 32)
     assert count_gflop(lambda: a @ a.T) == 2 * 64 * 64 * 32 / 1e9  # the counter counts multiply-adds twice
+
+
+def test_the_data_wait_is_a_share_of_one_epoch_of_the_real_loader() -> None:
+    from smearmil.bench.train import data_wait
+
+    found = data_wait("cpu-cnn", bags=6)
+    assert found.steps == 2  # 6 bags, 4 a step (the preset): two batches, each bag once
+    assert 0 < found.wait_seconds < found.total_seconds and 0 < found.share < 1

@@ -36,3 +36,45 @@ def test_folding_counts_every_conv_bn_pair() -> None:
     encoder = build_model(config.model, 2, 2, 32).encoder.eval()  # type: ignore[union-attr]
     pairs = sum(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.modules())
     assert fold_batchnorm(encoder) == pairs > 0
+
+
+def test_training_in_the_channels_last_layout_follows_the_nchw_run() -> None:
+    """Two Adam steps of a ResNet-K MIL model (strided shortcuts included) in either layout."""
+    from smearmil.models.encoders import StridedShortcut
+    from smearmil.models.inference import use_channels_last
+
+    config = load_config("cnn-mean-k8", {"image": {"size": 32, "crop": None}})
+    runs = []
+    for layout in ("nchw", "channels_last"):
+        torch.manual_seed(0)
+        model = build_model(config.model, 2, 2, 32).train()
+        if layout == "channels_last":
+            use_channels_last(model)
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+        g = torch.Generator().manual_seed(1)
+        losses = []
+        for _ in range(2):
+            bags = Bags.of(torch.randn(2, 2, generator=g), [torch.randn(n, 3, 32, 32, generator=g) for n in (7, 3)])
+            loss = model.loss(model(bags), torch.tensor([0, 1]))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.detach())
+        runs.append((torch.stack(losses), model.state_dict()))
+    (a, first), (b, second) = runs
+    assert any(isinstance(m, StridedShortcut) and m.stride == (2, 2) for m in model.modules())
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for name, value in first.items():
+        torch.testing.assert_close(second[name], value, atol=1e-4, rtol=1e-4, msg=name)
+    assert not torch.equal(a[0], a[1])  # the weights moved between the two steps
+
+
+def test_a_strided_shortcut_is_a_strided_1x1_convolution() -> None:
+    from smearmil.models.encoders import StridedShortcut
+
+    torch.manual_seed(0)
+    shortcut, conv = StridedShortcut(4, 6, 1, 2, bias=False), torch.nn.Conv2d(4, 6, 1, 2, bias=False)
+    conv.load_state_dict(shortcut.state_dict())
+    for side in (7, 8):
+        x = torch.randn(3, 4, side, side)
+        torch.testing.assert_close(shortcut(x), conv(x))

@@ -110,6 +110,19 @@ def test_flips_and_rotations_only_move_pixels() -> None:
     assert out.is_contiguous()
 
 
+@pytest.mark.parametrize("flips,rot90,side", [(True, True, 8), (True, False, 8), (False, True, 8), (True, True, 6)])
+def test_the_uint8_augmentation_equals_the_float_reference_bit_for_bit(flips: bool, rot90: bool, side: int) -> None:
+    stats = {**_stats(), "mean": torch.rand(3, side, side, generator=torch.Generator().manual_seed(2))}
+    transform = BatchTransform(stats, flips=flips, rot90=rot90, pca_colour_std=0.1)
+    images = torch.randint(0, 256, (40, side, side, 3), dtype=torch.uint8)
+    for train in (True, False):
+        torch.manual_seed(3)
+        fast = transform(images, train=train)
+        torch.manual_seed(3)
+        assert torch.equal(fast, transform.reference(images, train=train))
+    assert transform(images[:0], train=True).shape == (0, 3, side, side)
+
+
 def test_pca_colour_shifts_each_image_along_the_principal_components() -> None:
     torch.manual_seed(1)
     images = torch.full((2000, 8, 8, 3), 128, dtype=torch.uint8)

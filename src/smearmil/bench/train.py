@@ -8,12 +8,16 @@ flat batch with a segment index) is timed against one bag per step on the same c
 
 from __future__ import annotations
 
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..models.base import Bags
 from .predict import count_gflop, matmul_peak, median_seconds
 
 SHAPES: dict[str, tuple[str, dict[str, Any]]] = {  # name -> (config, overrides)
@@ -47,23 +51,26 @@ class TrainBench:
     peak_gflops: float
     threads: int
     shapes: list[TrainShape]
+    data_wait: DataWait | None = None
 
     def ratio(self, shape: TrainShape) -> float:
         return shape.gflops / self.peak_gflops
 
 
-def _step_fn(preset: str, overrides: dict[str, Any], sizes: list[int], seed: int = 0) -> Any:
-    """A closure running one training step on bags of ``sizes`` cells, and its model's input size."""
-    from ..models.base import Bags
+def _training_parts(preset: str, overrides: dict[str, Any], seed: int = 0) -> Any:
+    """The preset's model (training mode), a batched augmentation with plausible statistics, an Adam
+    optimiser and a ``step(bags)`` that trains on a batch of uint8 cells as ``MILModule`` does."""
     from ..models.factory import build_model
+    from ..models.inference import use_channels_last
     from ..training.augment import BatchTransform
     from ..training.config import load_config
 
     config = load_config(preset, overrides)
     size = config.image.input_size
     torch.manual_seed(seed)
-    n_attributes = len(config.model.attributes)
-    model = build_model(config.model, 2, n_attributes, size).train()
+    model = build_model(config.model, 2, len(config.model.attributes), size).train()
+    if config.train.channels_last:
+        use_channels_last(model)
     stats = {
         "mean": torch.full((3, size, size), 0.5),
         "std": torch.tensor(0.25),
@@ -73,19 +80,83 @@ def _step_fn(preset: str, overrides: dict[str, Any], sizes: list[int], seed: int
     a = config.train.augment
     transform = BatchTransform(stats, a.flips, a.rot90, a.pca_colour_std, True, a.pca_colour_scale)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    rng = np.random.default_rng(seed)
-    cells = [torch.from_numpy(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)) for n in sizes]
-    labels = torch.tensor([i % 2 for i in range(len(sizes))])
 
-    def step(chosen: list[int]) -> None:
-        images = [transform(cells[i], train=True) for i in chosen]
-        bags = Bags.of(torch.zeros(len(chosen), n_attributes), images, labels=labels[chosen])
-        loss = model.loss(model(bags), labels[chosen])
+    def step(bags: Bags) -> None:
+        assert bags.images is not None and bags.labels is not None
+        bags.images = transform(bags.images, train=True)
+        loss = model.loss(model(bags), bags.labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
 
-    return step
+    return config, step
+
+
+def _step_fn(preset: str, overrides: dict[str, Any], sizes: list[int], seed: int = 0) -> Any:
+    """A closure running one training step on the chosen bags of ``sizes`` random cells."""
+    config, step = _training_parts(preset, overrides, seed)
+    size, n_attributes = config.image.input_size, len(config.model.attributes)
+    rng = np.random.default_rng(seed)
+    cells = [torch.from_numpy(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)) for n in sizes]
+    labels = torch.tensor([i % 2 for i in range(len(sizes))])
+
+    def chosen_step(chosen: list[int]) -> None:
+        step(Bags.of(torch.zeros(len(chosen), n_attributes), [cells[i] for i in chosen], labels=labels[chosen]))
+
+    return chosen_step
+
+
+@dataclass
+class DataWait:
+    """Training epochs fed by the real data loader from an image cache: the time spent waiting for batches."""
+
+    preset: str
+    workers: int
+    steps: int
+    wait_seconds: float
+    total_seconds: float
+
+    @property
+    def share(self) -> float:
+        return self.wait_seconds / self.total_seconds
+
+
+def data_wait(preset: str = "cpu-cnn", bags: int = 32, workers: int = 0, seed: int = 0) -> DataWait:
+    """One epoch of ``bags`` bags (16 to 200 cells) from a synthetic cache through ``BagDataModule``'s
+    loader (epoch sampler, cell sampling, collate) into training steps."""
+    from ..data.cache import ImageCache
+    from ..training.data import BagDataModule, FoldData
+
+    config, step = _training_parts(preset, {}, seed)
+    rng = np.random.default_rng(seed)
+    sizes = {f"P{i:03d}": int(n) for i, n in enumerate(rng.integers(16, 201, bags))}
+    with tempfile.TemporaryDirectory(prefix="smearmil-bench-") as tmp:
+        cache = ImageCache.synthetic(Path(tmp) / "cache", sizes, config.image.input_size, seed)
+        ids = list(sizes)
+        n_attributes = len(config.model.attributes)
+        data = FoldData(
+            cache,
+            {"train": ids, "val": [], "test": []},
+            {pid: i % 2 for i, pid in enumerate(ids)},
+            {pid: np.zeros(n_attributes, np.float32) for pid in ids},
+            2,
+        )
+        t = config.train
+        loader = BagDataModule(
+            data, True, t.bags_per_batch, "none", t.max_cells_per_bag, workers, seed
+        ).train_dataloader()
+        step(next(iter(loader)))  # warm-up: first-call allocations are not the loader's
+        wait, steps, start = 0.0, 0, time.perf_counter()
+        batches = iter(loader)
+        while True:
+            asked = time.perf_counter()
+            batch = next(batches, None)
+            wait += time.perf_counter() - asked
+            if batch is None:
+                break
+            step(batch)
+            steps += 1
+        return DataWait(preset, workers, steps, wait, time.perf_counter() - start)
 
 
 def bench_shape(
@@ -107,4 +178,4 @@ def bench_train(bags: int = 4, repeats: int = 3, shapes: list[str] | None = None
     peak = matmul_peak()
     chosen = shapes or list(SHAPES)
     found = [bench_shape(name, *SHAPES[name], bags, repeats) for name in chosen]
-    return TrainBench(peak, torch.get_num_threads(), found)
+    return TrainBench(peak, torch.get_num_threads(), found, data_wait(SHAPES[chosen[0]][0]))

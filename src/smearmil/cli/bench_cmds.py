@@ -155,4 +155,9 @@ def bench_train_cmd(
             f"16-cell bags: {s.bags} a step {s.small_bags_seconds:.3f} s, one a step {s.one_bag_seconds:.3f} s "
             f"({s.several_vs_one:.2f}x)"
         )
+    if (w := result.data_wait) is not None:
+        out.print(
+            f"data loader ({w.preset}, {w.workers} workers, from the image cache): {w.steps} steps in "
+            f"{w.total_seconds:.2f} s, {w.wait_seconds:.3f} s waiting for batches ({w.share:.1%} of the time)"
+        )
     out.print(f"ratio: {result.ratio(result.shapes[0]):.2f}")

@@ -55,17 +55,25 @@ class Bags:
         )
 
     def to(self, device: torch.device | str) -> Bags:
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=True)
+        return self._each(lambda t: t.to(device, non_blocking=True))
+
+    def pin_memory(self) -> Bags:
+        """The batch in page-locked memory (the data loader calls it for GPU training): copies to the GPU
+        then overlap with compute."""
+        return self._each(lambda t: t.pin_memory())
+
+    def _each(self, change: Callable[[torch.Tensor], torch.Tensor]) -> Bags:
+        def apply(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else change(t)
 
         return Bags(
-            move(self.images),
-            self.segments.to(device, non_blocking=True),
+            apply(self.images),
+            change(self.segments),
             self.n_bags,
-            self.attributes.to(device, non_blocking=True),
-            move(self.labels),
+            change(self.attributes),
+            apply(self.labels),
             self.ids,
-            move(self.features),
+            apply(self.features),
             self.prepare,
         )
 

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+from torch.nn import functional as F
 
 from ..utils.registry import Component, Registry
 
@@ -41,6 +42,16 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequenti
     )
 
 
+class StridedShortcut(nn.Conv2d):
+    """A 1x1 convolution of stride s computed as the stride-1 convolution of every s-th pixel: the same
+    numbers and weights (``nn.Conv2d``'s), and a backward pass that channels-last training can run (the
+    strided 1x1 backward crashes the torch 2.13 CPU build in that layout)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        return F.conv2d(x[:, :, :: s[0], :: s[1]], self.weight, self.bias)
+
+
 class ResidualBlock(nn.Module):
     """Two 3x3 convolutions, each followed by batch norm and ReLU, plus a (projected) shortcut."""
 
@@ -51,7 +62,7 @@ class ResidualBlock(nn.Module):
         self.shortcut = (
             nn.Identity()
             if stride == 1 and c_in == c_out
-            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            else nn.Sequential(StridedShortcut(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
         )
         self.relu = nn.ReLU(inplace=True)
 
@@ -73,7 +84,7 @@ class ResNetK(nn.Module):
         if k < 1 or blocks < 1:
             raise ValueError(f"ResNetK needs k >= 1 and blocks >= 1, got k={k}, blocks={blocks}")
         self.k, self.embedding = k, embedding
-        self.channels_last = False  # inference only (see models.inference): faster oneDNN convolutions on CPU
+        self.channels_last = False  # faster oneDNN convolutions (models.inference; train.channels_last)
         self.stem = nn.Sequential(conv_bn_relu(3, k, 7, 2), nn.MaxPool2d(3, 2, 1))
         stages, c_in = [], k
         for i, width in enumerate((k, 2 * k, 4 * k, 8 * k)):
@@ -93,9 +104,7 @@ class ResNetK(nn.Module):
         return side
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        # a channels-last input (e.g. permuted from HWC) crashes conv backward in some CPU builds: training
-        # gets a contiguous NCHW tensor; inference may run channels-last, which oneDNN convolves faster
-        if self.channels_last and not self.training:
+        if self.channels_last:
             return self.stages(self.stem(x.contiguous(memory_format=torch.channels_last)))
         return self.stages(self.stem(x.contiguous()))
 

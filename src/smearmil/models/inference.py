@@ -30,13 +30,19 @@ def fold_batchnorm(module: nn.Module) -> int:
     return folded
 
 
+def use_channels_last(model: nn.Module) -> nn.Module:
+    """Every encoder of ``model`` that offers it convolves in the channels-last layout, in place: oneDNN's
+    faster kernels on CPU (training too: ``train.channels_last``), tensor cores on GPU."""
+    for m in model.modules():
+        if hasattr(m, "channels_last"):
+            setattr(m, "channels_last", True)  # noqa: B010 (any encoder that offers the layout)
+    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
 def for_inference(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` with batch norm folded (the original is left as it is)."""
     fast = copy.deepcopy(model).eval()
     fold_batchnorm(fast)
     for p in fast.parameters():
         p.requires_grad_(False)
-    for m in fast.modules():
-        if hasattr(m, "channels_last"):
-            setattr(m, "channels_last", True)  # noqa: B010 (any encoder that offers the layout)
-    return fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return use_channels_last(fast)

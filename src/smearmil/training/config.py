@@ -87,12 +87,14 @@ class TrainConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
     mean_centring: bool = True
     balance: Literal["none", "weights", "sampler"] = "weights"
+    channels_last: bool = Field(True, description="convolve in the channels-last layout (faster; same results)")
     select_metric: Literal["balanced_accuracy", "roc_auc", "macro_f1", "loss", "last"] = "loss"
     threshold: Literal["fixed", "validation"] = "fixed"
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"
     accelerator: str = "auto"
     devices: int | str = "auto"
     strategy: str = Field("auto", description="Lightning strategy; ddp: one process per device (gloo on CPU)")
+    num_nodes: int = Field(1, ge=1, description="hosts of a DDP run (e.g. SLURM --nodes)")
     num_workers: int = Field(0, ge=0)
     stages: dict[str, StageConfig] = Field(default_factory=dict)
 

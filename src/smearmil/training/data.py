@@ -153,7 +153,13 @@ class BagDataModule(L.LightningDataModule):
             collate_fn=collate_bags,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self._on_gpu(),
+            prefetch_factor=4 if self.num_workers > 0 else None,
         )
+
+    def _on_gpu(self) -> bool:
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.data.ids["train"], train=True)

@@ -22,6 +22,7 @@ from ..data.cache import ImageCache
 from ..data.cohort import Cohort
 from ..data.splits import Fold
 from ..models.base import MILModel
+from ..models.inference import use_channels_last
 from ..models.kinds import ModelDims, kind_of
 from ..utils.atomic import atomic_path, write_json, write_text
 from ..utils.checkpoints import load_state, load_tensors
@@ -53,6 +54,8 @@ def fit_stage(
         load_state(model, load_tensors(final, "model checkpoint"), final)
         return model
     L.seed_everything(seed, workers=True, verbose=False)
+    if train.channels_last:
+        use_channels_last(model)
     datamodule = BagDataModule(
         data, model.uses_images, train.bags_per_batch, train.balance, train.max_cells_per_bag, train.num_workers, seed
     )
@@ -79,6 +82,7 @@ def fit_stage(
         progress,
         num_sanity_val_steps=0,
         strategy=train.strategy,
+        num_nodes=train.num_nodes,
     )
     bags_per_process = math.ceil(len(data.ids["train"]) / trainer.world_size)
     max_epochs, schedule = iteration_schedule(train, math.ceil(bags_per_process / train.bags_per_batch))

@@ -68,6 +68,7 @@ class SSLConfig(Strict):
     accelerator: str = "auto"
     devices: int | str = "auto"
     strategy: str = Field("auto", description="Lightning strategy; ddp: one process per device (gloo on CPU)")
+    num_nodes: int = Field(1, ge=1, description="hosts of a DDP run (e.g. SLURM --nodes)")
     num_workers: int = Field(0, ge=0)
     cell_labels: str | None = Field(
         None,

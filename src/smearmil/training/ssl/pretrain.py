@@ -175,7 +175,14 @@ def pretrain(
     module = SSLModule(method, SSLViews(config.view_config), normalise, config)
     batch_size = min(config.batch_size, len(dataset))
     batches = EpochBatches(len(dataset), batch_size, config.seed)
-    loader = DataLoader(dataset, batch_size=None, num_workers=config.num_workers, sampler=batches)
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=config.num_workers,
+        sampler=batches,
+        pin_memory=torch.cuda.is_available() and config.accelerator != "cpu",  # copies overlap GPU compute
+        prefetch_factor=4 if config.num_workers > 0 else None,
+    )
     # no monitor: the one kept checkpoint is the newest, rewritten (atomically) after every epoch
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
@@ -191,6 +198,7 @@ def pretrain(
         last_epoch,
         progress,
         strategy=config.strategy,
+        num_nodes=config.num_nodes,
     )
     if len(dataset) // batch_size < trainer.world_size:
         raise ValueError(

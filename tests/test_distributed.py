@@ -11,12 +11,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
 from smearmil.training.ssl.losses import DINOLoss, NTXentLoss, SwAVLoss, sinkhorn
+from smearmil.training.ssl.swav import SwAV, SwAVParams
 from smearmil.utils.distributed import all_reduce_sum, gather_objects, sharded
 
 WORLD, B, DIM, PROTOTYPES = 2, 6, 8, 5
@@ -35,6 +37,13 @@ def _inputs() -> dict[str, torch.Tensor]:
     }
 
 
+class _Encoder(nn.Linear):
+    out_dim = DIM
+
+    def __init__(self) -> None:
+        super().__init__(DIM, DIM)
+
+
 def _computed(data: dict, rows: slice) -> dict[str, torch.Tensor]:
     """The losses on ``rows`` of the batch; with several processes, their gradient as DDP averages it."""
     layer = nn.Linear(DIM, DIM)
@@ -46,7 +55,16 @@ def _computed(data: dict, rows: slice) -> dict[str, torch.Tensor]:
     dino.center.copy_(data["center"])
     dino.update_center(data["teacher"][rows])
     scores = [s[rows] for s in data["scores"]]
+    torch.manual_seed(0)  # the same SwAV weights in every process; its queue holds 2 steps of 2 views
+    params = SwAVParams(queue_length=2 * WORLD * B, queue_start_epoch=0, prototypes=PROTOTYPES, hidden=8)
+    swav = SwAV(_Encoder(), params).eval()  # eval: batch norm (per process under DDP) out of the comparison
+    views = [data["x1"][rows], data["x2"][rows]]
+    swav.training_loss(views, epoch=0)
+    swav.training_loss([v * 0.5 + 1 for v in views], epoch=0)
+    with_queue = swav.training_loss(views, epoch=1)
     return {
+        "swav_queue": swav.queue.clone(),
+        "swav_with_queue": all_reduce_sum(with_queue.detach()) / world,
         "simclr": all_reduce_sum(simclr) / world,
         "simclr_grad": all_reduce_sum(layer.weight.grad) / world,
         "codes": sinkhorn(scores[0]),
@@ -80,6 +98,9 @@ def test_ssl_losses_with_two_processes_equal_one_process_on_the_whole_batch(tmp_
         assert torch.allclose(found["simclr"], alone["simclr"], atol=1e-5)
         assert torch.allclose(found["simclr_grad"], alone["simclr_grad"], atol=1e-5)
         assert torch.allclose(found["swav"], alone["swav"], atol=1e-5)
+        # SwAV's queue: every process holds the queue one process would, and the loss with it matches
+        assert torch.allclose(found["swav_queue"], alone["swav_queue"], atol=1e-6)
+        assert torch.allclose(found["swav_with_queue"], alone["swav_with_queue"], atol=1e-5)
         assert torch.allclose(found["center"], alone["center"], atol=1e-6)  # every process: the same centre
         assert found["gathered"].tolist() == [i * 10 for i in range(7)]  # each item once, in order
         assert found["objects"].tolist() == [0, 1]
@@ -193,3 +214,20 @@ def test_feature_extraction_on_two_processes_writes_the_one_process_store(sim_co
     assert two["patients"] == one["patients"] and len(one["patients"]) == 12  # rows, cells, labels: same order
     a, b = (np.load(tmp_path / d / "features.npy") for d in ("one", "two"))
     assert a.shape == b.shape and np.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 5, 6])
+def test_shares_of_bags_cover_every_bag_and_have_one_length(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 2 processes, every bag is in a share, and shares are equally long even with fewer bags than
+    processes (a process without a validation bag would stall the others)."""
+    from smearmil.training import data
+
+    monkeypatch.setattr(data, "world_size", lambda: 2)
+    for make in (lambda: data.ShardSampler(n), lambda: data.EpochSampler(n, seed=0)):
+        shares = []
+        for r in (0, 1):
+            monkeypatch.setattr(data, "rank", lambda r=r: r)
+            sampler = make()
+            shares.append([i if isinstance(i, int) else i[0] for i in sampler])
+            assert len(shares[-1]) == len(sampler) == -(-n // 2)
+        assert sorted(set(shares[0]) | set(shares[1])) == list(range(n))

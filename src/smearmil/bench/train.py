@@ -36,6 +36,7 @@ class TrainShape:
     step_seconds: float
     small_bags_seconds: float  # the same 16-cell bags, several per step
     one_bag_seconds: float  # ... one per step
+    channels_last_seconds: float  # the step with train.channels_last (off by default)
 
     @property
     def gflops(self) -> float:
@@ -53,8 +54,9 @@ class TrainBench:
     shapes: list[TrainShape]
     data_wait: DataWait | None = None
 
-    def ratio(self, shape: TrainShape) -> float:
-        return shape.gflops / self.peak_gflops
+    def ratio(self, shape: TrainShape, channels_last: bool = False) -> float:
+        seconds = shape.channels_last_seconds if channels_last else shape.step_seconds
+        return shape.gflop / seconds / self.peak_gflops
 
 
 def _training_parts(preset: str, overrides: dict[str, Any], seed: int = 0) -> Any:
@@ -168,10 +170,13 @@ def bench_shape(
     everyone = list(range(bags))
     gflop = count_gflop(lambda: step(everyone))
     seconds = median_seconds(lambda: step(everyone), repeats)
+    layout = {**overrides, "train": {**overrides.get("train", {}), "channels_last": True}}
+    channels_last = _step_fn(preset, layout, sizes, seed)
+    channels_last_seconds = median_seconds(lambda: channels_last(everyone), repeats)
     small = _step_fn(preset, overrides, [16] * bags, seed)
     several = median_seconds(lambda: small(everyone), repeats)
     one = median_seconds(lambda: [small([i]) for i in everyone], repeats)
-    return TrainShape(name, bags, sum(sizes), gflop, seconds, several, one)
+    return TrainShape(name, bags, sum(sizes), gflop, seconds, several, one, channels_last_seconds)
 
 
 def bench_train(bags: int = 4, repeats: int = 3, shapes: list[str] | None = None) -> TrainBench:

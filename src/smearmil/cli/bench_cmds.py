@@ -151,7 +151,8 @@ def bench_train_cmd(
     for s in result.shapes:
         out.print(
             f"{s.name}: {s.bags} bags, {s.cells} cells, {s.gflop:.2f} GFLOP a step in {s.step_seconds:.3f} s "
-            f"({s.cells / s.step_seconds:,.0f} cells/s, {s.gflops:.1f} GFLOP/s, {result.ratio(s):.0%} of peak); "
+            f"({s.cells / s.step_seconds:,.0f} cells/s, {s.gflops:.1f} GFLOP/s, {result.ratio(s):.0%} of peak), "
+            f"channels-last {s.channels_last_seconds:.3f} s ({result.ratio(s, channels_last=True):.0%}); "
             f"16-cell bags: {s.bags} a step {s.small_bags_seconds:.3f} s, one a step {s.one_bag_seconds:.3f} s "
             f"({s.several_vs_one:.2f}x)"
         )

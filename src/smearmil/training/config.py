@@ -87,7 +87,11 @@ class TrainConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
     mean_centring: bool = True
     balance: Literal["none", "weights", "sampler"] = "weights"
-    channels_last: bool = Field(True, description="convolve in the channels-last layout (faster; same results)")
+    channels_last: bool = Field(
+        False,
+        description="convolve in the channels-last layout: faster oneDNN kernels (1.3x on the paper's model), "
+        "equal steps within float rounding, but a long run then ends elsewhere than an NCHW run of the same seed",
+    )
     select_metric: Literal["balanced_accuracy", "roc_auc", "macro_f1", "loss", "last"] = "loss"
     threshold: Literal["fixed", "validation"] = "fixed"
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"

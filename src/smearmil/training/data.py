@@ -69,17 +69,21 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
 
 class ShardSampler(Sampler[int]):
-    """Every bag once, in order; with several processes, every ``world``-th from the process's rank
-    (the shares may differ by one bag: nothing is evaluated twice)."""
+    """Every bag in order; with several processes, every ``world``-th from the process's rank, the shares
+    padded from the start to one length (a process with no bag would stall the others' validation; a
+    patient scored twice counts once, as metrics are gathered by patient)."""
 
     def __init__(self, n: int):
         self.n = n
 
     def __len__(self) -> int:
-        return len(range(rank(), self.n, world_size()))
+        return self.n if world_size() == 1 else -(-self.n // world_size())
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(rank(), self.n, world_size()))
+        if world_size() == 1:
+            return iter(range(self.n))
+        order = np.resize(np.arange(self.n), len(self) * world_size()) if self.n else np.zeros(0, np.int64)
+        return iter(int(i) for i in order[rank() :: world_size()])
 
 
 class BagDataset(Dataset):

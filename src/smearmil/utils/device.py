@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from .distributed import initialised
@@ -13,6 +11,6 @@ def default_device() -> torch.device:
     """The GPU if there is one (in a run of several processes, this process's own), else the CPU."""
     if not torch.cuda.is_available():
         return torch.device("cpu")
-    if initialised():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0") or 0))
+    if initialised():  # Lightning and Fabric set each process's device (SLURM sets no LOCAL_RANK)
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cuda")

@@ -30,11 +30,14 @@ def world_size() -> int:
 
 
 def rank() -> int:
-    """This process's global rank: from the process group, else from its launcher's variables."""
+    """This process's global rank: from the process group, else from its launcher's variables (before the
+    group exists, any non-zero value only says "not the main process")."""
     if initialised():
         return dist.get_rank()
     if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and os.environ.get("SLURM_PROCID", "0") != "0":
         return int(os.environ["SLURM_PROCID"])
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:  # rank variables left over from elsewhere: one process
+        return 0
     return max((int(os.environ.get(v, "0") or 0) for v in _RANK_VARIABLES), default=0)
 
 

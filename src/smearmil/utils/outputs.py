@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .atomic import dumps_json, write_json
-from .distributed import is_main_process
+from .distributed import gather_objects, is_main_process, world_size
 
 MARKER = ".smearmil.json"
 
@@ -91,8 +91,25 @@ def claim_output(
     folder = Path(folder)
     version = version or __version__
     fingerprint = dict(fingerprint or {})
-    if not is_main_process():  # a DDP run's other processes: the main one has claimed the folder
+    if world_size() > 1:  # processes already joined: the main one claims (or refuses) and tells the others
+        outcome: str | OutputRefused | None = None
+        if is_main_process():
+            try:
+                outcome = _claim(folder, kind, fingerprint, overwrite, version)
+            except OutputRefused as refused:
+                outcome = refused
+        outcome = gather_objects(outcome)[0]
+        if isinstance(outcome, OutputRefused):
+            raise outcome
+        return "resume" if outcome == "resume" else "new"
+    if not is_main_process():  # a DDP run's other processes, started by the main one after its claim
         return "resume" if (folder / MARKER).is_file() else "new"
+    return _claim(folder, kind, fingerprint, overwrite, version)
+
+
+def _claim(
+    folder: Path, kind: str, fingerprint: dict[str, Any], overwrite: bool, version: str
+) -> Literal["new", "resume"]:
     if folder.exists() and not folder.is_dir():
         raise OutputRefused(f"{folder} is a file, not a folder; choose another output folder")
     if folder.is_dir() and any(folder.iterdir()):

@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...models.ssl_heads import ProjectionHead, Prototypes
+from ...utils.distributed import gather_with_gradient, rank, world_size
 from .losses import SwAVLoss
 from .methods import SSL_METHODS, SSLMethod, encode_views
 
@@ -49,10 +50,12 @@ class SwAV(SSLMethod):
         scores = [self.prototypes(zi) for zi in z]
         queue_scores = None
         if self.c.queue_length and epoch >= self.c.queue_start_epoch and int(self.queue_filled) >= self.c.queue_length:
-            queue_scores = self.prototypes(self.queue)
+            # every process holds the same queue (of every process's embeddings) and scores its share of
+            # it: the Sinkhorn sums, all-reduced, count each queued embedding once, as one process would
+            queue_scores = self.prototypes(self.queue[rank() :: world_size()])
         loss = self.criterion(scores, self.n_global, queue_scores)
         if self.c.queue_length:
-            self._enqueue(torch.cat(z[: self.n_global]).detach())
+            self._enqueue(torch.cat([gather_with_gradient(zi.detach()) for zi in z[: self.n_global]]))
         return loss
 
     @torch.no_grad()

@@ -81,7 +81,8 @@ def _training_parts(preset: str, overrides: dict[str, Any], seed: int = 0) -> An
     }
     a = config.train.augment
     transform = BatchTransform(stats, a.flips, a.rot90, a.pca_colour_std, True, a.pca_colour_scale)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    t = config.train
+    optimiser = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, foreach=True)
 
     def step(bags: Bags) -> None:
         assert bags.images is not None and bags.labels is not None

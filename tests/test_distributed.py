@@ -118,6 +118,13 @@ def test_helpers_are_identities_in_one_process() -> None:
     assert gather_objects("x") == ["x"]
 
 
+TWO_PROCESSES = ("--accelerator", "cpu", "--devices", 2, "--strategy", "ddp", "--cache-dir", "cache")
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
 def _run(*args: object, cwd: Path) -> None:
     """The command line in processes of its own, as a user runs it (Lightning's launcher re-runs it)."""
     command = [sys.executable, "-m", "smearmil", *map(str, args), "--quiet"]
@@ -126,66 +133,27 @@ def _run(*args: object, cwd: Path) -> None:
 
 
 def test_a_cv_on_two_processes_covers_every_patient_once(sim_cohort: Path, tmp_path: Path) -> None:
-    _run(
-        "cv",
-        sim_cohort,
-        "--config",
-        "cpu-cnn",
-        "--folds",
-        4,
-        "--epochs",
-        2,
-        "--out",
-        "cv",
-        "--accelerator",
-        "cpu",
-        "--devices",
-        2,
-        "--strategy",
-        "ddp",
-        "--cache-dir",
-        "cache",
-        cwd=tmp_path,
-    )
-    predicted = list(csv.DictReader(open(tmp_path / "cv" / "predictions.csv")))
+    common = ("--config", "cpu-cnn", "--folds", 4, "--epochs", 2, "--out", "cv", *TWO_PROCESSES)
+    _run("cv", sim_cohort, *common, cwd=tmp_path)
+    predicted = _csv_rows(tmp_path / "cv" / "predictions.csv")
     patients = sorted(p.name for p in (sim_cohort / "trainset").iterdir() if p.is_dir())
     assert sorted(r["patient"] for r in predicted) == patients  # test folds of 3: shares of 2 and 1
     summary = json.loads((tmp_path / "cv" / "summary.json").read_text())
     assert sum(f["n_test"] for f in summary["folds"]) == len(patients)
     splits = json.loads((tmp_path / "cv" / "splits.json").read_text())
     for fold in splits["folds"]:  # validation metrics: every validation patient, from both processes
-        rows = list(csv.DictReader(open(tmp_path / "cv" / fold["name"] / "cnn" / "logs" / "metrics.csv")))
+        rows = _csv_rows(tmp_path / "cv" / fold["name"] / "cnn" / "logs" / "metrics.csv")
         seen = [float(r["val/patients"]) for r in rows if r.get("val/patients")]
         assert seen and all(n == len(fold["val"]) for n in seen)
         assert len(fold["val"]) > 1
 
 
 def test_ssl_pretraining_on_two_processes_shares_the_batches(sim_cohort: Path, tmp_path: Path) -> None:
-    _run(
-        "ssl",
-        "pretrain",
-        sim_cohort,
-        "--config",
-        "cpu-ssl",
-        "--epochs",
-        2,
-        "--set",
-        "batch_size=8",
-        "--out",
-        "ssl",
-        "--accelerator",
-        "cpu",
-        "--devices",
-        2,
-        "--strategy",
-        "ddp",
-        "--cache-dir",
-        "cache",
-        cwd=tmp_path,
-    )
+    common = ("--config", "cpu-ssl", "--epochs", 2, "--set", "batch_size=8", "--out", "ssl", *TWO_PROCESSES)
+    _run("ssl", "pretrain", sim_cohort, *common, cwd=tmp_path)
     meta = json.loads((tmp_path / "ssl" / "encoder.json").read_text())
     cells = meta["sources"][0]["cells"]
-    rows = list(csv.DictReader(open(tmp_path / "ssl" / "logs" / "metrics.csv")))
+    rows = _csv_rows(tmp_path / "ssl" / "logs" / "metrics.csv")
     steps_per_epoch = cells // 8 // 2  # each process takes half of the epoch's batches
     assert [int(r["step"]) for r in rows] == [steps_per_epoch - 1, 2 * steps_per_epoch - 1]
     assert all(math.isfinite(float(r["train/loss"])) for r in rows)
@@ -195,21 +163,7 @@ def test_ssl_pretraining_on_two_processes_shares_the_batches(sim_cohort: Path, t
 def test_feature_extraction_on_two_processes_writes_the_one_process_store(sim_cohort: Path, tmp_path: Path) -> None:
     common = ("--encoder", "random:cpu-ssl", "--cache-dir", "cache")
     _run("features", "extract", sim_cohort, *common, "--out", "one", cwd=tmp_path)
-    _run(
-        "features",
-        "extract",
-        sim_cohort,
-        *common,
-        "--out",
-        "two",
-        "--accelerator",
-        "cpu",
-        "--devices",
-        2,
-        "--strategy",
-        "ddp",
-        cwd=tmp_path,
-    )
+    _run("features", "extract", sim_cohort, *common, "--out", "two", *TWO_PROCESSES[:-2], cwd=tmp_path)
     one, two = (json.loads((tmp_path / d / "index.json").read_text()) for d in ("one", "two"))
     assert two["patients"] == one["patients"] and len(one["patients"]) == 12  # rows, cells, labels: same order
     a, b = (np.load(tmp_path / d / "features.npy") for d in ("one", "two"))

@@ -117,6 +117,15 @@ def test_a_wrong_config_kind_is_refused_clearly(tmp_path: Path) -> None:
         load_config("cpu-ssl")
 
 
+def test_synchronised_batch_norm_on_cpu_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from smearmil.training.ssl.pretrain import pretrain
+
+    config = load_ssl_config("cpu-ssl", {"sync_batchnorm": True, "accelerator": "cpu"})
+    with pytest.raises(ValueError, match="sync_batchnorm needs GPUs"):
+        pretrain([], config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_a_mil_model_can_start_from_a_pretrained_encoder_and_fine_tune_it(sim_cohort: Path, tmp_path: Path) -> None:
     from smearmil.data.splits import make_splits

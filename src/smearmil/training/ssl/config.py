@@ -69,6 +69,11 @@ class SSLConfig(Strict):
     devices: int | str = "auto"
     strategy: str = Field("auto", description="Lightning strategy; ddp: one process per device (gloo on CPU)")
     num_nodes: int = Field(1, ge=1, description="hosts of a DDP run (e.g. SLURM --nodes)")
+    sync_batchnorm: bool = Field(
+        False,
+        description="GPUs, several processes: batch norm statistics over every process's batch (SimCLR's "
+        "global batch norm) instead of each process's own",
+    )
     num_workers: int = Field(0, ge=0)
     cell_labels: str | None = Field(
         None,

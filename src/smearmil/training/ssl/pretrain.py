@@ -151,6 +151,12 @@ def pretrain(
     run of other inputs in ``out`` is refused unless ``overwrite``.
     """
     out = Path(out)
+    on_cpu = config.accelerator == "cpu" or (config.accelerator == "auto" and not torch.cuda.is_available())
+    if config.sync_batchnorm and on_cpu:
+        raise ValueError(
+            "sync_batchnorm needs GPUs (torch synchronises batch norm only on GPU); set sync_batchnorm: false "
+            "to pre-train on CPU, where each process then normalises over its own batch"
+        )
     fingerprint = run_fingerprint(config.model_dump(mode="json"), None, sources=[s.identity() for s in sources])
     if claim_output(out, "ssl-pretrain", fingerprint, overwrite) == "resume" and (out / ENCODER_META).is_file():
         return CellEncoder.load(out)
@@ -199,7 +205,9 @@ def pretrain(
         progress,
         strategy=config.strategy,
         num_nodes=config.num_nodes,
+        sync_batchnorm=config.sync_batchnorm,
     )
+
     if len(dataset) // batch_size < trainer.world_size:
         raise ValueError(
             f"pre-training on {len(dataset)} cells in batches of {batch_size} gives fewer batches than the "

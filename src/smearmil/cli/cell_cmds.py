@@ -231,6 +231,8 @@ def features_extract_cmd(
     data: DataFlags = DataFlags(),
 ) -> None:
     """Embed every cell of a cohort with a frozen encoder; store embeddings, cell ids and cell types per patient."""
+    import torch
+
     from ..data.cache import build_cache
     from ..data.validation import load_cohort
     from ..models.cell_encoder import extract_features
@@ -240,7 +242,8 @@ def features_extract_cmd(
     cohort = load_cohort(path, data.options(), progress=not quiet)
     cache = build_cache(cohort, encoder.preprocessing, cache_dir, progress=not quiet)
     start_processes(accelerator, int(devices) if devices.isdigit() else devices, strategy)
-    store = extract_features(encoder, cohort, cache, out_dir, progress=not quiet, overwrite=overwrite)
+    device = torch.device("cpu") if accelerator == "cpu" else None
+    store = extract_features(encoder, cohort, cache, out_dir, progress=not quiet, overwrite=overwrite, device=device)
     out.print(f"{store.features.shape[0]} cells of {len(store.patient_ids)} patients, {store.dim}-d -> {out_dir}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -196,10 +197,13 @@ def extract_features(
     out: str | Path,
     progress: bool = True,
     overwrite: bool = False,
+    device: torch.device | None = None,
 ) -> FeatureStore:
-    """Embed every cached cell of ``cohort`` and store the embeddings per patient in ``out`` (a folder the
-    tool did not write is refused; features of the same encoder and cells are reused)."""
+    """Embed every cached cell of ``cohort`` (on ``device``, default: the GPU if any) and store the embeddings
+    per patient in ``out`` (a folder the tool did not write is refused; features of the same encoder and
+    cells are reused)."""
     if cache.preprocessing != encoder.preprocessing:
         raise ValueError(f"the cache was made with {cache.preprocessing}; this encoder takes {encoder.preprocessing}")
     encoder = encoder.calibrated(cache)
-    return FeatureStore.write(out, cohort, cache, encoder.embed, encoder.meta, progress, encoder.identity(), overwrite)
+    embed = partial(encoder.embed, device=device)
+    return FeatureStore.write(out, cohort, cache, embed, encoder.meta, progress, encoder.identity(), overwrite)

@@ -8,6 +8,7 @@ flat batch with a segment index) is timed against one bag per step on the same c
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -162,6 +163,19 @@ def data_wait(preset: str = "cpu-cnn", bags: int = 32, workers: int = 0, seed: i
         return DataWait(preset, workers, steps, wait, time.perf_counter() - start)
 
 
+def paired_medians(first: Any, second: Any, repeats: int) -> tuple[float, float]:
+    """Median seconds of two ways of doing the same work, timed in turns: a slow spell of the machine
+    weighs on both alike, so their ratio is steadier than that of two series timed one after the other."""
+    first(), second()  # warm-up
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, found in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            fn()
+            found.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def bench_shape(
     name: str, preset: str, overrides: dict[str, Any], bags: int, repeats: int, seed: int = 0
 ) -> TrainShape:
@@ -175,8 +189,7 @@ def bench_shape(
     channels_last = _step_fn(preset, layout, sizes, seed)
     channels_last_seconds = median_seconds(lambda: channels_last(everyone), repeats)
     small = _step_fn(preset, overrides, [16] * bags, seed)
-    several = median_seconds(lambda: small(everyone), repeats)
-    one = median_seconds(lambda: [small([i]) for i in everyone], repeats)
+    several, one = paired_medians(lambda: small(everyone), lambda: [small([i]) for i in everyone], max(repeats, 9))
     return TrainShape(name, bags, sum(sizes), gflop, seconds, several, one, channels_last_seconds)
 
 

@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,8 @@ def test_a_cv_on_two_processes_covers_every_patient_once(sim_cohort: Path, tmp_p
         rows = _csv_rows(tmp_path / "cv" / fold["name"] / "cnn" / "logs" / "metrics.csv")
         seen = [float(r["val/patients"]) for r in rows if r.get("val/patients")]
         assert seen and all(n == len(fold["val"]) for n in seen)
+        losses = [float(r["val/loss"]) for r in rows if r.get("val/loss")]  # over the unique patients
+        assert len(losses) == len(seen) and all(math.isfinite(v) and v > 0 for v in losses)
         assert len(fold["val"]) > 1
 
 
@@ -185,3 +188,25 @@ def test_shares_of_bags_cover_every_bag_and_have_one_length(n: int, monkeypatch:
             shares.append([i if isinstance(i, int) else i[0] for i in sampler])
             assert len(shares[-1]) == len(sampler) == -(-n // 2)
         assert sorted(set(shares[0]) | set(shares[1])) == list(range(n))
+
+
+def test_a_process_other_than_the_main_one_waits_for_its_claim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under SLURM every task starts at once: the others touch the run folder only once process 0 claimed it."""
+    from smearmil.utils import outputs
+
+    monkeypatch.setattr(outputs, "is_main_process", lambda: False)
+    folder = tmp_path / "run"
+    claim = threading.Timer(0.3, lambda: outputs._claim(folder, "train", {}, False, "test"))
+    claim.start()
+    assert outputs.claim_output(folder, "train", {}) == "resume"
+    claim.join()
+    assert [p.name for p in folder.iterdir()] == [outputs.MARKER]  # the other process wrote nothing
+    with pytest.raises(outputs.OutputRefused, match="has not claimed it"):
+        outputs._wait_for_marker(tmp_path / "never", timeout=0.2)
+
+
+def test_auto_precision_is_float32_off_the_gpu() -> None:
+    from smearmil.training.trainer import resolve_precision
+
+    assert resolve_precision("auto", "cpu") == "32-true" and resolve_precision("auto", "mps") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"

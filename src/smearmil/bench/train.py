@@ -38,14 +38,11 @@ class TrainShape:
     small_bags_seconds: float  # the same 16-cell bags, several per step
     one_bag_seconds: float  # ... one per step
     channels_last_seconds: float  # the step with train.channels_last (off by default)
+    several_vs_one: float  # median over pairs timed in turns of (one bag a step) / (several a step)
 
     @property
     def gflops(self) -> float:
         return self.gflop / self.step_seconds
-
-    @property
-    def several_vs_one(self) -> float:
-        return self.one_bag_seconds / self.small_bags_seconds
 
 
 @dataclass
@@ -163,9 +160,9 @@ def data_wait(preset: str = "cpu-cnn", bags: int = 32, workers: int = 0, seed: i
         return DataWait(preset, workers, steps, wait, time.perf_counter() - start)
 
 
-def paired_medians(first: Any, second: Any, repeats: int) -> tuple[float, float]:
-    """Median seconds of two ways of doing the same work, timed in turns: a slow spell of the machine
-    weighs on both alike, so their ratio is steadier than that of two series timed one after the other."""
+def paired_medians(first: Any, second: Any, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of two ways of doing the same work, timed in turns, and the median of the pairs'
+    ratios (second / first): a slow spell of the machine weighs on both sides of a pair alike."""
     first(), second()  # warm-up
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
@@ -173,7 +170,8 @@ def paired_medians(first: Any, second: Any, repeats: int) -> tuple[float, float]
             start = time.perf_counter()
             fn()
             found.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
+    ratios = [b / a for a, b in zip(*times)]
+    return statistics.median(times[0]), statistics.median(times[1]), statistics.median(ratios)
 
 
 def bench_shape(
@@ -189,8 +187,10 @@ def bench_shape(
     channels_last = _step_fn(preset, layout, sizes, seed)
     channels_last_seconds = median_seconds(lambda: channels_last(everyone), repeats)
     small = _step_fn(preset, overrides, [16] * bags, seed)
-    several, one = paired_medians(lambda: small(everyone), lambda: [small([i]) for i in everyone], max(repeats, 9))
-    return TrainShape(name, bags, sum(sizes), gflop, seconds, several, one, channels_last_seconds)
+    several, one, ratio = paired_medians(
+        lambda: small(everyone), lambda: [small([i]) for i in everyone], max(repeats, 9)
+    )
+    return TrainShape(name, bags, sum(sizes), gflop, seconds, several, one, channels_last_seconds, ratio)
 
 
 def bench_train(bags: int = 4, repeats: int = 3, shapes: list[str] | None = None) -> TrainBench:

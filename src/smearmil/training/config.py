@@ -96,7 +96,7 @@ class TrainConfig(Strict):
     threshold: Literal["fixed", "validation"] = "fixed"
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"
     accelerator: str = "auto"
-    devices: int | str = "auto"
+    devices: int | str = Field(1, description="devices (one process each with strategy ddp); auto: every GPU")
     strategy: str = Field("auto", description="Lightning strategy; ddp: one process per device (gloo on CPU)")
     num_nodes: int = Field(1, ge=1, description="hosts of a DDP run (e.g. SLURM --nodes)")
     num_workers: int = Field(0, ge=0)

@@ -8,7 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from ..models.base import Bags, MILModel, probabilities
+from ..models.base import Bags, MILModel, MILOutput, probabilities
 from ..utils.distributed import gather_objects
 from ..utils.scoring import scores
 from .augment import BatchTransform
@@ -32,7 +32,7 @@ class MILModule(L.LightningModule):
             "class_weights", class_weights if class_weights is not None else torch.ones(model.n_classes)
         )
         self.use_weights = class_weights is not None
-        self._val: list[tuple[list[str], torch.Tensor, torch.Tensor]] = []
+        self._val: list[tuple[list[str], torch.Tensor, torch.Tensor]] = []  # ids, logits, labels
 
     def transfer_batch_to_device(self, batch: Bags, device: torch.device, dataloader_idx: int) -> Bags:
         return batch.to(device)
@@ -71,21 +71,27 @@ class MILModule(L.LightningModule):
             transform = self.transform  # normalised chunk by chunk inside the model: whole bags stay uint8
             batch.prepare = lambda x: transform(x, train=False)
         loss, logits = self._loss(batch)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags, sync_dist=True)
+        if self.trainer.world_size == 1:  # several processes: the loss over unique patients, at the epoch's end
+            self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.n_bags)
         assert batch.labels is not None
-        proba = probabilities(logits.float(), self.model.n_classes).detach().cpu()
-        self._val.append((list(batch.ids or []), proba, batch.labels.detach().cpu()))
+        self._val.append((list(batch.ids or []), logits.detach().float().cpu(), batch.labels.detach().cpu()))
 
     def on_validation_epoch_end(self) -> None:
-        """Validation metrics over every validation patient once, whichever process scored it."""
-        mine = {pid: (p, y) for ids, proba, labels in self._val for pid, p, y in zip(ids, proba, labels)}
+        """Validation metrics over every validation patient once, whichever process scored it (a share padded
+        with a patient of another process's share counts that patient once)."""
+        mine = {pid: (z, y) for ids, logits, labels in self._val for pid, z, y in zip(ids, logits, labels)}
         self._val.clear()
         everyone = {pid: v for part in gather_objects(mine) for pid, v in part.items()}
         if not everyone:
             return
-        proba = torch.stack([p for p, _ in everyone.values()]).numpy().astype(np.float64)
-        labels = torch.stack([y for _, y in everyone.values()]).numpy()
-        found = scores(labels, proba)
+        logits = torch.stack([z for z, _ in everyone.values()])
+        labels = torch.stack([y for _, y in everyone.values()])
+        if self.trainer.world_size > 1:
+            weights = self.class_weights.cpu() if self.use_weights else None
+            loss = self.model.loss(MILOutput(logits, None), labels, weights)
+            self.log("val/loss", float(loss), prog_bar=True)
+        proba = probabilities(logits, self.model.n_classes).numpy().astype(np.float64)
+        found = scores(labels.numpy(), proba)
         self.log("val/patients", float(len(everyone)))
         for name in ("balanced_accuracy", "roc_auc", "macro_f1"):
             value = found[name]

@@ -38,10 +38,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
-def resolve_precision(precision: str) -> str:
+def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+    """``auto``: 16-bit mixed precision on a GPU, full float32 elsewhere (CPU, MPS)."""
     if precision != "auto":
         return precision
-    return "16-mixed" if torch.cuda.is_available() else "32-true"
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "16-mixed" if on_gpu and torch.cuda.is_available() else "32-true"
 
 
 def _tensorboard_available() -> bool:
@@ -86,7 +88,7 @@ def make_trainer(
         "max_epochs": max_epochs,
         "accelerator": accelerator,
         "devices": devices,
-        "precision": resolve_precision(precision),
+        "precision": resolve_precision(precision, accelerator),
         "logger": loggers(out, last_epoch),
         "callbacks": [*callbacks, *([RichProgressBar(leave=False)] if progress else [])],
         "plugins": [AtomicCheckpointIO()],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -92,19 +93,31 @@ def claim_output(
     version = version or __version__
     fingerprint = dict(fingerprint or {})
     if world_size() > 1:  # processes already joined: the main one claims (or refuses) and tells the others
-        outcome: str | OutputRefused | None = None
+        outcome: str | Exception | None = None
         if is_main_process():
             try:
                 outcome = _claim(folder, kind, fingerprint, overwrite, version)
-            except OutputRefused as refused:
-                outcome = refused
+            except Exception as failed:  # every process must hear of it, or the others wait for ever
+                outcome = failed
         outcome = gather_objects(outcome)[0]
-        if isinstance(outcome, OutputRefused):
+        if isinstance(outcome, Exception):
             raise outcome
         return "resume" if outcome == "resume" else "new"
-    if not is_main_process():  # a DDP run's other processes, started by the main one after its claim
-        return "resume" if (folder / MARKER).is_file() else "new"
+    if not is_main_process():  # a DDP run's other processes: the main one claims (Lightning starts them after)
+        _wait_for_marker(folder)  # under SLURM every task starts at once: touch nothing before the claim
+        return "resume"
     return _claim(folder, kind, fingerprint, overwrite, version)
+
+
+def _wait_for_marker(folder: Path, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (folder / MARKER).is_file():
+        if time.monotonic() > deadline:
+            raise OutputRefused(
+                f"{folder}: the main process of this run has not claimed it within {timeout:.0f} s; see its "
+                "error (process 0's output)"
+            )
+        time.sleep(0.5)
 
 
 def _claim(

@@ -66,7 +66,7 @@ class SSLConfig(Strict):
     warmup_epochs: int = Field(2, ge=0)
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"
     accelerator: str = "auto"
-    devices: int | str = "auto"
+    devices: int | str = Field(1, description="devices (one process each with strategy ddp); auto: every GPU")
     strategy: str = Field("auto", description="Lightning strategy; ddp: one process per device (gloo on CPU)")
     num_nodes: int = Field(1, ge=1, description="hosts of a DDP run (e.g. SLURM --nodes)")
     sync_batchnorm: bool = Field(

@@ -151,12 +151,7 @@ def pretrain(
     run of other inputs in ``out`` is refused unless ``overwrite``.
     """
     out = Path(out)
-    on_cpu = config.accelerator == "cpu" or (config.accelerator == "auto" and not torch.cuda.is_available())
-    if config.sync_batchnorm and on_cpu:
-        raise ValueError(
-            "sync_batchnorm needs GPUs (torch synchronises batch norm only on GPU); set sync_batchnorm: false "
-            "to pre-train on CPU, where each process then normalises over its own batch"
-        )
+    _check_processes(config, sum(int(s.rows().size) for s in sources))
     fingerprint = run_fingerprint(config.model_dump(mode="json"), None, sources=[s.identity() for s in sources])
     if claim_output(out, "ssl-pretrain", fingerprint, overwrite) == "resume" and (out / ENCODER_META).is_file():
         return CellEncoder.load(out)
@@ -208,11 +203,6 @@ def pretrain(
         sync_batchnorm=config.sync_batchnorm,
     )
 
-    if len(dataset) // batch_size < trainer.world_size:
-        raise ValueError(
-            f"pre-training on {len(dataset)} cells in batches of {batch_size} gives fewer batches than the "
-            f"{trainer.world_size} processes: lower batch_size or use fewer devices"
-        )
     if resume:
         log.warning("pre-training: resuming from %s (epoch %d of %d)", resume, (last_epoch or 0) + 1, config.epochs)
     start = time.perf_counter()
@@ -232,6 +222,29 @@ def pretrain(
     _loss_plot(out)
     result.save(out)  # encoder.json last: its presence marks the run finished
     return result
+
+
+def _check_processes(config: SSLConfig, cells: int) -> None:
+    """Settings that cannot run, refused before the run folder is touched."""
+    on_gpu = config.accelerator in ("gpu", "cuda") or (config.accelerator == "auto" and torch.cuda.is_available())
+    if config.sync_batchnorm and not on_gpu:
+        raise ValueError(
+            "sync_batchnorm needs GPUs (torch synchronises batch norm only on CUDA GPUs); set sync_batchnorm: "
+            "false to pre-train here, where each process then normalises over its own batch"
+        )
+    devices = config.devices
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    elif isinstance(devices, str) and devices != "auto":
+        devices = len([d for d in devices.split(",") if d.strip()])
+    elif devices == "auto":
+        devices = torch.cuda.device_count() if on_gpu else 1
+    processes, batch = int(devices) * config.num_nodes, min(config.batch_size, cells)
+    if cells >= 2 and cells // batch < processes:
+        raise ValueError(
+            f"pre-training on {cells} cells in batches of {batch} gives fewer batches than the {processes} "
+            "processes: lower batch_size or use fewer devices"
+        )
 
 
 def _final_loss(trainer: L.Trainer) -> float | None:

@@ -79,3 +79,22 @@ def sim_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return simulate(
         out, SimulationConfig(patients=12, cells_min=4, cells_max=8, size=32, seed=3), progress=False, workers=1
     )
+
+
+def adam_steps(model: object, optimiser: object, steps: int, size: int = 32, seed: int = 1) -> list[object]:
+    """``steps`` training steps of a 2-attribute MIL model on two random bags (7 and 3 cells of ``size`` px),
+    the same bags for every model given the same ``seed``; returns the losses."""
+    import torch
+
+    from smearmil.models.base import Bags
+
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        bags = Bags.of(torch.randn(2, 2, generator=g), [torch.randn(n, 3, size, size, generator=g) for n in (7, 3)])
+        loss = model.loss(model(bags), torch.tensor([0, 1]))  # type: ignore[attr-defined]
+        optimiser.zero_grad()  # type: ignore[attr-defined]
+        loss.backward()
+        optimiser.step()  # type: ignore[attr-defined]
+        losses.append(loss.detach())
+    return losses

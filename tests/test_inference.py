@@ -10,6 +10,8 @@ from smearmil.models.factory import build_model
 from smearmil.models.inference import fold_batchnorm, for_inference
 from smearmil.training.config import load_config
 
+from .conftest import adam_steps
+
 
 @pytest.mark.parametrize("name", ["cnn-mean-k8", "cnn-attention-k8", "moe-p1-max-k8", "cpu-cnn"])
 def test_the_fast_model_equals_the_plain_one_within_1e_5(name: str) -> None:
@@ -51,15 +53,7 @@ def test_training_in_the_channels_last_layout_follows_the_nchw_run() -> None:
         if layout == "channels_last":
             use_channels_last(model)
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-        g = torch.Generator().manual_seed(1)
-        losses = []
-        for _ in range(2):
-            bags = Bags.of(torch.randn(2, 2, generator=g), [torch.randn(n, 3, 32, 32, generator=g) for n in (7, 3)])
-            loss = model.loss(model(bags), torch.tensor([0, 1]))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.detach())
+        losses = adam_steps(model, optimiser, steps=2)
         runs.append((torch.stack(losses), model.state_dict()))
     (a, first), (b, second) = runs
     assert any(isinstance(m, StridedShortcut) and m.stride == (2, 2) for m in model.modules())

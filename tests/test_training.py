@@ -257,10 +257,11 @@ def test_a_threshold_chosen_on_validation_patients_is_saved_and_used(tmp_path: P
 
 def test_the_grouped_adam_update_gives_the_numbers_of_the_plain_loop() -> None:
     """Training's Adam runs its update grouped (foreach), a speed-up only: 4 steps equal the loop bit for bit."""
-    from smearmil.models.base import Bags
     from smearmil.models.factory import build_model
     from smearmil.training.config import load_config
     from smearmil.training.module import MILModule
+
+    from .conftest import adam_steps
 
     config = load_config("cnn-mean-k8", {"image": {"size": 32, "crop": None}, "train": {"weight_decay": 1e-4}})
     weights = []
@@ -275,13 +276,7 @@ def test_the_grouped_adam_update_gives_the_numbers_of_the_plain_loop() -> None:
             optimiser = torch.optim.Adam(
                 model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, foreach=False
             )
-        g = torch.Generator().manual_seed(1)
-        for _ in range(4):
-            bags = Bags.of(torch.randn(2, 2, generator=g), [torch.randn(n, 3, 32, 32, generator=g) for n in (6, 3)])
-            loss = model.loss(model(bags), torch.tensor([0, 1]))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+        adam_steps(model, optimiser, steps=4)
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
     torch.manual_seed(0)

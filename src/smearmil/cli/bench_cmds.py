@@ -111,6 +111,10 @@ def bench_heads_cmd(
     out.print(f"ratio: {goal_seconds / result.cv_seconds:.2f}")
 
 
+def _print_peak(gflops: float, threads: int) -> None:
+    out.print(f"float32 matrix-multiply peak: {gflops:.0f} GFLOP/s ({threads} threads)")
+
+
 @bench_app.command("predict")
 @guarded
 def bench_predict_cmd(
@@ -124,7 +128,7 @@ def bench_predict_cmd(
     from ..bench.predict import bench_predict
 
     result = bench_predict(cells, repeats)
-    out.print(f"float32 matrix-multiply peak: {result.peak_gflops:.0f} GFLOP/s ({result.threads} threads)")
+    _print_peak(result.peak_gflops, result.threads)
     for s in result.shapes:
         out.print(
             f"{s.name}, {s.cells} cells: {s.gflop:.2f} GFLOP; plain {s.plain_seconds:.3f} s "
@@ -147,7 +151,7 @@ def bench_train_cmd(
     from ..bench.train import bench_train
 
     result = bench_train(bags, repeats)
-    out.print(f"float32 matrix-multiply peak: {result.peak_gflops:.0f} GFLOP/s ({result.threads} threads)")
+    _print_peak(result.peak_gflops, result.threads)
     for s in result.shapes:
         out.print(
             f"{s.name}: {s.bags} bags, {s.cells} cells, {s.gflop:.2f} GFLOP a step in {s.step_seconds:.3f} s "

@@ -76,3 +76,21 @@ def test_a_sets_file_maps_cells_to_acquisitions(two_acquisitions: tuple[Path, Pa
     result = json.loads((tmp_path / "r" / "repeatability.json").read_text())
     assert result["image_sets"] == "given acquisitions"
     assert all(e["sets"] == 2 for e in result["patients"]["CNN"].values())
+
+
+def test_reproduce_table5_on_given_runs_uses_the_acquisitions(
+    two_acquisitions: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    root, cnn, mlp = two_acquisitions
+    args = ["reproduce", "table5", root, "--run", cnn, "--run", mlp, "--out", tmp_path / "t5"]
+    invoke(*args, "--cache-dir", cnn.parent / "k", "-q")
+    result = json.loads((tmp_path / "t5" / "reproduce.json").read_text())
+    measured = json.loads((tmp_path / "t5" / "repeatability.json").read_text())
+    assert set(result["rows"]) == {"CNN", "MLP"} and measured["image_sets"] == "given acquisitions"
+    for name, row in result["rows"].items():
+        for metric in ("disagreement_rate", "majority_vote_accuracy"):
+            assert row["ours"][metric]["mean"] == measured["models"][name][metric]
+    assert any("image sets: given acquisitions" in n for n in result["notes"])
+    assert any(str(cnn) in n for n in result["notes"]) and result["protocol"] == ""
+    table = (tmp_path / "t5" / "table.md").read_text()
+    assert "| intra-patient disagreement: ours | published |" in table and "| MLP | " in table

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from . import bench_cmds, cell_cmds, data_cmds, run_cmds  # noqa: F401  (they register the commands)
+from . import bench_cmds, cell_cmds, data_cmds, paper_cmds, run_cmds  # noqa: F401  (they register the commands)
 from .app import app
 
 __all__ = ["app", "main"]

@@ -109,7 +109,11 @@ class CompareConfig(BaseModel):
 
 
 def load_compare_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> CompareConfig:
-    config = load_config_file(name_or_path, CompareConfig, "compare", overrides)
+    return with_data_labels(load_config_file(name_or_path, CompareConfig, "compare", overrides))
+
+
+def with_data_labels(config: CompareConfig) -> CompareConfig:
+    """``config`` with what each deep method sees (imgs, attrs, imgs+attrs), read from its own config."""
     for m in config.methods:
         if m.config and config_kind(m.config) == EXPERTS:
             m.data = m.data or experts_data_label(load_experts_config(m.config, m.overrides))
@@ -215,6 +219,11 @@ def _comparison_csv(summaries: Mapping[str, Mapping[str, Any]], data: Mapping[st
     return buffer.getvalue()
 
 
+def method_folder(out: str | Path, spec: MethodSpec) -> Path:
+    """Where ``run_compare`` writes the CV of one method (a run folder of its own)."""
+    return Path(out) / "methods" / safe_name(spec.label.replace("/", "-").replace(" ", "_"), "method name")
+
+
 def run_compare(
     cohort: Cohort,
     config: CompareConfig,
@@ -242,7 +251,7 @@ def run_compare(
         bags = dict(zip(cohort.ids, bags_of_features(image_cache, features, cohort.ids)))
 
     def method(spec: MethodSpec) -> Callable[[], CVResult]:
-        folder = run.path / "methods" / safe_name(spec.label.replace("/", "-").replace(" ", "_"), "method name")
+        folder = method_folder(run.path, spec)
         if spec.config and config_kind(spec.config) == EXPERTS:
             experts = load_experts_config(spec.config, spec.overrides)
             return lambda: run_experts_cv(cohort, experts, folder, folds, seed, cache_dir, plan, progress)

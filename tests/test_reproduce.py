@@ -1,0 +1,85 @@
+"""``smearmil reproduce``: a paper table's rows on identical folds, published figures beside ours."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from smearmil.data.simulate import SimulationConfig, simulate
+from smearmil.evaluation.reproduce import TABLES, compare_config, published_figures
+
+from .conftest import invoke
+
+
+def test_table3_puts_the_published_figures_beside_ours(tmp_path: Path) -> None:
+    # 24 patients: 2 folds leave 6 training patients of each class for the baselines' inner 5-fold CV
+    cohort = simulate(
+        tmp_path / "c", SimulationConfig(patients=24, cells_min=4, cells_max=6, size=32, seed=5), progress=False
+    )
+    out = tmp_path / "t3"
+    args = ["reproduce", "table3", cohort, "--folds", "2", "--epochs", "1", "--out", out]
+    invoke(*args, "--cache-dir", tmp_path / "k", "-q")
+    result = json.loads((out / "reproduce.json").read_text())
+    compared = json.loads((out / "compare" / "summary.json").read_text())["methods"]
+    rows = result["rows"]
+    assert set(compared) < set(rows)  # every row run, plus the published-only ones
+    for name, method in compared.items():  # ours are the comparison's test-fold figures, row by row
+        assert rows[name]["ours"]["balanced_accuracy"] == method["metrics"]["balanced_accuracy"]
+    best = rows["the paper's best model (abstract)"]
+    assert best["published"]["balanced_accuracy"] == pytest.approx(0.8541) and best["ours"] == {}
+    assert "ieeexplore" in best["source"]
+    assert result["split"] == "test" and result["budget"] == "cpu" and result["protocol"].startswith("2-fold CV")
+    notes = "\n".join(result["notes"])
+    assert "MOE (P2): `cpu-moe-cnn`, K=8, 112 px, centre crop 64 px" in notes and "24 patients" in notes
+    table = (out / "table.md").read_text()
+    assert "| bal. acc: ours | published |" in table and "| naive Bayes | attrs | " in table
+    assert "0.854" in table and "**What differs**" in table
+    header = (out / "table.csv").read_text().splitlines()[0].split(",")
+    assert header[:5] == [
+        "row",
+        "data",
+        "balanced_accuracy_ours_mean",
+        "balanced_accuracy_ours_std",
+        "balanced_accuracy_published",
+    ]
+
+
+def test_a_figures_file_adds_to_the_stored_ones_and_bad_rows_are_named(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.csv"
+    figures.write_text(
+        "table,row,metric,value,source\n"
+        "table4,attention MIL,roc_auc,0.9,my copy\n"
+        "table4,MI-SVM [imgs],balanced_accuracy,0.7,my copy\n"
+        "table2,MLP,accuracy,0.8,my copy\n"
+    )
+    found = {f.row: f for f in published_figures("table4", figures)}
+    assert found["attention MIL"].metrics == {"balanced_accuracy": 0.8289, "roc_auc": 0.9}
+    assert found["MI-SVM [imgs]"].metrics == {"balanced_accuracy": 0.7} and "MLP" not in found
+    figures.write_text("table,row,metric,value\ntable4,EM-DD,bal_acc,0.7\n")
+    with pytest.raises(ValueError, match=r"figures.csv, row 2: unknown metric 'bal_acc'"):
+        published_figures("table4", figures)
+
+
+@pytest.mark.parametrize("table", ["table2", "table3", "table4", "table5"])
+def test_each_budget_names_the_faithful_preset_or_the_cpu_one(table: str) -> None:
+    paper = {m.label: m for m in compare_config(table, "paper").methods}
+    cpu = {m.label: m for m in compare_config(table, "cpu").methods}
+    assert paper.keys() == cpu.keys() == {r.spec("cpu").label for r in TABLES[table].rows}
+    for label, method in paper.items():
+        if method.config:  # deep rows: a paper row (cnn-...-k32, mlp, ...) against a shipped CPU preset
+            assert not method.config.startswith("cpu-") and cpu[label].config.startswith("cpu-")
+        else:
+            assert method == cpu[label]
+
+
+def test_an_unknown_table_is_refused_with_the_choices(sim_cohort: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from smearmil.cli import app
+
+    args = ["reproduce", "table9", str(sim_cohort), "--out", str(tmp_path / "x")]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code != 0 and "table2, table3, table4, table5, aml-encoders" in result.output
+    assert not (tmp_path / "x").exists()

@@ -47,7 +47,11 @@ def reproduce(
     ] = None,
     epochs: Annotated[
         int | None,
-        typer.Option("--epochs", help="Every deep row trains this many epochs (a stage with its own keeps them)."),
+        typer.Option(
+            "--epochs",
+            help="Every deep row trains this many epochs (a stage with its own keeps them); aml-encoders: "
+            "every SSL pre-training.",
+        ),
     ] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/reproduce"),
     cache_dir: CacheDirOpt = None,
@@ -70,7 +74,7 @@ def reproduce(
     cohort = load_cohort(path, options, progress=progress)
     result = run_reproduce(
         table, cohort, out_dir, budget, folds, seed, runs or [], published, cache_dir, progress, overwrite, mode,
-        options, {"train": {"epochs": epochs}} if epochs else None,
+        options, epochs,
     )  # fmt: skip
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

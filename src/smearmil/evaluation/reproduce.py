@@ -244,9 +244,9 @@ def run_reproduce(
     overwrite: bool = False,
     mode: str = "auto",
     data: DataOptions | None = None,
-    overrides: dict[str, Any] | None = None,
+    epochs: int | None = None,
 ) -> dict[str, Any]:
-    """Run ``table`` on ``cohort`` (``overrides``: on every deep row's config, e.g. fewer epochs); write
+    """Run ``table`` on ``cohort`` (``epochs``: every deep row's, or every SSL pre-training's); write
     ``table.md``, ``table.csv`` and ``reproduce.json`` to ``out`` (the runs themselves in ``out/compare`` or
     ``out/encoders``) and return the JSON."""
     if table not in TABLES:
@@ -254,6 +254,7 @@ def run_reproduce(
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose from {', '.join(BUDGETS)}")
     spec = TABLES[table]
+    overrides = {"train": {"epochs": epochs}} if epochs else None
     if runs and spec.kind != "repeatability":
         raise ValueError(f"runs are given to table5 only (it predicts with them); {table} trains its own rows")
     figures = published_figures(table, published)
@@ -265,7 +266,7 @@ def run_reproduce(
         "folds": folds,
         "seed": seed,
         "runs": [str(r) for r in runs],
-        "overrides": overrides or {},
+        "epochs": epochs,
     }
     fingerprint = run_fingerprint(settings, cohort.identity(), None)
     claim_output(out, "reproduce", fingerprint, overwrite)
@@ -276,7 +277,9 @@ def run_reproduce(
     write_text(run.config, yaml.safe_dump(settings, sort_keys=False))
     notes = [_data_note(cohort)]
     if spec.kind == "encoders":
-        ours, budget_notes = _encoders(cohort, out / "encoders", budget, folds, seed, cache_dir, progress, overwrite)
+        ours, budget_notes = _encoders(
+            cohort, out / "encoders", budget, folds, seed, cache_dir, progress, overwrite, epochs
+        )
     else:
         methods = compare_config(table, budget, data, overrides)
         budget_notes = [n for n in map(budget_note, methods.methods) if n]
@@ -364,12 +367,14 @@ def _encoders(
     cache_dir: str | Path | None,
     progress: bool,
     overwrite: bool,
+    epochs: int | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     from ..training.feature_mil import load_head_config
     from ..training.ssl.config import load_ssl_config
     from .ssl_cv import applicable_kinds, run_encoder_comparison
 
-    ssl = load_ssl_config("cpu-ssl" if budget == "cpu" else "ssl-simclr-r18", {"seed": seed})
+    ssl_overrides: dict[str, Any] = {"seed": seed, **({"epochs": epochs} if epochs else {})}
+    ssl = load_ssl_config("cpu-ssl" if budget == "cpu" else "ssl-simclr-r18", ssl_overrides)
     supervised = "cpu-attention" if budget == "cpu" else "cnn-attention-k32"
     kinds = applicable_kinds(cohort, ssl)
     result = run_encoder_comparison(

@@ -91,6 +91,8 @@ def test_reproduce_table5_on_given_runs_uses_the_acquisitions(
         for metric in ("disagreement_rate", "majority_vote_accuracy"):
             assert row["ours"][metric]["mean"] == measured["models"][name][metric]
     assert any("image sets: given acquisitions" in n for n in result["notes"])
-    assert any(str(cnn) in n for n in result["notes"]) and result["protocol"] == ""
+    assert any(str(cnn) in n for n in result["notes"]) and result["budget"] is None
+    assert result["protocol"] == "the runs given; one figure per row over the held-out patients' image sets"
     table = (tmp_path / "t5" / "table.md").read_text()
     assert "| intra-patient disagreement: ours | published |" in table and "| MLP | " in table
+    assert "mean ± std" not in table and "budget" not in table.split("**What differs**")[0]

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from smearmil.data.simulate import SimulationConfig, simulate
-from smearmil.evaluation.reproduce import TABLES, compare_config, published_figures
+from smearmil.evaluation.reproduce import TABLES, budget_note, compare_config, epoch_overrides, published_figures
 
 from .conftest import invoke
 
@@ -32,7 +33,10 @@ def test_table3_puts_the_published_figures_beside_ours(tmp_path: Path) -> None:
     assert "ieeexplore" in best["source"]
     assert result["split"] == "test" and result["budget"] == "cpu" and result["protocol"].startswith("2-fold CV")
     notes = "\n".join(result["notes"])
-    assert "MOE (P2): `cpu-moe-cnn`, K=8, 112 px, centre crop 64 px" in notes and "24 patients" in notes
+    moe = "MOE (P2): `cpu-moe-cnn`, ResNet-K with K=8, 112 px, centre crop 64 px, 1 epoch (stages: mlp 300 epochs"
+    assert moe in notes and "24 patients" in notes and "`--budget paper` trains the image models" in notes
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["budget"] == "cpu" and len(config["methods"]) == len(compared) and config["epochs"] == 1
     table = (out / "table.md").read_text()
     assert "| bal. acc: ours | published |" in table and "| naive Bayes | attrs | " in table
     assert "0.854" in table and "**What differs**" in table
@@ -46,7 +50,7 @@ def test_table3_puts_the_published_figures_beside_ours(tmp_path: Path) -> None:
     ]
 
 
-def test_a_figures_file_adds_to_the_stored_ones_and_bad_rows_are_named(tmp_path: Path) -> None:
+def test_a_figures_file_adds_to_the_stored_ones(tmp_path: Path) -> None:
     figures = tmp_path / "figures.csv"
     figures.write_text(
         "table,row,metric,value,source\n"
@@ -57,9 +61,38 @@ def test_a_figures_file_adds_to_the_stored_ones_and_bad_rows_are_named(tmp_path:
     found = {f.row: f for f in published_figures("table4", figures)}
     assert found["attention MIL"].metrics == {"balanced_accuracy": 0.8289, "roc_auc": 0.9}
     assert found["MI-SVM [imgs]"].metrics == {"balanced_accuracy": 0.7} and "MLP" not in found
-    figures.write_text("table,row,metric,value\ntable4,EM-DD,bal_acc,0.7\n")
-    with pytest.raises(ValueError, match=r"figures.csv, row 2: unknown metric 'bal_acc'"):
-        published_figures("table4", figures)
+    assert found["MI-SVM [imgs]"].source == "my copy"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("Table4,EM-DD [imgs],accuracy,0.7", "row 3: unknown table 'Table4'"),
+        ("table4,EM-DD [imgs],bal_acc,0.7", "row 3: table4 shows balanced_accuracy, .*, not 'bal_acc'"),
+        ("table3,naive Bayes,macro_f1,0.7", "row 3: table3 shows .*, not 'macro_f1'"),
+        ("table4,EMDD,accuracy,0.7", "row 3: 'EMDD' is not a row of table4; its rows: MI-SVM \\[imgs\\]"),
+        ("table4,EM-DD [imgs],accuracy,85.41", r"row 3: 85.41 is not in \[0, 1\] \(a percentage\? write 0.8541\)"),
+        ("table4,EM-DD [imgs],accuracy,high", "row 3: value 'high' is not a number"),
+        (
+            "table4,attention MIL,roc_auc,0.8",
+            "row 3: table4 / attention MIL / roc_auc is given twice \\(rows 2 and 3\\)",
+        ),
+    ],
+)
+def test_every_line_of_a_figures_file_is_checked(tmp_path: Path, line: str, message: str) -> None:
+    figures = tmp_path / "figures.csv"
+    figures.write_text(f"table,row,metric,value,source\ntable4,attention MIL,roc_auc,0.9,x\n{line},x\n")
+    with pytest.raises(ValueError, match=f"figures.csv, {message}"):
+        published_figures("table2", figures)
+
+
+def test_epochs_shorten_the_paper_rows_too() -> None:
+    config = compare_config("table2", "paper", overrides=epoch_overrides(2))
+    notes = [budget_note(m) for m in config.methods]
+    assert all(n and "2 epochs" in n and "iterations" not in n for n in notes)
+    assert "ResNet-K with K=32, 224 px" in str(notes[1]) and "220,000 iterations" in str(
+        budget_note(compare_config("table2", "paper").methods[1])
+    )
 
 
 @pytest.mark.parametrize("table", ["table2", "table3", "table4", "table5"])
@@ -83,3 +116,33 @@ def test_an_unknown_table_is_refused_with_the_choices(sim_cohort: Path, tmp_path
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code != 0 and "table2, table3, table4, table5, aml-encoders" in result.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--run", "somewhere"], "--run, --mode and --sets-file are for table5"),
+        (["--mode", "given"], "--run, --mode and --sets-file are for table5"),
+    ],
+)
+def test_options_of_table5_are_refused_elsewhere(
+    sim_cohort: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from smearmil.cli import app
+
+    args = ["reproduce", "table3", str(sim_cohort), "--out", str(tmp_path / "x"), *extra]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code != 0 and message in result.output and not (tmp_path / "x").exists()
+
+
+def test_table5_refuses_a_mode_it_cannot_honour_before_training(sim_cohort: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from smearmil.cli import app
+
+    for mode, message in (("given", "fewer than two acquisitions"), ("foo", "--mode must be auto, given or random")):
+        args = ["reproduce", "table5", str(sim_cohort), "--mode", mode, "--out", str(tmp_path / "x")]
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+        assert result.exit_code != 0 and message in result.output and not (tmp_path / "x").exists()

@@ -17,10 +17,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.profiler import ProfilerActivity, profile, record_function
 
 from ..models.base import Bags
 from .predict import count_gflop, matmul_peak, median_seconds
 
+AUGMENT, OPTIMISER = "bench: augmentation", "bench: optimiser"
+KERNELS = {  # kinds of work in a step, by the aten operators' names (self time)
+    "convolutions": ("conv",),  # mkldnn_convolution, convolution_backward, _slow_conv2d_*, ...
+    "batch norm": ("batch_norm",),
+    "pooling": ("pool",),
+    "activations": ("relu", "threshold", "clamp_min"),
+}
 SHAPES: dict[str, tuple[str, dict[str, Any]]] = {  # name -> (config, overrides)
     "cpu-cnn (K=8, 64 px)": ("cpu-cnn", {}),
     "cpu-attention": ("cpu-attention", {}),
@@ -51,6 +59,7 @@ class TrainBench:
     threads: int
     shapes: list[TrainShape]
     data_wait: DataWait | None = None
+    breakdowns: list[StepBreakdown] | None = None  # the first shape's step, in each layout
 
     def ratio(self, shape: TrainShape, channels_last: bool = False) -> float:
         seconds = shape.channels_last_seconds if channels_last else shape.step_seconds
@@ -84,11 +93,13 @@ def _training_parts(preset: str, overrides: dict[str, Any], seed: int = 0) -> An
 
     def step(bags: Bags) -> None:
         assert bags.images is not None and bags.labels is not None
-        bags.images = transform(bags.images, train=True)
+        with record_function(AUGMENT):
+            bags.images = transform(bags.images, train=True)
         loss = model.loss(model(bags), bags.labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        optimiser.step()
+        with record_function(OPTIMISER):
+            optimiser.step()
 
     return config, step
 
@@ -160,6 +171,60 @@ def data_wait(preset: str = "cpu-cnn", bags: int = 32, workers: int = 0, seed: i
         return DataWait(preset, workers, steps, wait, time.perf_counter() - start)
 
 
+@dataclass
+class StepBreakdown:
+    """What a training step's time is made of, from the profiler: seconds per kind of work (``KERNELS``,
+    the augmentation, the optimiser, and the rest: autograd, Python, other operators)."""
+
+    channels_last: bool
+    step_seconds: float
+    seconds: dict[str, float]
+    convolution_gflop: float  # the convolutions' share of the step's counted FLOPs
+
+    def share(self, part: str) -> float:
+        return self.seconds[part] / self.step_seconds
+
+    @property
+    def convolution_gflops(self) -> float:
+        """GFLOP/s inside the convolution kernels alone: the ceiling of a step of this shape with them
+        (0 when the profiler saw no convolution)."""
+        seconds = self.seconds["convolutions"]
+        return self.convolution_gflop / seconds if seconds > 0 else 0.0
+
+
+def step_breakdown(
+    preset: str, overrides: dict[str, Any], sizes: list[int], channels_last: bool, steps: int = 3, seed: int = 0
+) -> StepBreakdown:
+    """Profile ``steps`` training steps on bags of ``sizes`` cells and split their time by kind of work."""
+    layout = {**overrides, "train": {**overrides.get("train", {}), "channels_last": channels_last}}
+    step = _step_fn(preset, layout, sizes, seed)
+    everyone = list(range(len(sizes)))
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step(everyone)  # also the warm-up
+    counts = counter.get_flop_counts().get("Global", {})
+    convolution_gflop = sum(n for op, n in counts.items() if "conv" in str(op)) / 1e9
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(everyone)
+        wall = (time.perf_counter() - start) / steps
+    seconds = dict.fromkeys([*KERNELS, "augmentation", "optimiser", "other"], 0.0)
+    for event in prof.key_averages():
+        name = event.key
+        if name == AUGMENT:
+            seconds["augmentation"] += event.cpu_time_total / 1e6 / steps
+        elif name == OPTIMISER:
+            seconds["optimiser"] += event.cpu_time_total / 1e6 / steps
+        else:
+            kind = next((k for k, words in KERNELS.items() if any(w in name for w in words)), None)
+            if kind is not None and name.startswith("aten::"):
+                seconds[kind] += event.self_cpu_time_total / 1e6 / steps
+    seconds["other"] = max(0.0, wall - sum(seconds.values()))
+    return StepBreakdown(channels_last, wall, seconds, convolution_gflop)
+
+
 def paired_medians(first: Any, second: Any, repeats: int) -> tuple[float, float, float]:
     """Median seconds of two ways of doing the same work, timed in turns, and the median of the pairs'
     ratios (second / first): a slow spell of the machine weighs on both sides of a pair alike."""
@@ -197,4 +262,6 @@ def bench_train(bags: int = 4, repeats: int = 3, shapes: list[str] | None = None
     peak = matmul_peak()
     chosen = shapes or list(SHAPES)
     found = [bench_shape(name, *SHAPES[name], bags, repeats) for name in chosen]
-    return TrainBench(peak, torch.get_num_threads(), found, data_wait(SHAPES[chosen[0]][0]))
+    sizes = [int(n) for n in np.random.default_rng(0).integers(16, 201, bags)]  # bench_shape's bags
+    breakdowns = [step_breakdown(*SHAPES[chosen[0]], sizes, layout) for layout in (False, True)]
+    return TrainBench(peak, torch.get_num_threads(), found, data_wait(SHAPES[chosen[0]][0]), breakdowns)

@@ -160,6 +160,15 @@ def bench_train_cmd(
             f"16-cell bags: {s.bags} a step {s.small_bags_seconds:.3f} s, one a step {s.one_bag_seconds:.3f} s "
             f"({s.several_vs_one:.2f}x)"
         )
+    first = result.shapes[0]
+    for b in result.breakdowns or []:
+        parts = ", ".join(f"{part} {b.share(part):.0%}" for part in b.seconds)
+        inside = b.convolution_gflops
+        out.print(
+            f"{first.name} step, {'channels-last' if b.channels_last else 'default layout'} (profiled, "
+            f"{b.step_seconds:.3f} s): {parts}; inside the convolution kernels {inside:.0f} GFLOP/s = "
+            f"{inside / result.peak_gflops:.0%} of peak, the most this step reaches with them"
+        )
     if (w := result.data_wait) is not None:
         out.print(
             f"data loader ({w.preset}, {w.workers} workers, from the image cache): {w.steps} steps in "

@@ -38,6 +38,10 @@ def reproduce(
     mode: Annotated[
         str, typer.Option("--mode", help="table5's image sets: auto (acquisitions when given), given or random.")
     ] = "auto",
+    sets_file: Annotated[
+        Path | None,
+        typer.Option("--sets-file", help="table5: CSV mapping cells to acquisitions (columns file, set)."),
+    ] = None,
     published: Annotated[
         Path | None,
         typer.Option(
@@ -74,13 +78,14 @@ def reproduce(
     cohort = load_cohort(path, options, progress=progress)
     result = run_reproduce(
         table, cohort, out_dir, budget, folds, seed, runs or [], published, cache_dir, progress, overwrite, mode,
-        options, epochs,
+        options, epochs, sets_file,
     )  # fmt: skip
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
     metrics = TABLES[table].metrics[:2]  # the terminal shows two; table.md has them all
-    shown = Table(title=f"{result['title']} ({result['protocol'] or 'the runs given'}, budget {budget})")
+    budget_text = f", budget {result['budget']}" if result["budget"] else ""
+    shown = Table(title=f"{result['title']} ({result['protocol']}{budget_text})")
     shown.add_column("row")
     for m in metrics:
         shown.add_column(f"{HEADERS[m]}: ours", justify="right")

@@ -73,6 +73,31 @@ def read_acquisitions(path: str | Path) -> dict[str, str]:
         return {str((path.parent / row["file"]).resolve()): row["set"] for row in reader if row["file"] and row["set"]}
 
 
+def check_sets_mode(cohort: Cohort, mode: str, acquisitions: dict[str, str] | None = None) -> None:
+    """Refuse, before any work, a mode that is not auto, given or random, and ``given`` when a labelled
+    patient lacks two acquisitions (from its files' sub-folders or ``acquisitions``)."""
+    if mode not in ("auto", "given", "random"):
+        raise ValueError(f"--mode must be auto, given or random, got {mode!r}")
+    if mode != "given":
+        return
+    lacking = []
+    for pid in cohort.ids:
+        patient = cohort[pid]
+        if patient.label is None:
+            continue
+        if acquisitions is not None:
+            found = {acquisitions.get(str(Path(image).resolve()), "") for image in patient.images} - {""}
+        else:
+            found = set() if patient.cell_types is not None else {str(Path(image).parent) for image in patient.images}
+        if len(found) < 2:
+            lacking.append(pid)
+    if lacking:
+        raise ValueError(
+            f"patients {lacking[:5]} have fewer than two acquisitions (sub-folders of their folder, or a sets "
+            "file); use --mode random for random subsets of one acquisition"
+        )
+
+
 def patient_sets(
     cohort: Cohort,
     cache: ImageCache | None,

@@ -171,29 +171,61 @@ class Published:
     source: str
 
 
+def row_names(table: str) -> list[str]:
+    """The rows ``table`` reports, by the names its outputs use."""
+    spec = TABLES[table]
+    if spec.kind == "encoders":
+        from .ssl_cv import encoder_kinds
+
+        return encoder_kinds()
+    if spec.kind == "repeatability":  # rows are named by model kind
+        return [row.spec("cpu").name.split(" ")[0] for row in spec.rows]
+    return [row.spec("cpu").label for row in spec.rows]
+
+
+def _stored_figures(table: str) -> dict[str, Published]:
+    """The figures of ``table`` in the package's ``published.yaml``, by row."""
+    data = yaml.safe_load(resources.files(__package__).joinpath("published.yaml").read_text(encoding="utf-8"))
+    return {
+        entry["row"]: Published(entry["row"], dict(entry["metrics"]), data["sources"][entry["source"]])
+        for entry in data["figures"]
+        if table in entry["tables"]
+    }
+
+
 def published_figures(table: str, extra: Path | None = None) -> list[Published]:
     """The package's published figures for ``table`` (``published.yaml``), then a user's CSV (columns table,
-    row, metric, value, source) on top."""
-    data = yaml.safe_load(resources.files(__package__).joinpath("published.yaml").read_text(encoding="utf-8"))
-    found: dict[str, Published] = {}
-    for entry in data["figures"]:
-        if table in entry["tables"]:
-            source = data["sources"][entry["source"]]
-            found[entry["row"]] = Published(entry["row"], dict(entry["metrics"]), source)
-    if extra is not None:
-        for n, record in enumerate(_read_figures(extra), start=2):
-            if record["table"] != table:
-                continue
-            metric = record["metric"]
-            if metric not in HEADERS:
-                raise ValueError(f"{extra}, row {n}: unknown metric {metric!r}; use one of {', '.join(HEADERS)}")
-            try:
-                value = float(record["value"])
-            except ValueError:
-                raise ValueError(f"{extra}, row {n}: value {record['value']!r} is not a number") from None
-            old = found.get(record["row"])
+    row, metric, value, source) on top; every line of the CSV is checked (table, row, metric, a value in
+    [0, 1], no line twice)."""
+    found = _stored_figures(table)
+    if extra is None:
+        return list(found.values())
+    seen: dict[tuple[str, str, str], int] = {}
+    for n, record in enumerate(_read_figures(extra), start=2):
+        where = f"{extra}, row {n}"
+        name, row, metric = record["table"], record["row"], record["metric"]
+        if name not in TABLES:
+            raise ValueError(f"{where}: unknown table {name!r}; use one of {', '.join(TABLES)}")
+        shown = TABLES[name].metrics
+        if metric not in shown:
+            raise ValueError(f"{where}: {name} shows {', '.join(shown)}, not {metric!r}")
+        rows = [*row_names(name), *_stored_figures(name)]
+        if row not in rows:
+            raise ValueError(f"{where}: {row!r} is not a row of {name}; its rows: {'; '.join(rows)}")
+        try:
+            value = float(record["value"])
+        except ValueError:
+            raise ValueError(f"{where}: value {record['value']!r} is not a number") from None
+        if not 0 <= value <= 1:
+            raise ValueError(f"{where}: {value} is not in [0, 1] (a percentage? write {value / 100:g})")
+        key = (name, row, metric)
+        if key in seen:
+            raise ValueError(f"{where}: {name} / {row} / {metric} is given twice (rows {seen[key]} and {n})")
+        seen[key] = n
+        if name == table:
+            old = found.get(row)
             metrics = {**(old.metrics if old else {}), metric: value}
-            found[record["row"]] = Published(record["row"], metrics, record.get("source") or str(extra))
+            found[row] = Published(row, metrics, record.get("source") or str(extra))
     return list(found.values())
 
 
@@ -208,18 +240,36 @@ def _read_figures(path: Path) -> list[dict[str, str]]:
         return [{k: (v or "").strip() for k, v in r.items() if k} for r in reader]
 
 
+def _encoder_text(encoder: dict[str, Any]) -> str:
+    name = encoder.get("name")
+    return f"ResNet-K with K={encoder.get('k')}" if name == "resnetk" else str(name)
+
+
 def budget_note(spec: MethodSpec) -> str | None:
-    """What a deep row trains: encoder width, image size, length of training."""
+    """What a deep row trains: encoder, image size, length of training (each stage's when they differ)."""
     if spec.config is None:
         return None
     config = load_config(spec.config, spec.overrides)
     t, image = config.train, config.image
-    length = f"{t.max_steps:,} iterations" if t.max_steps else f"{t.epochs} epochs"
-    if config.model.kind == "mlp":
-        return f"{spec.name}: `{spec.config}`, {length}"
-    encoder = config.model.encoder.model_dump()
-    size = f"{image.size} px" + (f", centre crop {image.crop} px" if image.crop else "")
-    return f"{spec.name}: `{spec.config}`, K={encoder.get('k')}, {size}, {length}"
+
+    def length(epochs: int | None, steps: int | None) -> str:
+        return f"{steps:,} iterations" if steps else f"{epochs} epoch{'' if epochs == 1 else 's'}"
+
+    text = f"{spec.name}: `{spec.config}`, "
+    if config.model.kind != "mlp":
+        size = f"{image.size} px" + (f", centre crop {image.crop} px" if image.crop else "")
+        text += f"{_encoder_text(config.model.encoder.model_dump())}, {size}, "
+    text += length(t.epochs, t.max_steps)
+    stages = [
+        f"{name} {length(stage.epochs or t.epochs, stage.max_steps if stage.max_steps is not None else t.max_steps)}"
+        for name, stage in t.stages.items()
+    ]
+    return text + (f" (stages: {', '.join(stages)})" if stages else "")
+
+
+def epoch_overrides(epochs: int | None) -> dict[str, Any] | None:
+    """What ``--epochs`` puts on every deep row: that many epochs, also where the row counts iterations."""
+    return {"train": {"epochs": epochs, "max_steps": 0}} if epochs else None
 
 
 def compare_config(
@@ -245,66 +295,84 @@ def run_reproduce(
     mode: str = "auto",
     data: DataOptions | None = None,
     epochs: int | None = None,
+    sets_file: Path | None = None,
 ) -> dict[str, Any]:
-    """Run ``table`` on ``cohort`` (``epochs``: every deep row's, or every SSL pre-training's); write
-    ``table.md``, ``table.csv`` and ``reproduce.json`` to ``out`` (the runs themselves in ``out/compare`` or
-    ``out/encoders``) and return the JSON."""
+    """Run ``table`` on ``cohort``; write ``table.md``, ``table.csv``, ``reproduce.json`` and ``config.yaml``
+    to ``out`` (the runs themselves in ``out/compare`` or ``out/encoders``) and return the JSON.
+
+    ``epochs``: every deep row trains that many (or every SSL pre-training of ``aml-encoders``); table5 only:
+    ``runs`` to predict with instead of training its rows, ``mode`` and ``sets_file`` for the image sets."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose from {', '.join(BUDGETS)}")
     spec = TABLES[table]
-    overrides = {"train": {"epochs": epochs}} if epochs else None
-    if runs and spec.kind != "repeatability":
-        raise ValueError(f"runs are given to table5 only (it predicts with them); {table} trains its own rows")
+    table5 = spec.kind == "repeatability"
+    if not table5 and (runs or mode != "auto" or sets_file is not None):
+        raise ValueError(f"--run, --mode and --sets-file are for table5 (it predicts image sets); not {table}")
+    if runs and epochs:
+        raise ValueError("--epochs trains the rows; with --run nothing is trained")
+    acquisitions = None
+    if table5:
+        from .repeatability import check_sets_mode, read_acquisitions
+
+        acquisitions = read_acquisitions(sets_file) if sets_file is not None else None
+        check_sets_mode(cohort, "given" if sets_file is not None else mode, acquisitions)
     figures = published_figures(table, published)
+    overrides = epoch_overrides(epochs)
     start = time.perf_counter()
     out = Path(out)
-    settings = {
-        "table": table,
-        "budget": budget,
-        "folds": folds,
-        "seed": seed,
-        "runs": [str(r) for r in runs],
-        "epochs": epochs,
-    }
+    settings: dict[str, Any] = {"table": table, "budget": None if runs else budget, "seed": seed, "epochs": epochs}
+    if not runs:
+        settings["folds"] = folds
+    if table5:
+        settings.update(runs=[str(r) for r in runs], mode=mode, sets_file=str(sets_file) if sets_file else None)
     fingerprint = run_fingerprint(settings, cohort.identity(), None)
     claim_output(out, "reproduce", fingerprint, overwrite)
     run = RunDir(out)
     run.write_info(cohort.root, cohort.layout, "reproduce", fingerprint)
-    if spec.kind != "encoders":
-        settings["methods"] = compare_config(table, budget, data, overrides).model_dump(mode="json")["methods"]
-    write_text(run.config, yaml.safe_dump(settings, sort_keys=False))
+    methods = compare_config(table, budget, data, overrides) if spec.kind != "encoders" else None
+    if methods is not None and not runs:
+        settings["methods"] = methods.model_dump(mode="json")["methods"]
+    settings["published"] = str(published) if published else None
     notes = [_data_note(cohort)]
     if spec.kind == "encoders":
-        ours, budget_notes = _encoders(
-            cohort, out / "encoders", budget, folds, seed, cache_dir, progress, overwrite, epochs
-        )
-    else:
-        methods = compare_config(table, budget, data, overrides)
+        ours, budget_notes, used = _encoders(cohort, out, budget, folds, seed, cache_dir, progress, overwrite, epochs)
+        settings.update(used)
+        protocol = f"{folds}-fold CV, seed {seed}: mean ± std over the test folds"
+    elif spec.kind == "compare":
+        assert methods is not None
         budget_notes = [n for n in map(budget_note, methods.methods) if n]
-        if spec.kind == "compare":
-            result = run_compare(cohort, methods, out / "compare", folds, seed, cache_dir, progress, overwrite)
-            ours = {name: {"data": m["data"], "metrics": m["metrics"]} for name, m in result["methods"].items()}
-        else:
-            ours, note = _repeatability(cohort, methods, out, runs, folds, seed, cache_dir, progress, overwrite, mode)
-            notes.append(note)
-            if runs:
-                budget_notes = [f"the runs given: {', '.join(map(str, runs))}"]
-    protocol = "" if spec.kind == "repeatability" and runs else f"{folds}-fold CV, seed {seed}, test folds"
-    notes.append(f"budget {budget}: " + ("; ".join(budget_notes) or "no deep model"))
-    if budget == "cpu" and spec.kind != "encoders" and not runs:
-        notes.append(
-            "the paper's deep rows train ResNet-K with K=32 on 224 px cells for 220,000 iterations (`--budget paper`)"
+        result = run_compare(cohort, methods, out / "compare", folds, seed, cache_dir, progress, overwrite)
+        ours = {name: {"data": m["data"], "metrics": m["metrics"]} for name, m in result["methods"].items()}
+        protocol = f"{folds}-fold CV, seed {seed}: mean ± std over the test folds"
+    else:
+        assert methods is not None
+        budget_notes = [n for n in map(budget_note, methods.methods) if n] if not runs else []
+        ours, note = _repeatability(
+            cohort, methods, out, runs, folds, seed, cache_dir, progress, overwrite, mode, acquisitions
         )
-    notes += _published_notes(figures, ours)
+        notes.append(note)
+        trained = "the runs given" if runs else f"{folds}-fold CV of each standalone model, seed {seed}"
+        protocol = f"{trained}; one figure per row over the held-out patients' image sets"
+    write_text(run.config, yaml.safe_dump(settings, sort_keys=False))
+    if runs:
+        notes.append(f"models: the runs given ({', '.join(map(str, runs))}), trained as they were")
+    else:
+        notes.append(f"budget {budget}: " + ("; ".join(budget_notes) or "no deep model"))
+    if budget == "cpu" and not runs and any("ResNet-K" in n for n in budget_notes):
+        notes.append(
+            "`--budget paper` trains the image models as the paper: ResNet-K with K=32 on 224 px cells, "
+            "220,000 iterations"
+        )
+    notes += _published_notes(figures, ours, spec.metrics)
     rows = _rows(ours, figures, spec.metrics)
     result_json = {
         "table": table,
         "title": spec.title,
         "paper": spec.paper,
-        "budget": budget,
-        "split": "test" if spec.kind != "repeatability" else "held-out patients' image sets",
+        "budget": None if runs else budget,
+        "split": "held-out patients' image sets" if table5 else "test",
         "protocol": protocol,
         "data": str(cohort.root),
         "rows": rows,
@@ -336,6 +404,7 @@ def _repeatability(
     progress: bool,
     overwrite: bool,
     mode: str,
+    acquisitions: dict[str, str] | None,
 ) -> tuple[dict[str, dict[str, Any]], str]:
     """Table 5: the given runs, else a CV of each standalone model on identical folds, then every held-out
     patient's image sets predicted by each."""
@@ -345,7 +414,15 @@ def _repeatability(
         run_compare(cohort, methods, out / "compare", folds, seed, cache_dir, progress, overwrite)
         runs = [method_folder(out / "compare", m) for m in methods.methods]
     result = run_repeatability(
-        list(runs), cohort, seed=seed, mode=mode, cache_dir=cache_dir, progress=progress, out=out
+        list(runs),
+        cohort,
+        seed=seed,
+        mode="given" if acquisitions is not None else mode,
+        cache_dir=cache_dir,
+        progress=progress,
+        out=out,
+        acquisitions=acquisitions,
+        experts=False,
     )
     repeatability_plot(result, out / "repeatability.png")
     ours = {
@@ -368,25 +445,36 @@ def _encoders(
     progress: bool,
     overwrite: bool,
     epochs: int | None = None,
-) -> tuple[dict[str, dict[str, Any]], list[str]]:
+) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, Any]]:
+    """The second paper's comparison; with ``epochs``, the SSL pre-trainings and the supervised encoder
+    train that many epochs."""
     from ..training.feature_mil import load_head_config
     from ..training.ssl.config import load_ssl_config
     from .ssl_cv import applicable_kinds, run_encoder_comparison
 
-    ssl_overrides: dict[str, Any] = {"seed": seed, **({"epochs": epochs} if epochs else {})}
-    ssl = load_ssl_config("cpu-ssl" if budget == "cpu" else "ssl-simclr-r18", ssl_overrides)
+    preset = "cpu-ssl" if budget == "cpu" else "ssl-simclr-r18"
+    ssl = load_ssl_config(preset, {"seed": seed, **({"epochs": epochs} if epochs else {})})
     supervised = "cpu-attention" if budget == "cpu" else "cnn-attention-k32"
+    if epochs:  # a config file, so that every fold's supervised encoder trains as briefly
+        shortened = out / "supervised.yaml"
+        write_text(shortened, yaml.safe_dump({"base": supervised, "train": {"epochs": epochs, "max_steps": 0}}))
+        supervised = str(shortened)
     kinds = applicable_kinds(cohort, ssl)
+    head = load_head_config("attention")
     result = run_encoder_comparison(
-        cohort, kinds, ssl, load_head_config("attention"), out, folds, seed, cache_dir, supervised, progress, overwrite
+        cohort, kinds, ssl, head, out / "encoders", folds, seed, cache_dir, supervised, progress, overwrite
     )
     ours = {kind: {"data": "imgs", "metrics": {m: r[m] for m in ENCODERS}} for kind, r in result["encoders"].items()}
-    encoder = ssl.encoder.model_dump()
     size = f"{ssl.image.size} px" + (f", centre crop {ssl.image.crop} px" if ssl.image.crop else "")
-    return ours, [f"encoders {encoder.get('name')} K={encoder.get('k')}, {size}, {ssl.epochs} SSL epochs"]
+    note = (
+        f"encoders {_encoder_text(ssl.encoder.model_dump())}, {size}; SSL `{preset}` {ssl.epochs} epochs per fold; "
+        f"supervised encoder from `{supervised}`; attention MIL head"
+    )
+    used = {"encoders": kinds, "ssl": ssl.model_dump(mode="json"), "supervised": supervised, "head": "attention"}
+    return ours, [note], used
 
 
-def _published_notes(figures: list[Published], ours: Mapping[str, Any]) -> list[str]:
+def _published_notes(figures: list[Published], ours: Mapping[str, Any], metrics: Sequence[str]) -> list[str]:
     if not figures:
         return ["published: no figure of this table is stored (add yours with --published FIGURES.csv)"]
     sources = sorted({f.source for f in figures})
@@ -394,7 +482,13 @@ def _published_notes(figures: list[Published], ours: Mapping[str, Any]) -> list[
     lines = [f"published figures from: {s}" for s in sources]
     if only:
         lines.append(f"published-only rows (nothing of ours to set beside them): {'; '.join(only)}")
-    lines.append("rows without a published figure: the paper's table was not available when this was built")
+    by_row = {f.row: f for f in figures}
+    bare = [name for name in ours if name not in by_row or not set(metrics) & set(by_row[name].metrics)]
+    if bare:
+        lines.append(
+            f"no published figure for {len(bare)} of our rows: the paper's table could not be read when this "
+            "package was built; add figures with --published FIGURES.csv"
+        )
     return lines
 
 
@@ -428,12 +522,12 @@ def table_markdown(result: Mapping[str, Any], metrics: Sequence[str]) -> str:
     """Ours and published side by side for every metric, then what differs."""
     head = "| row | data | " + " | ".join(f"{HEADERS[m]}: ours | published" for m in metrics) + " |"
     rule = "|---|---|" + "---|---|" * len(metrics)
+    budget = f", budget `{result['budget']}`" if result["budget"] else ""
     lines = [
         f"**{result['title']}**",
         "",
-        f"From {result['paper']}. Ours: {result['protocol'] or 'the runs given'} on {result['data']}, "
-        f"budget `{result['budget']}`; mean ± std over the test folds. Published: the paper's figure where one "
-        "is stored, else -.",
+        f"From {result['paper']}. Ours: {result['protocol']}; on {result['data']}{budget} (split: "
+        f"{result['split']}). Published: the paper's figure where one is stored, else -.",
         "",
         head,
         rule,

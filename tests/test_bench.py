@@ -29,7 +29,7 @@ def test_the_data_wait_is_a_share_of_one_epoch_of_the_real_loader() -> None:
 
 def test_the_step_breakdown_puts_the_time_where_the_work_is() -> None:
     from smearmil.bench.predict import matmul_peak
-    from smearmil.bench.train import KERNELS, _step_fn, step_breakdown
+    from smearmil.bench.train import KERNELS, step_breakdown, training_step
 
     found = step_breakdown("cpu-cnn", {}, [16, 20], channels_last=False, steps=2)
     parts = found.seconds
@@ -37,7 +37,7 @@ def test_the_step_breakdown_puts_the_time_where_the_work_is() -> None:
     assert all(parts[p] > 0 for p in (*KERNELS, "augmentation", "optimiser"))  # cpu-cnn has every kind of work
     # the named parts are self times of distinct operators: together no more than the step (no double count)
     assert sum(v for p, v in parts.items() if p != "other") <= 1.05 * found.step_seconds
-    step = _step_fn("cpu-cnn", {}, [16, 20])
+    step = training_step("cpu-cnn", {}, [16, 20])
     total = count_gflop(lambda: step([0, 1]))
     assert 0.9 * total < found.convolution_gflop < total  # nearly all of a CNN's FLOPs, not the linear layers'
     # time wrongly left out of the convolutions would show as a speed above what the machine can do

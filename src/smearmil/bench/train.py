@@ -104,7 +104,7 @@ def _training_parts(preset: str, overrides: dict[str, Any], seed: int = 0) -> An
     return config, step
 
 
-def _step_fn(preset: str, overrides: dict[str, Any], sizes: list[int], seed: int = 0) -> Any:
+def training_step(preset: str, overrides: dict[str, Any], sizes: list[int], seed: int = 0) -> Any:
     """A closure running one training step on the chosen bags of ``sizes`` random cells."""
     config, step = _training_parts(preset, overrides, seed)
     size, n_attributes = config.image.input_size, len(config.model.attributes)
@@ -197,7 +197,7 @@ def step_breakdown(
 ) -> StepBreakdown:
     """Profile ``steps`` training steps on bags of ``sizes`` cells and split their time by kind of work."""
     layout = {**overrides, "train": {**overrides.get("train", {}), "channels_last": channels_last}}
-    step = _step_fn(preset, layout, sizes, seed)
+    step = training_step(preset, layout, sizes, seed)
     everyone = list(range(len(sizes)))
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -244,14 +244,14 @@ def bench_shape(
 ) -> TrainShape:
     rng = np.random.default_rng(seed)
     sizes = [int(n) for n in rng.integers(16, 201, bags)]  # realistic bags: 16 to 200 cells
-    step = _step_fn(preset, overrides, sizes, seed)
+    step = training_step(preset, overrides, sizes, seed)
     everyone = list(range(bags))
     gflop = count_gflop(lambda: step(everyone))
     seconds = median_seconds(lambda: step(everyone), repeats)
     layout = {**overrides, "train": {**overrides.get("train", {}), "channels_last": True}}
-    channels_last = _step_fn(preset, layout, sizes, seed)
+    channels_last = training_step(preset, layout, sizes, seed)
     channels_last_seconds = median_seconds(lambda: channels_last(everyone), repeats)
-    small = _step_fn(preset, overrides, [16] * bags, seed)
+    small = training_step(preset, overrides, [16] * bags, seed)
     several, one, ratio = paired_medians(
         lambda: small(everyone), lambda: [small([i]) for i in everyone], max(repeats, 9)
     )

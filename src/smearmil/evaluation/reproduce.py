@@ -27,7 +27,7 @@ from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.config_files import merge_dicts
 from ..utils.outputs import claim_output, run_fingerprint
-from .compare import CompareConfig, MethodSpec, method_folder, run_compare, with_data_labels
+from .compare import LABELS, CompareConfig, MethodSpec, method_folder, run_compare, with_data_labels
 
 Budget = Literal["cpu", "paper"]
 BUDGETS: tuple[Budget, ...] = ("cpu", "paper")
@@ -39,12 +39,7 @@ BINARY = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "accurac
 REPEATABILITY = ("disagreement_rate", "majority_vote_accuracy")
 ENCODERS = ("macro_f1", "balanced_accuracy")
 HEADERS = {
-    "balanced_accuracy": "bal. acc",
-    "roc_auc": "ROC-AUC",
-    "sensitivity": "sens",
-    "specificity": "spec",
-    "accuracy": "acc",
-    "macro_f1": "macro-F1",
+    **LABELS,
     "disagreement_rate": "intra-patient disagreement",
     "majority_vote_accuracy": "majority-vote accuracy",
 }

@@ -14,6 +14,17 @@ from smearmil.evaluation.reproduce import TABLES, budget_note, compare_config, e
 from .conftest import invoke
 
 
+def refused(*args: object) -> str:
+    """Run the command line, which must fail; its output."""
+    from typer.testing import CliRunner
+
+    from smearmil.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    assert result.exit_code != 0
+    return result.output
+
+
 def test_table3_puts_the_published_figures_beside_ours(tmp_path: Path) -> None:
     # 24 patients: 2 folds leave 6 training patients of each class for the baselines' inner 5-fold CV
     cohort = simulate(
@@ -108,13 +119,8 @@ def test_each_budget_names_the_faithful_preset_or_the_cpu_one(table: str) -> Non
 
 
 def test_an_unknown_table_is_refused_with_the_choices(sim_cohort: Path, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from smearmil.cli import app
-
-    args = ["reproduce", "table9", str(sim_cohort), "--out", str(tmp_path / "x")]
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    assert result.exit_code != 0 and "table2, table3, table4, table5, aml-encoders" in result.output
+    output = refused("reproduce", "table9", sim_cohort, "--out", tmp_path / "x")
+    assert "table2, table3, table4, table5, aml-encoders" in output
     assert not (tmp_path / "x").exists()
 
 
@@ -128,21 +134,11 @@ def test_an_unknown_table_is_refused_with_the_choices(sim_cohort: Path, tmp_path
 def test_options_of_table5_are_refused_elsewhere(
     sim_cohort: Path, tmp_path: Path, extra: list[str], message: str
 ) -> None:
-    from typer.testing import CliRunner
-
-    from smearmil.cli import app
-
-    args = ["reproduce", "table3", str(sim_cohort), "--out", str(tmp_path / "x"), *extra]
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    assert result.exit_code != 0 and message in result.output and not (tmp_path / "x").exists()
+    output = refused("reproduce", "table3", sim_cohort, "--out", tmp_path / "x", *extra)
+    assert message in output and not (tmp_path / "x").exists()
 
 
 def test_table5_refuses_a_mode_it_cannot_honour_before_training(sim_cohort: Path, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from smearmil.cli import app
-
     for mode, message in (("given", "fewer than two acquisitions"), ("foo", "--mode must be auto, given or random")):
-        args = ["reproduce", "table5", str(sim_cohort), "--mode", mode, "--out", str(tmp_path / "x")]
-        result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-        assert result.exit_code != 0 and message in result.output and not (tmp_path / "x").exists()
+        output = refused("reproduce", "table5", sim_cohort, "--mode", mode, "--out", tmp_path / "x")
+        assert message in output and not (tmp_path / "x").exists()

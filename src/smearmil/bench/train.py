@@ -118,6 +118,11 @@ def training_step(preset: str, overrides: dict[str, Any], sizes: list[int], seed
     return chosen_step
 
 
+def bag_sizes(bags: int, seed: int = 0) -> list[int]:
+    """Cells in each of ``bags`` realistic bags: 16 to 200."""
+    return [int(n) for n in np.random.default_rng(seed).integers(16, 201, bags)]
+
+
 @dataclass
 class DataWait:
     """Training epochs fed by the real data loader from an image cache: the time spent waiting for batches."""
@@ -140,8 +145,7 @@ def data_wait(preset: str = "cpu-cnn", bags: int = 32, workers: int = 0, seed: i
     from ..training.data import BagDataModule, FoldData
 
     config, step = _training_parts(preset, {}, seed)
-    rng = np.random.default_rng(seed)
-    sizes = {f"P{i:03d}": int(n) for i, n in enumerate(rng.integers(16, 201, bags))}
+    sizes = {f"P{i:03d}": n for i, n in enumerate(bag_sizes(bags, seed))}
     with tempfile.TemporaryDirectory(prefix="smearmil-bench-") as tmp:
         cache = ImageCache.synthetic(Path(tmp) / "cache", sizes, config.image.input_size, seed)
         ids = list(sizes)
@@ -242,8 +246,7 @@ def paired_medians(first: Any, second: Any, repeats: int) -> tuple[float, float,
 def bench_shape(
     name: str, preset: str, overrides: dict[str, Any], bags: int, repeats: int, seed: int = 0
 ) -> TrainShape:
-    rng = np.random.default_rng(seed)
-    sizes = [int(n) for n in rng.integers(16, 201, bags)]  # realistic bags: 16 to 200 cells
+    sizes = bag_sizes(bags, seed)
     step = training_step(preset, overrides, sizes, seed)
     everyone = list(range(bags))
     gflop = count_gflop(lambda: step(everyone))
@@ -262,6 +265,6 @@ def bench_train(bags: int = 4, repeats: int = 3, shapes: list[str] | None = None
     peak = matmul_peak()
     chosen = shapes or list(SHAPES)
     found = [bench_shape(name, *SHAPES[name], bags, repeats) for name in chosen]
-    sizes = [int(n) for n in np.random.default_rng(0).integers(16, 201, bags)]  # bench_shape's bags
+    sizes = bag_sizes(bags)  # bench_shape's bags
     breakdowns = [step_breakdown(*SHAPES[chosen[0]], sizes, layout) for layout in (False, True)]
     return TrainBench(peak, torch.get_num_threads(), found, data_wait(SHAPES[chosen[0]][0]), breakdowns)

@@ -33,6 +33,18 @@ SplitsOpt = Annotated[Path | None, typer.Option("--splits", help="Splits file to
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of folds.")]
 TableJsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+SetsModeOpt = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        help="Image sets: auto (each patient's acquisitions when every patient has two or more, else random), "
+        "given, or random (overlapping subsets of one acquisition).",
+    ),
+]
+SetsFileOpt = Annotated[
+    Path | None,
+    typer.Option("--sets-file", help="CSV mapping cells to acquisitions (columns file, set); implies given."),
+]
 CacheDirOpt = Annotated[
     Path | None, typer.Option("--cache-dir", help="Image cache folder (default: $SMEARMIL_CACHE_DIR or ~/.cache).")
 ]

@@ -10,9 +10,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..evaluation.reproduce import BUDGETS, HEADERS, TABLES
+from ..evaluation.reproduce import BUDGETS, TABLES
+from ..evaluation.side_by_side import HEADERS
 from .app import app, guarded, out
-from .options import CacheDirOpt, DataFlags, DataPath, FoldsOpt, OverwriteOpt, QuietOpt, SeedOpt, data_flags
+from .options import (
+    CacheDirOpt,
+    DataFlags,
+    DataPath,
+    FoldsOpt,
+    OverwriteOpt,
+    QuietOpt,
+    SeedOpt,
+    SetsFileOpt,
+    SetsModeOpt,
+    data_flags,
+)
 
 
 @app.command()
@@ -35,13 +47,8 @@ def reproduce(
         list[Path] | None,
         typer.Option("--run", help="table5: predict with this run (repeatable) instead of training its rows."),
     ] = None,
-    mode: Annotated[
-        str, typer.Option("--mode", help="table5's image sets: auto (acquisitions when given), given or random.")
-    ] = "auto",
-    sets_file: Annotated[
-        Path | None,
-        typer.Option("--sets-file", help="table5: CSV mapping cells to acquisitions (columns file, set)."),
-    ] = None,
+    mode: SetsModeOpt = "auto",  # table5 only
+    sets_file: SetsFileOpt = None,
     published: Annotated[
         Path | None,
         typer.Option(

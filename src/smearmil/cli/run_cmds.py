@@ -26,6 +26,8 @@ from .options import (
     QuietOpt,
     RunPath,
     SeedOpt,
+    SetsFileOpt,
+    SetsModeOpt,
     SplitsOpt,
     TableJsonOpt,
     config_flags,
@@ -252,21 +254,11 @@ def repeatability(
             "the standalone CNN, MLP, AVG, MOE, ...), then the data set.",
         ),
     ],
-    mode: Annotated[
-        str,
-        typer.Option(
-            "--mode",
-            help="auto (each patient's acquisitions when every patient has two or more, else random), given, "
-            "or random (overlapping subsets of one acquisition).",
-        ),
-    ] = "auto",
+    mode: SetsModeOpt = "auto",
     sets: Annotated[int, typer.Option("--sets", help="Random image sets drawn per patient.")] = 5,
     fraction: Annotated[float, typer.Option("--fraction", help="Share of a patient's cells in each random set.")] = 0.5,
     given: Annotated[bool, typer.Option("--given", help="Same as --mode given.")] = False,
-    sets_file: Annotated[
-        Path | None,
-        typer.Option("--sets-file", help="CSV mapping cells to acquisitions (columns file, set); implies given."),
-    ] = None,
+    sets_file: SetsFileOpt = None,
     experts: Annotated[
         bool | None,
         typer.Option("--experts/--no-experts", help="Rows for the experts inside a fusion (default: with one run)."),

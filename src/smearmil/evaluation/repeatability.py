@@ -47,7 +47,13 @@ def acquisition_sets(
 ) -> list[np.ndarray]:
     """The image sets a patient's cells were acquired in: from ``acquisitions`` (cell file -> set name,
     a CSV's mapping), else the sub-folders of its folder (not when they are cell-type folders)."""
-    cells = cache.cell_ids(patient_id)
+    return cell_sets(cohort, patient_id, cache.cell_ids(patient_id), acquisitions)
+
+
+def cell_sets(
+    cohort: Cohort, patient_id: str, cells: Sequence[str], acquisitions: dict[str, str] | None = None
+) -> list[np.ndarray]:
+    """``acquisition_sets`` of ``cells``: paths relative to the cohort root, or absolute."""
     if acquisitions is not None:
         keys = [acquisitions.get(str((cohort.root / c).resolve()), "") for c in cells]
         groups: dict[str, list[int]] = {}
@@ -73,29 +79,35 @@ def read_acquisitions(path: str | Path) -> dict[str, str]:
         return {str((path.parent / row["file"]).resolve()): row["set"] for row in reader if row["file"] and row["set"]}
 
 
+MODES = ("auto", "given", "random")
+
+
 def check_sets_mode(cohort: Cohort, mode: str, acquisitions: dict[str, str] | None = None) -> None:
     """Refuse, before any work, a mode that is not auto, given or random, and ``given`` when a labelled
     patient lacks two acquisitions (from its files' sub-folders or ``acquisitions``)."""
-    if mode not in ("auto", "given", "random"):
-        raise ValueError(f"--mode must be auto, given or random, got {mode!r}")
+    _check_mode_name(mode)
     if mode != "given":
         return
-    lacking = []
-    for pid in cohort.ids:
-        patient = cohort[pid]
-        if patient.label is None:
-            continue
-        if acquisitions is not None:
-            found = {acquisitions.get(str(Path(image).resolve()), "") for image in patient.images} - {""}
-        else:
-            found = set() if patient.cell_types is not None else {str(Path(image).parent) for image in patient.images}
-        if len(found) < 2:
-            lacking.append(pid)
+    lacking = [
+        pid
+        for pid in cohort.ids
+        if cohort[pid].label is not None
+        and len(cell_sets(cohort, pid, [str(p) for p in cohort[pid].images], acquisitions)) < 2
+    ]
     if lacking:
-        raise ValueError(
-            f"patients {lacking[:5]} have fewer than two acquisitions (sub-folders of their folder, or a sets "
-            "file); use --mode random for random subsets of one acquisition"
-        )
+        raise _too_few_acquisitions(lacking)
+
+
+def _check_mode_name(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"--mode must be {', '.join(MODES[:-1])} or {MODES[-1]}, got {mode!r}")
+
+
+def _too_few_acquisitions(lacking: Sequence[str]) -> ValueError:
+    return ValueError(
+        f"patients {list(lacking)[:5]} have fewer than two acquisitions (sub-folders of their folder, or "
+        "--sets-file); use --mode random for random subsets of one acquisition"
+    )
 
 
 def patient_sets(
@@ -112,16 +124,11 @@ def patient_sets(
     or ``random`` (overlapping draws of ``fraction`` of one acquisition's cells). ``auto``: given when
     every patient has two or more acquisitions, else random. A patient's draws depend on the seed and its
     id only, so every model and run sees the same sets."""
-    if mode not in ("auto", "given", "random"):
-        raise ValueError(f"sets must be auto, given or random, got {mode!r}")
+    _check_mode_name(mode)
     given = {pid: acquisition_sets(cohort, cache, pid, acquisitions) for pid in ids} if cache is not None else {}
     has_given = bool(ids) and all(len(given.get(pid, [])) >= 2 for pid in ids)
     if mode == "given" and not has_given:
-        lacking = [pid for pid in ids if len(given.get(pid, [])) < 2][:5]
-        raise ValueError(
-            f"patients {lacking} have fewer than two acquisitions (sub-folders of their folder, or --sets-file); "
-            "use --mode random for random subsets of one acquisition"
-        )
+        raise _too_few_acquisitions([pid for pid in ids if len(given.get(pid, [])) < 2])
     if mode == "given" or (mode == "auto" and has_given):
         return given, "given"
     out = {}

@@ -10,10 +10,10 @@ through the same attention MIL head). ``budget="paper"`` runs the faithful prese
 from __future__ import annotations
 
 import csv
-import io
+import functools
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +27,8 @@ from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.config_files import merge_dicts
 from ..utils.outputs import claim_output, run_fingerprint
-from .compare import LABELS, CompareConfig, MethodSpec, method_folder, run_compare, with_data_labels
+from .compare import CompareConfig, MethodSpec, method_folder, run_compare, with_data_labels
+from .side_by_side import table_csv, table_markdown
 
 Budget = Literal["cpu", "paper"]
 BUDGETS: tuple[Budget, ...] = ("cpu", "paper")
@@ -38,11 +39,6 @@ SECOND_PAPER = (
 BINARY = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "accuracy")
 REPEATABILITY = ("disagreement_rate", "majority_vote_accuracy")
 ENCODERS = ("macro_f1", "balanced_accuracy")
-HEADERS = {
-    **LABELS,
-    "disagreement_rate": "intra-patient disagreement",
-    "majority_vote_accuracy": "majority-vote accuracy",
-}
 
 
 @dataclass(frozen=True)
@@ -83,7 +79,6 @@ class TableSpec:
     kind: Literal["compare", "repeatability", "encoders"]
     rows: tuple[Row, ...] = ()
     metrics: tuple[str, ...] = BINARY
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -178,9 +173,15 @@ def row_names(table: str) -> list[str]:
     return [row.spec("cpu").label for row in spec.rows]
 
 
+@functools.cache
+def _published_data() -> dict[str, Any]:
+    """``published.yaml``, read once."""
+    return yaml.safe_load(resources.files(__package__).joinpath("published.yaml").read_text(encoding="utf-8"))
+
+
 def _stored_figures(table: str) -> dict[str, Published]:
     """The figures of ``table`` in the package's ``published.yaml``, by row."""
-    data = yaml.safe_load(resources.files(__package__).joinpath("published.yaml").read_text(encoding="utf-8"))
+    data = _published_data()
     return {
         entry["row"]: Published(entry["row"], dict(entry["metrics"]), data["sources"][entry["source"]])
         for entry in data["figures"]
@@ -504,54 +505,3 @@ def _rows(
         if f.row not in rows:
             rows[f.row] = {"data": "", "ours": {}, "published": dict(f.metrics), "source": f.source}
     return rows
-
-
-def _cell(value: Mapping[str, Any] | None) -> str:
-    if not value or value.get("mean") is None:
-        return "-"
-    std = value.get("std")
-    return f"{value['mean']:.3f}" + (f" ± {std:.3f}" if std is not None else "")
-
-
-def table_markdown(result: Mapping[str, Any], metrics: Sequence[str]) -> str:
-    """Ours and published side by side for every metric, then what differs."""
-    head = "| row | data | " + " | ".join(f"{HEADERS[m]}: ours | published" for m in metrics) + " |"
-    rule = "|---|---|" + "---|---|" * len(metrics)
-    budget = f", budget `{result['budget']}`" if result["budget"] else ""
-    lines = [
-        f"**{result['title']}**",
-        "",
-        f"From {result['paper']}. Ours: {result['protocol']}; on {result['data']}{budget} (split: "
-        f"{result['split']}). Published: the paper's figure where one is stored, else -.",
-        "",
-        head,
-        rule,
-    ]
-    for name, row in result["rows"].items():
-        cells = [f"{_cell(row['ours'].get(m))} | {_published(row['published'].get(m))}" for m in metrics]
-        lines.append(f"| {name} | {row['data']} | " + " | ".join(cells) + " |")
-    lines += ["", "**What differs**", "", *(f"- {n}" for n in result["notes"])]
-    return "\n".join(lines) + "\n"
-
-
-def _published(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def table_csv(rows: Mapping[str, Mapping[str, Any]], metrics: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        ["row", "data", *(f"{m}_{k}" for m in metrics for k in ("ours_mean", "ours_std", "published")), "source"]
-    )
-    for name, row in rows.items():
-        cells: list[str] = []
-        for m in metrics:
-            mine = row["ours"].get(m) or {}
-            cells += [_num(mine.get("mean")), _num(mine.get("std")), _num(row["published"].get(m))]
-        writer.writerow([name, row["data"], *cells, row["source"] or ""])
-    return buffer.getvalue()
-
-
-def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"

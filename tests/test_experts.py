@@ -114,6 +114,26 @@ def test_each_fold_keeps_the_candidate_with_the_best_out_of_fold_score(cohort_pa
         ExpertsConfig.model_validate({"image_expert": ["mil/instance", "mil/instance"], "attribute_expert": None})
 
 
+def test_out_of_fold_threshold_is_chosen_on_training_patients_and_cuts_the_predictions(
+    cohort_path: Path, tmp_path: Path
+) -> None:
+    cohort = load_cohort(cohort_path, progress=False)
+    config = ExpertsConfig.model_validate(
+        {"image_expert": None, "attribute_expert": "clinical/gnb", "threshold": "out_of_fold"}
+    )
+    result = run_experts_cv(cohort, config, tmp_path / "cv", folds=3, progress=False)
+    assert result.summary["threshold"] == ["out_of_fold"]
+    predictions = (tmp_path / "cv" / "predictions.csv").read_text().splitlines()[1:]
+    for fold, entry in zip(result.folds, result.summary["folds"]):
+        chosen = json.loads((tmp_path / "cv" / fold.fold / "choices.json").read_text())["threshold"]
+        assert entry["threshold"] == pytest.approx(chosen, abs=1e-6) and 0 < chosen < 1
+        rows = [r.split(",") for r in predictions if r.split(",")[1] == fold.fold]
+        assert [r[-1] == cohort.class_names[1] for r in rows] == list(fold.proba[:, 1] >= fold.threshold)
+    assert len({f.threshold for f in result.folds}) > 1  # chosen per fold, not a constant
+    with pytest.raises(ValueError, match="threshold"):
+        ExpertsConfig.model_validate({"threshold": "test_folds"})
+
+
 def _perturbed(cohort, ids):  # type: ignore[no-untyped-def]
     """The cohort with the given patients' labels flipped, attributes changed and cells swapped."""
     other = copy.deepcopy(cohort)
@@ -149,7 +169,7 @@ def test_a_folds_choices_never_depend_on_its_test_patients(
     run_experts_cv(cohort, config, tmp_path / "a", cache_dir=cache, progress=False, splits=plan)
     run_experts_cv(other, config, tmp_path / "b", cache_dir=cache, progress=False, splits=plan)
     choices = [json.loads((tmp_path / r / fold.name / "choices.json").read_text()) for r in "ab"]
-    assert "image_expert" in choices[0] and "attributes_expert" in choices[0]  # candidates were chosen
+    assert {"image_expert", "attributes_expert", "threshold"} <= set(choices[0])  # choices were made
     assert choices[0] == choices[1]  # the test patients of fold 0 changed, its choices did not
     # ... while fold 1, which trains on those patients, did change: the comparison can fail
     later = [json.loads((tmp_path / r / plan.folds[1].name / "choices.json").read_text()) for r in "ab"]

@@ -166,7 +166,8 @@ def run_experts_cv(
         choices[fold.name] = fitted.chosen
         gates = [d.get("gate_image_expert") for d in details]
         predictions = [PatientPrediction(pid, p, None, g) for pid, p, g in zip(test, proba, gates)]
-        return FoldPredictions(fold.name, predictions, cohort.labels(test))
+        labels = cohort.labels(test)
+        return FoldPredictions(fold.name, predictions, labels, fitted.threshold, fitted.threshold_source)
 
     def finish(results: list[FoldPredictions], summary: dict[str, Any]) -> None:
         summary["model"] = config.name

@@ -112,6 +112,11 @@ class ExpertsConfig(Strict):
         "log_loss", description="how candidates are compared on the training patients' out-of-fold scores"
     )
     inner_folds: int = Field(5, ge=2, description="folds of the training patients that give out-of-fold scores")
+    threshold: Literal["fixed", "out_of_fold"] = Field(
+        "fixed",
+        description="two classes: cut P(class 1) at 0.5 (fixed), or where the balanced accuracy of the training "
+        "patients' out-of-fold scores is highest (out_of_fold)",
+    )
     val: float = Field(0.15, ge=0, lt=1, description="validation share of training patients (supervised cells)")
     notes: str = Field("", description="how and on what the preset was chosen")
 

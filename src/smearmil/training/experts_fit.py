@@ -18,6 +18,7 @@ from sklearn.model_selection import StratifiedKFold
 from ..baselines import BASELINES
 from ..data.attributes import AttributeEncoder
 from ..data.cohort import Cohort
+from ..utils.scoring import best_threshold
 from ..utils.scoring import scores as metric_scores
 from .experts_config import HEAD, ExpertsConfig, ExpertSpec
 from .feature_mil import HeadConfig, fit_head, head_predictions
@@ -67,6 +68,8 @@ class FittedExperts:
     attributes: Any = None
     fusion: Fusion | None = None
     chosen: dict[str, Any] = field(default_factory=dict)
+    threshold: float = 0.5
+    threshold_source: str = "fixed"
 
     def scores(self, cohort: Cohort, ids: Sequence[str], bags_of: BagsOf | None) -> dict[str, np.ndarray]:
         out = {}
@@ -160,7 +163,11 @@ def fit_experts(
     chosen: dict[str, Any] = {}
     picked: dict[str, ExpertSpec] = {kind: specs[0] for kind, specs in experts.items() if specs}
     oof: dict[str, np.ndarray] = {}
-    if config.fusions or any(len(specs) > 1 for specs in experts.values()):
+    tuned = config.threshold == "out_of_fold"
+    if tuned and data.n_classes != 2:
+        raise ValueError(f"threshold: out_of_fold needs two classes, not {data.n_classes}; use threshold: fixed")
+    splits: list[tuple[np.ndarray, np.ndarray]] = []
+    if tuned or config.fusions or any(len(specs) > 1 for specs in experts.values()):
         splits = data.inner_splits()
         chosen["inner_folds"] = len(splits)
         for kind, specs in experts.items():
@@ -177,31 +184,38 @@ def fit_experts(
         fitted.image = data.fit(picked["image"], "image", data.ids, encoder)
     if "attributes" in picked:
         fitted.attributes = data.fit(picked["attributes"], "attributes", data.ids, encoder)
+    final_oof = next(iter(oof.values()), None)
     if config.fusions:
         attributes, cells = encoder.transform(cohort, data.ids), _mean_cells(bags_of, data.ids)
         fusion_spec = config.fusions[0]
-        if len(config.fusions) > 1:
-            values = {f.label: _fusion_score(f, oof, attributes, cells, data, splits) for f in config.fusions}
+        if tuned or len(config.fusions) > 1:
+            fused = {f.label: _fusion_oof(f, oof, attributes, cells, data, splits) for f in config.fusions}
+            values = {k: selection_score(data.y, v, config.select_by) for k, v in fused.items()}
             fusion_spec, chosen["fusion_choice"] = _choose(config.fusions, values)
+            final_oof = fused[fusion_spec.label]
         fitted.fusion = FUSIONS.build(fusion_spec.name, fusion_spec.params, seed).fit(oof, attributes, cells, data.y)
         chosen.update({"fusion": fusion_spec.name, **fitted.fusion.choices()})
+    if tuned and final_oof is not None:
+        fitted.threshold = best_threshold(data.y, np.exp(final_oof[:, 1]))
+        fitted.threshold_source = "out_of_fold"
+        chosen["threshold"] = round(fitted.threshold, 6)
     fitted.chosen = chosen
     return fitted
 
 
-def _fusion_score(
+def _fusion_oof(
     spec: Any,
     oof: dict[str, np.ndarray],
     attributes: np.ndarray,
     cells: np.ndarray,
     data: _Training,
     splits: list[tuple[np.ndarray, np.ndarray]],
-) -> float:
-    """A fusion judged by CV over the training patients' out-of-fold expert scores."""
+) -> np.ndarray:
+    """A fusion's out-of-fold log-probabilities: CV over the training patients' out-of-fold expert scores."""
     logp = np.zeros_like(next(iter(oof.values())))
     for a, b in splits:
         fusion = FUSIONS.build(spec.name, spec.params, data.seed)
         fusion.fit({k: v[a] for k, v in oof.items()}, attributes[a], cells[a], data.y[a])
         proba, _ = fusion.combine({k: v[b] for k, v in oof.items()}, attributes[b], cells[b])
         logp[b] = np.log(np.clip(proba, 1e-6, 1.0))
-    return selection_score(data.y, logp, data.config.select_by)
+    return logp

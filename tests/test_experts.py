@@ -251,3 +251,22 @@ def test_cv_with_seeds_summarises_over_seeds_and_folds(cohort_path: Path, tmp_pa
     assert cell["std_seeds"] == pytest.approx(np.std(cell["seed_means"], ddof=1))
     again = CliRunner().invoke(app, [*args, "--cache-dir", str(shared_cache), "--json"])
     assert json.loads(again.output)["metrics"] == summary["metrics"]  # reproducible
+
+
+def test_an_ensemble_expert_averages_its_members_log_probabilities(cohort_path: Path) -> None:
+    from smearmil.training.experts_fit import build_expert
+
+    cohort = load_cohort(cohort_path, progress=False)
+    y = cohort.labels()
+    rng = np.random.default_rng(1)
+    bags = [rng.normal(size=(8, 4)) + 1.5 * label for label in y]
+    members = [{"name": "mil/instance", "params": {"C": 0.01}}, {"name": "mil/instance", "params": {"C": 1.0}}]
+    spec = ExpertSpec.model_validate({"name": "ensemble", "params": {"members": members}})
+    assert spec.label == "ensemble(mil/instance(C=0.01), mil/instance(C=1.0))" and spec.takes("imgs")
+    assert not spec.takes("attrs")
+    ensemble = build_expert(spec, 2, seed=0).fit(bags, y)
+    alone = [build_expert(ExpertSpec.model_validate(m), 2, seed=0).fit(bags, y).predict_proba(bags) for m in members]
+    expected = np.sqrt(alone[0] * alone[1])
+    assert ensemble.predict_proba(bags) == pytest.approx(expected / expected.sum(axis=1, keepdims=True))
+    with pytest.raises(ValueError, match="does not take bags"):
+        ExpertsConfig.model_validate({"image_expert": {"name": "ensemble", "params": {"members": ["clinical/gnb"]}}})

@@ -25,6 +25,7 @@ from .fusions import FUSIONS
 
 EXPERTS = "experts"
 HEAD = "head"  # the image expert that is a MIL head (``training.feature_mil``) rather than a baseline
+ENSEMBLE = "ensemble"  # several experts of one kind, their log-probabilities averaged (params: members)
 
 
 class FusionConfig(Component):
@@ -71,7 +72,8 @@ class CellFeatures(Strict):
 
 
 class ExpertSpec(Strict):
-    """A registered estimator (``mil/instance``, ``clinical/gnb``, or ``head``) and its parameters."""
+    """A registered estimator (``mil/instance``, ``clinical/gnb``, ``head``, or an ``ensemble`` of
+    ``members``) and its parameters."""
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -83,11 +85,20 @@ class ExpertSpec(Strict):
 
     @property
     def label(self) -> str:
-        """The name with its parameters, e.g. ``mil/instance(C=0.01)``."""
+        """The name with its parameters, e.g. ``mil/instance(C=0.01)``; an ensemble's members by label."""
+        if self.name == ENSEMBLE:
+            return f"{self.name}({', '.join(m.label for m in self.members)})"
         args = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return f"{self.name}({args})" if args else self.name
 
+    @property
+    def members(self) -> list[ExpertSpec]:
+        """An ensemble's experts."""
+        return [ExpertSpec.model_validate(m) for m in self.params.get("members", [])]
+
     def takes(self, data: str) -> bool:
+        if self.name == ENSEMBLE:
+            return bool(self.members) and all(m.takes(data) for m in self.members)
         return (self.name == HEAD and data == IMGS) or (
             self.name in BASELINES and data in BASELINES.get(self.name).data
         )

@@ -20,7 +20,7 @@ from ..data.attributes import AttributeEncoder
 from ..data.cohort import Cohort
 from ..utils.scoring import best_threshold
 from ..utils.scoring import scores as metric_scores
-from .experts_config import HEAD, ExpertsConfig, ExpertSpec
+from .experts_config import ENSEMBLE, HEAD, ExpertsConfig, ExpertSpec
 from .feature_mil import HeadConfig, fit_head, head_predictions
 from .fusions import FUSIONS, Fusion
 
@@ -42,9 +42,29 @@ class HeadEstimator:
         return head_predictions(self.model_, bags)[0]
 
 
+class EnsembleEstimator:
+    """Several experts fitted on the same patients, their log-probabilities averaged (a normalised
+    geometric mean): an ensemble in place of choosing one candidate on few patients."""
+
+    def __init__(self, members: Sequence[ExpertSpec], n_classes: int, seed: int = 0):
+        self.members, self.n_classes, self.seed = list(members), n_classes, seed
+
+    def fit(self, x: Any, y: np.ndarray) -> EnsembleEstimator:
+        self.classes_ = np.arange(self.n_classes)
+        self.models_ = [build_expert(m, self.n_classes, self.seed + k).fit(x, y) for k, m in enumerate(self.members)]
+        return self
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        logp = np.mean([_log_proba(m, x, self.n_classes) for m in self.models_], axis=0)
+        p = np.exp(logp - logp.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+
 def build_expert(spec: ExpertSpec, n_classes: int, seed: int) -> Any:
     if spec.name == HEAD:
         return HeadEstimator(n_classes, seed, **spec.params)
+    if spec.name == ENSEMBLE:
+        return EnsembleEstimator(spec.members, n_classes, seed)
     return BASELINES.build(spec.name, seed=seed, **spec.params)
 
 

@@ -116,3 +116,24 @@ def test_ssl_cv_can_fine_tune_the_encoder_end_to_end(sim_cohort: Path, tmp_path:
         encoder = json.loads((tmp_path / "cv" / fold / "encoder-simclr" / "encoder.json").read_text())
         train = json.loads((tmp_path / "cv" / "splits.json").read_text())["folds"][int(fold[-1])]["train"]
         assert encoder["method"] == "simclr" and encoder["sources"][0]["patients"] == train  # no test patient
+
+
+def test_experts_learn_from_a_cell_type_encoder_trained_on_another_data_set(sim_cohort: Path, tmp_path: Path) -> None:
+    from smearmil.evaluation.experts_cv import run_experts_cv
+    from smearmil.training.experts_config import load_experts_config
+
+    cells = single_cell_set(sim_cohort, tmp_path / "cells")
+    (tmp_path / "ssl.yaml").write_text(SSL)
+    cohort = load_cohort(sim_cohort, progress=False)
+    source = {"source": "single-cell", "ssl": str(tmp_path / "ssl.yaml"), "cell_epochs": 2}
+    overrides = {"image_expert": "mil/instance", "threshold": "fixed"}
+    config = load_experts_config("cpu-image", {**overrides, "cells": {**source, "cell_labels": str(cells)}})
+    result = run_experts_cv(cohort, config, tmp_path / "cv", folds=2, cache_dir=tmp_path / "k", progress=False)
+    seen = result.summary["cells_seen_by_encoder"]
+    assert all(s == {"source": "single-cell", "learnt_from": f"the cell types of {cells}"} for s in seen.values())
+    index = json.loads((tmp_path / "cv" / "features" / "index.json").read_text())  # one encoder for every fold
+    assert f"single cells of {cells}" in index["encoder"]["labels"]
+    assert sorted(p.id for f in result.folds for p in f.predictions) == sorted(cohort.ids)  # every patient, once
+    untyped = load_experts_config("cpu-image", {**overrides, "cells": source})
+    with pytest.raises(ValueError, match="no cell-type folders; give cells.cell_labels"):
+        run_experts_cv(cohort, untyped, tmp_path / "cv2", folds=2, cache_dir=tmp_path / "k", progress=False)

@@ -34,6 +34,7 @@ from ..training.ssl.pretrain import CellSource, pretrain
 from ..training.trained import PatientPrediction, load_encoder
 from ..utils.atomic import write_json, write_text
 from .cv import CVResult, FoldPredictions, claim_cv, run_folds
+from .ssl_cv import single_cell_encoder
 
 
 class FoldCells:
@@ -42,12 +43,17 @@ class FoldCells:
     def __init__(self, cohort: Cohort, config: ExpertsConfig, cache_dir: str | Path | None, progress: bool):
         self.cohort, self.config, self.cache_dir, self.progress = cohort, config, cache_dir, progress
         self._shared: dict[str, np.ndarray] | None = None
+        self._shared_encoder: CellEncoder | None = None
 
     def ssl_config(self) -> SSLConfig:
         cells = self.config.cells
         overrides: dict[str, Any] = {"seed": self.config.seed}
         if cells.ssl_epochs is not None:
             overrides["epochs"] = cells.ssl_epochs
+        if cells.cell_labels is not None:
+            overrides["cell_labels"] = str(cells.cell_labels)
+        if cells.cell_epochs is not None:
+            overrides["cell_epochs"] = cells.cell_epochs
         return load_ssl_config(cells.ssl, overrides)
 
     def ssl_sources(self, fold: Fold, prep: Preprocessing) -> list[CellSource]:
@@ -75,6 +81,9 @@ class FoldCells:
             return {"source": "encoder", "learnt_from": f"whatever {cells.encoder} was pre-trained on"}
         if cells.source == "supervised":
             return {"source": "supervised", "learnt_from": "the fold's training patients (their labels)"}
+        if cells.source == "single-cell":
+            where = f"{cells.cell_labels}" if cells.cell_labels else "the fold's training patients' cell-type folders"
+            return {"source": "single-cell", "learnt_from": f"the cell types of {where}"}
         return {
             "source": "ssl",
             "learnt_from": "the fold's training patients"
@@ -91,6 +100,11 @@ class FoldCells:
             table = self._encoder_features(load_encoder(str(self.config.cells.encoder)), fold_dir.parent / "features")
         elif source == "supervised":
             table = self._encoder_features(self._supervised(fold, fold_dir), fold_dir / "features")
+        elif source == "single-cell" and self.config.cells.cell_labels is not None:  # no patient of ours: one for all
+            self._shared_encoder = self._shared_encoder or self._single_cell([])
+            table = self._encoder_features(self._shared_encoder, fold_dir.parent / "features")
+        elif source == "single-cell":
+            table = self._encoder_features(self._single_cell([*fold.train, *fold.val]), fold_dir / "features")
         else:
             table = self._encoder_features(self._ssl(fold, fold_dir), fold_dir / "features")
         return lambda ids: [table[i] for i in ids]
@@ -114,6 +128,16 @@ class FoldCells:
     def _ssl(self, fold: Fold, fold_dir: Path) -> CellEncoder:
         ssl = self.ssl_config()
         return pretrain(self.ssl_sources(fold, ssl.image.preprocessing), ssl, fold_dir / "ssl", self.progress)
+
+    def _single_cell(self, patients: Sequence[str]) -> CellEncoder:
+        ssl = self.ssl_config()
+        if ssl.cell_labels is None and not self.cohort.has_cell_types:
+            raise ValueError(
+                f"cells.source single-cell: {self.cohort.root} has no cell-type folders; "
+                "give cells.cell_labels, a labelled single-cell data set such as blood-cells-dev"
+            )
+        cache = build_cache(self.cohort, ssl.image.preprocessing, self.cache_dir, progress=self.progress)
+        return single_cell_encoder(self.cohort, cache, patients, ssl, self.progress)
 
     def _supervised(self, fold: Fold, fold_dir: Path) -> CellEncoder:
         run = load_config(self.config.cells.supervised, {"seed": self.config.seed})

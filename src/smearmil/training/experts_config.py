@@ -46,10 +46,11 @@ def _as_list(value: Any) -> list[Any]:
 class CellFeatures(Strict):
     """Per-cell features: ``handcrafted`` (the 94 of the paper's Section 3.2), ``ssl`` (an encoder
     pre-trained per fold on the training patients' cells, plus ``extra_data``), ``supervised`` (the
-    image expert of a run config trained per fold on the training patients' labels) or ``encoder``
-    (a pre-trained encoder folder, used as is)."""
+    image expert of a run config trained per fold on the training patients' labels), ``single-cell``
+    (the ``ssl`` preset's encoder trained to tell cell types apart, on ``cell_labels`` or on the
+    training patients' cell-type folders) or ``encoder`` (a pre-trained encoder folder, used as is)."""
 
-    source: Literal["handcrafted", "ssl", "supervised", "encoder"] = "handcrafted"
+    source: Literal["handcrafted", "ssl", "supervised", "single-cell", "encoder"] = "handcrafted"
     size: int = Field(224, ge=8, description="handcrafted: side the cells are resized to")
     crop: int | None = Field(None, ge=8, description="handcrafted: central crop after resizing")
     n_jobs: int = Field(2, ge=1, description="handcrafted: processes computing features")
@@ -62,6 +63,12 @@ class CellFeatures(Strict):
         False, description="ssl: also learn from the test patients' cells (transductive; off by default)"
     )
     supervised: str = Field("cpu-cnn", description="supervised: run config whose image expert gives the features")
+    cell_labels: Path | None = Field(
+        None,
+        description="single-cell: a labelled single-cell data set (<class>/*.jpg, e.g. blood-cells-dev) whose "
+        "cell types the encoder learns; without it, the training patients' cell-type folders",
+    )
+    cell_epochs: int | None = Field(None, ge=1, description="single-cell: epochs (default: the ssl preset's)")
     encoder: Path | None = Field(None, description="encoder: a `smearmil ssl pretrain` or `train` folder")
 
     @model_validator(mode="after")

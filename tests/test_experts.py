@@ -114,6 +114,10 @@ def test_each_fold_keeps_the_candidate_with_the_best_out_of_fold_score(cohort_pa
         ExpertsConfig.model_validate({"image_expert": ["mil/instance", "mil/instance"], "attribute_expert": None})
 
 
+def _balanced_accuracy(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean([(predicted[y == c] == c).mean() for c in (0, 1)]))
+
+
 def test_out_of_fold_threshold_is_chosen_on_training_patients_and_cuts_the_predictions(
     cohort_path: Path, tmp_path: Path
 ) -> None:
@@ -123,12 +127,20 @@ def test_out_of_fold_threshold_is_chosen_on_training_patients_and_cuts_the_predi
     )
     result = run_experts_cv(cohort, config, tmp_path / "cv", folds=3, progress=False)
     assert result.summary["threshold"] == ["out_of_fold"]
+    plan = json.loads((tmp_path / "cv" / "splits.json").read_text())["folds"]
     predictions = (tmp_path / "cv" / "predictions.csv").read_text().splitlines()[1:]
-    for fold, entry in zip(result.folds, result.summary["folds"]):
-        chosen = json.loads((tmp_path / "cv" / fold.fold / "choices.json").read_text())["threshold"]
-        assert entry["threshold"] == pytest.approx(chosen, abs=1e-6) and 0 < chosen < 1
-        rows = [r.split(",") for r in predictions if r.split(",")[1] == fold.fold]
-        assert [r[-1] == cohort.class_names[1] for r in rows] == list(fold.proba[:, 1] >= fold.threshold)
+    for fold, split in zip(result.folds, plan):
+        rows = [r.split(",") for r in (tmp_path / "cv" / fold.fold / "training_scores.csv").read_text().splitlines()]
+        assert rows[0] == ["patient", "label", f"prob_{cohort.class_names[1]}"]
+        assert {r[0] for r in rows[1:]} == set(split["train"]) and not set(split["test"]) & {r[0] for r in rows}
+        y = np.array([cohort.class_names.index(r[1]) for r in rows[1:]])
+        p1 = np.array([float(r[2]) for r in rows[1:]])
+        # the fold's cut is a best one for balanced accuracy on these training scores: no cut does better
+        best = max(_balanced_accuracy(y, (p1 >= t).astype(int)) for t in [0.0, *np.unique(p1), 1.01])
+        assert _balanced_accuracy(y, (p1 >= fold.threshold).astype(int)) == pytest.approx(best)
+        assert _balanced_accuracy(y, (p1 >= fold.threshold).astype(int)) > 0.5  # class 1's column, not class 0's
+        lines = [r.split(",") for r in predictions if r.split(",")[1] == fold.fold]
+        assert [r[-1] == cohort.class_names[1] for r in lines] == list(fold.proba[:, 1] >= fold.threshold)
     assert len({f.threshold for f in result.folds}) > 1  # chosen per fold, not a constant
     with pytest.raises(ValueError, match="threshold"):
         ExpertsConfig.model_validate({"threshold": "test_folds"})
@@ -268,5 +280,8 @@ def test_an_ensemble_expert_averages_its_members_log_probabilities(cohort_path: 
     alone = [build_expert(ExpertSpec.model_validate(m), 2, seed=0).fit(bags, y).predict_proba(bags) for m in members]
     expected = np.sqrt(alone[0] * alone[1])
     assert ensemble.predict_proba(bags) == pytest.approx(expected / expected.sum(axis=1, keepdims=True))
-    with pytest.raises(ValueError, match="does not take bags"):
-        ExpertsConfig.model_validate({"image_expert": {"name": "ensemble", "params": {"members": ["clinical/gnb"]}}})
+    for members, error in ((["mil/instance", "clinical/gnb"], "'clinical/gnb' does not take bags"), ([], "members")):
+        with pytest.raises(ValueError, match=error):
+            ExpertsConfig.model_validate({"image_expert": {"name": "ensemble", "params": {"members": members}}})
+    with pytest.raises(ValueError, match="one parameter, members"):
+        ExpertSpec.model_validate({"name": "ensemble", "params": {"member": ["mil/instance"]}})

@@ -118,22 +118,48 @@ def test_ssl_cv_can_fine_tune_the_encoder_end_to_end(sim_cohort: Path, tmp_path:
         assert encoder["method"] == "simclr" and encoder["sources"][0]["patients"] == train  # no test patient
 
 
-def test_experts_learn_from_a_cell_type_encoder_trained_on_another_data_set(sim_cohort: Path, tmp_path: Path) -> None:
-    from smearmil.evaluation.experts_cv import run_experts_cv
+def test_experts_learn_from_a_cell_type_encoder_trained_on_another_data_set(
+    sim_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smearmil.evaluation import experts_cv
     from smearmil.training.experts_config import load_experts_config
 
+    trained_on: list[list[str]] = []
+
+    def recording(cohort, cache, patients, ssl, progress):  # type: ignore[no-untyped-def]
+        trained_on.append(list(patients))
+        return single_cell_encoder(cohort, cache, patients, ssl, progress)
+
+    single_cell_encoder = experts_cv.single_cell_encoder
+    monkeypatch.setattr(experts_cv, "single_cell_encoder", recording)
     cells = single_cell_set(sim_cohort, tmp_path / "cells")
     (tmp_path / "ssl.yaml").write_text(SSL)
-    cohort = load_cohort(sim_cohort, progress=False)
     source = {"source": "single-cell", "ssl": str(tmp_path / "ssl.yaml"), "cell_epochs": 2}
     overrides = {"image_expert": "mil/instance", "threshold": "fixed"}
-    config = load_experts_config("cpu-image", {**overrides, "cells": {**source, "cell_labels": str(cells)}})
-    result = run_experts_cv(cohort, config, tmp_path / "cv", folds=2, cache_dir=tmp_path / "k", progress=False)
+
+    def cv(data: Path, name: str, **cells_options: object):  # type: ignore[no-untyped-def]
+        config = load_experts_config("cpu-image", {**overrides, "cells": {**source, **cells_options}})
+        cohort = load_cohort(data, progress=False)
+        out = tmp_path / name
+        return cohort, experts_cv.run_experts_cv(cohort, config, out, folds=2, cache_dir=tmp_path / "k", progress=False)
+
+    # a single-cell data set of none of the cohort's patients: one encoder, trained once, for every fold
+    cohort, result = cv(sim_cohort, "shared", cell_labels=str(cells))
+    assert trained_on == [[]]
     seen = result.summary["cells_seen_by_encoder"]
     assert all(s == {"source": "single-cell", "learnt_from": f"the cell types of {cells}"} for s in seen.values())
-    index = json.loads((tmp_path / "cv" / "features" / "index.json").read_text())  # one encoder for every fold
+    index = json.loads((tmp_path / "shared" / "features" / "index.json").read_text())
     assert f"single cells of {cells}" in index["encoder"]["labels"]
     assert sorted(p.id for f in result.folds for p in f.predictions) == sorted(cohort.ids)  # every patient, once
-    untyped = load_experts_config("cpu-image", {**overrides, "cells": source})
+    # the cohort's own cell-type folders: one encoder per fold, on its training patients only
+    trained_on.clear()
+    _, result = cv(typed_cohort(sim_cohort, tmp_path / "typed"), "per-fold")
+    splits = json.loads((tmp_path / "per-fold" / "splits.json").read_text())["folds"]
+    assert [sorted(t) for t in trained_on] == [sorted([*f["train"], *f["val"]]) for f in splits]
+    assert all(not set(t) & set(f["test"]) for t, f in zip(trained_on, splits))
+    for f in splits:
+        index = json.loads((tmp_path / "per-fold" / f["name"] / "features" / "index.json").read_text())
+        assert "cell-type folders" in index["encoder"]["labels"]
     with pytest.raises(ValueError, match="no cell-type folders; give cells.cell_labels"):
-        run_experts_cv(cohort, untyped, tmp_path / "cv2", folds=2, cache_dir=tmp_path / "k", progress=False)
+        cv(sim_cohort, "untyped")
+    assert not (tmp_path / "untyped").exists()  # refused before any work

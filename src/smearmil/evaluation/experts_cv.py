@@ -3,8 +3,10 @@ test patient (unless the config says so), the experts and their fusion fitted on
 patients, and the test patients predicted.
 
 Besides the ``smearmil cv`` outputs, each fold folder holds ``experts.csv`` (per test patient: each
-expert's probability and the fusion's weights or gate) and ``choices.json`` (what the fold chose from
-its training patients); ``summary.json`` says which cells each fold's encoder learnt from.
+expert's probability and the fusion's weights or gate), ``choices.json`` (what the fold chose from
+its training patients) and, with ``threshold: out_of_fold``, ``training_scores.csv`` (the training
+patients' out-of-fold scores that chose the threshold); ``summary.json`` says which cells each fold's
+encoder learnt from.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ class FoldCells:
     def __init__(self, cohort: Cohort, config: ExpertsConfig, cache_dir: str | Path | None, progress: bool):
         self.cohort, self.config, self.cache_dir, self.progress = cohort, config, cache_dir, progress
         self._shared: dict[str, np.ndarray] | None = None
-        self._shared_encoder: CellEncoder | None = None
 
     def ssl_config(self) -> SSLConfig:
         cells = self.config.cells
@@ -82,7 +83,7 @@ class FoldCells:
         if cells.source == "supervised":
             return {"source": "supervised", "learnt_from": "the fold's training patients (their labels)"}
         if cells.source == "single-cell":
-            where = f"{cells.cell_labels}" if cells.cell_labels else "the fold's training patients' cell-type folders"
+            where = self.cell_labels() or "the fold's training patients' cell-type folders"
             return {"source": "single-cell", "learnt_from": f"the cell types of {where}"}
         return {
             "source": "ssl",
@@ -100,11 +101,11 @@ class FoldCells:
             table = self._encoder_features(load_encoder(str(self.config.cells.encoder)), fold_dir.parent / "features")
         elif source == "supervised":
             table = self._encoder_features(self._supervised(fold, fold_dir), fold_dir / "features")
-        elif source == "single-cell" and self.config.cells.cell_labels is not None:  # no patient of ours: one for all
-            self._shared_encoder = self._shared_encoder or self._single_cell([])
-            table = self._encoder_features(self._shared_encoder, fold_dir.parent / "features")
         elif source == "single-cell":
-            table = self._encoder_features(self._single_cell([*fold.train, *fold.val]), fold_dir / "features")
+            shared = self.cell_labels() is not None  # a data set of none of our patients: one encoder for all folds
+            folder = fold_dir.parent if shared else fold_dir
+            patients = [] if shared else [*fold.train, *fold.val]
+            table = self._encoder_features(self._single_cell(patients, folder / "single-cell"), folder / "features")
         else:
             table = self._encoder_features(self._ssl(fold, fold_dir), fold_dir / "features")
         return lambda ids: [table[i] for i in ids]
@@ -129,15 +130,28 @@ class FoldCells:
         ssl = self.ssl_config()
         return pretrain(self.ssl_sources(fold, ssl.image.preprocessing), ssl, fold_dir / "ssl", self.progress)
 
-    def _single_cell(self, patients: Sequence[str]) -> CellEncoder:
-        ssl = self.ssl_config()
-        if ssl.cell_labels is None and not self.cohort.has_cell_types:
+    def cell_labels(self) -> str | None:
+        """The single-cell data set a ``single-cell`` encoder learns from (``cells.cell_labels`` or the ssl
+        preset's); None: the training patients' cell-type folders."""
+        return self.ssl_config().cell_labels
+
+    def check(self) -> None:
+        """Fail before any work on what the cells' source cannot do on this cohort."""
+        if self.config.cells.source == "single-cell" and self.cell_labels() is None and not self.cohort.has_cell_types:
             raise ValueError(
                 f"cells.source single-cell: {self.cohort.root} has no cell-type folders; "
                 "give cells.cell_labels, a labelled single-cell data set such as blood-cells-dev"
             )
+
+    def _single_cell(self, patients: Sequence[str], folder: Path) -> CellEncoder:
+        """The cell-type encoder saved in ``folder``, trained there first if it is not."""
+        if CellEncoder.is_saved_in(folder):
+            return CellEncoder.load(folder)
+        ssl = self.ssl_config()
         cache = build_cache(self.cohort, ssl.image.preprocessing, self.cache_dir, progress=self.progress)
-        return single_cell_encoder(self.cohort, cache, patients, ssl, self.progress)
+        encoder = single_cell_encoder(self.cohort, cache, patients, ssl, self.progress)
+        encoder.save(folder)
+        return encoder
 
     def _supervised(self, fold: Fold, fold_dir: Path) -> CellEncoder:
         run = load_config(self.config.cells.supervised, {"seed": self.config.seed})
@@ -172,8 +186,10 @@ def run_experts_cv(
     config = config.model_copy(update={"seed": seed})
     val = config.val if config.cells.source == "supervised" else 0.0
     plan = splits or make_splits(cohort, "kfold", folds=folds, val=val, seed=seed)
-    claim_cv(cohort, run, config.model_dump(mode="json"), plan, overwrite)
+    config.check_classes(len(cohort.class_names))
     cells = FoldCells(cohort, config, cache_dir, progress)
+    cells.check()
+    claim_cv(cohort, run, config.model_dump(mode="json"), plan, overwrite)
     seen: dict[str, Any] = {}
     choices: dict[str, Any] = {}
 
@@ -186,6 +202,12 @@ def run_experts_cv(
         proba, details = fitted.predict(cohort, test, bags_of)
         write_text(fold_dir / "experts.csv", _experts_csv(test, details))
         write_json(fold_dir / "choices.json", fitted.chosen)
+        if fitted.training_scores is not None:
+            classes = cohort.class_names
+            rows = [
+                f"{pid},{classes[y]},{p:.6f}" for pid, y, p in zip(train, cohort.labels(train), fitted.training_scores)
+            ]
+            write_text(fold_dir / "training_scores.csv", "\n".join([f"patient,label,prob_{classes[1]}", *rows]) + "\n")
         seen[fold.name] = cells.seen_by_encoder(fold) if config.uses_images else {"source": "none"}
         choices[fold.name] = fitted.chosen
         gates = [d.get("gate_image_expert") for d in details]

@@ -75,6 +75,8 @@ class CellFeatures(Strict):
     def _encoder_given(self) -> CellFeatures:
         if self.source == "encoder" and self.encoder is None:
             raise ValueError("cells.source encoder needs cells.encoder (a pre-trained encoder folder)")
+        if self.source != "single-cell" and (self.cell_labels is not None or self.cell_epochs is not None):
+            raise ValueError("cells.cell_labels and cells.cell_epochs are for cells.source single-cell")
         return self
 
 
@@ -98,14 +100,27 @@ class ExpertSpec(Strict):
         args = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return f"{self.name}({args})" if args else self.name
 
+    @model_validator(mode="after")
+    def _ensemble_members(self) -> ExpertSpec:
+        if self.name == ENSEMBLE:
+            members = self.params.get("members")
+            if set(self.params) != {"members"} or not isinstance(members, list) or not members:
+                raise ValueError("an ensemble takes one parameter, members: a non-empty list of experts")
+        return self
+
     @property
     def members(self) -> list[ExpertSpec]:
         """An ensemble's experts."""
         return [ExpertSpec.model_validate(m) for m in self.params.get("members", [])]
 
+    @property
+    def experts(self) -> list[ExpertSpec]:
+        """The estimators it is made of: an ensemble's members, or itself."""
+        return self.members if self.name == ENSEMBLE else [self]
+
     def takes(self, data: str) -> bool:
         if self.name == ENSEMBLE:
-            return bool(self.members) and all(m.takes(data) for m in self.members)
+            return all(m.takes(data) for m in self.members)
         return (self.name == HEAD and data == IMGS) or (
             self.name in BASELINES and data in BASELINES.get(self.name).data
         )
@@ -142,10 +157,10 @@ class ExpertsConfig(Strict):
     def _consistent(self) -> ExpertsConfig:
         if not self.image_experts and not self.attribute_experts:
             raise ValueError("give an image_expert, an attribute_expert, or both")
-        for spec in self.image_experts:
+        for spec in (e for s in self.image_experts for e in s.experts):
             if not spec.takes(IMGS):
                 raise ValueError(f"image_expert {spec.name!r} does not take bags of cell features")
-        for spec in self.attribute_experts:
+        for spec in (e for s in self.attribute_experts for e in s.experts):
             if not spec.takes(ATTRS):
                 raise ValueError(f"attribute_expert {spec.name!r} does not take clinical attributes")
         both = bool(self.image_experts) and bool(self.attribute_experts)
@@ -158,6 +173,10 @@ class ExpertsConfig(Strict):
             if len(set(labels)) != len(labels):
                 raise ValueError(f"candidates must differ: {labels}")
         return self
+
+    def check_classes(self, n_classes: int) -> None:
+        if self.threshold == "out_of_fold" and n_classes != 2:
+            raise ValueError(f"threshold: out_of_fold needs two classes, not {n_classes}; use threshold: fixed")
 
     @property
     def image_experts(self) -> list[ExpertSpec]:

@@ -2,8 +2,10 @@
 
 The experts are fitted on all training patients; the fusion on their out-of-fold scores (each training
 patient scored by experts fitted without it, ``inner_folds`` folds). Where the config lists candidates,
-the same out-of-fold scores choose among them. Nothing here sees a test patient:
-``fit_experts`` is given the training patients only, and ``predict`` scores whichever patients it is asked.
+the same out-of-fold scores choose among them, and with ``threshold: out_of_fold`` the cut on P(class 1)
+is where the final expert's or fusion's out-of-fold scores have their best balanced accuracy. Nothing here
+sees a test patient: ``fit_experts`` is given the training patients only, and ``predict`` scores whichever
+patients it is asked.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class FittedExperts:
     chosen: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5
     threshold_source: str = "fixed"
+    training_scores: np.ndarray | None = None  # out-of-fold P(class 1) of the training patients, if it chose one
 
     def scores(self, cohort: Cohort, ids: Sequence[str], bags_of: BagsOf | None) -> dict[str, np.ndarray]:
         out = {}
@@ -135,7 +138,10 @@ class _Training:
 
     def inner_splits(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self.folds < 2:
-            raise ValueError("choosing a fusion or among candidates needs at least 2 training patients of every class")
+            raise ValueError(
+                "choosing a fusion, a threshold (threshold: out_of_fold) or among candidates needs at least 2 "
+                "training patients of every class; give fewer folds, or threshold: fixed and one of each"
+            )
         split = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
         return list(split.split(np.zeros(len(self.y)), self.y))
 
@@ -176,7 +182,8 @@ def fit_experts(
 
     Where a config lists candidates (image experts, attribute experts, fusions), each is judged on the
     out-of-fold scores of ``train_ids`` (``select_by``) and the best is kept; a fusion is fitted on the
-    chosen experts' out-of-fold scores and judged by a further CV over them."""
+    chosen experts' out-of-fold scores and judged by a further CV over them, which also gives the scores
+    that choose an ``out_of_fold`` threshold."""
     data = _Training(cohort, train_ids, config, bags_of, seed)
     images = config.image_experts if bags_of is not None else []
     experts = {"image": images, "attributes": config.attribute_experts}
@@ -184,8 +191,7 @@ def fit_experts(
     picked: dict[str, ExpertSpec] = {kind: specs[0] for kind, specs in experts.items() if specs}
     oof: dict[str, np.ndarray] = {}
     tuned = config.threshold == "out_of_fold"
-    if tuned and data.n_classes != 2:
-        raise ValueError(f"threshold: out_of_fold needs two classes, not {data.n_classes}; use threshold: fixed")
+    config.check_classes(data.n_classes)
     splits: list[tuple[np.ndarray, np.ndarray]] = []
     if tuned or config.fusions or any(len(specs) > 1 for specs in experts.values()):
         splits = data.inner_splits()
@@ -216,7 +222,8 @@ def fit_experts(
         fitted.fusion = FUSIONS.build(fusion_spec.name, fusion_spec.params, seed).fit(oof, attributes, cells, data.y)
         chosen.update({"fusion": fusion_spec.name, **fitted.fusion.choices()})
     if tuned and final_oof is not None:
-        fitted.threshold = best_threshold(data.y, np.exp(final_oof[:, 1]))
+        fitted.training_scores = np.exp(final_oof[:, 1])
+        fitted.threshold = best_threshold(data.y, fitted.training_scores)
         fitted.threshold_source = "out_of_fold"
         chosen["threshold"] = round(fitted.threshold, 6)
     fitted.chosen = chosen

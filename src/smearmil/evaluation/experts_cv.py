@@ -36,7 +36,7 @@ from ..training.ssl.pretrain import CellSource, pretrain
 from ..training.trained import PatientPrediction, load_encoder
 from ..utils.atomic import write_json, write_text
 from .cv import CVResult, FoldPredictions, claim_cv, run_folds
-from .ssl_cv import single_cell_encoder
+from .ssl_cv import learns_cell_types, single_cell_encoder
 
 
 class FoldCells:
@@ -137,7 +137,7 @@ class FoldCells:
 
     def check(self) -> None:
         """Fail before any work on what the cells' source cannot do on this cohort."""
-        if self.config.cells.source == "single-cell" and self.cell_labels() is None and not self.cohort.has_cell_types:
+        if self.config.cells.source == "single-cell" and not learns_cell_types(self.cohort, self.ssl_config()):
             raise ValueError(
                 f"cells.source single-cell: {self.cohort.root} has no cell-type folders; "
                 "give cells.cell_labels, a labelled single-cell data set such as blood-cells-dev"
@@ -166,6 +166,14 @@ def _experts_csv(ids: Sequence[str], details: Sequence[dict[str, float]]) -> str
     columns = sorted({k for d in details for k in d})
     lines = [",".join(["patient", *columns])]
     lines += [",".join([pid, *(f"{d[c]:.6g}" if c in d else "" for c in columns)]) for pid, d in zip(ids, details)]
+    return "\n".join(lines) + "\n"
+
+
+def _training_scores_csv(cohort: Cohort, ids: Sequence[str], p1: np.ndarray) -> str:
+    """The training patients' out-of-fold P(class 1) that chose a fold's threshold, with their labels."""
+    classes = cohort.class_names
+    lines = [f"patient,label,prob_{classes[1]}"]
+    lines += [f"{pid},{classes[y]},{p:.6f}" for pid, y, p in zip(ids, cohort.labels(list(ids)), p1)]
     return "\n".join(lines) + "\n"
 
 
@@ -203,11 +211,7 @@ def run_experts_cv(
         write_text(fold_dir / "experts.csv", _experts_csv(test, details))
         write_json(fold_dir / "choices.json", fitted.chosen)
         if fitted.training_scores is not None:
-            classes = cohort.class_names
-            rows = [
-                f"{pid},{classes[y]},{p:.6f}" for pid, y, p in zip(train, cohort.labels(train), fitted.training_scores)
-            ]
-            write_text(fold_dir / "training_scores.csv", "\n".join([f"patient,label,prob_{classes[1]}", *rows]) + "\n")
+            write_text(fold_dir / "training_scores.csv", _training_scores_csv(cohort, train, fitted.training_scores))
         seen[fold.name] = cells.seen_by_encoder(fold) if config.uses_images else {"source": "none"}
         choices[fold.name] = fitted.chosen
         gates = [d.get("gate_image_expert") for d in details]

@@ -94,9 +94,14 @@ def single_cell_encoder(
     return train_cell_encoder(cells, ssl, progress=progress)
 
 
+def learns_cell_types(cohort: Cohort, ssl: SSLConfig) -> bool:
+    """Whether a single-cell encoder has cell types to learn: ``ssl.cell_labels`` or the cohort's folders."""
+    return bool(ssl.cell_labels) or cohort.has_cell_types
+
+
 def applicable_kinds(cohort: Cohort, ssl: SSLConfig) -> list[str]:
     """The encoders that can learn on this cohort: single-cell needs cell types or ``ssl.cell_labels``."""
-    return [k for k in encoder_kinds() if k != "single-cell" or ssl.cell_labels or cohort.has_cell_types]
+    return [k for k in encoder_kinds() if k != "single-cell" or learns_cell_types(cohort, ssl)]
 
 
 def run_encoder_cv(

@@ -13,9 +13,11 @@ import numpy as np
 from smearmil.baselines.clinical import CLINICAL
 from smearmil.data import load_cohort
 from smearmil.data.splits import kfold_folds, make_splits
-from smearmil.evaluation.cv import train_and_test
+from smearmil.evaluation.cv import fit_and_test
 from smearmil.training.config import load_config
 from smearmil.training.fit import train_fold
+from smearmil.training.methods import FitSettings
+from smearmil.training.methods.run import RunMethod
 from smearmil.utils.scoring import scores
 
 cohort = load_cohort(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/lymphocytosis-dev")
@@ -40,7 +42,8 @@ for seed in (0, 1, 2):
             config = load_config("cpu-mlp", {"train": {"balance": balance}, "seed": seed})
             ids, probs = [], []
             for f in inner:
-                out = train_and_test(cohort, f, config, work / f"s{seed}-{fold.name}-{balance}-{f.name}", None, False)
+                folder = work / f"s{seed}-{fold.name}-{balance}-{f.name}"
+                out, _ = fit_and_test(RunMethod(config), cohort, f, folder, FitSettings(seed, progress=False))
                 ids += [p.id for p in out.predictions]
                 probs += [p.proba for p in out.predictions]
             inner_ba[balance] = ba(ids, probs)

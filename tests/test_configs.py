@@ -12,7 +12,7 @@ from smearmil.evaluation.compare import load_compare_config
 from smearmil.models import ENCODERS, EncoderConfig
 from smearmil.training.config import load_config
 from smearmil.training.experts_config import load_experts_config
-from smearmil.training.feature_mil import HeadConfig, load_head_config
+from smearmil.training.heads import HeadConfig, load_head_config
 from smearmil.training.ssl.config import load_ssl_config
 from smearmil.utils.config_files import COMMANDS, merge_dicts, shipped_presets
 

@@ -196,7 +196,7 @@ def test_a_process_other_than_the_main_one_waits_for_its_claim(tmp_path: Path, m
 
     monkeypatch.setattr(outputs, "is_main_process", lambda: False)
     folder = tmp_path / "run"
-    claim = threading.Timer(0.3, lambda: outputs._claim(folder, "train", {}, False, "test"))
+    claim = threading.Timer(0.3, lambda: outputs._claim(folder, "train", {}, False, "test", {}))
     claim.start()
     assert outputs.claim_output(folder, "train", {}) == "resume"
     claim.join()

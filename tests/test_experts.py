@@ -15,11 +15,12 @@ from smearmil.baselines.instance import InstanceLogistic
 from smearmil.data.simulate import SimulationConfig, simulate
 from smearmil.data.splits import make_splits
 from smearmil.data.validation import load_cohort
-from smearmil.evaluation import experts_cv
-from smearmil.evaluation.experts_cv import FoldCells, run_experts_cv
+from smearmil.evaluation.cv import CVSettings, run_cv
+from smearmil.training import cell_sources
 from smearmil.training.experts_config import ExpertsConfig, ExpertSpec, load_experts_config
 from smearmil.training.experts_fit import fit_experts
-from smearmil.training.fusions import FUSIONS
+from smearmil.training.late_fusion import FUSIONS
+from smearmil.training.methods.experts import ExpertsMethod
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def test_out_of_fold_threshold_is_chosen_on_training_patients_and_cuts_the_predi
     config = ExpertsConfig.model_validate(
         {"image_expert": None, "attribute_expert": "clinical/gnb", "threshold": "out_of_fold"}
     )
-    result = run_experts_cv(cohort, config, tmp_path / "cv", folds=3, progress=False)
+    result = run_cv(cohort, ExpertsMethod(config), tmp_path / "cv", CVSettings(folds=3, progress=False))
     assert result.summary["threshold"] == ["out_of_fold"]
     plan = json.loads((tmp_path / "cv" / "splits.json").read_text())["folds"]
     predictions = (tmp_path / "cv" / "predictions.csv").read_text().splitlines()[1:]
@@ -178,8 +179,9 @@ def test_a_folds_choices_never_depend_on_its_test_patients(
     fold = plan.folds[0]
     other = _perturbed(cohort, list(fold.test))
     cache = shared_cache
-    run_experts_cv(cohort, config, tmp_path / "a", cache_dir=cache, progress=False, splits=plan)
-    run_experts_cv(other, config, tmp_path / "b", cache_dir=cache, progress=False, splits=plan)
+    settings = CVSettings(splits=plan, cache_dir=cache, progress=False)
+    run_cv(cohort, ExpertsMethod(config), tmp_path / "a", settings)
+    run_cv(other, ExpertsMethod(config), tmp_path / "b", settings)
     choices = [json.loads((tmp_path / r / fold.name / "choices.json").read_text()) for r in "ab"]
     assert {"image_expert", "attributes_expert", "threshold"} <= set(choices[0])  # choices were made
     assert choices[0] == choices[1]  # the test patients of fold 0 changed, its choices did not
@@ -196,19 +198,20 @@ def test_the_ssl_step_reads_test_patients_cells_only_when_told(
     cohort = load_cohort(cohort_path, progress=False)
     plan = make_splits(cohort, "kfold", folds=2, val=0.0, seed=0)
     read: dict[str, set[str]] = {}
-    real = experts_cv.pretrain
+    from smearmil.training.ssl import pretrain as pretraining
+
+    real = pretraining.pretrain
 
     def spy(sources, config, out, progress=True, overwrite=False):  # type: ignore[no-untyped-def]
         read[Path(out).parent.name] = {p for s in sources for p in (s.patients or s.cache.patient_ids)}
         return real(sources, config, out, progress, overwrite)
 
-    monkeypatch.setattr(experts_cv, "pretrain", spy)
+    monkeypatch.setattr(pretraining, "pretrain", spy)
     ssl = tmp_path / "ssl.yaml"
     ssl.write_text("kind: ssl\nbase: cpu-ssl\nimage: {size: 32, crop: null}\nepochs: 1\nbatch_size: 16\n")
     config = load_experts_config("cpu-image", {"cells": {"source": "ssl", "ssl": str(ssl), "test_cells": test_cells}})
-    summary = run_experts_cv(
-        cohort, config, tmp_path / "cv", splits=plan, cache_dir=tmp_path / "c", progress=False
-    ).summary
+    settings = CVSettings(splits=plan, cache_dir=tmp_path / "c", progress=False)
+    summary = run_cv(cohort, ExpertsMethod(config), tmp_path / "cv", settings).summary
     for fold in plan.folds:
         seen = read[fold.name]
         assert set(fold.train) <= seen
@@ -217,12 +220,11 @@ def test_the_ssl_step_reads_test_patients_cells_only_when_told(
     assert ("test patients" in summary["cells_seen_by_encoder"][plan.folds[0].name]["learnt_from"]) is test_cells
 
 
-def test_fold_cells_name_what_the_encoder_saw(cohort_path: Path) -> None:
-    cohort = load_cohort(cohort_path, progress=False)
-    fold = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0).folds[0]
+def test_an_ssl_source_names_what_the_encoder_saw() -> None:
     config = load_experts_config("cpu-image", {"cells": {"source": "ssl", "extra_data": ["/elsewhere/unlabelled"]}})
-    seen = FoldCells(cohort, config, None, False).seen_by_encoder(fold)
-    assert seen["test_cells"] is False and "/elsewhere/unlabelled" in seen["learnt_from"]
+    seen = cell_sources.ssl_learnt_from(config.cells.test_cells, config.cells.extra_data)
+    assert "/elsewhere/unlabelled" in seen and "test patients" not in seen
+    assert "test patients" in cell_sources.ssl_learnt_from(True, [])
 
 
 def test_seeds_are_parsed_and_checked() -> None:

@@ -18,6 +18,7 @@ from smearmil.explain.contributions import cell_contributions
 from smearmil.explain.gallery import explain_patient, gallery_png
 from smearmil.models import POOLINGS, ModelConfig, build_model
 from smearmil.training.config import load_config
+from smearmil.training.methods import method_of
 from smearmil.training.trained import TrainedModel
 
 
@@ -29,7 +30,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, P
     )
     cohort = load_cohort(root, progress=False)
     config = load_config("cpu-cnn", {"image": {"size": 48, "crop": None}, "train": {"epochs": 12, "lr_steps": [9]}})
-    train_run(cohort, config, base / "run", cache_dir=base / "cache", progress=False)
+    train_run(cohort, method_of(config), base / "run", cache_dir=base / "cache", progress=False)
     return root, base / "run", base / "cache"
 
 

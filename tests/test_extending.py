@@ -1,6 +1,6 @@
-"""CONTRIBUTING.md's recipes hold: a pooling, an SSL method, a data layout, an encoder, a model kind and a
-baseline, each defined in this file and registered, work through the public config path like the
-shipped ones."""
+"""CONTRIBUTING.md's recipes hold: a pooling, an SSL method, a data layout, an encoder, a model kind, a
+baseline and a whole method, each defined in this file and registered, work through the public config path
+like the shipped ones."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -27,14 +27,18 @@ from smearmil.models.experts import MLPParams, build_cnn, build_mlp
 from smearmil.models.kinds import MODELS, ModelKind, Stage
 from smearmil.models.pooling import POOLINGS, Pooling, segment_count, segment_sum
 from smearmil.models.ssl_heads import ProjectionHead
+from smearmil.training.cell_sources import Handcrafted
 from smearmil.training.config import load_config
+from smearmil.training.estimators import load_estimator, save_estimator
 from smearmil.training.fit import train_fold
+from smearmil.training.methods import METHODS, FitSettings, Method, load_method
+from smearmil.training.predictor import Prediction, Predictor
 from smearmil.training.ssl.config import load_ssl_config
 from smearmil.training.ssl.methods import SSL_METHODS, SSLMethod, encode_views
 from smearmil.training.ssl.pretrain import CellSource, pretrain
 from smearmil.utils.registry import Registry
 
-from .conftest import write_image
+from .conftest import invoke, write_image
 
 
 @contextmanager
@@ -104,7 +108,7 @@ def test_a_new_pooling_with_its_own_parameter_trains_and_predicts_through_a_conf
 
 def test_a_new_pooling_also_serves_the_heads_on_cached_features(tmp_path: Path) -> None:
     from smearmil.models.feature_mil import FeatureMIL
-    from smearmil.training.feature_mil import load_head_config
+    from smearmil.training.heads import load_head_config
 
     with registered(POOLINGS, "gem", GeMPooling):
         head = load_head_config("gem", {"epochs": 1})
@@ -344,3 +348,92 @@ def test_a_new_baseline_runs_in_a_comparison(sim_cohort: Path, tmp_path: Path) -
         with pytest.raises(ValueError, match="takes data attrs, not imgs"):
             spec.write_text("kind: compare\nmethods:\n  - {name: kNN, baseline: clinical/knn, data: imgs}\n")
             load_compare_config(spec)
+
+
+# --- a method: kNN on each patient's mean hand-crafted cell features -----------------------------------------------
+
+
+class KnnConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["knn-mean"] = "knn-mean"
+    name: str = "knn-mean"
+    seed: int = 0
+    data: DataOptions = DataOptions()
+    k: int = Field(3, ge=1)
+    size: int = 32
+
+
+class KnnPredictor(Predictor):
+    method = "knn-mean"
+
+    def __init__(self, config: KnnConfig, model: Any):
+        self.config, self.model = config, model
+        self.cells = Handcrafted(config.size, None, 1)
+        self.data, self.attributes = config.data, []
+
+    @property
+    def preprocessing(self) -> Any:
+        return self.cells.preprocessing
+
+    def predict(self, cohort, ids, cache_dir=None, progress=True, subsets=None, explain=True):  # type: ignore[no-untyped-def]
+        bags = self.cells.bags(cohort, ids, cache_dir, progress)
+        x = np.stack([(bags[i] if subsets is None else bags[i][subsets[i]]).mean(0) for i in ids])
+        return [Prediction(i, p) for i, p in zip(ids, self.model.predict_proba(x))]
+
+    def save_files(self, folder: Path) -> dict[str, Any]:
+        save_estimator(self.model, folder / "knn")
+        return {"config": self.config.model_dump(mode="json")}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> Predictor:
+        return cls(KnnConfig.model_validate(meta["config"]), load_estimator(folder / "knn"))
+
+
+class KnnMethod(Method):
+    kind = "knn-mean"
+    Config = KnnConfig
+    predictor = KnnPredictor
+
+    def data_label(self) -> str:
+        return "imgs"
+
+    def fit(self, cohort: Cohort, fold: Any, folder: Path, settings: FitSettings) -> Predictor:
+        from sklearn.neighbors import KNeighborsClassifier
+
+        train = [*fold.train, *fold.val]
+        found = KnnPredictor(self.config, KNeighborsClassifier(self.config.k))
+        bags = found.cells.bags(cohort, train, settings.cache_dir, settings.progress)
+        found.model.fit(np.stack([bags[i].mean(0) for i in train]), cohort.labels(train))
+        found.class_names = list(cohort.class_names)
+        return found
+
+
+def test_a_new_method_cross_validates_trains_predicts_and_reports(sim_cohort: Path, tmp_path: Path) -> None:
+    with registered(METHODS, "knn-mean", KnnMethod):
+        (tmp_path / "knn.yaml").write_text("kind: knn-mean\nk: 3\n")
+        cache = ["--cache-dir", str(tmp_path / "cache"), "-q"]
+        cv = json.loads(
+            invoke(
+                "cv",
+                sim_cohort,
+                "--config",
+                tmp_path / "knn.yaml",
+                "--folds",
+                "3",
+                "--out",
+                tmp_path / "cv",
+                "--json",
+                *cache,
+            )
+        )
+        assert cv["method"] == "knn-mean" and cv["metrics"]["roc_auc"]["mean"] is not None
+        invoke("train", sim_cohort, "--config", tmp_path / "knn.yaml", "--all", "--out", tmp_path / "run", *cache)
+        for model, out in ((tmp_path / "run", tmp_path / "p"), (tmp_path / "cv", tmp_path / "p-cv")):
+            found = json.loads(invoke("predict", model, sim_cohort, "--out", out, "--json", *cache))
+            assert found["method"] == "knn-mean" and found["n_patients"] == len(load_cohort(sim_cohort))
+        assert found["models"] == "fold0+fold1+fold2"
+        invoke("report", tmp_path / "cv", "-q")
+        invoke("report", tmp_path / "p", "-q")
+        assert (tmp_path / "cv" / "report.html").is_file() and (tmp_path / "p" / "report.html").is_file()
+        with pytest.raises(ValueError, match="k: Input should be greater"):
+            load_method(tmp_path / "knn.yaml", {"k": 0})

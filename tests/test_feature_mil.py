@@ -21,7 +21,7 @@ from smearmil.evaluation.feature_cv import run_head_cv, store_cv_stores
 from smearmil.models.cell_encoder import CellEncoder, extract_features
 from smearmil.models.encoders import EncoderConfig
 from smearmil.models.pooling import POOLINGS
-from smearmil.training.feature_mil import HeadConfig, balanced_probabilities, predict_head, train_head
+from smearmil.training.heads import HeadConfig, balanced_probabilities, predict_head, train_head
 
 CLI = [sys.executable, "-m", "smearmil"]
 

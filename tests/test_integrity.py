@@ -22,8 +22,9 @@ from smearmil.data.cache import IMAGES_FILE, build_cache
 from smearmil.data.images import Preprocessing
 from smearmil.data.simulate import SimulationConfig, simulate
 from smearmil.data.splits import SplitPlan, make_splits
-from smearmil.evaluation.cv import run_cv
+from smearmil.evaluation.cv import CVSettings, run_cv
 from smearmil.training.config import load_config
+from smearmil.training.methods import method_of
 from smearmil.utils.atomic import write_json
 from smearmil.utils.outputs import MARKER, OutputRefused
 
@@ -98,14 +99,21 @@ def test_a_cv_rerun_with_another_seed_refuses_naming_the_seed(sim_cohort: Path, 
     cohort = load_cohort(sim_cohort, progress=False)
     config = load_config("cpu-cnn", TINY)
     out = tmp_path / "cv"
-    run_cv(cohort, config, out, folds=2, seed=0, cache_dir=tmp_path / "k", progress=False)
+    run_cv(cohort, method_of(config), out, CVSettings(folds=2, seed=0, cache_dir=tmp_path / "k", progress=False))
     first = (out / "predictions.csv").read_text()
     with pytest.raises(OutputRefused, match=r"seed: 0 -> 1.*--overwrite"):
-        run_cv(cohort, config, out, folds=2, seed=1, cache_dir=tmp_path / "k", progress=False)
+        run_cv(cohort, method_of(config), out, CVSettings(folds=2, seed=1, cache_dir=tmp_path / "k", progress=False))
     assert (out / "predictions.csv").read_text() == first  # the finished run is intact
-    again = run_cv(cohort, config, out, folds=2, seed=0, cache_dir=tmp_path / "k", progress=False)  # resumes
+    again = run_cv(
+        cohort, method_of(config), out, CVSettings(folds=2, seed=0, cache_dir=tmp_path / "k", progress=False)
+    )  # resumes
     assert (out / "predictions.csv").read_text() == first and again.summary["split"] == "test"
-    run_cv(cohort, config, out, folds=2, seed=1, cache_dir=tmp_path / "k", progress=False, overwrite=True)
+    run_cv(
+        cohort,
+        method_of(config),
+        out,
+        CVSettings(folds=2, seed=1, cache_dir=tmp_path / "k", progress=False, overwrite=True),
+    )
     assert json.loads((out / MARKER).read_text())["fingerprint"]["config"]["seed"] == 1
 
 
@@ -123,15 +131,20 @@ def test_a_replaced_run_never_shows_the_old_summary_beside_new_inputs(
     cohort = load_cohort(sim_cohort, progress=False)
     config = load_config("cpu-cnn", TINY)
     out = tmp_path / "cv"
-    run_cv(cohort, config, out, folds=2, seed=0, cache_dir=tmp_path / "k", progress=False)
+    run_cv(cohort, method_of(config), out, CVSettings(folds=2, seed=0, cache_dir=tmp_path / "k", progress=False))
     assert (out / "summary.json").is_file()
 
     def killed(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # stands for a kill during the new run's training
 
-    monkeypatch.setattr("smearmil.evaluation.cv.train_fold", killed)
+    monkeypatch.setattr("smearmil.training.methods.run.train_fold", killed)
     with pytest.raises(KeyboardInterrupt):
-        run_cv(cohort, config, out, folds=2, seed=1, cache_dir=tmp_path / "k", progress=False, overwrite=True)
+        run_cv(
+            cohort,
+            method_of(config),
+            out,
+            CVSettings(folds=2, seed=1, cache_dir=tmp_path / "k", progress=False, overwrite=True),
+        )
     assert not (out / "summary.json").exists() and not (out / "predictions.csv").exists()
     assert "seed: 1" in (out / "config.yaml").read_text()  # the folder holds only the new run's inputs
 
@@ -374,10 +387,10 @@ def test_a_split_whose_training_patients_lack_a_class_is_refused(tmp_path: Path)
 def test_a_metric_undefined_on_a_fold_is_missing_with_its_fold_count(sim_cohort: Path, tmp_path: Path) -> None:
     from smearmil.data.splits import Fold
     from smearmil.evaluation.cv import FoldPredictions, summarise
-    from smearmil.training.trained import PatientPrediction
+    from smearmil.training.predictor import Prediction
 
     def fold(name: str, labels: list[int], p1: list[float]) -> FoldPredictions:
-        preds = [PatientPrediction(f"{name}{i}", np.array([1 - p, p]), None) for i, p in enumerate(p1)]
+        preds = [Prediction(f"{name}{i}", np.array([1 - p, p])) for i, p in enumerate(p1)]
         return FoldPredictions(name, preds, np.array(labels))
 
     folds = [fold("a", [0, 1, 1], [0.2, 0.9, 0.7]), fold("b", [1, 1], [0.8, 0.6])]  # fold b: one class

@@ -79,7 +79,7 @@ def test_p2_trains_only_the_gate() -> None:
     model = build_model(ModelConfig(kind="moe", paradigm="P2", encoder={"k": 2}), 2, 2, 32).train()
     model.loss(model(_bags(2)), torch.tensor([0, 1, 1])).backward()
     assert all(p.grad is None for p in [*model.cnn.parameters(), *model.mlp.parameters()])
-    assert model.gate.weight.grad is not None and not model.cnn.training  # frozen BN statistics
+    assert model.gate.score.weight.grad is not None and not model.cnn.training  # frozen BN statistics
 
 
 def test_logits_round_trip() -> None:

@@ -19,6 +19,7 @@ from smearmil.models.fusion import AverageModel
 from smearmil.models.kinds import ModelDims
 from smearmil.training.augment import BatchTransform
 from smearmil.training.config import load_config
+from smearmil.training.methods import method_of
 
 # what the paper says (Table 1, Section 2.5, Eqs. 14 and 19), field by field of the resolved config
 PAPER = {
@@ -83,7 +84,7 @@ def test_a_two_step_smoke_run_of_each_paper_kind(name: str, cohort_224: Path, tm
     cohort = load_cohort(cohort_224, progress=False)
     config = load_config(name, {"train": {"max_steps": 2, "val_every_steps": 1}})
     assert config.image.size == 224
-    result = train_run(cohort, config, tmp_path / "run", cache_dir=tmp_path / "k", progress=False)
+    result = train_run(cohort, method_of(config), tmp_path / "run", cache_dir=tmp_path / "k", progress=False)
     assert result["splits"]["test"]["n_patients"] > 0
     stages = list((tmp_path / "run").glob("*/stage.json"))
     assert stages and all(json.loads(s.read_text())["iterations"] == 2 for s in stages)  # iterations, not epochs
@@ -98,7 +99,7 @@ def test_avg_is_the_sigmoid_of_the_mean_of_the_experts_scores() -> None:
     with torch.no_grad():
         s_cnn, s_mlp = cnn(bags).logits[:, 0], mlp(bags).logits[:, 0]
         p = torch.sigmoid(AverageModel(cnn, mlp, "scores")(bags).logits[:, 0])
-        p_prob = torch.sigmoid(AverageModel(cnn, mlp)(bags).logits[:, 0])  # the default: runs before 0.2
+        p_prob = torch.sigmoid(AverageModel(cnn, mlp)(bags).logits[:, 0])  # the default: probabilities
     torch.testing.assert_close(p, torch.sigmoid((s_cnn + s_mlp) / 2))
     torch.testing.assert_close(p_prob, (torch.sigmoid(s_cnn) + torch.sigmoid(s_mlp)) / 2, atol=1e-5, rtol=0)
     assert not torch.allclose(p, p_prob)  # the two readings differ

@@ -221,7 +221,7 @@ def test_report_names_the_positive_class_and_lists_every_patient(
         assert r[1] == p["label"] and r[3] == p["prediction"] and r[5] == p["fold"]
         assert float(r[2]) == pytest.approx(float(p["prob_tumoral"]), abs=6e-4)
     gates = {}
-    for path in run.glob("*/gates.csv"):
+    for path in run.glob("*/experts.csv"):
         gates.update({g["patient"]: float(g["gate_image_expert"]) for g in csv.DictReader(path.open())})
     assert all(float(r[6]) == pytest.approx(gates[r[0]], abs=6e-4) for r in rows)  # the MOE gate of each patient
     # the first rows link to their galleries, and every link lands on a figure of the page

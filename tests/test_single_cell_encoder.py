@@ -121,8 +121,10 @@ def test_ssl_cv_can_fine_tune_the_encoder_end_to_end(sim_cohort: Path, tmp_path:
 def test_experts_learn_from_a_cell_type_encoder_trained_on_another_data_set(
     sim_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from smearmil.evaluation import experts_cv
+    from smearmil.evaluation.cv import CVSettings, run_cv
+    from smearmil.training import cell_sources
     from smearmil.training.experts_config import load_experts_config
+    from smearmil.training.methods.experts import ExpertsMethod
 
     trained_on: list[list[str]] = []
 
@@ -130,8 +132,8 @@ def test_experts_learn_from_a_cell_type_encoder_trained_on_another_data_set(
         trained_on.append(list(patients))
         return single_cell_encoder(cohort, cache, patients, ssl, progress)
 
-    single_cell_encoder = experts_cv.single_cell_encoder
-    monkeypatch.setattr(experts_cv, "single_cell_encoder", recording)
+    single_cell_encoder = cell_sources.single_cell_encoder
+    monkeypatch.setattr(cell_sources, "single_cell_encoder", recording)
     cells = single_cell_set(sim_cohort, tmp_path / "cells")
     (tmp_path / "ssl.yaml").write_text(SSL)
     source = {"source": "single-cell", "ssl": str(tmp_path / "ssl.yaml"), "cell_epochs": 2}
@@ -141,7 +143,8 @@ def test_experts_learn_from_a_cell_type_encoder_trained_on_another_data_set(
         config = load_experts_config("cpu-image", {**overrides, "cells": {**source, **cells_options}})
         cohort = load_cohort(data, progress=False)
         out = tmp_path / name
-        return cohort, experts_cv.run_experts_cv(cohort, config, out, folds=2, cache_dir=tmp_path / "k", progress=False)
+        settings = CVSettings(folds=2, cache_dir=tmp_path / "k", progress=False)
+        return cohort, run_cv(cohort, ExpertsMethod(config), out, settings)
 
     # a single-cell data set of none of the cohort's patients: one encoder, trained once, for every fold
     cohort, result = cv(sim_cohort, "shared", cell_labels=str(cells))

@@ -21,10 +21,11 @@ from smearmil.data import load_cohort
 from smearmil.data.simulate import SimulationConfig, simulate
 from smearmil.data.splits import make_splits
 from smearmil.data.validation import load_patients
-from smearmil.evaluation.cv import run_cv
+from smearmil.evaluation.cv import CVSettings, run_cv
 from smearmil.evaluation.predict import load_predictor
 from smearmil.evaluation.runs import evaluate_run, train_run
 from smearmil.training.config import load_config
+from smearmil.training.methods import method_of
 
 FAST = {"image": {"size": 48, "crop": None}}
 
@@ -43,7 +44,7 @@ def image_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cpu_cnn_reaches_auc_095_on_held_out_patients(image_cohort: Path, tmp_path: Path) -> None:
     cohort = load_cohort(image_cohort, progress=False)
     config = load_config("cpu-cnn", {**FAST, "train": {"epochs": 12, "lr_steps": [9]}})
-    result = train_run(cohort, config, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    result = train_run(cohort, method_of(config), tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     assert result["splits"]["test"]["n_patients"] >= 9
     assert _test_auc(result) >= 0.95
     # the saved run evaluates to the same numbers, and says its split
@@ -66,7 +67,7 @@ def test_mlp_matches_logistic_regression_on_the_same_split(tmp_path: Path) -> No
     cohort = load_cohort(root, progress=False)
     plan = make_splits(cohort, "holdout", val=0.0, test=0.3, seed=3)
     result = train_run(
-        cohort, load_config("cpu-mlp", {"train": {"epochs": 200}}), tmp_path / "mlp", plan, progress=False
+        cohort, method_of(load_config("cpu-mlp", {"train": {"epochs": 200}})), tmp_path / "mlp", plan, progress=False
     )
     fold = plan.folds[0]
     x = cohort.attribute_matrix(names=["age", "lymph_count"])
@@ -106,7 +107,7 @@ def test_moe_is_at_least_as_good_as_the_better_expert(tmp_path: Path) -> None:
     }
     moe = train_run(
         cohort,
-        load_config("cpu-moe-cnn", {**base, "model": {"paradigm": "P2"}}),
+        method_of(load_config("cpu-moe-cnn", {**base, "model": {"paradigm": "P2"}})),
         tmp_path / "moe",
         plan,
         cache_dir=tmp_path / "k",
@@ -146,7 +147,12 @@ def test_cv_writes_predictions_and_summary(tmp_path: Path, sim_cohort: Path) -> 
             "train": {"epochs": 1, "stages": {"mlp": {"epochs": 3}, "moe": {"epochs": 1}}},
         },
     )
-    summary = run_cv(cohort, config, tmp_path / "cv", folds=3, seed=4, cache_dir=tmp_path / "k", progress=False).summary
+    summary = run_cv(
+        cohort,
+        method_of(config),
+        tmp_path / "cv",
+        CVSettings(folds=3, seed=4, cache_dir=tmp_path / "k", progress=False),
+    ).summary
     on_disk = json.loads((tmp_path / "cv" / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
     assert {"metrics", "pooled", "wall_seconds"} <= set(on_disk)
@@ -156,7 +162,7 @@ def test_cv_writes_predictions_and_summary(tmp_path: Path, sim_cohort: Path) -> 
     assert list(rows[0]) == ["patient", "fold", "label", "prob_reactive", "prob_tumoral", "prediction"]
     assert sorted(r["patient"] for r in rows) == sorted(cohort.ids)  # every patient tested exactly once
     assert (tmp_path / "cv" / "config.yaml").is_file() and (tmp_path / "cv" / "roc.png").is_file()
-    assert (tmp_path / "cv" / "fold0" / "gates.csv").read_text().startswith("patient,gate_image_expert")
+    assert (tmp_path / "cv" / "fold0" / "experts.csv").read_text().startswith("patient,gate_image_expert")
 
 
 @pytest.mark.slow
@@ -216,7 +222,12 @@ def test_multi_class_attention_mil_trains_and_reports_macro_f1(tmp_path: Path) -
     cohort = load_cohort(root, progress=False)
     small = {"epochs": 1, "max_steps": 0, "val_every_steps": 0, "lr_step_every": 0}  # not the paper's 220,000 steps
     config = load_config("cnn-attention-k4", {"image": {"size": 32}, "train": small})
-    summary = run_cv(cohort, config, tmp_path / "cv", folds=2, seed=0, cache_dir=tmp_path / "k", progress=False).summary
+    summary = run_cv(
+        cohort,
+        method_of(config),
+        tmp_path / "cv",
+        CVSettings(folds=2, seed=0, cache_dir=tmp_path / "k", progress=False),
+    ).summary
     assert set(summary["per_class_f1"]) == {"class_0", "class_1", "class_2"}
     assert len(summary["confusion_matrix"]) == 3 and summary["metrics"]["macro_f1"]["mean"] is not None
 
@@ -233,7 +244,7 @@ def test_same_seed_same_training(tmp_path: Path, sim_cohort: Path) -> None:
     plan = make_splits(cohort, "holdout", val=0.2, test=0.2, seed=0)
     logs = []
     for name in ("a", "b"):
-        train_run(cohort, config, tmp_path / name, plan, cache_dir=tmp_path / "k", progress=False)
+        train_run(cohort, method_of(config), tmp_path / name, plan, cache_dir=tmp_path / "k", progress=False)
         logs.append([(tmp_path / name / stage / "logs" / "metrics.csv").read_text() for stage in ("cnn", "mlp", "moe")])
     assert logs[0] == logs[1]
     assert (tmp_path / "a" / "predictions.csv").read_text() == (tmp_path / "b" / "predictions.csv").read_text()

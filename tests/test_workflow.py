@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from smearmil.cli import app
 from smearmil.data.cache import build_cache
 from smearmil.data.validation import load_cohort
-from smearmil.evaluation.predict import load_predictor
+from smearmil.training.predictor import Ensemble, load_predictor, model_names
 from smearmil.training.run_dir import RunDir
 from smearmil.training.trained import TrainedModel
 
@@ -147,11 +147,11 @@ def test_a_cv_folder_predicts_as_the_mean_of_its_fold_models(
     )
     cohort = load_cohort(sim_cohort, progress=False)
     ensemble = load_predictor(tmp_path / "cv")
-    assert ensemble.kind == "ensemble of 2 fold models" and ensemble.models == "fold0+fold1"
+    assert isinstance(ensemble, Ensemble) and ensemble.kind == "ensemble of 2 fold models"
+    assert model_names(ensemble) == "fold0+fold1"
     found = np.stack([p.proba for p in ensemble.predict(cohort, cohort.ids, cache, progress=False)])
     folds = RunDir(tmp_path / "cv").fold_models()
-    images = build_cache(cohort, folds[0].model.config.image.preprocessing, cache, progress=False)
-    each = [np.stack([p.proba for p in f.model.predict_cohort(cohort, cohort.ids, images)]) for f in folds]
+    each = [np.stack([p.proba for p in f.model.predict(cohort, cohort.ids, cache, False)]) for f in folds]
     assert not np.allclose(each[0], each[1])
     np.testing.assert_allclose(found, np.mean(each, axis=0), atol=1e-6)
     # through the command line, with labels: metrics that say which patients, and that they trained on them
@@ -163,7 +163,7 @@ def test_a_cv_folder_predicts_as_the_mean_of_its_fold_models(
     np.testing.assert_allclose([float(r["prob_tumoral"]) for r in table], found[:, 1], atol=1e-5)
     # an unfinished CV does not predict as a smaller ensemble
     shutil.copytree(tmp_path / "cv", tmp_path / "half")
-    (tmp_path / "half" / "fold1" / "model.json").unlink()
+    (tmp_path / "half" / "fold1" / "predictor.json").unlink()
     result = runner.invoke(app, ["predict", str(tmp_path / "half"), str(sim_cohort), "--out", str(tmp_path / "h")])
     assert result.exit_code == 2 and "unfinished (no model for fold1)" in result.output
 
@@ -234,23 +234,25 @@ def test_features_train_then_predict_through_the_encoder(
         cache,
         "-q",
     )
-    assert {p.name for p in (tmp_path / "model").iterdir()} >= {"encoder", "head.pt", "head.json", "run.json"}
+    assert {p.name for p in (tmp_path / "model").iterdir()} >= {"cells", "image-expert", "predictor.json", "run.json"}
     out = json.loads(
         invoke("predict", tmp_path / "model", data, "--out", tmp_path / "p", "--cache-dir", cache, "--json")
     )
-    assert out["model_kind"] == "features" and out["n_patients"] == 12
+    assert out["model_kind"] == "model" and out["method"] == "experts" and out["n_patients"] == 12
     assert out["patients_the_model_trained_on"] == 12 and "not a test" in out["split"]
     cells = rows(tmp_path / "p" / "cells.csv")
     assert {r["cell_type"] for r in cells} == {"Blast", "Lymphocyte"}
     # the same numbers as the saved encoder and head applied by hand to the patient's images
-    from smearmil.training.feature_final import FeatureModel
-    from smearmil.training.feature_mil import head_predictions
+    from smearmil.training.cell_sources import Featurizer
+    from smearmil.training.estimators import load_estimator
+    from smearmil.training.heads import head_predictions
 
-    model = FeatureModel.load(tmp_path / "model")
+    encoder = Featurizer.load(tmp_path / "model" / "cells").encoder  # type: ignore[attr-defined]
+    head = load_estimator(tmp_path / "model" / "image-expert")
     cohort = load_cohort(data, progress=False)
-    images = build_cache(cohort, model.encoder.preprocessing, cache, progress=False)
+    images = build_cache(cohort, encoder.preprocessing, cache, progress=False)
     first = out["patients"][0]
-    proba = head_predictions(model.head, [model.encoder.embed(images.read_bag(first["patient"]))])[0][0]
+    proba = head_predictions(head.model_, [encoder.embed(images.read_bag(first["patient"]))])[0][0]
     assert proba[1] == pytest.approx(first["prob_APL"], abs=1e-5)
 
 

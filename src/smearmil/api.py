@@ -24,8 +24,10 @@ from .data.cohort import Cohort
 from .data.options import DataOptions
 from .data.validation import load_cohort as _read_cohort
 from .data.validation import load_patients
-from .evaluation.predict import Predictor, load_predictor, predict_to
-from .training.config import RunConfig, load_config
+from .evaluation.predict import predict_to
+from .training.config import load_config
+from .training.methods import Method, load_method, method_of
+from .training.predictor import Predictor, load_predictor
 
 __all__ = ["Model", "SmearMILClassifier", "Table", "cross_validate", "load", "load_cohort", "load_config", "train"]
 
@@ -91,21 +93,19 @@ def _as_cohort(data: Cohort | str | Path | Sequence[str | Path], options: DataOp
     return load_patients(paths, options, progress=False)
 
 
-def _config(config: str | Path | RunConfig, overrides: dict[str, Any] | None) -> RunConfig:
-    if isinstance(config, RunConfig):
-        return config if not overrides else load_config_from(config, overrides)
-    return load_config(config, overrides)
+def _method(config: str | Path | Any, overrides: dict[str, Any] | None) -> Method:
+    """The method of a config name or file (any registered kind), or of a validated config object."""
+    if isinstance(config, (str, Path)):
+        return load_method(config, overrides)
+    if overrides:
+        from .utils.config_files import merge_dicts
 
-
-def load_config_from(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """``config`` with nested ``overrides`` on top, validated again."""
-    from .utils.config_files import merge_dicts
-
-    return RunConfig.model_validate(merge_dicts(config.model_dump(mode="json"), overrides))
+        config = type(config).model_validate(merge_dicts(config.model_dump(mode="json"), overrides))
+    return method_of(config)
 
 
 class Model:
-    """A trained model folder (``train``, a ``cv`` folder as an ensemble, or ``features train``)."""
+    """A trained model folder (``train``, or a ``cv`` folder as the ensemble of its fold models)."""
 
     def __init__(self, path: str | Path, cache_dir: str | Path | None = None):
         self.path = Path(path)
@@ -142,13 +142,13 @@ class Model:
 
 
 def load(path: str | Path, cache_dir: str | Path | None = None) -> Model:
-    """A model saved by ``train``, ``cross_validate`` (its fold models as an ensemble) or ``features train``."""
+    """A model saved by ``train`` or ``cross_validate`` (its fold models as an ensemble)."""
     return Model(path, cache_dir)
 
 
 def train(
     cohort: Cohort | str | Path,
-    config: str | Path | RunConfig = "cpu-cnn",
+    config: str | Path | Any = "cpu-fusion",
     out: str | Path = "runs/final",
     overrides: dict[str, Any] | None = None,
     all_patients: bool = True,
@@ -156,18 +156,19 @@ def train(
     progress: bool = False,
     overwrite: bool = False,
 ) -> Model:
-    """Train a model (by default a final one on every labelled patient) and return it, loaded from ``out``."""
+    """Train a model (by default a final one on every labelled patient) and return it, loaded from ``out``;
+    ``config``: a preset, YAML file or config object of any method."""
     from .evaluation.runs import train_run
 
-    cfg = _config(config, overrides)
-    cohort = cohort if isinstance(cohort, Cohort) else _read_cohort(cohort, cfg.data, progress=progress)
-    train_run(cohort, cfg, out, None, None, cache_dir, progress, overwrite, all_patients=all_patients)
+    method = _method(config, overrides)
+    cohort = cohort if isinstance(cohort, Cohort) else _read_cohort(cohort, method.config.data, progress=progress)
+    train_run(cohort, method, out, None, None, cache_dir, progress, overwrite, all_patients=all_patients)
     return Model(out, cache_dir)
 
 
 def cross_validate(
     cohort: Cohort | str | Path,
-    config: str | Path | RunConfig = "cpu-cnn",
+    config: str | Path | Any = "cpu-fusion",
     out: str | Path = "runs/cv",
     folds: int = 5,
     seed: int = 0,
@@ -178,11 +179,11 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Cross-validate by patient; returns ``summary.json`` (test-fold metrics). ``load(out)`` is then the
     ensemble of the fold models."""
-    from .evaluation.cv import run_cv
+    from .evaluation.cv import CVSettings, run_cv
 
-    cfg = _config(config, overrides)
-    cohort = cohort if isinstance(cohort, Cohort) else _read_cohort(cohort, cfg.data, progress=progress)
-    return run_cv(cohort, cfg, out, folds, seed, cache_dir, None, progress, overwrite).summary
+    method = _method(config, overrides)
+    cohort = cohort if isinstance(cohort, Cohort) else _read_cohort(cohort, method.config.data, progress=progress)
+    return run_cv(cohort, method, out, CVSettings(folds, seed, None, cache_dir, progress, overwrite)).summary
 
 
 class SmearMILClassifier:
@@ -192,7 +193,7 @@ class SmearMILClassifier:
 
     def __init__(
         self,
-        config: str = "cpu-cnn",
+        config: str = "cpu-fusion",
         overrides: dict[str, Any] | None = None,
         out: str | Path | None = None,
         cache_dir: str | Path | None = None,

@@ -20,11 +20,12 @@ from .data.simulate import SimulationConfig, simulate
 from .data.splits import SplitPlan, make_splits
 from .data.validation import load_cohort
 from .evaluation.compare import comparison_markdown
-from .evaluation.cv import CVResult, run_cv, run_on_same_folds
+from .evaluation.cv import CVResult, CVSettings, run_cv, run_on_same_folds
 from .evaluation.repeatability import run_repeatability
 from .models.kinds import MODELS, data_label
 from .report.html import build_report
 from .training.config import load_config
+from .training.methods.run import RunMethod
 from .utils.atomic import write_json, write_text
 from .utils.config_files import merge_dicts
 from .utils.outputs import claim_output, run_fingerprint
@@ -73,7 +74,8 @@ def run_demo(
     }
 
     def cv(name: str) -> Callable[[], CVResult]:
-        return lambda: run_cv(cohort, configs[name], out / "cv" / name, DEMO_FOLDS, seed, out / "cache", plan, progress)
+        settings = CVSettings(DEMO_FOLDS, seed, plan, out / "cache", progress)
+        return lambda: run_cv(cohort, RunMethod(configs[name]), out / "cv" / name, settings)
 
     results = run_on_same_folds(plan, out, {name: cv(name) for name in configs}, progress=progress)
     summaries = {name: result.summary for name, result in results.items()}

@@ -138,7 +138,7 @@ def bench_heads(
     from ..evaluation.feature_cv import run_head_cv, store_cv_stores
     from ..models.cell_encoder import CellEncoder, extract_features
     from ..models.encoders import EncoderConfig
-    from ..training.feature_mil import load_head_config
+    from ..training.heads import load_head_config
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         start = time.perf_counter()

@@ -89,7 +89,7 @@ def ssl_config(config: str, method: str | None, seed: int | None, flags: ConfigF
 def head_config(head: str, epochs: int | None, flags: ConfigFlags | None = None) -> Any:
     """The resolved head config; with --head-epochs and the config flags on top (``--set``, ``--print-config``,
     ``--epochs``)."""
-    from ..training.feature_mil import load_head_config
+    from ..training.heads import load_head_config
     from ..utils.config_files import merge_dicts
 
     given = {"epochs": epochs} if epochs is not None else {}
@@ -485,25 +485,41 @@ def features_train_cmd(
     flags: ConfigFlags = ConfigFlags(),
 ) -> None:
     """A final model of the cached-feature pipeline: a MIL head on every labelled patient's embeddings, saved
-    with its encoder so `smearmil predict OUT ...` reads new patients' images through the encoder."""
+    with its encoder so `smearmil predict OUT ...` reads new patients' images through the encoder (an
+    experts config with the encoder as its cells' source and the head as its image expert)."""
     from ..data.validation import load_cohort
-    from ..training.feature_final import train_features_run
+    from ..evaluation.runs import train_run
+    from ..training.experts_config import ExpertsConfig
+    from ..training.methods.experts import ExpertsMethod
 
     config = head_config(head, head_epochs, flags)
     options = data.options()
     cohort = load_cohort(path, options, progress=not quiet)
-    result = train_features_run(
+    if encoder_spec.startswith("random"):
+        cells: dict[str, Any] = {"source": "random", "ssl": encoder_spec.partition(":")[2] or "cpu-ssl"}
+    else:
+        load_encoder_spec(encoder_spec)  # a clear error now for a folder that holds no encoder
+        cells = {"source": "encoder", "encoder": encoder_spec}
+    experts = ExpertsConfig.model_validate(
+        {
+            "name": f"{head} head on {Path(encoder_spec).name}",
+            "seed": seed,
+            "data": options.model_dump(mode="json"),
+            "cells": cells,
+            "image_expert": {"name": "head", "params": config.model_dump(mode="json", exclude={"kind", "name"})},
+            "attribute_expert": None,
+        }
+    )
+    result = train_run(
         cohort,
-        load_encoder_spec(encoder_spec),
-        config,
+        ExpertsMethod(experts),
         out_dir,
-        seed=seed,
         cache_dir=cache_dir,
         progress=not quiet,
         overwrite=overwrite,
-        data=options,
+        all_patients=True,
     )
     out.print(
-        f"{head} head on {result['patients']} labelled patients ({result['cells']} cells, encoder "
-        f"{result['encoder']}) -> {out_dir} ({result['wall_seconds']:.0f} s)"
+        f"{head} head on {len(cohort.labelled())} labelled patients (encoder {encoder_spec}) -> {out_dir} "
+        f"({result['wall_seconds']:.0f} s)"
     )

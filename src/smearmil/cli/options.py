@@ -21,7 +21,7 @@ import yaml
 
 from ..data.layouts import LAYOUTS
 from ..data.options import DataOptions
-from ..utils.config_files import dump_yaml, shipped_presets
+from ..utils.config_files import dump_yaml
 from .app import out
 
 DataPath = Annotated[Path, typer.Argument(metavar="DATA", help="Folder of the data set.")]
@@ -60,8 +60,8 @@ ConfigOpt = Annotated[
     str,
     typer.Option(
         "--config",
-        help=f"YAML file, preset ({', '.join(shipped_presets('run') + shipped_presets('experts'))}) or a "
-        "paper row (e.g. cnn-mean-k32, moe-p2-k32, mlp).",
+        help="YAML file, preset (recommended: cpu-fusion; `smearmil list` describes them all) or a paper row "
+        "(e.g. cnn-mean-k32, moe-p2-k32, mlp).",
     ),
 ]
 
@@ -156,12 +156,17 @@ class DataFlags:
         )
 
 
-# where --epochs and the Lightning flags go in each kind of config (absent: the kind has no such setting)
+# where --epochs and the Lightning flags go in the configs that are not a method's (a method declares its own)
 FLAG_PATHS: dict[str, dict[str, str]] = {
-    "run": {k: f"train.{k}" for k in ("epochs", "accelerator", "devices", "precision", "strategy")},
     "ssl": {k: k for k in ("epochs", "accelerator", "devices", "precision", "strategy")},
     "head": {"epochs": "epochs"},
 }
+
+
+def flag_paths(kind: str) -> dict[str, str]:
+    from ..training.methods import METHODS
+
+    return METHODS.get(kind).flag_paths if kind in METHODS else FLAG_PATHS.get(kind, {})
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -206,7 +211,7 @@ class ConfigFlags:
         from ..utils.config_files import merge_dicts
 
         tree: dict[str, Any] = {}
-        paths = FLAG_PATHS.get(kind, {})
+        paths = flag_paths(kind)
         for name in ("epochs", "accelerator", "devices", "precision", "strategy"):
             value = getattr(self, name)
             if value is None:

@@ -45,25 +45,18 @@ SeedsOpt = Annotated[
 ]
 
 
-def run_config(config: str, data: DataFlags, flags: ConfigFlags, seed: int | None = None) -> Any:
-    """The resolved config of any kind a run can take (run or experts), with the command line on top."""
+def run_method(config: str, data: DataFlags, flags: ConfigFlags, seed: int | None = None) -> Any:
+    """The method a config of any registered kind stands for, with the command line on top."""
+    from ..training.methods import load_method
     from ..utils.config_files import config_kind, merge_dicts
 
     kind = config_kind(config)
     overrides: dict[str, Any] = {"data": data.given()} if data.given() else {}
     if seed is not None:
         overrides["seed"] = seed
-    overrides = merge_dicts(overrides, flags.overrides(kind))
-    if kind == "experts":
-        from ..training.experts_config import load_experts_config
-
-        cfg: Any = load_experts_config(config, overrides)
-    else:
-        from ..training.config import load_config
-
-        cfg = load_config(config, overrides)
-    flags.show(cfg)
-    return cfg
+    method = load_method(config, merge_dicts(overrides, flags.overrides(kind)))
+    flags.show(method.config)
+    return method
 
 
 @app.command()
@@ -72,7 +65,7 @@ def run_config(config: str, data: DataFlags, flags: ConfigFlags, seed: int | Non
 @config_flags
 def train(
     path: DataPath,
-    config: ConfigOpt = "cpu-cnn",
+    config: ConfigOpt = "cpu-fusion",
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/run"),
     all_patients: Annotated[
         bool,
@@ -99,22 +92,41 @@ def train(
     from ..data.validation import load_cohort
     from ..evaluation.runs import train_run
 
-    cfg = run_config(config, data, flags, seed)
-    if getattr(cfg, "kind", "run") == "experts":
-        raise ValueError(f"{config} is an experts config: it cross-validates (`smearmil cv`); train a run config")
-    cohort = load_cohort(path, cfg.data, progress=not quiet)
+    method = run_method(config, data, flags, seed)
+    cohort = load_cohort(path, method.config.data, progress=not quiet)
     plan = SplitPlan.load(splits) if splits else None
     result = train_run(
-        cohort, cfg, out_dir, plan, fold, cache_dir, progress=not quiet, overwrite=overwrite, all_patients=all_patients
+        cohort,
+        method,
+        out_dir,
+        plan,
+        fold,
+        cache_dir,
+        progress=not quiet,
+        overwrite=overwrite,
+        all_patients=all_patients,
     )
     rows = {f"{s} ({r['n_patients']} patients)": r["metrics"] for s, r in result["splits"].items() if r["n_patients"]}
     if rows:
-        out.print(metrics_table(f"{cfg.name} on {path} (fold {result['fold']})", rows, cohort.class_names))
+        out.print(metrics_table(f"{method.name} on {path} (fold {result['fold']})", rows, cohort.class_names))
     else:
-        out.print(
-            f"{cfg.name} trained on every labelled patient for a fixed number of epochs: nothing held out to score"
-        )
+        out.print(f"{method.name} trained on every labelled patient: nothing held out to score")
+    if result["choices"]:
+        out.print("chosen inside the training patients: " + _choices_text(result["choices"]))
     out.print(f"run -> {out_dir} ({result['wall_seconds']:.0f} s)")
+
+
+def _choices_text(choices: dict[str, Any]) -> str:
+    """What a method chose, in one line (the experts, the fusion, the threshold)."""
+    shown = []
+    for key in ("image_expert", "attribute_expert", "fusion_choice"):
+        if isinstance(choices.get(key), dict):
+            shown.append(f"{key.replace('_choice', '')} {choices[key]['chosen']}")
+    if "fusion" in choices and "fusion_choice" not in choices:
+        shown.append(f"fusion {choices['fusion']}")
+    if "threshold" in choices:
+        shown.append(f"threshold {choices['threshold']:.3f}")
+    return ", ".join(shown) or "-"
 
 
 @app.command()
@@ -123,7 +135,7 @@ def train(
 @config_flags
 def cv(
     path: DataPath,
-    config: ConfigOpt = "cpu-cnn",
+    config: ConfigOpt = "cpu-fusion",
     folds: FoldsOpt = 5,
     seed: SeedOpt = 0,
     seeds: SeedsOpt = None,
@@ -139,28 +151,27 @@ def cv(
     flags: ConfigFlags = ConfigFlags(),
 ) -> None:
     """Cross-validate a config by patient: OUT/predictions.csv and OUT/summary.json; OUT then predicts new
-    patients as the ensemble of its fold models (`smearmil predict OUT ...`)."""
+    patients as the ensemble of its fold models (`smearmil predict OUT ...`), a repeated CV (--seeds) as
+    the ensemble of every fold of every seed."""
     from ..data.splits import SplitPlan
     from ..data.validation import load_cohort
+    from ..evaluation.cv import CVSettings, run_cv
     from ..evaluation.repeated import parse_seeds, run_cv_seeds
 
     seed_list = parse_seeds(seeds) if seeds else None
     if seed_list and splits:
         raise typer.BadParameter("--seeds draws new folds per seed; it cannot be combined with --splits")
-    cfg = run_config(config, data, flags)
-    if getattr(cfg, "kind", "run") == "experts":
-        from ..evaluation.experts_cv import run_experts_cv as run
-    else:
-        from ..evaluation.cv import run_cv as run  # type: ignore[assignment]
+    method = run_method(config, data, flags)
+    cfg = method.config
     progress = not (quiet or as_json)
     cohort = load_cohort(path, cfg.data, progress=progress)
     plan = SplitPlan.load(splits) if splits else None
 
     def one(s: int, folder: Path) -> dict[str, Any]:
-        return run(cohort, cfg, folder, folds, s, cache_dir, plan, progress=progress, overwrite=overwrite).summary
+        return run_cv(cohort, method, folder, CVSettings(folds, s, plan, cache_dir, progress, overwrite)).summary
 
     if seed_list:
-        settings = {"config": cfg.model_dump(mode="json"), "folds": folds}
+        settings = {"config": method.settings(), "folds": folds}
         summary = run_cv_seeds(seed_list, out_dir, one, settings, cohort.identity(), overwrite, progress)
     else:
         summary = one(seed, out_dir)
@@ -236,7 +247,7 @@ def compare(
 def _model_data(run: Path, data: DataFlags) -> Any:
     """How to read new patients for the model of ``run`` (its classes and attributes; labels optional),
     with the command line's data options on top."""
-    from ..evaluation.predict import load_predictor
+    from ..training.predictor import load_predictor
 
     predictor = load_predictor(run)
     return data.options(predictor.data.for_new_patients(predictor.class_names))

@@ -9,31 +9,21 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..baselines import BASELINES
-from ..baselines.registry import ATTRS, IMGS
-from ..baselines.segmentation import SegmentationConfig
-from ..baselines.store import bags_of_features, feature_matrix
-from ..data.attributes import AttributeEncoder
-from ..data.cache import build_cache
 from ..data.cohort import Cohort
-from ..data.images import Preprocessing
 from ..data.options import DataOptions
-from ..data.splits import Fold, make_splits
-from ..models.kinds import MODELS, data_label
-from ..training.config import load_config
-from ..training.experts_config import EXPERTS, ExpertsConfig, load_experts_config
+from ..data.splits import make_splits
+from ..training.methods import Method, load_method
+from ..training.methods.baseline import BaselineConfig, BaselineMethod, FeatureSettings
 from ..training.run_dir import RunDir
-from ..training.trained import PatientPrediction
 from ..utils.atomic import write_json, write_text
-from ..utils.config_files import config_kind, dump_yaml, load_config_file
+from ..utils.config_files import dump_yaml, load_config_file
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.paths import safe_name
 from ..utils.scoring import METRICS
-from .cv import CVResult, FitPredict, FoldPredictions, run_cv, run_folds, run_on_same_folds
-from .experts_cv import run_experts_cv
+from .cv import CVResult, CVSettings, run_cv, run_on_same_folds
 from .metrics import displayed_metrics, folds_note
 from .plots import roc_plot
 from .repeated import over_seeds, run_seeds
@@ -49,7 +39,8 @@ LABELS = {
 
 
 class MethodSpec(BaseModel):
-    """A deep model (``config``: preset or YAML) or a baseline (``baseline``: registry name)."""
+    """A method's config (``config``: preset or YAML of any registered kind) or a baseline (``baseline``:
+    registry name, its ``params`` and what it sees, ``data``)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -62,7 +53,7 @@ class MethodSpec(BaseModel):
     @model_validator(mode="after")
     def _one_kind(self) -> MethodSpec:
         if (self.config is None) == (self.baseline is None):
-            raise ValueError(f"method {self.name!r}: give exactly one of config (deep model) or baseline")
+            raise ValueError(f"method {self.name!r}: give exactly one of config (a method's config) or baseline")
         if self.baseline is not None:
             allowed = BASELINES.get(self.baseline).data
             self.data = self.data or allowed[0]
@@ -80,13 +71,6 @@ class MethodSpec(BaseModel):
         several = self.baseline is not None and len(BASELINES.get(self.baseline).data) > 1
         calibrated = ", calibrated" if self.params.get("calibrate") else ""
         return f"{self.name} [{self.data}{calibrated}]" if several else self.name
-
-
-class FeatureSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    size: int = 224
-    crop: int | None = None
-    n_jobs: int = 2
 
 
 class CompareConfig(BaseModel):
@@ -113,63 +97,28 @@ def load_compare_config(name_or_path: str | Path, overrides: dict[str, Any] | No
 
 
 def with_data_labels(config: CompareConfig) -> CompareConfig:
-    """``config`` with what each deep method sees (imgs, attrs, imgs+attrs), read from its own config."""
+    """``config`` with what each method sees (imgs, attrs, imgs+attrs), read from its own config."""
     for m in config.methods:
-        if m.config and config_kind(m.config) == EXPERTS:
-            m.data = m.data or experts_data_label(load_experts_config(m.config, m.overrides))
-        elif m.config:
-            m.data = m.data or data_label(MODELS.get(load_config(m.config, m.overrides).model.kind).inputs())
+        m.data = m.data or method_for(m, config).data_label()
     return config
 
 
-def experts_data_label(config: ExpertsConfig) -> str:
-    """What an experts config sees, as comparison tables name it."""
-    return "+".join(
-        label for label, experts in (("imgs", config.image_experts), ("attrs", config.attribute_experts)) if experts
+def method_for(spec: MethodSpec, config: CompareConfig) -> Method:
+    """The registered method a row names: its config's, or a baseline with the comparison's settings."""
+    if spec.config:
+        return load_method(spec.config, spec.overrides)
+    return BaselineMethod(
+        BaselineConfig(
+            name=spec.label,
+            data=config.data,
+            baseline=spec.baseline or "",
+            params=spec.params,
+            inputs=spec.data,
+            attributes=config.attributes,
+            log_attributes=config.log_attributes,
+            features=config.features,
+        )
     )
-
-
-class _FoldInputs:
-    """Attributes encoded with each fold's training statistics, and per-patient feature bags."""
-
-    def __init__(self, cohort: Cohort, config: CompareConfig, fold: Fold):
-        self.train = list(fold.train) + list(fold.val)  # baselines need no validation split
-        self.test = list(fold.test)
-        self.encoder = AttributeEncoder(config.attributes, config.log_attributes, config.data.missing_policy)
-        self.encoder.fit(cohort, self.train)
-
-    def attributes(self, cohort: Cohort, ids: list[str]) -> np.ndarray:
-        return self.encoder.transform(cohort, ids)
-
-
-def _baseline_fold(
-    spec: MethodSpec, cohort: Cohort, config: CompareConfig, fold: Fold, bags: dict[str, np.ndarray] | None, seed: int
-) -> FoldPredictions:
-    inputs = _FoldInputs(cohort, config, fold)
-    y_train, y_test = cohort.labels(inputs.train), cohort.labels(inputs.test)
-    model = BASELINES.build(spec.baseline or "", seed=seed, **spec.params)
-    if spec.data == ATTRS:
-        model.fit(inputs.attributes(cohort, inputs.train), y_train)
-        proba = model.predict_proba(inputs.attributes(cohort, inputs.test))
-    else:
-        assert bags is not None
-
-        def instances(ids: list[str]) -> list[np.ndarray]:
-            if spec.data == IMGS:
-                return [bags[i] for i in ids]
-            a = inputs.attributes(cohort, ids)  # early fusion: the patient's attributes on every instance
-            return [np.hstack([bags[i], np.repeat(a[k][None], len(bags[i]), axis=0)]) for k, i in enumerate(ids)]
-
-        model.fit(instances(inputs.train), y_train)
-        proba = model.predict_proba(instances(inputs.test))
-    predictions = [PatientPrediction(pid, p.astype(np.float64), None) for pid, p in zip(inputs.test, proba)]
-    return FoldPredictions(fold.name, predictions, y_test, 0.5, "fixed")
-
-
-def _baseline_fit_predict(
-    spec: MethodSpec, cohort: Cohort, config: CompareConfig, bags: dict[str, np.ndarray] | None, seed: int
-) -> FitPredict:
-    return lambda fold, _: _baseline_fold(spec, cohort, config, fold, bags, seed)
 
 
 def comparison_markdown(
@@ -242,45 +191,10 @@ def run_compare(
     fingerprint = run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json(), seed=seed)
     claim_output(run.path, "compare", fingerprint, overwrite)
     run.write_info(cohort.root, cohort.layout, "compare", fingerprint)
-    bags = None
-    if any(m.baseline and m.data != ATTRS for m in config.methods):
-        image_cache = build_cache(
-            cohort, Preprocessing(config.features.size, config.features.crop), cache_dir, progress=progress
-        )
-        features = feature_matrix(image_cache, SegmentationConfig(), config.features.n_jobs, progress)
-        bags = dict(zip(cohort.ids, bags_of_features(image_cache, features, cohort.ids)))
+    settings = CVSettings(folds, seed, plan, cache_dir, progress)
 
     def method(spec: MethodSpec) -> Callable[[], CVResult]:
-        folder = method_folder(run.path, spec)
-        if spec.config and config_kind(spec.config) == EXPERTS:
-            experts = load_experts_config(spec.config, spec.overrides)
-            return lambda: run_experts_cv(cohort, experts, folder, folds, seed, cache_dir, plan, progress)
-        if spec.config:
-            deep = load_config(spec.config, spec.overrides)
-            return lambda: run_cv(cohort, deep, folder, folds, seed, cache_dir, plan, progress)
-        fit_predict = _baseline_fit_predict(spec, cohort, config, bags, seed)
-
-        def baseline() -> CVResult:
-            settings = {
-                "method": spec.model_dump(mode="json"),
-                "features": config.features.model_dump(mode="json"),
-                "attributes": config.attributes,
-                "log_attributes": config.log_attributes,
-                "seed": seed,
-            }
-            claim_output(folder, "baseline-cv", run_fingerprint(settings, cohort.identity(), plan.to_json()))
-            return run_folds(
-                cohort,
-                plan,
-                fit_predict,
-                folder,
-                name=spec.label,
-                seed=seed,
-                config_text=dump_yaml(spec),
-                progress=progress,
-            )
-
-        return baseline
+        return lambda: run_cv(cohort, method_for(spec, config), method_folder(run.path, spec), settings)
 
     results = run_on_same_folds(
         plan, run.path, {s.label: method(s) for s in config.methods}, dump_yaml(config), progress

@@ -1,10 +1,14 @@
-"""Cross-validation by patient: one driver (``run_folds``) for every method, and the deep-model CV.
+"""Cross-validation by patient: one driver (``run_folds``) and the CV of any registered method (``run_cv``).
 
 ``run_folds`` writes the splits and, fold by fold, calls a ``fit_predict(fold, fold_dir)`` that trains
 on the fold's training (and validation) patients and predicts its test patients; then it writes
-``predictions.csv``, ``summary.json`` and the ROC and confusion plots. ``cv``, ``compare`` (deep
-models and baselines) and the cached-feature CVs (``features cv``, ``ssl cv``) all go through it;
-``run_on_same_folds`` runs several such CVs on one plan (``compare``, ``ssl compare``).
+``predictions.csv``, ``summary.json`` and the ROC and confusion plots. ``run_cv`` fits a method
+(``training.methods``) in every fold and saves its predictor there, so that the folder then predicts
+new patients as the mean of its fold predictors; ``compare`` and the cached-feature CVs (``features
+cv``, ``ssl cv``) go through ``run_folds`` too, and ``run_on_same_folds`` runs several CVs on one plan.
+Each fold folder holds, beside the predictor, ``experts.csv`` (per test patient: each expert's
+probability and the fusion's weights or gate, for fusions) and ``choices.json`` (what the fold chose
+from its training patients, where it chose anything).
 """
 
 from __future__ import annotations
@@ -19,13 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data.cache import ImageCache, build_cache
 from ..data.cohort import Cohort
 from ..data.splits import Fold, SplitPlan, make_splits
-from ..training.config import RunConfig
-from ..training.fit import train_fold
+from ..training.methods import FitSettings, Method
+from ..training.predictor import Prediction, Predictor, is_predictor, load_one
 from ..training.run_dir import RunDir
-from ..training.trained import PatientPrediction
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.progress import console
@@ -36,7 +38,7 @@ from .plots import confusion_plot, roc_plot
 @dataclass
 class FoldPredictions:
     fold: str
-    predictions: list[PatientPrediction]
+    predictions: list[Prediction]
     labels: np.ndarray
     threshold: float = 0.5
     threshold_source: str = "fixed"
@@ -64,10 +66,17 @@ FitPredict = Callable[[Fold, Path], FoldPredictions]
 Finish = Callable[[list[FoldPredictions], dict[str, Any]], None]
 
 
-def image_cache(cohort: Cohort, config: RunConfig, cache_dir: str | Path | None, progress: bool) -> ImageCache | None:
-    if not config.model.uses_images:
-        return None
-    return build_cache(cohort, config.image.preprocessing, cache_dir, progress=progress)
+@dataclass
+class CVSettings:
+    """How a CV runs: its folds (``folds`` new ones drawn with ``seed``, or the given ``splits``), the image
+    cache, progress, and whether to replace another CV in the output folder."""
+
+    folds: int = 5
+    seed: int = 0
+    splits: SplitPlan | None = None
+    cache_dir: str | Path | None = None
+    progress: bool = True
+    overwrite: bool = False
 
 
 def predictions_csv(folds: Sequence[FoldPredictions], class_names: Sequence[str]) -> str:
@@ -188,71 +197,83 @@ def _plots(results: Sequence[FoldPredictions], summary: dict[str, Any], class_na
     confusion_plot(summary["confusion_matrix"], class_names, out / "confusion.png")
 
 
-def train_and_test(
-    cohort: Cohort, fold: Fold, config: RunConfig, fold_dir: Path, cache: ImageCache | None, progress: bool = True
-) -> FoldPredictions:
-    """Train ``config`` on the fold's training patients (in ``fold_dir``) and predict its test patients;
-    a mixture's gates go to ``gates.csv``."""
-    trained = train_fold(cohort, fold, config, fold_dir, cache, progress)
-    predictions = trained.predict_cohort(cohort, list(fold.test), cache)
-    if any(p.gate is not None for p in predictions):
-        write_text(
-            fold_dir / "gates.csv",
-            "patient,gate_image_expert\n" + "".join(f"{p.id},{p.gate:.6f}\n" for p in predictions),
-        )
-    return FoldPredictions(
-        fold.name, predictions, cohort.labels(list(fold.test)), trained.threshold, trained.threshold_source
-    )
+def fit_and_test(
+    method: Method, cohort: Cohort, fold: Fold, fold_dir: Path, settings: FitSettings
+) -> tuple[FoldPredictions, Predictor]:
+    """Fit ``method`` on the fold's training patients and save its predictor in ``fold_dir`` (a finished one
+    there is loaded instead: a killed CV resumes), then predict the fold's test patients."""
+    if is_predictor(fold_dir):
+        predictor = load_one(fold_dir)
+    else:
+        predictor = method.fit(cohort, fold, fold_dir, settings)
+        predictor.save(fold_dir)
+    test = list(fold.test)
+    predictions = predictor.predict(cohort, test, settings.cache_dir, settings.progress, explain=False)
+    if any(p.details or p.gate is not None for p in predictions):
+        write_text(fold_dir / "experts.csv", experts_csv(predictions))
+    if predictor.choices():
+        write_json(fold_dir / "choices.json", predictor.choices())
+    for name, text in method.fold_files(predictor, cohort, fold).items():
+        write_text(fold_dir / name, text)
+    labels = cohort.labels(test)
+    return FoldPredictions(fold.name, predictions, labels, predictor.threshold, predictor.threshold_source), predictor
 
 
-def claim_cv(cohort: Cohort, run: RunDir, config: dict[str, Any], plan: SplitPlan, overwrite: bool) -> None:
-    """Check ``plan`` against the cohort, then claim ``run`` for a CV of this config, data and plan
+def experts_csv(predictions: Sequence[Prediction]) -> str:
+    """Per patient: each expert's probability and the fusion's weights or gate."""
+    rows = [{**p.details, **({"gate_image_expert": p.gate} if p.gate is not None else {})} for p in predictions]
+    columns = sorted({k for d in rows for k in d})
+    lines = [",".join(["patient", *columns])]
+    lines += [",".join([p.id, *(f"{d[c]:.6g}" if c in d else "" for c in columns)]) for p, d in zip(predictions, rows)]
+    return "\n".join(lines) + "\n"
+
+
+def claim_cv(cohort: Cohort, run: RunDir, method: Method, plan: SplitPlan, overwrite: bool) -> None:
+    """Check ``plan`` against the cohort, then claim ``run`` for a CV of this method, data and plan
     (a CV of other inputs there is refused unless ``overwrite``) and record the data it reads."""
     plan.check_cohort(cohort)
     plan.check_training_classes(cohort)
-    fingerprint = run_fingerprint(config, cohort.identity(), plan.to_json())
-    claim_output(run.path, "cv", fingerprint, overwrite)
-    train = config.get("train") or {}
-    lightning = {k: train[k] for k in ("accelerator", "devices", "precision") if k in train}
-    run.write_info(cohort.root, cohort.layout, "cv", fingerprint, **({"lightning": lightning} if lightning else {}))
+    fingerprint = run_fingerprint(method.settings(), cohort.identity(), plan.to_json())
+    claim_output(run.path, "cv", fingerprint, overwrite, method=method.kind)
+    lightning = method.lightning() if hasattr(method, "lightning") else {}
+    extra = {"method": method.kind, **({"lightning": lightning} if lightning else {})}
+    run.write_info(cohort.root, cohort.layout, "cv", fingerprint, **extra)
 
 
-def run_cv(
-    cohort: Cohort,
-    config: RunConfig,
-    out: str | Path,
-    folds: int = 5,
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    splits: SplitPlan | None = None,
-    progress: bool = True,
-    overwrite: bool = False,
-) -> CVResult:
-    """Train and test every fold of a deep-model config; write splits, resolved config, predictions,
-    summary and plots to ``out``. Folds already trained in ``out`` are reused, so a killed CV resumes;
-    ``out`` holding a CV of other inputs is refused unless ``overwrite``."""
+def run_cv(cohort: Cohort, method: Method, out: str | Path, settings: CVSettings | None = None) -> CVResult:
+    """Fit and test ``method`` in every fold; write splits, resolved config, predictions, summary and plots
+    to ``out`` and each fold's predictor in its folder. Folds already finished in ``out`` are reused, so a
+    killed CV resumes; ``out`` holding a CV of other inputs is refused unless ``overwrite``."""
     started = time.perf_counter()
+    cv = settings or CVSettings()
     run = RunDir(out)
-    config = config.model_copy(update={"seed": seed, "split": config.split.model_copy(update={"folds": folds})})
-    plan = splits or make_splits(cohort, "kfold", folds=folds, val=config.split.val, seed=seed)
-    claim_cv(cohort, run, config.model_dump(mode="json"), plan, overwrite)
-    cache = image_cache(cohort, config, cache_dir, progress)
+    method = method.for_run(cv.seed, cv.folds)
+    plan = cv.splits or make_splits(cohort, "kfold", folds=cv.folds, val=method.val_share(), seed=cv.seed)
+    method.check(cohort)
+    claim_cv(cohort, run, method, plan, cv.overwrite)
+    fitted: dict[str, Predictor] = {}
 
     def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
-        return train_and_test(cohort, fold, config, fold_dir, cache, progress)
+        fit = FitSettings(cv.seed, plan.folds.index(fold), run.path, cv.cache_dir, cv.progress)
+        result, fitted[fold.name] = fit_and_test(method, cohort, fold, fold_dir, fit)
+        return result
+
+    def finish(folds: list[FoldPredictions], summary: dict[str, Any]) -> None:
+        summary.update(method.summary(fitted))
+        summary["method"] = method.kind
+        summary["predicts_as"] = (
+            f"an ensemble: the mean of its {len(folds)} fold models' probabilities (smearmil predict {run.path} DATA)"
+        )
 
     return run_folds(
         cohort,
         plan,
         fit_predict,
         run.path,
-        name=config.name,
-        seed=seed,
-        config_text=config.to_yaml(),
+        name=method.name,
+        seed=cv.seed,
+        config_text=method.to_yaml(),
         started=started,
-        progress=progress,
-        finish=lambda folds, summary: summary.update(
-            predicts_as=f"an ensemble: the mean of its {len(folds)} fold models' probabilities "
-            f"(smearmil predict {run.path} DATA)"
-        ),
+        progress=cv.progress,
+        finish=finish,
     )

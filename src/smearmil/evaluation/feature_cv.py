@@ -21,9 +21,9 @@ import yaml
 from ..data.cohort import Cohort
 from ..data.features import FeatureStore
 from ..data.splits import Fold, SplitPlan, make_splits
-from ..training.feature_mil import HeadConfig, predict_head, train_head
+from ..training.heads import HeadConfig, predict_head, train_head
+from ..training.predictor import Prediction
 from ..training.run_dir import RunDir
-from ..training.trained import PatientPrediction
 from ..utils.atomic import write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from .cv import CVResult, FoldPredictions, run_folds
@@ -75,7 +75,7 @@ def run_head_cv(
                 cells.append(
                     (fold.name, pid, store.label(pid), cell, kind, float(w[j]), float(w[j] * len(w)), features[j])
                 )
-        predictions = [PatientPrediction(pid, p, w) for pid, p, w in zip(test, proba, weights)]
+        predictions = [Prediction(pid, p) for pid, p in zip(test, proba)]
         return FoldPredictions(fold.name, predictions, cohort.labels(test))
 
     def finish(results: list[FoldPredictions], summary: dict[str, Any]) -> None:

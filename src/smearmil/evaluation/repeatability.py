@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ..data.cache import ImageCache
+from ..data.cache import ImageCache, build_cache
 from ..data.cohort import Cohort
-from ..training.run_dir import RunDir
+from ..training.predictor import Predictor
+from ..training.run_dir import FoldModel, RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.plotting import plt, save_figure
 from ..utils.scoring import predict_labels
-from .cv import image_cache
 
 
 def draw_sets(n_cells: int, sets: int, fraction: float, rng: np.random.Generator) -> list[np.ndarray]:
@@ -166,10 +166,10 @@ def run_repeatability(
     rows: list[dict[str, Any]] = []
     known: set[str] = set()
     loaded = [(path, RunDir(path).fold_models(), RunDir(path).plan()) for path in paths]
-    kinds = [folds[0].model.config.model.kind.upper() for _, folds, _ in loaded]
+    kinds = [folds[0].model.label.upper() for _, folds, _ in loaded]
     # one set of image sets for every run, from the cells of the first model that looks at images
-    image_runs = [folds[0].model.config for _, folds, _ in loaded if folds[0].model.uses_images]
-    shared = image_cache(cohort, image_runs[0], cache_dir, progress) if image_runs else None
+    image_runs = [folds[0].model.preprocessing for _, folds, _ in loaded if folds[0].model.preprocessing is not None]
+    shared = build_cache(cohort, image_runs[0], cache_dir, progress=progress) if image_runs else None
     judged = sorted(
         {
             i
@@ -184,12 +184,11 @@ def run_repeatability(
         label = run_kind if kinds.count(run_kind) == 1 else f"{run_kind} ({path.name})"
         trained = {f.name: {*f.train, *f.val} for f in plan.folds}
         known |= {p for f in plan.folds for p in (*f.train, *f.val, *f.test)}
-        cache = image_cache(cohort, folds[0].model.config, cache_dir, progress)
         run_rows = []
         for fold in folds:
             ids = [i for i in cohort.ids if i not in trained[fold.fold] and cohort[i].label is not None]
             if ids:
-                run_rows += _predict_sets(fold, cohort, cache, ids, subsets, experts, label, len(paths) > 1)
+                run_rows += _predict_sets(fold, cohort, cache_dir, ids, subsets, experts, label, len(paths) > 1)
         rows += ensemble_rows(run_rows, float(np.mean([f.model.threshold for f in folds])))
     if not rows:
         raise ValueError(
@@ -217,9 +216,9 @@ def run_repeatability(
 
 
 def _predict_sets(
-    fold: Any,
+    fold: FoldModel,
     cohort: Cohort,
-    cache: ImageCache | None,
+    cache_dir: str | Path | None,
     ids: list[str],
     subsets: dict[str, list[np.ndarray]],
     experts: bool,
@@ -228,22 +227,15 @@ def _predict_sets(
 ) -> list[dict[str, Any]]:
     """Rows of one fold model (and, with ``experts``, those inside it) over every image set of ``ids``;
     the model's own rows are named ``label``."""
-    attributes = (
-        fold.model.encoder.transform(cohort, ids) if fold.model.encoder.names else np.zeros((len(ids), 0), np.float32)
-    )
+    models: dict[str, Predictor] = {label: fold.model}
     if experts:  # several runs: each run's rows carry its label, so two fusions' experts never pool
-        models = {(f"{label}: {name}" if prefix else name): m for name, m in fold.model.models().items()}
-    else:
-        models = {label: fold.model}
+        models = {(f"{label}: {name}" if prefix else name): m for name, m in fold.model.parts().items()}
     rows = []
     for name, model in models.items():
         for k in range(max(len(subsets[pid]) for pid in ids)):
             chosen = [pid for pid in ids if k < len(subsets[pid])]
-            bags = [
-                cache.bag(pid)[subsets[pid][k]] if cache is not None and model.uses_images else None for pid in chosen
-            ]
-            index = [ids.index(pid) for pid in chosen]
-            for p in model.predict_arrays(chosen, bags, attributes[index]):
+            cells = {pid: subsets[pid][k] for pid in chosen}
+            for p in model.predict(cohort, chosen, cache_dir, False, cells, explain=False):
                 predicted = int(predict_labels(p.proba[None], model.threshold)[0])
                 rows.append(
                     {

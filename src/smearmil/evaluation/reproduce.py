@@ -444,7 +444,7 @@ def _encoders(
 ) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, Any]]:
     """The second paper's comparison; with ``epochs``, the SSL pre-trainings and the supervised encoder
     train that many epochs."""
-    from ..training.feature_mil import load_head_config
+    from ..training.heads import load_head_config
     from ..training.ssl.config import load_ssl_config
     from .ssl_cv import applicable_kinds, run_encoder_comparison
 

@@ -12,23 +12,22 @@ import numpy as np
 
 from ..data.cohort import Cohort
 from ..data.splits import SplitPlan, all_labelled, make_splits
-from ..training.config import RunConfig
-from ..training.fit import train_fold
+from ..training.methods import FitSettings, Method
+from ..training.predictor import Predictor, load_one
 from ..training.run_dir import RunDir
-from ..training.trained import TrainedModel
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.paths import slug
-from .cv import FoldPredictions, image_cache, predictions_csv
+from .cv import FoldPredictions, predictions_csv
 from .metrics import confusion, scores
 
 log = logging.getLogger(__name__)
 
 
 def _split_report(
-    trained: TrainedModel, cohort: Cohort, ids: Sequence[str], cache: Any, split: str
+    trained: Predictor, cohort: Cohort, ids: Sequence[str], cache_dir: Any, split: str, progress: bool = True
 ) -> tuple[dict[str, Any], FoldPredictions]:
-    predictions = trained.predict_cohort(cohort, list(ids), cache)
+    predictions = trained.predict(cohort, list(ids), cache_dir, progress, explain=False) if ids else []
     labels = cohort.labels(list(ids))
     result = FoldPredictions(split, predictions, labels, trained.threshold, trained.threshold_source)
     found = scores(labels, result.proba, trained.threshold) if len(ids) else {}
@@ -45,7 +44,7 @@ def _split_report(
 
 def train_run(
     cohort: Cohort,
-    config: RunConfig,
+    method: Method,
     out: str | Path,
     splits: SplitPlan | None = None,
     fold: str | None = None,
@@ -54,36 +53,51 @@ def train_run(
     overwrite: bool = False,
     all_patients: bool = False,
 ) -> dict[str, Any]:
-    """Train on one split (hold-out from the config, or a fold of a splits file) and report val and test;
-    with ``all_patients``, a final model on every labelled patient (validation drawn inside, no test).
+    """Fit ``method`` on one split (its hold-out, ``method.holdout()``, or a fold of a splits file) and
+    report val and test; with ``all_patients``, a final model on every labelled patient (validation drawn
+    inside when the method uses one, no test), which makes inside them the same choices a CV fold makes
+    and saves them.
 
     ``out`` resumes only a run of the same inputs; another one is refused unless ``overwrite``."""
     start = time.perf_counter()
     run = RunDir(out)
+    seed = int(getattr(method.config, "seed", 0))
     if all_patients:
         if splits is not None:
             raise ValueError("--all trains on every labelled patient; it cannot be combined with --splits")
-        splits = all_labelled(cohort, config.split.val, config.seed)
-    plan = splits or make_splits(cohort, "holdout", val=config.split.val, test=config.split.test, seed=config.seed)
+        splits = all_labelled(cohort, method.val_share(), seed)
+    val, test = method.holdout()
+    plan = splits or make_splits(cohort, "holdout", val=val, test=test, seed=seed)
     plan.check_cohort(cohort)
     chosen = plan.fold(fold)
     plan.check_training_classes(cohort)
-    fingerprint = run_fingerprint(config.model_dump(mode="json"), cohort.identity(), plan.to_json(), fold=chosen.name)
-    claim_output(run.path, "train", fingerprint, overwrite)
+    method.check(cohort)
+    fingerprint = run_fingerprint(method.settings(), cohort.identity(), plan.to_json(), fold=chosen.name)
+    claim_output(run.path, "train", fingerprint, overwrite, method=method.kind)
     plan.save(run.splits)
-    lightning = {k: getattr(config.train, k) for k in ("accelerator", "devices", "precision")}
-    run.write_info(cohort.root, cohort.layout, "train", fingerprint, lightning=lightning)
-    cache = image_cache(cohort, config, cache_dir, progress)
-    trained = train_fold(cohort, chosen, config, run.path, cache, progress)
+    write_text(run.config, method.to_yaml())
+    lightning = method.lightning() if hasattr(method, "lightning") else {}
+    run.write_info(cohort.root, cohort.layout, "train", fingerprint, method=method.kind, lightning=lightning)
+    settings = FitSettings(seed, 0, run.path, cache_dir, progress)
+    trained = method.fit(cohort, chosen, run.path, settings)
+    trained.save(run.path)
+    if trained.choices():
+        write_json(run.path / "choices.json", trained.choices())
     reports = {}
     test_predictions = None
     for split, ids in (("val", chosen.val), ("test", chosen.test)):
-        reports[split], predictions = _split_report(trained, cohort, ids, cache, split)
+        reports[split], predictions = _split_report(trained, cohort, ids, cache_dir, split, progress)
         if split == "test":
             test_predictions = predictions
     assert test_predictions is not None
     write_text(run.predictions, predictions_csv([test_predictions], cohort.class_names))
-    result = {"fold": chosen.name, "splits": reports, "wall_seconds": round(time.perf_counter() - start, 2)}
+    result = {
+        "fold": chosen.name,
+        "method": method.kind,
+        "choices": trained.choices(),
+        "splits": reports,
+        "wall_seconds": round(time.perf_counter() - start, 2),
+    }
     write_json(run.metrics, result)
     return result
 
@@ -126,7 +140,7 @@ def evaluate_run(
             "split": found["split"],
             "n_patients": found["n_labelled"],
             "threshold": found["threshold"],
-            "threshold_source": predictor.kind,
+            "threshold_source": predictor.threshold_source,
             "metrics": found["metrics"],
             "confusion_matrix": found["confusion_matrix"],
             "predictions": str(target / "predictions.csv"),
@@ -136,14 +150,13 @@ def evaluate_run(
             f"{run} is a cv folder: its test-fold metrics are in summary.json; evaluate it on new patients "
             "(--split all or another cohort)"
         )
-    trained = TrainedModel.load(folder.path)
+    trained = load_one(folder.path)
     if trained.class_names != cohort.class_names:
         raise ValueError(f"the run predicts {trained.class_names} but the cohort has classes {cohort.class_names}")
     assert plan is not None
     plan.check_cohort(cohort, str(folder.splits))
     ids = list(folder.own_fold(plan).sets()[split])
-    cache = image_cache(cohort, trained.config, cache_dir, progress)
-    report, predictions = _split_report(trained, cohort, ids, cache, split)
+    report, predictions = _split_report(trained, cohort, ids, cache_dir, split, progress)
     claim_output(
         target, "evaluate", run_fingerprint({"run": str(folder.path), "split": split}, cohort.identity()), True
     )

@@ -14,25 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from ..data.cache import ImageCache, build_cache
-from ..data.cohort import CellSet, Cohort
+from ..data.cohort import Cohort
 from ..data.features import FeatureStore
-from ..data.labelled_cells import from_cell_types, from_cellset
-from ..data.options import DataOptions
 from ..data.splits import Fold, SplitPlan, make_splits
-from ..data.validation import load
 from ..models.cell_encoder import CellEncoder, extract_features
-from ..training.cell_classifier import train_cell_encoder
+from ..training.cell_sources import CELL_SOURCES, Embedding, SourceContext, learns_cell_types
 from ..training.config import load_config
-from ..training.feature_mil import HeadConfig
-from ..training.fit import train_fold
+from ..training.heads import HeadConfig
+from ..training.methods import FitSettings
+from ..training.methods.run import RunMethod
 from ..training.run_dir import RunDir
 from ..training.ssl import SSL_METHODS
 from ..training.ssl.config import SSLConfig
-from ..training.ssl.pretrain import CellSource, pretrain
-from ..training.trained import TrainedModel
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
-from .cv import CVResult, FoldPredictions, claim_cv, run_folds, run_on_same_folds, train_and_test
+from .cv import CVResult, FoldPredictions, run_folds, run_on_same_folds
+from .cv import fit_and_test as fit_and_test_fold
 from .feature_cv import run_head_cv
 
 BASELINE_ENCODERS = ("random", "supervised", "single-cell")
@@ -55,48 +52,28 @@ def fold_encoder(
     supervised_config: str = "cpu-attention",
     progress: bool = True,
 ) -> CellEncoder:
-    """The encoder of ``kind`` for one fold, learnt from the fold's training (and validation) patients only."""
-    seen = list(fold.train) + list(fold.val)
-    if kind == "random":
-        return CellEncoder.random(ssl.encoder, cache.preprocessing, ssl.seed).calibrated(cache, seen)
-    if kind == "supervised":
-        config = load_config(
-            supervised_config,
-            {"seed": ssl.seed, "image": ssl.image.model_dump(), "model": {"encoder": ssl.encoder.model_dump()}},
-        )
-        train_fold(cohort, Fold(fold.name, fold.train, fold.val, ()), config, fold_dir / "supervised", cache, progress)
-        return TrainedModel.load(fold_dir / "supervised").cell_encoder()
-    if kind == "single-cell":
-        return single_cell_encoder(cohort, cache, seen, ssl, progress)
-    if kind not in SSL_METHODS:
+    """The encoder of ``kind`` for one fold, learnt from the fold's training (and validation) patients only,
+    from the registered cell sources (``training.cell_sources``)."""
+    if kind not in encoder_kinds():
         raise ValueError(f"unknown encoder {kind!r}; choose from {', '.join(encoder_kinds())}")
-    return pretrain(
-        [CellSource(cache, seen, str(cohort.root), cohort.identity())],
-        ssl.with_method(kind),
-        fold_dir / f"ssl-{kind}",
-        progress,
+    source = kind if kind in BASELINE_ENCODERS else "ssl"
+    supervised = None
+    if kind == "supervised":
+        shapes = {"seed": ssl.seed, "image": ssl.image.model_dump(), "model": {"encoder": ssl.encoder.model_dump()}}
+        supervised = load_config(supervised_config, shapes)
+    context = SourceContext(
+        cohort,
+        fold,
+        fold_dir,
+        fold_dir.parent,
+        ssl=ssl if source != "ssl" else ssl.with_method(kind),
+        supervised=supervised,
+        cache_dir=cache.directory.parent,
+        progress=progress,
     )
-
-
-def single_cell_encoder(
-    cohort: Cohort, cache: ImageCache, patients: Sequence[str], ssl: SSLConfig, progress: bool = True
-) -> CellEncoder:
-    """The supervised baseline of the second paper: an encoder trained to tell cell types apart, on a
-    single-cell data set (``ssl.cell_labels``; no patient of the cohort) or on the cell-type folders of
-    ``patients`` (a fold's training patients)."""
-    if ssl.cell_labels:
-        found = load(ssl.cell_labels, DataOptions(), progress=progress)
-        if not isinstance(found, CellSet):
-            raise ValueError(f"cell_labels {ssl.cell_labels}: not a single-cell data set (<class>/*.jpg)")
-        cells = from_cellset(found, ssl.image.preprocessing, cache.directory.parent, progress)
-    else:
-        cells = from_cell_types(cohort, cache, patients)
-    return train_cell_encoder(cells, ssl, progress=progress)
-
-
-def learns_cell_types(cohort: Cohort, ssl: SSLConfig) -> bool:
-    """Whether a single-cell encoder has cell types to learn: ``ssl.cell_labels`` or the cohort's folders."""
-    return bool(ssl.cell_labels) or cohort.has_cell_types
+    featurizer = CELL_SOURCES.get(source)(context)
+    assert isinstance(featurizer, Embedding)
+    return featurizer.encoder
 
 
 def applicable_kinds(cohort: Cohort, ssl: SSLConfig) -> list[str]:
@@ -173,13 +150,12 @@ def run_finetune_cv(
     shapes = {"seed": seed, "image": ssl.image.model_dump()}  # the MIL model takes the encoder's input
     base = load_config(mil_config, {**shapes, "model": {"encoder": ssl.encoder.model_dump()}})
     plan = splits or make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
-    claim_cv(
-        cohort,
-        run,
-        {"fine_tune": kind, "ssl": ssl.model_dump(mode="json"), "mil": base.model_dump(mode="json")},
-        plan,
-        overwrite,
-    )
+    plan.check_cohort(cohort)
+    plan.check_training_classes(cohort)
+    settings = {"fine_tune": kind, "ssl": ssl.model_dump(mode="json"), "mil": base.model_dump(mode="json")}
+    fingerprint = run_fingerprint(settings, cohort.identity(), plan.to_json())
+    claim_output(run.path, "cv", fingerprint, overwrite)
+    run.write_info(cohort.root, cohort.layout, "cv", fingerprint)
     cache = build_cache(cohort, ssl.image.preprocessing, cache_dir, progress=progress)
 
     def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
@@ -190,7 +166,8 @@ def run_finetune_cv(
                 fold_encoder(kind, cohort, cache, fold, ssl, fold_dir, progress=progress).save(saved)
             init = str(saved)
         config = load_config(mil_config, {**shapes, "model": {"encoder": {**ssl.encoder.model_dump(), "init": init}}})
-        return train_and_test(cohort, fold, config, fold_dir / "mil", cache, progress)
+        settings = FitSettings(seed, plan.folds.index(fold), run.path, cache.directory.parent, progress)
+        return fit_and_test_fold(RunMethod(config), cohort, fold, fold_dir / "mil", settings)[0]
 
     return run_folds(
         cohort,

@@ -22,7 +22,6 @@ class EncoderConfig(Component):
     """``{name: <encoder>, **its parameters, init: <ssl folder>}``, e.g. ``{name: resnetk, k: 8}``."""
 
     registry: ClassVar[Registry[Any]] = ENCODERS
-    legacy: ClassVar[frozenset[str]] = frozenset({"k", "blocks", "embedding"})  # written for every encoder before 0.2
     name: str = "resnetk"
     init: str | None = Field(
         None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -24,12 +24,10 @@ class ModelConfig(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     attributes: list[str] = Field(default_factory=lambda: ["age", "lymph_count"])
     log_attributes: list[str] = Field(default_factory=lambda: ["lymph_count"])
-    # settings every kind carried before 0.2: dropped, with a warning, where the kind does not declare them
-    legacy: ClassVar[frozenset[str]] = frozenset({"mlp_hidden", "paradigm", "gate_projection"})
 
     @model_validator(mode="after")
     def _kind_params(self) -> ModelConfig:
-        self.__pydantic_extra__ = checked_params(MODELS, self.kind, self.model_extra or {}, self.legacy)
+        self.__pydantic_extra__ = checked_params(MODELS, self.kind, self.model_extra or {})
         return self
 
     @property

@@ -1,4 +1,9 @@
-"""Fusing the experts: their average (Eq. 14) and the mixture of experts with a gate (Eq. 15-18)."""
+"""Fusing the experts: their average (Eq. 14) and the mixture of experts with a gate (Eq. 15-18).
+
+The gate (``ExpertGate``), the mixture (``mixture``) and the average of scores (``average_scores``) are
+written once here: the end-to-end models below use them, and so do the late fusions of experts on
+cell features (``training.late_fusion``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,29 @@ from .base import ATTRIBUTES, IMAGES, Bags, MILModel, MILOutput, logits_from_pro
 from .experts import CNNModel, MLPModel, MLPParams, build_cnn, build_mlp, initialised
 from .factory import ModelConfig
 from .kinds import MODELS, ModelDims, ModelKind, Stage
+
+
+class ExpertGate(nn.Module):
+    """Eq. 15: the weight of the image expert, pi = sigmoid(theta_G . [theta_A . p, a]), from a projection
+    of the pooled cell embedding ``p`` and the patient's attributes ``a``."""
+
+    def __init__(self, embed_dim: int, n_attributes: int, projection: int = 8):
+        super().__init__()
+        self.project = nn.Linear(embed_dim, projection)
+        self.score = nn.Linear(projection + n_attributes, 1)
+
+    def forward(self, pooled: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.score(torch.cat([self.project(pooled), attributes], dim=1)))
+
+
+def mixture(pi: torch.Tensor, p_image: torch.Tensor, p_attributes: torch.Tensor) -> torch.Tensor:
+    """Eq. 16: P = pi P_image + (1 - pi) P_attributes (class probabilities, pi of shape (B, 1))."""
+    return pi * p_image + (1 - pi) * p_attributes
+
+
+def average_scores(*scores: torch.Tensor) -> torch.Tensor:
+    """Eq. 14: the mean of the experts' scores (logits, or log-probabilities)."""
+    return torch.stack(scores).mean(0)
 
 
 class _Fusion(MILModel):
@@ -29,8 +57,8 @@ class _Fusion(MILModel):
 
 
 class AverageModel(_Fusion):
-    """The two experts, trained separately, averaged: their probabilities (the default, as every run
-    before 0.2 did), or their scores, as Eq. 14 of the paper (``average="scores"``: P = sigmoid((s_CNN +
+    """The two experts, trained separately, averaged: their probabilities (the default), or their scores,
+    as Eq. 14 of the paper (``average="scores"``: P = sigmoid((s_CNN +
     s_MLP) / 2) for two classes, the soft-max of the mean logits for more); the paper rows use scores."""
 
     def __init__(self, cnn: CNNModel, mlp: MLPModel, average: str = "probabilities"):
@@ -44,7 +72,7 @@ class AverageModel(_Fusion):
         image_out, attribute_out = self.cnn(bags), self.mlp(bags)
         extras = {"cnn_logits": image_out.logits, "mlp_logits": attribute_out.logits, **image_out.extras}
         if self.average == "scores":
-            return MILOutput((image_out.logits + attribute_out.logits) / 2, image_out.weights, extras)
+            return MILOutput(average_scores(image_out.logits, attribute_out.logits), image_out.weights, extras)
         p = (probabilities(image_out.logits, self.n_classes) + probabilities(attribute_out.logits, self.n_classes)) / 2
         return MILOutput(logits_from_probabilities(p, self.n_classes), image_out.weights, extras)
 
@@ -63,8 +91,7 @@ class MixtureOfExperts(_Fusion):
         super().__init__()
         self.n_classes = cnn.n_classes
         self.cnn, self.mlp = cnn, mlp
-        self.project = nn.Linear(cnn.embed_dim, projection)
-        self.gate = nn.Linear(projection + n_attributes, 1)
+        self.gate = ExpertGate(cnn.embed_dim, n_attributes, projection)
         self.freeze_experts = freeze_experts
         if freeze_experts:
             for p in [*cnn.parameters(), *mlp.parameters()]:
@@ -81,8 +108,8 @@ class MixtureOfExperts(_Fusion):
         pooled, weights = self.cnn.embed(bags)
         cnn_logits = self.cnn.classifier(self.cnn.dropout(pooled))
         mlp_logits = self.mlp(bags).logits
-        pi = torch.sigmoid(self.gate(torch.cat([self.project(pooled), bags.attributes], dim=1)))
-        p = pi * probabilities(cnn_logits, self.n_classes) + (1 - pi) * probabilities(mlp_logits, self.n_classes)
+        pi = self.gate(pooled, bags.attributes)
+        p = mixture(pi, probabilities(cnn_logits, self.n_classes), probabilities(mlp_logits, self.n_classes))
         extras = {"gate": pi[:, 0], "cnn_logits": cnn_logits, "mlp_logits": mlp_logits, "embedding": pooled}
         return MILOutput(logits_from_probabilities(p, self.n_classes), weights, extras)
 

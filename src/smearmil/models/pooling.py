@@ -72,7 +72,6 @@ class PoolingConfig(Component):
     """``{name: <pooling>, **its parameters}``, e.g. ``{name: lse, r: 5}``."""
 
     registry: ClassVar[Registry[Any]] = POOLINGS
-    legacy: ClassVar[frozenset[str]] = frozenset({"r", "hidden"})  # written for every pooling before 0.2
 
     def build(self, in_dim: int) -> Pooling:
         return POOLINGS.get(self.name)(in_dim, self.params)

@@ -73,9 +73,9 @@ def read_predictions(path: Path) -> tuple[list[str], list[PatientRow]]:
 
 
 def read_gates(folder: Path) -> dict[str, float]:
-    """The image expert's gate per test patient, from the fold folders' ``gates.csv`` or ``experts.csv``."""
+    """The image expert's gate per test patient, from the fold folders' ``experts.csv``."""
     gates: dict[str, float] = {}
-    for name in ("gates.csv", "experts.csv"):
+    for name in ("experts.csv",):
         for path in sorted(folder.glob(f"*/{name}")):
             with path.open(newline="", encoding="utf-8") as handle:
                 for r in csv.DictReader(handle):
@@ -159,7 +159,7 @@ class OutputFolder:
         for m in self.methods:
             if m.classes:
                 return m.classes
-        for source in (self.summary, self.json("model.json")):
+        for source in (self.summary, self.json("predictor.json")):
             if source and source.get("class_names"):
                 return list(source["class_names"])
         return []
@@ -181,7 +181,7 @@ class OutputFolder:
         if self.summary and isinstance(self.summary.get("threshold"), (int, float)):
             return [float(self.summary["threshold"])]
         model = Path(str(self.info.get("model") or self.path / "missing"))
-        metas = [m for m in [model / "model.json", *sorted(model.glob("*/model.json"))] if m.is_file()]
+        metas = [m for m in [model / "predictor.json", *sorted(model.glob("*/predictor.json"))] if m.is_file()]
         found = [float(json.loads(m.read_text(encoding="utf-8")).get("threshold", 0.5)) for m in metas]
         return [sum(found) / len(found)] if found else []
 
@@ -217,9 +217,9 @@ class OutputFolder:
         if self.kind == "compare":
             candidates = [(m.name, m.path) for m in self.methods]
         for name, path in candidates:
-            metas = [path / "model.json", *sorted(path.glob("*/model.json"))]
+            metas = [path / "predictor.json", *sorted(path.glob("*/predictor.json"))]
             for meta in metas:
-                if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("has_transform"):
+                if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("uses_images"):
                     return name, path
         return None
 

@@ -14,6 +14,7 @@ import numpy as np
 from ..data.cache import build_cache
 from ..data.cohort import UNKNOWN_CELL_TYPE
 from ..explain.gallery import cells_png, contribution_label, explain_patient, gallery_png, read_cell_image
+from ..training.methods.run import RunPredictor
 from ..training.run_dir import RunDir
 from ..utils.outputs import digest
 from ..utils.paths import slug
@@ -71,10 +72,14 @@ def model_galleries(
     if not rows:
         return name, []
     names = folder.class_names
-    cache = build_cache(cohort, judge[rows[0].patient].config.image.preprocessing, cache_dir, progress=progress)
+    cache = build_cache(cohort, judge[rows[0].patient].preprocessing, cache_dir, progress=progress)
     out = []
     for r in rows[:n]:
-        trained = judge[r.patient]
+        if not isinstance(judge[r.patient], RunPredictor):  # experts and baselines: their cells' contributions
+            made = _contribution_gallery(judge[r.patient], r, cohort, names, files, cache_dir)
+            out += [made] if made is not None else []
+            continue
+        trained = judge[r.patient].trained  # type: ignore[attr-defined]
         attributes = (
             trained.encoder.transform(cohort, [r.patient])[0] if trained.encoder.names else np.zeros(0, np.float32)
         )
@@ -87,6 +92,21 @@ def model_galleries(
         png = gallery_png(explanation, _png(files, r.patient), CELLS, _describe(r, names), label)
         out.append(Gallery(r.patient, png, f"{_describe(r, names)}; numbers: {label}; each cell above its saliency"))
     return name, out
+
+
+def _contribution_gallery(
+    model: Any, r: PatientRow, cohort: Any, names: list[str], files: Path, cache_dir: str | Path | None
+) -> Gallery | None:
+    """The cells of a test patient that push its image expert's score most each way (no saliency: the
+    expert sees features of the cells, not their pixels)."""
+    p = model.predict(cohort, [r.patient], cache_dir, False)[0]
+    found = p.contribution()
+    if found is None or p.files is None:
+        return None
+    toward = model.class_names[model.toward(p.proba)]
+    against = next((c for c in names if c != toward), "") if len(names) == 2 else ""
+    cells = [(Path(f), float(v), t) for f, v, t in zip(p.files, found, p.cell_types or [""] * len(found))]
+    return _cells_gallery(r, cells, names, contribution_label(toward, against), files, signed=True)
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

@@ -26,6 +26,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The decision rule on P(class 1) for two classes, one meaning wherever a config has it: ``fixed`` cuts at 0.5,
+# ``validation`` where the validation patients' balanced accuracy is highest, ``out_of_fold`` where the
+# training patients' out-of-fold scores' balanced accuracy is highest. Each kind of config says which it can do.
+Threshold = Literal["fixed", "validation", "out_of_fold"]
+THRESHOLD_HELP = (
+    "two classes: cut P(class 1) at 0.5 (fixed), or where the balanced accuracy of the validation patients "
+    "(validation) or of the training patients' out-of-fold scores (out_of_fold) is highest"
+)
+
+
+def threshold_rule(value: str, allowed: tuple[str, ...], kind: str) -> str:
+    """``value`` if a ``kind`` config can choose its cut that way, else an error naming the ones it can."""
+    if value not in allowed:
+        raise ValueError(f"threshold {value!r}: {kind} configs choose their cut by {' or '.join(allowed)}")
+    return value
+
+
 class ImageConfig(Strict):
     size: int = Field(224, ge=8, description="side the cells are resized to")
     crop: int | None = Field(None, ge=8, description="keep the central CROP pixels after resizing")
@@ -64,6 +81,8 @@ class StageConfig(Strict):
 
 
 class TrainConfig(Strict):
+    """How a deep model trains (``train`` section); its threshold is fixed or chosen on validation patients."""
+
     epochs: int = Field(30, ge=1)
     max_steps: int = Field(
         0,
@@ -93,7 +112,7 @@ class TrainConfig(Strict):
         "equal steps within float rounding, but a long run then ends elsewhere than an NCHW run of the same seed",
     )
     select_metric: Literal["balanced_accuracy", "roc_auc", "macro_f1", "loss", "last"] = "loss"
-    threshold: Literal["fixed", "validation"] = "fixed"
+    threshold: Threshold = Field("fixed", description=THRESHOLD_HELP)
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"
     accelerator: str = "auto"
     devices: int | str = Field(1, description="devices (one process each with strategy ddp); auto: every GPU")
@@ -101,6 +120,11 @@ class TrainConfig(Strict):
     num_nodes: int = Field(1, ge=1, description="hosts of a DDP run (e.g. SLURM --nodes)")
     num_workers: int = Field(0, ge=0)
     stages: dict[str, StageConfig] = Field(default_factory=dict)
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, v: str) -> str:
+        return threshold_rule(v, ("fixed", "validation"), "run")
 
     @field_validator("stages")
     @classmethod

@@ -11,20 +11,21 @@ the training patients only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..baselines import BASELINES
 from ..baselines.registry import ATTRS, IMGS
 from ..data.options import DataOptions
 from ..utils.config_files import dump_yaml, load_config_file
-from ..utils.registry import Component
-from .config import Strict
-from .fusions import FUSIONS
+from ..utils.registry import Component, registered_name
+from .cell_sources import CELL_SOURCES
+from .config import THRESHOLD_HELP, Strict, Threshold, threshold_rule
+from .late_fusion import FUSIONS
 
 EXPERTS = "experts"
-HEAD = "head"  # the image expert that is a MIL head (``training.feature_mil``) rather than a baseline
+HEAD = "head"  # the image expert that is a MIL head (``training.heads``) rather than a baseline
 ENSEMBLE = "ensemble"  # several experts of one kind, their log-probabilities averaged (params: members)
 
 
@@ -48,9 +49,10 @@ class CellFeatures(Strict):
     pre-trained per fold on the training patients' cells, plus ``extra_data``), ``supervised`` (the
     image expert of a run config trained per fold on the training patients' labels), ``single-cell``
     (the ``ssl`` preset's encoder trained to tell cell types apart, on ``cell_labels`` or on the
-    training patients' cell-type folders) or ``encoder`` (a pre-trained encoder folder, used as is)."""
+    training patients' cell-type folders), ``encoder`` (a pre-trained encoder folder, used as is) or
+    ``random`` (the ``ssl`` preset's encoder with random weights): any source of ``training.cell_sources``."""
 
-    source: Literal["handcrafted", "ssl", "supervised", "single-cell", "encoder"] = "handcrafted"
+    source: Annotated[str, registered_name(CELL_SOURCES)] = "handcrafted"
     size: int = Field(224, ge=8, description="handcrafted: side the cells are resized to")
     crop: int | None = Field(None, ge=8, description="handcrafted: central crop after resizing")
     n_jobs: int = Field(2, ge=1, description="handcrafted: processes computing features")
@@ -145,13 +147,14 @@ class ExpertsConfig(Strict):
         "log_loss", description="how candidates are compared on the training patients' out-of-fold scores"
     )
     inner_folds: int = Field(5, ge=2, description="folds of the training patients that give out-of-fold scores")
-    threshold: Literal["fixed", "out_of_fold"] = Field(
-        "fixed",
-        description="two classes: cut P(class 1) at 0.5 (fixed), or where the balanced accuracy of the training "
-        "patients' out-of-fold scores is highest (out_of_fold)",
-    )
+    threshold: Threshold = Field("fixed", description=THRESHOLD_HELP)
     val: float = Field(0.15, ge=0, lt=1, description="validation share of training patients (supervised cells)")
     notes: str = Field("", description="how and on what the preset was chosen")
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, v: str) -> str:
+        return threshold_rule(v, ("fixed", "out_of_fold"), "experts")
 
     @model_validator(mode="after")
     def _consistent(self) -> ExpertsConfig:

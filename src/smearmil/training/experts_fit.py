@@ -10,25 +10,34 @@ patients it is asked.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.model_selection import StratifiedKFold
 
 from ..baselines import BASELINES
 from ..data.attributes import AttributeEncoder
 from ..data.cohort import Cohort
+from ..models.contributions import feature_explanation
+from ..models.feature_mil import FeatureMIL
+from ..utils.atomic import atomic_path, write_json
+from ..utils.checkpoints import load_state, load_tensors
 from ..utils.scoring import best_threshold
 from ..utils.scoring import scores as metric_scores
+from .estimators import load_estimator, own, save_estimator
 from .experts_config import ENSEMBLE, HEAD, ExpertsConfig, ExpertSpec
-from .feature_mil import HeadConfig, fit_head, head_predictions
-from .fusions import FUSIONS, Fusion
+from .heads import HeadConfig, fit_head, head_predictions
+from .late_fusion import FUSIONS, Fusion
 
 BagsOf = Callable[[Sequence[str]], list[np.ndarray]]  # patient ids -> their (n_cells, d) features
 
 
+@own("head")
 class HeadEstimator:
     """A MIL head (any pooling) on cached features with scikit-learn's ``fit``/``predict_proba``."""
 
@@ -43,7 +52,32 @@ class HeadEstimator:
     def predict_proba(self, bags: Sequence[np.ndarray]) -> np.ndarray:
         return head_predictions(self.model_, bags)[0]
 
+    def cell_contributions(self, bag: np.ndarray) -> np.ndarray:
+        """Each cell's share of every logit column (n, columns): the pooling's exact decomposition."""
+        with torch.no_grad():
+            return feature_explanation(self.model_, torch.from_numpy(np.asarray(bag, np.float32)))[0]
 
+    def save(self, folder: Path) -> dict[str, Any]:
+        with atomic_path(folder / "head.pt") as tmp:
+            torch.save(self.model_.state_dict(), tmp)
+        return {
+            "n_classes": self.n_classes,
+            "in_dim": int(self.model_.mean.shape[0]),
+            "config": self.config.model_dump(),
+        }
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> HeadEstimator:
+        head = cls(int(meta["n_classes"]), **meta["config"])
+        c = head.config
+        head.model_ = FeatureMIL(int(meta["in_dim"]), head.n_classes, c.pooling, c.embed_dim, c.dropout)
+        load_state(head.model_, load_tensors(folder / "head.pt", "head checkpoint"), folder / "head.pt")
+        head.model_.eval()
+        head.classes_ = np.arange(head.n_classes)
+        return head
+
+
+@own("ensemble")
 class EnsembleEstimator:
     """Several experts fitted on the same patients, their log-probabilities averaged (a normalised
     geometric mean): an ensemble in place of choosing one candidate on few patients."""
@@ -60,6 +94,37 @@ class EnsembleEstimator:
         logp = np.mean([_log_proba(m, x, self.n_classes) for m in self.models_], axis=0)
         p = np.exp(logp - logp.max(axis=1, keepdims=True))
         return p / p.sum(axis=1, keepdims=True)
+
+    def cell_contributions(self, bag: np.ndarray) -> np.ndarray | None:
+        """The members' contributions averaged (the ensemble's log-odds are the mean of theirs)."""
+        found = [cell_contributions(m, bag) for m in self.models_]
+        known = [f for f in found if f is not None]
+        return np.mean(known, axis=0) if len(known) == len(found) else None
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        for k, member in enumerate(self.models_):
+            save_estimator(member, folder / f"member-{k}")
+        return {"n_classes": self.n_classes, "members": [m.model_dump() for m in self.members]}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> EnsembleEstimator:
+        members = [ExpertSpec.model_validate(m) for m in meta["members"]]
+        found = cls(members, int(meta["n_classes"]))
+        found.models_ = [load_estimator(folder / f"member-{k}") for k in range(len(members))]
+        found.classes_ = np.arange(found.n_classes)
+        return found
+
+
+def cell_contributions(model: Any, bag: np.ndarray) -> np.ndarray | None:
+    """Each cell's share of an image expert's logits (n, columns: one for two classes, else one per class
+    relative to the others), where the expert decomposes exactly; None where it does not."""
+    if hasattr(model, "cell_contributions"):
+        return model.cell_contributions(bag)
+    if hasattr(model, "cell_scores"):  # instance-level MIL: the patient's score is the mean of its cells'
+        s = np.asarray(model.cell_scores(bag), dtype=np.float64)
+        s = s[:, None] if s.ndim == 1 else s - s.mean(axis=1, keepdims=True)
+        return s / len(s)
+    return None
 
 
 def build_expert(spec: ExpertSpec, n_classes: int, seed: int) -> Any:
@@ -110,6 +175,56 @@ class FittedExperts:
             return np.exp(next(iter(scores.values()))), details
         proba, fused = self.fusion.combine(scores, self.encoder.transform(cohort, ids), _mean_cells(bags_of, ids))
         return proba, [{**d, **f} for d, f in zip(details, fused)]
+
+    def save(self, folder: Path) -> None:
+        """The experts (``image-expert/``, ``attribute-expert/``), the fusion (``fusion/``) and ``experts.json``."""
+        if self.image is not None:
+            save_estimator(self.image, folder / "image-expert")
+        if self.attributes is not None:
+            save_estimator(self.attributes, folder / "attribute-expert")
+        fusion = None
+        if self.fusion is not None:
+            name = str(self.chosen["fusion"])
+            fusion = {"name": name, "params": self.fusion.params.model_dump(), **self.fusion.save(folder / "fusion")}
+        write_json(
+            folder / EXPERTS_META,
+            {
+                "config": self.config.model_dump(mode="json"),
+                "n_classes": self.n_classes,
+                "encoder": self.encoder.to_dict(),
+                "fusion": fusion,
+                "chosen": self.chosen,
+                "threshold": self.threshold,
+                "threshold_source": self.threshold_source,
+                "training_scores": None if self.training_scores is None else self.training_scores.tolist(),
+            },
+        )
+
+    @classmethod
+    def load(cls, folder: Path) -> FittedExperts:
+        meta = json.loads((folder / EXPERTS_META).read_text(encoding="utf-8"))
+        found = cls(
+            ExpertsConfig.model_validate(meta["config"]),
+            int(meta["n_classes"]),
+            AttributeEncoder.from_dict(meta["encoder"]),
+            chosen=meta["chosen"],
+            threshold=float(meta["threshold"]),
+            threshold_source=str(meta["threshold_source"]),
+        )
+        if meta.get("training_scores") is not None:
+            found.training_scores = np.asarray(meta["training_scores"])
+        if (folder / "image-expert").is_dir():
+            found.image = load_estimator(folder / "image-expert")
+        if (folder / "attribute-expert").is_dir():
+            found.attributes = load_estimator(folder / "attribute-expert")
+        if meta.get("fusion"):
+            spec = meta["fusion"]
+            found.fusion = FUSIONS.build(spec["name"], FUSIONS.params(spec["name"]).model_validate(spec["params"]))
+            found.fusion.load(folder / "fusion", spec)
+        return found
+
+
+EXPERTS_META = "experts.json"
 
 
 def _mean_cells(bags_of: BagsOf | None, ids: Sequence[str]) -> np.ndarray:

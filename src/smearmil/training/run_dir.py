@@ -1,6 +1,6 @@
-"""A run folder and the files every command writes there, with its folds and trained models.
+"""A run folder and the files every command writes there, with its folds and fitted predictors.
 
-``train`` writes one model at the top (``model.json``, ``metrics.json`` naming its fold); ``cv``
+``train`` writes one predictor at the top (``predictor.json``, ``metrics.json`` naming its fold); ``cv``
 writes one sub-folder per fold; both write ``splits.json``, ``config.yaml`` and ``run.json``.
 """
 
@@ -15,13 +15,13 @@ from ..data.splits import Fold, SplitPlan
 from ..utils.atomic import write_json
 from ..utils.outputs import digest
 from ..utils.provenance import provenance
-from .trained import MODEL_META, TrainedModel
+from .predictor import PREDICTOR_META, Predictor, is_predictor, load_one
 
 
 @dataclass
 class FoldModel:
     fold: str
-    model: TrainedModel
+    model: Predictor
     test_ids: list[str]
 
 
@@ -65,7 +65,8 @@ class RunDir:
 
     @property
     def model_meta(self) -> Path:
-        return self.path / MODEL_META
+        """``predictor.json`` of a folder that holds one fitted predictor (a ``train`` run, or a fold)."""
+        return self.path / PREDICTOR_META
 
     def fold_dir(self, fold: str) -> Path:
         return self.path / fold
@@ -106,11 +107,11 @@ class RunDir:
         plan = self.plan()
         if self.is_single_model:
             fold = self.own_fold(plan)
-            return [FoldModel(fold.name, TrainedModel.load(self.path), list(fold.test))]
+            return [FoldModel(fold.name, load_one(self.path), list(fold.test))]
         found = [
-            FoldModel(f.name, TrainedModel.load(self.fold_dir(f.name)), list(f.test))
+            FoldModel(f.name, load_one(self.fold_dir(f.name)), list(f.test))
             for f in plan.folds
-            if (self.fold_dir(f.name) / MODEL_META).is_file()
+            if is_predictor(self.fold_dir(f.name))
         ]
         if not found:
             raise FileNotFoundError(

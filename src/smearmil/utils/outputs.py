@@ -85,8 +85,10 @@ def claim_output(
     fingerprint: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     version: str = "",
+    **about: Any,
 ) -> Literal["new", "resume"]:
-    """Make ``folder`` this ``kind`` of output with this ``fingerprint``; see the module docstring."""
+    """Make ``folder`` this ``kind`` of output with this ``fingerprint``; see the module docstring. ``about``
+    goes into the marker too (e.g. the ``method`` of a CV)."""
     from .. import __version__
 
     folder = Path(folder)
@@ -96,7 +98,7 @@ def claim_output(
         outcome: str | Exception | None = None
         if is_main_process():
             try:
-                outcome = _claim(folder, kind, fingerprint, overwrite, version)
+                outcome = _claim(folder, kind, fingerprint, overwrite, version, about)
             except Exception as failed:  # every process must hear of it, or the others wait for ever
                 outcome = failed
         outcome = gather_objects(outcome)[0]
@@ -106,7 +108,7 @@ def claim_output(
     if not is_main_process():  # a DDP run's other processes: the main one claims (Lightning starts them after)
         _wait_for_marker(folder)  # under SLURM every task starts at once: touch nothing before the claim
         return "resume"
-    return _claim(folder, kind, fingerprint, overwrite, version)
+    return _claim(folder, kind, fingerprint, overwrite, version, about)
 
 
 def _wait_for_marker(folder: Path, timeout: float = 600.0) -> None:
@@ -121,7 +123,7 @@ def _wait_for_marker(folder: Path, timeout: float = 600.0) -> None:
 
 
 def _claim(
-    folder: Path, kind: str, fingerprint: dict[str, Any], overwrite: bool, version: str
+    folder: Path, kind: str, fingerprint: dict[str, Any], overwrite: bool, version: str, about: dict[str, Any]
 ) -> Literal["new", "resume"]:
     if folder.exists() and not folder.is_dir():
         raise OutputRefused(f"{folder} is a file, not a folder; choose another output folder")
@@ -150,5 +152,5 @@ def _claim(
         shutil.rmtree(real)
         real.mkdir(parents=True)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / MARKER, {"kind": kind, "version": version, "fingerprint": fingerprint})
+    write_json(folder / MARKER, {"kind": kind, **about, "version": version, "fingerprint": fingerprint})
     return "new"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -99,20 +99,12 @@ def registered_name(registry: Registry[Any], *also: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def checked_params(
-    registry: Registry[Any], name: str, given: dict[str, Any], legacy: Collection[str] = ()
-) -> dict[str, Any]:
-    """``given`` validated against the parameters entry ``name`` declares, every default filled in.
-
-    Keys in ``legacy`` that the entry does not declare (older versions wrote them for every entry)
-    are dropped with a warning; any other unknown key is an error that lists the declared ones.
-    """
+def checked_params(registry: Registry[Any], name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` validated against the parameters entry ``name`` declares, every default filled in; an
+    unknown key is an error that lists the declared ones."""
     schema = registry.params(name)
-    dropped = sorted(k for k in given if k in legacy and k not in schema.model_fields)
-    if dropped:
-        log.warning("%s %r: ignoring %s (not one of its parameters)", registry.kind, name, ", ".join(dropped))
     try:
-        params = schema.model_validate({k: v for k, v in given.items() if k not in dropped})
+        params = schema.model_validate(given)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
         declared = ", ".join(schema.model_fields) or "none"
@@ -124,13 +116,11 @@ class Component(BaseModel):
     """``{name: <registered name>, **hyper-parameters}``; the parameters are those the entry declares.
 
     A bare string is read as ``{name: <string>}``. After validation the extra fields hold every
-    parameter with its default filled in, so a dumped config is complete. ``legacy`` names keys that
-    older versions wrote for every entry: they are dropped where the entry does not declare them.
+    parameter with its default filled in, so a dumped config is complete.
     """
 
     model_config = ConfigDict(extra="allow")
     registry: ClassVar[Registry[Any]]
-    legacy: ClassVar[frozenset[str]] = frozenset()
     name: str
 
     @model_validator(mode="before")
@@ -146,7 +136,7 @@ class Component(BaseModel):
 
     @model_validator(mode="after")
     def _check_params(self) -> Component:
-        self.__pydantic_extra__ = checked_params(self.registry, self.name, self.model_extra or {}, self.legacy)
+        self.__pydantic_extra__ = checked_params(self.registry, self.name, self.model_extra or {})
         return self
 
     @property

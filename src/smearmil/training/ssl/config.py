@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from ...models.encoders import EncoderConfig
 from ...utils.config_files import dump_yaml, load_config_file
@@ -81,21 +81,6 @@ class SSLConfig(Strict):
         "default: the cell-type folders of the training patients",
     )
     cell_epochs: int = Field(10, ge=1, description="epochs of the single-cell (supervised on cell types) encoder")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _method_sections(cls, raw: Any) -> Any:
-        """Configs before 0.2 kept each method's parameters in a top-level section (``swav: {...}``) beside
-        ``method: swav``: the chosen method's section becomes its parameters, the others are dropped."""
-        if not isinstance(raw, dict) or not any(k in SSL_METHODS for k in raw):
-            return raw
-        raw = dict(raw)
-        sections = {k: raw.pop(k) for k in list(raw) if k in SSL_METHODS}
-        method = raw.get("method", "simclr")
-        name = method.get("name", "simclr") if isinstance(method, dict) else method
-        if isinstance(sections.get(name), dict):
-            raw["method"] = {**sections[name], **(method if isinstance(method, dict) else {}), "name": name}
-        return raw
 
     def to_yaml(self) -> str:
         return dump_yaml(self)

@@ -1,4 +1,4 @@
-"""Fusions of an image expert and an attribute expert, fitted on out-of-fold expert scores.
+"""Late fusions of an image expert and an attribute expert, fitted on out-of-fold expert scores.
 
 A fusion sees, per patient, each expert's class log-probabilities (``scores``), the encoded clinical
 attributes and the mean of the patient's standardised cell features; it is fitted on the *out-of-fold*
@@ -6,15 +6,20 @@ scores of the training patients (each training patient scored by experts that di
 it learns how far to trust each expert on patients the experts have not memorised. Registered:
 
 - ``attributes-only``, ``image-only``: one expert alone (a candidate when a fold chooses its fusion);
-- ``avg``: Eq. 14, the mean of the two experts' scores (log-probabilities), nothing fitted;
+- ``avg``: Eq. 14, the mean of the two experts' scores (log-probabilities), nothing fitted (the same
+  average as the end-to-end AVG model, ``models.fusion.average_scores``);
 - ``stack``: a regularised logistic regression on the experts' scores (and the attributes), its
   penalty chosen by cross-validation inside the training patients: the robust choice for small cohorts;
 - ``moe``: the paper's mixture of experts, P = g P_image + (1 - g) P_attributes, with the gate
-  g = sigmoid(w . [projected mean cell feature, attributes]) trained on the frozen experts' scores (P2).
+  g = sigmoid(w . [projected mean cell feature, attributes]) trained on the frozen experts' scores (P2):
+  the end-to-end MOE's gate and mixture (``models.fusion.ExpertGate``, ``mixture``).
+
+A fusion saves what it fitted (``save(folder) -> dict`` for the predictor's ``experts.json``, ``load``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,7 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from ..models.fusion import ExpertGate, average_scores, mixture
+from ..utils.atomic import atomic_path
+from ..utils.checkpoints import load_state, load_tensors
 from ..utils.registry import NoParams, Registry
+from .estimators import load_estimator, save_estimator
 
 Scores = dict[str, np.ndarray]  # expert name -> (n, C) log-probabilities
 FUSIONS: Registry[type[Fusion]] = Registry("fusion")
@@ -61,13 +70,21 @@ class Fusion:
         """What the fusion chose from the training patients (saved with each fold)."""
         return {}
 
+    def save(self, folder: Path) -> dict[str, Any]:
+        """Write what was fitted into ``folder``; returns what the predictor's description should hold."""
+        return {}
+
+    def load(self, folder: Path, meta: dict[str, Any]) -> None:
+        """Restore what ``save`` wrote (on a fusion built with the same parameters)."""
+
 
 @FUSIONS.register("avg")
 class AverageFusion(Fusion):
     """Eq. 14: the mean of the experts' scores (log-probabilities), renormalised."""
 
     def combine(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-        proba = softmax(np.mean([s for s in scores.values()], axis=0))
+        mean = average_scores(*(torch.as_tensor(s) for s in scores.values())).numpy()
+        proba = softmax(mean)
         return proba, [{} for _ in range(len(proba))]
 
 
@@ -139,6 +156,13 @@ class StackingFusion(Fusion):
         parts = x * self.model_.coef_[0]  # each input's share of the stack's log-odds
         return proba, [{f"stack_{n}": float(v) for n, v in zip(self.names_, row)} for row in parts]
 
+    def save(self, folder: Path) -> dict[str, Any]:
+        save_estimator(self.model_, folder / "model")
+        return {"C": self.C_, "names": self.names_}
+
+    def load(self, folder: Path, meta: dict[str, Any]) -> None:
+        self.model_, self.C_, self.names_ = load_estimator(folder / "model"), meta["C"], list(meta["names"])
+
     def choices(self) -> dict[str, Any]:
         return {
             "C": self.C_,
@@ -171,33 +195,47 @@ class MixtureFusion(Fusion):
         c, a = self._gate_inputs(attributes, cells)
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
-            self.project_ = torch.nn.Linear(c.shape[1], self.params.projection)
-            self.gate_ = torch.nn.Linear(self.params.projection + a.shape[1], 1)
+            self.gate_ = ExpertGate(c.shape[1], a.shape[1], self.params.projection)
         p_image, p_attr = (torch.as_tensor(np.exp(scores[k]), dtype=torch.float32) for k in ("image", "attributes"))
         target = torch.as_tensor(y)
-        parameters = [*self.project_.parameters(), *self.gate_.parameters()]
-        optimiser = torch.optim.Adam(parameters, lr=self.params.lr, weight_decay=self.params.weight_decay)
+        optimiser = torch.optim.Adam(self.gate_.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
         for _ in range(self.params.steps):
-            g = self._gate(c, a)
-            p = g * p_image + (1 - g) * p_attr
+            g = self.gate_(c, a)
+            p = mixture(g, p_image, p_attr)
             loss = -torch.log(p[torch.arange(len(target)), target].clamp_min(1e-6)).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
         return self
 
-    def _gate(self, c: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.gate_(torch.cat([self.project_(c), a], dim=1)))
-
     def combine(self, scores: Scores, attributes: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, list[dict]]:
         with torch.no_grad():
-            g = self._gate(*self._gate_inputs(attributes, cells)).numpy()
-        proba = g * np.exp(scores["image"]) + (1 - g) * np.exp(scores["attributes"])
-        return proba / proba.sum(axis=1, keepdims=True), [{"gate_image_expert": float(v)} for v in g[:, 0]]
+            g = self.gate_(*self._gate_inputs(attributes, cells))
+            experts = (torch.as_tensor(np.exp(scores[k])) for k in ("image", "attributes"))
+            proba = mixture(g, *experts).numpy()
+        gates = g.numpy()[:, 0]
+        return proba / proba.sum(axis=1, keepdims=True), [{"gate_image_expert": float(v)} for v in gates]
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {**self.gate_.state_dict(), "cell_mean": torch.as_tensor(self.cell_mean_)}
+        state["cell_std"] = torch.as_tensor(self.cell_std_)
+        with atomic_path(folder / "gate.pt") as tmp:
+            torch.save(state, tmp)
+        return {
+            "cells": int(len(self.cell_mean_)),
+            "attributes": int(self.gate_.score.in_features - self.params.projection),
+        }
+
+    def load(self, folder: Path, meta: dict[str, Any]) -> None:
+        state = load_tensors(folder / "gate.pt", "gate checkpoint")
+        self.cell_mean_, self.cell_std_ = state.pop("cell_mean").numpy(), state.pop("cell_std").numpy()
+        self.gate_ = ExpertGate(int(meta["cells"]), int(meta["attributes"]), self.params.projection)
+        load_state(self.gate_, state, folder / "gate.pt")
 
     def choices(self) -> dict[str, Any]:
         return {
-            "gate_weight": [round(float(v), 6) for v in self.gate_.weight.detach().ravel()],
-            "gate_bias": round(float(self.gate_.bias.detach()[0]), 6),
-            "projection": [[round(float(v), 6) for v in row] for row in self.project_.weight.detach()],
+            "gate_weight": [round(float(v), 6) for v in self.gate_.score.weight.detach().ravel()],
+            "gate_bias": round(float(self.gate_.score.bias.detach()[0]), 6),
+            "projection": [[round(float(v), 6) for v in row] for row in self.gate_.project.weight.detach()],
         }

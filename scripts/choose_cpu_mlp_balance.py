@@ -13,7 +13,7 @@ import numpy as np
 from smearmil.baselines.clinical import CLINICAL
 from smearmil.data import load_cohort
 from smearmil.data.splits import kfold_folds, make_splits
-from smearmil.evaluation.cv import fit_and_test
+from smearmil.protocols.cv import fit_and_test
 from smearmil.training.config import load_config
 from smearmil.training.fit import train_fold
 from smearmil.training.methods import FitSettings

@@ -178,7 +178,7 @@ def test_emdd_gradient_matches_finite_differences_and_finds_the_witness_axis() -
 
 
 def test_a_calibrated_classical_mil_row_says_so() -> None:
-    from smearmil.evaluation.compare import MethodSpec
+    from smearmil.training.config.compare import MethodSpec
 
     plain = MethodSpec(name="MI-SVM", baseline="mil/MISVM", data="imgs")
     calibrated = MethodSpec(name="MI-SVM", baseline="mil/MISVM", data="imgs", params={"calibrate": True})

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from smearmil.data.layouts import LAYOUTS
-from smearmil.evaluation.compare import load_compare_config
 from smearmil.models import ENCODERS, EncoderConfig
+from smearmil.protocols.compare import load_compare_config
 from smearmil.training.config import load_config
-from smearmil.training.experts_config import load_experts_config
-from smearmil.training.heads import HeadConfig, load_head_config
-from smearmil.training.ssl.config import load_ssl_config
+from smearmil.training.config.experts import load_experts_config
+from smearmil.training.config.head import HeadConfig, load_head_config
+from smearmil.training.config.ssl import load_ssl_config
+from smearmil.training.methods import load_method
 from smearmil.utils.config_files import COMMANDS, merge_dicts, shipped_presets
 
 
@@ -24,6 +25,7 @@ def test_every_shipped_preset_loads_with_its_own_kind() -> None:
         "head": load_head_config,
         "compare": load_compare_config,
         "experts": load_experts_config,
+        "baseline": lambda name: load_method(name).config,
     }
     assert set(loaders) == set(COMMANDS)
     for kind, load in loaders.items():
@@ -86,27 +88,19 @@ def test_model_kinds_validate_their_own_settings() -> None:
         load_config("cpu-cnn", {"model": {"gate": 3}})
 
 
-def test_configs_written_by_older_versions_still_load(tmp_path: Path) -> None:
-    """Before 0.2 every pooling carried r and hidden, every encoder k and blocks, every model the MOE's
-    settings, and an SSL config kept each method's parameters in a section of its own."""
-    old_run = tmp_path / "old.yaml"
-    old_run.write_text(
-        "name: old\nmodel:\n  kind: cnn\n  encoder: {name: resnet18, k: 32, blocks: 1, embedding: gap, init: null}\n"
-        "  pooling: {name: mean, r: 1.0, hidden: 128}\n  mlp_hidden: 2\n  paradigm: P1\n  gate_projection: 8\n"
-    )
-    config = load_config(old_run)
-    assert config.model.pooling.model_dump() == {"name": "mean"}
-    assert config.model.encoder.model_dump() == {"name": "resnet18", "init": None, "embedding": "gap"}
-    assert config.model.model_extra == {}
+def test_settings_a_component_does_not_declare_are_refused_naming_its_own(tmp_path: Path) -> None:
+    """A pooling, an encoder, a model kind and an SSL config accept only the settings they declare."""
+    for overrides, message in (
+        ({"model": {"pooling": {"name": "mean", "hidden": 128}}}, "pooling 'mean': hidden: Extra inputs"),
+        ({"model": {"encoder": {"name": "resnet18", "k": 32}}}, "encoder 'resnet18': k: Extra inputs"),
+        ({"model": {"kind": "cnn", "paradigm": "P1"}}, "model kind 'cnn': paradigm: Extra inputs"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            load_config("cpu-cnn", overrides)
     old_ssl = tmp_path / "old-ssl.yaml"
-    old_ssl.write_text(
-        "kind: ssl\nmethod: swav\nsimclr: {temperature: 0.2}\nswav: {prototypes: 16, queue_length: 64}\n"
-        "dino: {out_dim: 256}\n"
-    )
-    ssl = load_ssl_config(old_ssl)
-    assert (ssl.method.name, ssl.method.params.prototypes, ssl.method.params.queue_length) == ("swav", 16, 64)
-    with pytest.raises(ValueError, match="pooling 'mean': q: Extra inputs"):
-        load_config("cpu-cnn", {"model": {"pooling": {"name": "mean", "q": 1}}})
+    old_ssl.write_text("kind: ssl\nmethod: swav\nswav: {prototypes: 16}\n")
+    with pytest.raises(ValueError, match="swav"):
+        load_ssl_config(old_ssl)
 
 
 @pytest.mark.parametrize("name", ENCODERS.names())

@@ -15,9 +15,9 @@ from smearmil.baselines.instance import InstanceLogistic
 from smearmil.data.simulate import SimulationConfig, simulate
 from smearmil.data.splits import make_splits
 from smearmil.data.validation import load_cohort
-from smearmil.evaluation.cv import CVSettings, run_cv
+from smearmil.protocols.cv import CVSettings, run_cv
 from smearmil.training import cell_sources
-from smearmil.training.experts_config import ExpertsConfig, ExpertSpec, load_experts_config
+from smearmil.training.config.experts import ExpertsConfig, ExpertSpec, load_experts_config
 from smearmil.training.experts_fit import fit_experts
 from smearmil.training.late_fusion import FUSIONS
 from smearmil.training.methods.experts import ExpertsMethod
@@ -228,7 +228,7 @@ def test_an_ssl_source_names_what_the_encoder_saw() -> None:
 
 
 def test_seeds_are_parsed_and_checked() -> None:
-    from smearmil.evaluation.repeated import parse_seeds
+    from smearmil.protocols.repeated import parse_seeds
 
     assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds("3-5") == [3, 4, 5]
     for bad in ("", "a", "1,1"):

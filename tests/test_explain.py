@@ -13,10 +13,10 @@ from smearmil.data import load_cohort
 from smearmil.data.cache import build_cache
 from smearmil.data.images import Preprocessing
 from smearmil.data.simulate import SimulationConfig, read_truth, simulate
-from smearmil.evaluation.runs import train_run
 from smearmil.explain.contributions import cell_contributions
 from smearmil.explain.gallery import explain_patient, gallery_png
 from smearmil.models import POOLINGS, ModelConfig, build_model
+from smearmil.protocols.runs import train_run
 from smearmil.training.config import load_config
 from smearmil.training.methods import method_of
 from smearmil.training.trained import TrainedModel

@@ -29,11 +29,11 @@ from smearmil.models.pooling import POOLINGS, Pooling, segment_count, segment_su
 from smearmil.models.ssl_heads import ProjectionHead
 from smearmil.training.cell_sources import Handcrafted
 from smearmil.training.config import load_config
+from smearmil.training.config.ssl import load_ssl_config
 from smearmil.training.estimators import load_estimator, save_estimator
 from smearmil.training.fit import train_fold
 from smearmil.training.methods import METHODS, FitSettings, Method, load_method
 from smearmil.training.predictor import Prediction, Predictor
-from smearmil.training.ssl.config import load_ssl_config
 from smearmil.training.ssl.methods import SSL_METHODS, SSLMethod, encode_views
 from smearmil.training.ssl.pretrain import CellSource, pretrain
 from smearmil.utils.registry import Registry
@@ -108,7 +108,7 @@ def test_a_new_pooling_with_its_own_parameter_trains_and_predicts_through_a_conf
 
 def test_a_new_pooling_also_serves_the_heads_on_cached_features(tmp_path: Path) -> None:
     from smearmil.models.feature_mil import FeatureMIL
-    from smearmil.training.heads import load_head_config
+    from smearmil.training.config.head import load_head_config
 
     with registered(POOLINGS, "gem", GeMPooling):
         head = load_head_config("gem", {"epochs": 1})
@@ -165,7 +165,7 @@ def test_a_new_ssl_method_pretrains_through_a_config_and_its_encoder_embeds(sim_
         assert meta["method"] == "barlow" and np.isfinite(meta["final_loss"])
         vectors = encoder.embed(cache.bag(cohort.ids[0]))
         assert vectors.shape == (len(cache.rows(cohort.ids[0])), 16) and np.isfinite(vectors).all()
-        from smearmil.evaluation.ssl_cv import encoder_kinds
+        from smearmil.protocols.ssl_cv import encoder_kinds
 
         assert "barlow" in encoder_kinds()
         with pytest.raises(ValueError, match="SSL method 'barlow': temperature: Extra inputs"):
@@ -333,7 +333,8 @@ def test_a_new_baseline_runs_in_a_comparison(sim_cohort: Path, tmp_path: Path) -
     from sklearn.neighbors import KNeighborsClassifier
 
     from smearmil.baselines import BASELINES, Baseline
-    from smearmil.evaluation.compare import load_compare_config, run_compare
+    from smearmil.protocols.compare import load_compare_config, run_compare
+    from smearmil.protocols.cv import CVSettings
 
     knn = Baseline(lambda seed, **params: KNeighborsClassifier(**params), ("attrs",))
     with registered(BASELINES, "clinical/knn", knn):
@@ -343,7 +344,8 @@ def test_a_new_baseline_runs_in_a_comparison(sim_cohort: Path, tmp_path: Path) -
             "  - {name: naive Bayes, baseline: clinical/gnb}\n"
         )
         config = load_compare_config(spec)
-        result = run_compare(load_cohort(sim_cohort, progress=False), config, tmp_path / "out", folds=3, progress=False)
+        cohort = load_cohort(sim_cohort, progress=False)
+        result = run_compare(cohort, config, tmp_path / "out", CVSettings(folds=3, progress=False))
         assert result["methods"]["kNN"]["data"] == "attrs" and result["methods"]["kNN"]["metrics"]["roc_auc"]["mean"]
         with pytest.raises(ValueError, match="takes data attrs, not imgs"):
             spec.write_text("kind: compare\nmethods:\n  - {name: kNN, baseline: clinical/knn, data: imgs}\n")

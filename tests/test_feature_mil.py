@@ -17,10 +17,10 @@ from smearmil.data.cache import build_cache
 from smearmil.data.features import FeatureStore
 from smearmil.data.images import Preprocessing
 from smearmil.data.simulate import SimulationConfig, read_truth, simulate
-from smearmil.evaluation.feature_cv import run_head_cv, store_cv_stores
 from smearmil.models.cell_encoder import CellEncoder, extract_features
 from smearmil.models.encoders import EncoderConfig
 from smearmil.models.pooling import POOLINGS
+from smearmil.protocols.feature_cv import run_head_cv, store_cv_stores
 from smearmil.training.heads import HeadConfig, balanced_probabilities, predict_head, train_head
 
 CLI = [sys.executable, "-m", "smearmil"]
@@ -228,7 +228,7 @@ def test_umaps_get_one_panel_per_feature_space(
     """Folds that share an encoder share one embedding; folds with their own encoders (ssl cv) get a panel each."""
     import shutil
 
-    from smearmil.evaluation import feature_cv
+    from smearmil.protocols import feature_cv
 
     _, store = four_class
     panels: list[tuple[str, list[str]]] = []

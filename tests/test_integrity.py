@@ -22,7 +22,7 @@ from smearmil.data.cache import IMAGES_FILE, build_cache
 from smearmil.data.images import Preprocessing
 from smearmil.data.simulate import SimulationConfig, simulate
 from smearmil.data.splits import SplitPlan, make_splits
-from smearmil.evaluation.cv import CVSettings, run_cv
+from smearmil.protocols.cv import CVSettings, run_cv
 from smearmil.training.config import load_config
 from smearmil.training.methods import method_of
 from smearmil.utils.atomic import write_json
@@ -386,7 +386,7 @@ def test_a_split_whose_training_patients_lack_a_class_is_refused(tmp_path: Path)
 
 def test_a_metric_undefined_on_a_fold_is_missing_with_its_fold_count(sim_cohort: Path, tmp_path: Path) -> None:
     from smearmil.data.splits import Fold
-    from smearmil.evaluation.cv import FoldPredictions, summarise
+    from smearmil.protocols.cv import FoldPredictions, summarise
     from smearmil.training.predictor import Prediction
 
     def fold(name: str, labels: list[int], p1: list[float]) -> FoldPredictions:
@@ -397,7 +397,7 @@ def test_a_metric_undefined_on_a_fold_is_missing_with_its_fold_count(sim_cohort:
     summary = summarise(folds, ["reactive", "tumoral"])
     assert summary["metrics"]["roc_auc"]["mean"] is None and summary["folds"][1]["roc_auc"] is None
     assert summary["partial_metrics"]["roc_auc"] == {"mean": 1.0, "std": 0.0, "n_folds": 1, "of": 2}
-    from smearmil.evaluation.compare import comparison_markdown
+    from smearmil.protocols.compare import comparison_markdown
 
     assert "1.000 ± 0.000 (1/2 folds)" in comparison_markdown({"m": summary})
     assert Fold  # the split types stay importable here

@@ -1,4 +1,4 @@
-"""The package is layered: data -> models -> training -> evaluation -> explain/report -> cli."""
+"""The package is layered: data -> models -> training -> evaluation -> protocols -> explain/report -> cli."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ ORDER = [
     "baselines",
     "training",
     "evaluation",
+    "protocols",
     "explain",
     "report",
     "bench",

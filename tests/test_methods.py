@@ -12,7 +12,7 @@ import pytest
 
 from smearmil.data.splits import Fold, make_splits
 from smearmil.data.validation import load_cohort
-from smearmil.evaluation.cv import CVSettings, run_cv
+from smearmil.protocols.cv import CVSettings, run_cv
 from smearmil.training.methods import METHODS, FitSettings, load_method
 from smearmil.training.predictor import Ensemble, load_one, load_predictor
 

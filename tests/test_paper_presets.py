@@ -12,11 +12,11 @@ import torch
 
 from smearmil.data import load_cohort
 from smearmil.data.simulate import SimulationConfig, simulate
-from smearmil.evaluation.runs import train_run
 from smearmil.models.base import Bags
 from smearmil.models.experts import build_cnn, build_mlp
 from smearmil.models.fusion import AverageModel
 from smearmil.models.kinds import ModelDims
+from smearmil.protocols.runs import train_run
 from smearmil.training.augment import BatchTransform
 from smearmil.training.config import load_config
 from smearmil.training.methods import method_of
@@ -149,7 +149,7 @@ def test_the_learning_rate_decays_every_n_iterations() -> None:
     ("name", "method"), [("ssl-simclr-r18", "simclr"), ("ssl-swav-r18", "swav"), ("ssl-dino-r18", "dino")]
 )
 def test_resnet18_ssl_presets_for_gpus(name: str, method: str) -> None:
-    from smearmil.training.ssl.config import load_ssl_config
+    from smearmil.training.config.ssl import load_ssl_config
 
     config = load_ssl_config(name)
     assert (config.method.name, config.encoder.name, config.image.size) == (method, "resnet18", 224)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from smearmil.data.simulate import SimulationConfig, simulate
-from smearmil.evaluation.reproduce import TABLES, budget_note, compare_config, epoch_overrides, published_figures
+from smearmil.protocols.reproduce import TABLES, budget_note, compare_config, epoch_overrides, published_figures
 
 from .conftest import invoke
 

@@ -18,7 +18,7 @@ from smearmil.data.labelled_cells import from_cell_types
 from smearmil.data.validation import load_cohort
 from smearmil.models.cell_encoder import CellEncoder
 from smearmil.training.cell_classifier import train_cell_encoder
-from smearmil.training.ssl.config import load_ssl_config
+from smearmil.training.config.ssl import load_ssl_config
 
 runner = CliRunner()
 SSL = "kind: ssl\nbase: cpu-ssl\nimage: {size: 32, crop: null}\nencoder: {k: 4}\nepochs: 1\nbatch_size: 16\n"
@@ -121,9 +121,9 @@ def test_ssl_cv_can_fine_tune_the_encoder_end_to_end(sim_cohort: Path, tmp_path:
 def test_experts_learn_from_a_cell_type_encoder_trained_on_another_data_set(
     sim_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from smearmil.evaluation.cv import CVSettings, run_cv
+    from smearmil.protocols.cv import CVSettings, run_cv
     from smearmil.training import cell_sources
-    from smearmil.training.experts_config import load_experts_config
+    from smearmil.training.config.experts import load_experts_config
     from smearmil.training.methods.experts import ExpertsMethod
 
     trained_on: list[list[str]] = []

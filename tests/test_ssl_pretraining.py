@@ -20,8 +20,8 @@ from smearmil.data.cache import build_cache
 from smearmil.data.images import Preprocessing
 from smearmil.models.cell_encoder import CellEncoder
 from smearmil.models.encoders import EncoderConfig
+from smearmil.training.config.ssl import load_ssl_config
 from smearmil.training.ssl import SSL_METHODS
-from smearmil.training.ssl.config import load_ssl_config
 from smearmil.training.ssl.dino import DINO
 from smearmil.training.ssl.pretrain import CellSource, pretrain
 from smearmil.training.ssl.swav import SwAV

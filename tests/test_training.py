@@ -21,9 +21,9 @@ from smearmil.data import load_cohort
 from smearmil.data.simulate import SimulationConfig, simulate
 from smearmil.data.splits import make_splits
 from smearmil.data.validation import load_patients
-from smearmil.evaluation.cv import CVSettings, run_cv
-from smearmil.evaluation.predict import load_predictor
-from smearmil.evaluation.runs import evaluate_run, train_run
+from smearmil.protocols.cv import CVSettings, run_cv
+from smearmil.protocols.predict import load_predictor
+from smearmil.protocols.runs import evaluate_run, train_run
 from smearmil.training.config import load_config
 from smearmil.training.methods import method_of
 

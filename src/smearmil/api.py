@@ -24,7 +24,7 @@ from .data.cohort import Cohort
 from .data.options import DataOptions
 from .data.validation import load_cohort as _read_cohort
 from .data.validation import load_patients
-from .evaluation.predict import predict_to
+from .protocols.predict import predict_to
 from .training.config import load_config
 from .training.methods import Method, load_method, method_of
 from .training.predictor import Predictor, load_predictor
@@ -158,7 +158,7 @@ def train(
 ) -> Model:
     """Train a model (by default a final one on every labelled patient) and return it, loaded from ``out``;
     ``config``: a preset, YAML file or config object of any method."""
-    from .evaluation.runs import train_run
+    from .protocols.runs import train_run
 
     method = _method(config, overrides)
     cohort = cohort if isinstance(cohort, Cohort) else _read_cohort(cohort, method.config.data, progress=progress)
@@ -179,7 +179,7 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Cross-validate by patient; returns ``summary.json`` (test-fold metrics). ``load(out)`` is then the
     ensemble of the fold models."""
-    from .evaluation.cv import CVSettings, run_cv
+    from .protocols.cv import CVSettings, run_cv
 
     method = _method(config, overrides)
     cohort = cohort if isinstance(cohort, Cohort) else _read_cohort(cohort, method.config.data, progress=progress)

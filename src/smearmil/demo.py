@@ -19,10 +19,10 @@ from .data.inspect import InspectReport, summarise
 from .data.simulate import SimulationConfig, simulate
 from .data.splits import SplitPlan, make_splits
 from .data.validation import load_cohort
-from .evaluation.compare import comparison_markdown
-from .evaluation.cv import CVResult, CVSettings, run_cv, run_on_same_folds
-from .evaluation.repeatability import run_repeatability
 from .models.kinds import MODELS, data_label
+from .protocols.compare import comparison_markdown
+from .protocols.cv import CVResult, CVSettings, run_cv, run_on_same_folds
+from .protocols.repeatability import run_repeatability
 from .report.html import build_report
 from .training.config import load_config
 from .training.methods.run import RunMethod

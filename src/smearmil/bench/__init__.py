@@ -135,10 +135,10 @@ def bench_heads(
 
     from ..data.features import FeatureStore
     from ..data.simulate import SimulationConfig, simulate
-    from ..evaluation.feature_cv import run_head_cv, store_cv_stores
     from ..models.cell_encoder import CellEncoder, extract_features
     from ..models.encoders import EncoderConfig
-    from ..training.heads import load_head_config
+    from ..protocols.feature_cv import run_head_cv, store_cv_stores
+    from ..training.config.head import load_head_config
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         start = time.perf_counter()

@@ -73,7 +73,7 @@ FineTuneOpt = Annotated[
 
 def ssl_config(config: str, method: str | None, seed: int | None, flags: ConfigFlags | None = None) -> Any:
     """The resolved pre-training config, with --method, --seed and the config flags on top."""
-    from ..training.ssl.config import load_ssl_config
+    from ..training.config.ssl import load_ssl_config
     from ..utils.config_files import merge_dicts
 
     overrides: dict[str, Any] = {}
@@ -89,7 +89,7 @@ def ssl_config(config: str, method: str | None, seed: int | None, flags: ConfigF
 def head_config(head: str, epochs: int | None, flags: ConfigFlags | None = None) -> Any:
     """The resolved head config; with --head-epochs and the config flags on top (``--set``, ``--print-config``,
     ``--epochs``)."""
-    from ..training.heads import load_head_config
+    from ..training.config.head import load_head_config
     from ..utils.config_files import merge_dicts
 
     given = {"epochs": epochs} if epochs is not None else {}
@@ -271,7 +271,7 @@ def features_cv_cmd(
     """Cross-validate a MIL head on cached features: macro-F1 per fold, attention per cell and cell type."""
     from ..data.features import FeatureStore
     from ..data.splits import SplitPlan
-    from ..evaluation.feature_cv import run_head_cv, store_cv_stores
+    from ..protocols.feature_cv import run_head_cv, store_cv_stores
 
     config = head_config(head, head_epochs, flags)
     store = FeatureStore(features)
@@ -344,7 +344,7 @@ def ssl_cv_cmd(
     --fine-tune the encoder starts a MIL model trained end to end instead."""
     from ..data.splits import SplitPlan
     from ..data.validation import load_cohort
-    from ..evaluation.ssl_cv import BASELINE_ENCODERS, run_encoder_cv, run_finetune_cv
+    from ..protocols.ssl_cv import BASELINE_ENCODERS, run_encoder_cv, run_finetune_cv
 
     ssl = ssl_config(config, None if method in BASELINE_ENCODERS else method, seed, flags)
     cohort = load_cohort(path, data.options(), progress=not (quiet or as_json))
@@ -421,7 +421,7 @@ def ssl_compare_cmd(
 ) -> None:
     """Encoders through the same MIL head on identical folds; prints macro-F1 mean and std across folds."""
     from ..data.validation import load_cohort
-    from ..evaluation.ssl_cv import applicable_kinds, encoder_kinds, run_encoder_comparison
+    from ..protocols.ssl_cv import applicable_kinds, encoder_kinds, run_encoder_comparison
 
     chosen = None if encoders is None else (split_list(encoders) or [])
     unknown = [k for k in chosen or [] if k not in encoder_kinds()]
@@ -488,8 +488,8 @@ def features_train_cmd(
     with its encoder so `smearmil predict OUT ...` reads new patients' images through the encoder (an
     experts config with the encoder as its cells' source and the head as its image expert)."""
     from ..data.validation import load_cohort
-    from ..evaluation.runs import train_run
-    from ..training.experts_config import ExpertsConfig
+    from ..protocols.runs import train_run
+    from ..training.config.experts import ExpertsConfig
     from ..training.methods.experts import ExpertsMethod
 
     config = head_config(head, head_epochs, flags)

@@ -13,7 +13,7 @@ from rich.table import Table
 from .. import __version__
 from ..data.layouts import LAYOUTS
 from ..data.problems import DataError
-from ..utils.config_files import COMMANDS, shipped_presets
+from ..utils.config_files import shipped_presets
 from .app import app, cache_app, data_app, guarded, out
 from .options import CacheDirOpt, DataFlags, DataPath, OverwriteOpt, QuietOpt, SeedOpt, data_flags
 
@@ -26,13 +26,33 @@ def version() -> None:
 
 @app.command("list")
 def list_cmd() -> None:
-    """Every registered component a config can name, and the shipped presets of each config kind."""
+    """The shipped presets (what each is for, its measured figures and on what data), then every registered
+    component a config can name."""
     # imported here: the model and SSL registries load torch, which the other commands' help does not need
     from ..baselines import BASELINES
     from ..models import ENCODERS, MODELS, POOLINGS
+    from ..training.cell_sources import CELL_SOURCES
+    from ..training.late_fusion import FUSIONS
+    from ..training.methods import METHODS
     from ..training.ssl import SSL_METHODS
+    from ..utils.config_files import preset_catalogue, preset_summary
 
-    registries = {
+    catalogue = preset_catalogue()
+    presets = Table(title="presets (--config NAME; recommended: cpu-fusion)")
+    for column in ("preset", "kind", "what it is", "measured"):
+        presets.add_column(column, overflow="fold")
+    for kind in ("experts", "run", "baseline", "compare", "head", "ssl"):
+        for name in shipped_presets(kind):
+            entry = catalogue.get(name, {})
+            presets.add_row(name, kind, entry.get("for") or preset_summary(name), entry.get("measured", "-"))
+    presets.add_row(
+        "cnn-mean-k32, ...", "run", "the paper's rows by name: cnn|avg|moe-p1|p2|p3 [-pooling] -kK, mlp", "-"
+    )
+    out.print(presets)
+    registries: dict[str, Any] = {
+        "methods (config kinds)": METHODS,
+        "cell feature sources": CELL_SOURCES,
+        "late fusions": FUSIONS,
         "model kinds": MODELS,
         "encoders": ENCODERS,
         "poolings": POOLINGS,
@@ -40,13 +60,11 @@ def list_cmd() -> None:
         "layouts": LAYOUTS,
         "baselines": BASELINES,
     }
-    table = Table(title="components and presets")
+    table = Table(title="components")
     table.add_column("kind")
     table.add_column("names", overflow="fold")
     for kind, registry in registries.items():
         table.add_row(kind, registry.choices())
-    for kind in COMMANDS:
-        table.add_row(f"{kind} presets", ", ".join(shipped_presets(kind)) or "-")
     out.print(table)
 
 

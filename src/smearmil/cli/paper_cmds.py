@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..evaluation.reproduce import BUDGETS, TABLES
-from ..evaluation.side_by_side import HEADERS
+from ..protocols.reproduce import BUDGETS, TABLES
+from ..protocols.side_by_side import HEADERS
 from .app import app, guarded, out
 from .options import (
     CacheDirOpt,
@@ -74,7 +74,8 @@ def reproduce(
     """Run the rows of one paper table on identical folds; table.md / table.csv put the published figures
     beside ours, with what differs (data, budget)."""
     from ..data.validation import load_cohort
-    from ..evaluation.reproduce import run_reproduce
+    from ..protocols.cv import CVSettings
+    from ..protocols.reproduce import ReproduceOptions, run_reproduce
 
     if table not in TABLES:
         raise typer.BadParameter(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
@@ -83,10 +84,10 @@ def reproduce(
     progress = not (quiet or as_json)
     options = data.options()
     cohort = load_cohort(path, options, progress=progress)
+    chosen = ReproduceOptions(budget, epochs, published, options, runs or [], mode, sets_file)
     result = run_reproduce(
-        table, cohort, out_dir, budget, folds, seed, runs or [], published, cache_dir, progress, overwrite, mode,
-        options, epochs, sets_file,
-    )  # fmt: skip
+        table, cohort, out_dir, chosen, CVSettings(folds, seed, None, cache_dir, progress, overwrite)
+    )
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return

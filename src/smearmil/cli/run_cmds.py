@@ -90,7 +90,7 @@ def train(
     (resumes if OUT holds an interrupted run)."""
     from ..data.splits import SplitPlan
     from ..data.validation import load_cohort
-    from ..evaluation.runs import train_run
+    from ..protocols.runs import train_run
 
     method = run_method(config, data, flags, seed)
     cohort = load_cohort(path, method.config.data, progress=not quiet)
@@ -155,8 +155,8 @@ def cv(
     the ensemble of every fold of every seed."""
     from ..data.splits import SplitPlan
     from ..data.validation import load_cohort
-    from ..evaluation.cv import CVSettings, run_cv
-    from ..evaluation.repeated import parse_seeds, run_cv_seeds
+    from ..protocols.cv import CVSettings, run_cv
+    from ..protocols.repeated import parse_seeds, run_cv_seeds
 
     seed_list = parse_seeds(seeds) if seeds else None
     if seed_list and splits:
@@ -217,8 +217,9 @@ def compare(
 ) -> None:
     """Run deep models and baselines on identical folds: comparison.csv/.md, summary.json, ROC plot."""
     from ..data.validation import load_cohort
-    from ..evaluation.compare import load_compare_config, run_compare, run_compare_seeds
-    from ..evaluation.repeated import parse_seeds
+    from ..protocols.compare import load_compare_config, run_compare, run_compare_seeds
+    from ..protocols.cv import CVSettings
+    from ..protocols.repeated import parse_seeds
 
     seed_list = parse_seeds(seeds) if seeds else None
     overrides = {"data": data.given()} if data.given() else {}
@@ -227,9 +228,11 @@ def compare(
     progress = not (quiet or as_json)
     cohort = load_cohort(path, cfg.data, progress=progress)
     if seed_list:
-        result = run_compare_seeds(cohort, cfg, out_dir, folds, seed_list, cache_dir, progress, overwrite)
+        result = run_compare_seeds(
+            cohort, cfg, out_dir, seed_list, CVSettings(folds, 0, None, cache_dir, progress, overwrite)
+        )
     else:
-        result = run_compare(cohort, cfg, out_dir, folds, seed, cache_dir, progress=progress, overwrite=overwrite)
+        result = run_compare(cohort, cfg, out_dir, CVSettings(folds, seed, None, cache_dir, progress, overwrite))
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
@@ -288,7 +291,7 @@ def repeatability(
     """Predict several image sets of each patient (the paper's Table 5): its acquisitions when given, else
     random subsets, labelled so; each patient by the models that did not train on it."""
     from ..data.validation import load_cohort
-    from ..evaluation.repeatability import read_acquisitions, repeatability_plot, run_repeatability
+    from ..protocols.repeatability import read_acquisitions, repeatability_plot, run_repeatability
 
     if len(runs_and_data) < 2:
         raise typer.BadParameter("give one or more runs, then the data set")
@@ -377,7 +380,7 @@ def evaluate(
 ) -> None:
     """Evaluate a train run, a cv folder (ensemble) or a features run on a cohort; the output names the patients."""
     from ..data.validation import load_cohort
-    from ..evaluation.runs import evaluate_run
+    from ..protocols.runs import evaluate_run
 
     progress = not (quiet or as_json)
     cohort = load_cohort(path, _model_data(run, data), progress=progress)
@@ -427,7 +430,7 @@ def predict(
     import logging
 
     from ..data.validation import load_patients
-    from ..evaluation.predict import load_predictor, predict_to
+    from ..protocols.predict import load_predictor, predict_to
 
     attributes_file = Path(data.attributes) if data.attributes and Path(data.attributes).is_file() else None
     if attributes_file is not None:

@@ -17,8 +17,8 @@ def positive_note(class_names: list[str] | None) -> str | None:
 
 
 def metrics_table(title: str, rows: dict[str, dict[str, Any]], class_names: list[str] | None = None) -> Table:
-    from ..evaluation.compare import LABELS
     from ..evaluation.metrics import METRICS
+    from ..protocols.compare import LABELS
 
     table = Table(title=title, caption=positive_note(class_names))
     table.add_column("")

@@ -12,7 +12,7 @@ from ..data.problems import DataError
 from ..data.validation import load_cohort
 from ..evaluation.metrics import displayed_metrics
 from ..evaluation.plots import cell_type_attention_plot
-from ..evaluation.repeatability import REPEATABILITY_COLOURS, repeatability_plot
+from ..protocols.repeatability import REPEATABILITY_COLOURS, repeatability_plot
 from ..utils.plotting import plt, save_figure
 from ..utils.scoring import METRICS
 from .folder import OutputFolder, flatten

@@ -14,7 +14,7 @@ from ..utils.balance import class_weights
 from ..utils.device import default_device
 from ..utils.progress import track
 from .augment import random_rot90
-from .ssl.config import SSLConfig
+from .config.ssl import SSLConfig
 
 
 def train_cell_encoder(

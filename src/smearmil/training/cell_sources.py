@@ -28,7 +28,7 @@ from ..models.cell_encoder import CellEncoder, ChannelNormalise, extract_feature
 from ..utils.atomic import write_json
 from ..utils.registry import Registry
 from .config import RunConfig
-from .ssl.config import SSLConfig
+from .config.ssl import SSLConfig
 
 CELLS_DIR = "cells"  # a predictor's featurizer: cells.json (+ the encoder it embeds with)
 CELLS_META = "cells.json"

@@ -29,8 +29,8 @@ from ..utils.atomic import atomic_path, write_json
 from ..utils.checkpoints import load_state, load_tensors
 from ..utils.scoring import best_threshold
 from ..utils.scoring import scores as metric_scores
+from .config.experts import ENSEMBLE, HEAD, ExpertsConfig, ExpertSpec
 from .estimators import load_estimator, own, save_estimator
-from .experts_config import ENSEMBLE, HEAD, ExpertsConfig, ExpertSpec
 from .heads import HeadConfig, fit_head, head_predictions
 from .late_fusion import FUSIONS, Fusion
 

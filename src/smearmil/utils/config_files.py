@@ -1,4 +1,5 @@
-"""One loader for every kind of config (run, ssl, head, compare): a YAML file or a shipped preset.
+"""One loader for every kind of config (run, experts, baseline, ssl, head, compare): a YAML file or a
+shipped preset; the schemas live together in ``training.config``.
 
 A config may start from another with ``base: NAME_OR_PATH`` (a relative path is read relative to the
 file that names it) and override any field. Mappings merge key by key, except two mappings that name
@@ -9,6 +10,7 @@ which command a config is for (no ``kind``: a run config).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -24,7 +26,8 @@ COMMANDS = {
     "ssl": "`smearmil ssl pretrain`",
     "compare": "`smearmil compare`",
     "head": "`smearmil features cv --head`",
-    "experts": "`smearmil cv` or `smearmil compare`",
+    "experts": "`smearmil train`, `smearmil cv` or `smearmil compare`",
+    "baseline": "`smearmil train`, `smearmil cv` or `smearmil compare`",
 }
 NAMES = {
     "run": "a run",
@@ -32,6 +35,7 @@ NAMES = {
     "compare": "a comparison",
     "head": "a MIL-head",
     "experts": "an experts",
+    "baseline": "a baseline",
 }
 Schema = TypeVar("Schema", bound=BaseModel)
 Generated = Callable[[str], "dict[str, Any] | None"]
@@ -77,6 +81,24 @@ def shipped_presets(kind: str | None = None) -> list[str]:
     if kind is None:
         return names
     return [n for n in names if parse_mapping(_preset_text(n) or "", n).get("kind", RUN) == kind]
+
+
+def preset_summary(name: str) -> str:
+    """The first sentence of a shipped preset's opening comment: what it is."""
+    lines = []
+    for line in (_preset_text(name) or "").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    text = " ".join(lines)
+    end = text.find(". ")
+    return text[: end + 1] if end >= 0 else text
+
+
+def preset_catalogue() -> dict[str, dict[str, str]]:
+    """``configs/catalogue.json``: per preset, the job it is for and its measured figures (with their data)."""
+    entry = resources.files(PRESETS).joinpath("catalogue.json")
+    return dict(json.loads(entry.read_text(encoding="utf-8"))["presets"]) if entry.is_file() else {}
 
 
 def config_kind(name_or_path: str | Path) -> str:

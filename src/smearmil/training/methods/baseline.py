@@ -5,61 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...baselines import BASELINES
 from ...baselines.registry import ATTRS, IMGS
 from ...data.attributes import AttributeEncoder
 from ...data.cache import build_cache
 from ...data.cohort import Cohort
-from ...data.options import DataOptions
 from ...data.splits import Fold
-from ...utils.config_files import dump_yaml
-from ...utils.registry import registered_name
 from ..cell_sources import CELLS_DIR, Featurizer, Handcrafted
+from ..config.baseline import BaselineConfig
 from ..estimators import load_estimator, save_estimator
 from ..experts_fit import cell_contributions
 from ..predictor import Prediction, Predictor, Subsets, cell_info, check_attributes
 from . import METHODS, FitSettings, Method
-
-
-class FeatureSettings(BaseModel):
-    """How the hand-crafted cell features of image baselines are computed."""
-
-    model_config = ConfigDict(extra="forbid")
-    size: int = Field(224, ge=8)
-    crop: int | None = Field(None, ge=8)
-    n_jobs: int = Field(2, ge=1)
-
-
-class BaselineConfig(BaseModel):
-    """``kind: baseline``: a registered baseline, its parameters and what it sees (``inputs``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["baseline"] = "baseline"
-    name: str = "baseline"
-    seed: int = 0
-    data: DataOptions = DataOptions()
-    baseline: Annotated[str, registered_name(BASELINES)]
-    params: dict[str, Any] = Field(default_factory=dict)
-    inputs: str | None = Field(None, description="attrs, imgs or imgs+attrs (default: the baseline's first)")
-    attributes: list[str] = Field(default_factory=lambda: ["age", "lymph_count"])
-    log_attributes: list[str] = Field(default_factory=lambda: ["lymph_count"])
-    features: FeatureSettings = FeatureSettings()
-
-    @model_validator(mode="after")
-    def _inputs(self) -> BaselineConfig:
-        allowed = BASELINES.get(self.baseline).data
-        self.inputs = self.inputs or allowed[0]
-        if self.inputs not in allowed:
-            raise ValueError(f"{self.baseline} takes data {', '.join(allowed)}, not {self.inputs}")
-        return self
-
-    def to_yaml(self) -> str:
-        return dump_yaml(self)
 
 
 class BaselinePredictor(Predictor):

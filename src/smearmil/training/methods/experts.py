@@ -14,10 +14,10 @@ from ...data.cohort import Cohort
 from ...data.splits import Fold
 from ..cell_sources import CELL_SOURCES, CELLS_DIR, Embedding, Featurizer, SourceContext, check_cell_types
 from ..config import load_config
-from ..experts_config import ExpertsConfig
+from ..config.experts import ExpertsConfig
+from ..config.ssl import SSLConfig, load_ssl_config
 from ..experts_fit import FittedExperts, cell_contributions, fit_experts
 from ..predictor import Prediction, Predictor, Subsets, cell_info, check_attributes
-from ..ssl.config import SSLConfig, load_ssl_config
 from . import METHODS, FitSettings, Method
 
 SSL_SOURCES = ("ssl", "random", "single-cell")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -28,9 +28,11 @@ from ...utils.distributed import rank, world_size
 from ...utils.outputs import claim_output, run_fingerprint
 from ..run_dir import RunDir
 from ..trainer import fit, make_trainer, resume_point
-from .config import SSLConfig
 from .methods import SSLMethod
 from .views import SSLViews
+
+if TYPE_CHECKING:  # the config imports the SSL methods, which this package registers
+    from ..config.ssl import SSLConfig
 
 log = logging.getLogger(__name__)
 

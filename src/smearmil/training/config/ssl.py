@@ -10,9 +10,9 @@ from pydantic import Field
 from ...models.encoders import EncoderConfig
 from ...utils.config_files import dump_yaml, load_config_file
 from ...utils.registry import Component, Registry
-from ..config import ImageConfig, Strict
-from .methods import SSL_METHODS, SSLMethod
-from .views import ViewConfig
+from ..ssl.methods import SSL_METHODS, SSLMethod
+from ..ssl.views import ViewConfig
+from .run import ImageConfig, Strict
 
 
 class ViewsConfig(Strict):

@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..data.images import Preprocessing
-from ..data.options import DataOptions
-from ..models.factory import ModelConfig
-from ..models.kinds import all_stage_names
-from ..utils.config_files import RUN, dump_yaml, load_config_file
+from ...data.images import Preprocessing
+from ...data.options import DataOptions
+from ...models.factory import ModelConfig
+from ...models.kinds import all_stage_names
+from ...utils.config_files import RUN, dump_yaml, load_config_file
 
 PAPER_HINT = ", or a paper row such as cnn-mean-k32, cnn-lse-k64, avg-mean-k32, moe-p1-k64, moe-p2-k32, mlp"
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data.cohort import Cohort
 from ..data.splits import SplitPlan, all_labelled, make_splits
+from ..evaluation.metrics import confusion, scores
 from ..training.methods import FitSettings, Method
 from ..training.predictor import Predictor, load_one
 from ..training.run_dir import RunDir
@@ -19,7 +20,6 @@ from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.paths import slug
 from .cv import FoldPredictions, predictions_csv
-from .metrics import confusion, scores
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from ..data.splits import Fold, SplitPlan, make_splits
 from ..models.cell_encoder import CellEncoder, extract_features
 from ..training.cell_sources import CELL_SOURCES, Embedding, SourceContext, learns_cell_types
 from ..training.config import load_config
-from ..training.heads import HeadConfig
+from ..training.config.head import HeadConfig
+from ..training.config.ssl import SSLConfig
 from ..training.methods import FitSettings
 from ..training.methods.run import RunMethod
 from ..training.run_dir import RunDir
 from ..training.ssl import SSL_METHODS
-from ..training.ssl.config import SSLConfig
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from .cv import CVResult, FoldPredictions, run_folds, run_on_same_folds

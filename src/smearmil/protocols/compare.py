@@ -6,17 +6,18 @@ import csv
 import io
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from ..baselines import BASELINES
 from ..data.cohort import Cohort
-from ..data.options import DataOptions
 from ..data.splits import make_splits
+from ..evaluation.metrics import displayed_metrics, folds_note
+from ..evaluation.plots import roc_plot
+from ..training.config.baseline import BaselineConfig
+from ..training.config.compare import CompareConfig, MethodSpec
 from ..training.methods import Method, load_method
-from ..training.methods.baseline import BaselineConfig, BaselineMethod, FeatureSettings
+from ..training.methods.baseline import BaselineMethod
 from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.config_files import dump_yaml, load_config_file
@@ -24,8 +25,6 @@ from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.paths import safe_name
 from ..utils.scoring import METRICS
 from .cv import CVResult, CVSettings, run_cv, run_on_same_folds
-from .metrics import displayed_metrics, folds_note
-from .plots import roc_plot
 from .repeated import over_seeds, run_seeds
 
 LABELS = {
@@ -36,60 +35,6 @@ LABELS = {
     "accuracy": "acc",
     "macro_f1": "macro-F1",
 }
-
-
-class MethodSpec(BaseModel):
-    """A method's config (``config``: preset or YAML of any registered kind) or a baseline (``baseline``:
-    registry name, its ``params`` and what it sees, ``data``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    config: str | None = None
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    baseline: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    data: str | None = Field(None, description="what the method sees: imgs, attrs, imgs+attrs (default: its own)")
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> MethodSpec:
-        if (self.config is None) == (self.baseline is None):
-            raise ValueError(f"method {self.name!r}: give exactly one of config (a method's config) or baseline")
-        if self.baseline is not None:
-            allowed = BASELINES.get(self.baseline).data
-            self.data = self.data or allowed[0]
-            if self.data not in allowed:
-                raise ValueError(
-                    f"method {self.name!r}: {self.baseline} takes data {', '.join(allowed)}, not {self.data}"
-                )
-        return self
-
-    @property
-    def label(self) -> str:
-        """The name, with the data when the same baseline can be given several kinds of data, and
-        "calibrated" when a classical MIL method's probabilities are Platt-scaled (the paper cuts its
-        uncalibrated scores at 0.5)."""
-        several = self.baseline is not None and len(BASELINES.get(self.baseline).data) > 1
-        calibrated = ", calibrated" if self.params.get("calibrate") else ""
-        return f"{self.name} [{self.data}{calibrated}]" if several else self.name
-
-
-class CompareConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["compare"] = "compare"
-    name: str = "compare"
-    data: DataOptions = DataOptions()
-    attributes: list[str] = Field(default_factory=lambda: ["age", "lymph_count"])
-    log_attributes: list[str] = Field(default_factory=lambda: ["lymph_count"])
-    val: float = Field(0.15, ge=0, lt=1, description="validation share of each fold's training patients (deep models)")
-    features: FeatureSettings = FeatureSettings()
-    methods: list[MethodSpec]
-
-    @model_validator(mode="after")
-    def _distinct(self) -> CompareConfig:
-        labels = [m.label for m in self.methods]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"method names must be distinct (with their data): {labels}")
-        return self
 
 
 def load_compare_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> CompareConfig:
@@ -173,17 +118,11 @@ def method_folder(out: str | Path, spec: MethodSpec) -> Path:
     return Path(out) / "methods" / safe_name(spec.label.replace("/", "-").replace(" ", "_"), "method name")
 
 
-def run_compare(
-    cohort: Cohort,
-    config: CompareConfig,
-    out: str | Path,
-    folds: int = 5,
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Run every method on the same folds; write comparison.csv/.md, summary.json and roc.png to ``out``."""
+def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, cv: CVSettings | None = None) -> dict[str, Any]:
+    """Run every method on the same folds (``cv.folds`` drawn with ``cv.seed``); write comparison.csv/.md,
+    summary.json and roc.png to ``out``."""
+    cv = cv or CVSettings()
+    folds, seed, cache_dir, progress, overwrite = cv.folds, cv.seed, cv.cache_dir, cv.progress, cv.overwrite
     start = time.perf_counter()
     run = RunDir(out)
     plan = make_splits(cohort, "kfold", folds=folds, val=config.val, seed=seed)
@@ -232,23 +171,18 @@ def run_compare(
 
 
 def run_compare_seeds(
-    cohort: Cohort,
-    config: CompareConfig,
-    out: str | Path,
-    folds: int,
-    seeds: list[int],
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    overwrite: bool = False,
+    cohort: Cohort, config: CompareConfig, out: str | Path, seeds: list[int], cv: CVSettings | None = None
 ) -> dict[str, Any]:
     """``run_compare`` once per seed (``OUT/seed-<s>/``), then every method over all seeds and folds:
     ``summary.json`` (``methods``: data, metrics with ``std_seeds`` and ``seed_means``, wall time),
     ``comparison.md`` and ``comparison.csv`` in ``out``."""
+    cv = cv or CVSettings()
+    folds, progress, overwrite = cv.folds, cv.progress, cv.overwrite
     settings = {"config": config.model_dump(mode="json"), "folds": folds, "seeds": seeds}
     claim_output(Path(out), "compare-seeds", run_fingerprint(settings, cohort.identity(), None), overwrite)
 
     def one(seed: int, folder: Path) -> dict[str, Any]:
-        return run_compare(cohort, config, folder, folds, seed, cache_dir, progress, overwrite)
+        return run_compare(cohort, config, folder, replace(cv, seed=seed))
 
     def combine(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
         first = next(iter(results.values()))

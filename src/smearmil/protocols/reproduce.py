@@ -23,11 +23,13 @@ import yaml
 from ..data.cohort import Cohort
 from ..data.options import DataOptions
 from ..training.config import PAPER, load_config
+from ..training.config.compare import CompareConfig, MethodSpec
 from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.config_files import merge_dicts
 from ..utils.outputs import claim_output, run_fingerprint
-from .compare import CompareConfig, MethodSpec, method_folder, run_compare, with_data_labels
+from .compare import method_folder, run_compare, with_data_labels
+from .cv import CVSettings
 from .side_by_side import table_csv, table_markdown
 
 Budget = Literal["cpu", "paper"]
@@ -276,28 +278,34 @@ def compare_config(
     return with_data_labels(CompareConfig(name=f"reproduce-{table}-{budget}", data=data or DataOptions(), methods=rows))
 
 
+@dataclass(frozen=True)
+class ReproduceOptions:
+    """How a table is reproduced: its budget, ``epochs`` for every deep row (or SSL pre-training), a CSV of
+    further ``published`` figures, how its cohort is read (``data``), and for table5 the ``runs`` to predict
+    with instead of training its rows, the image sets' ``mode`` and a ``sets_file``."""
+
+    budget: Budget = "cpu"
+    epochs: int | None = None
+    published: Path | None = None
+    data: DataOptions | None = None
+    runs: Sequence[str | Path] = ()
+    mode: str = "auto"
+    sets_file: Path | None = None
+
+
 def run_reproduce(
-    table: str,
-    cohort: Cohort,
-    out: str | Path,
-    budget: Budget = "cpu",
-    folds: int = 5,
-    seed: int = 0,
-    runs: Sequence[str | Path] = (),
-    published: Path | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    overwrite: bool = False,
-    mode: str = "auto",
-    data: DataOptions | None = None,
-    epochs: int | None = None,
-    sets_file: Path | None = None,
+    table: str, cohort: Cohort, out: str | Path, options: ReproduceOptions | None = None, cv: CVSettings | None = None
 ) -> dict[str, Any]:
     """Run ``table`` on ``cohort``; write ``table.md``, ``table.csv``, ``reproduce.json`` and ``config.yaml``
     to ``out`` (the runs themselves in ``out/compare`` or ``out/encoders``) and return the JSON.
 
     ``epochs``: every deep row trains that many (or every SSL pre-training of ``aml-encoders``); table5 only:
     ``runs`` to predict with instead of training its rows, ``mode`` and ``sets_file`` for the image sets."""
+    o, cv = options or ReproduceOptions(), cv or CVSettings()
+    budget, epochs, published, data, runs, mode, sets_file = (
+        o.budget, o.epochs, o.published, o.data, o.runs, o.mode, o.sets_file
+    )  # fmt: skip
+    folds, seed, cache_dir, progress, overwrite = cv.folds, cv.seed, cv.cache_dir, cv.progress, cv.overwrite
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
     if budget not in BUDGETS:
@@ -339,7 +347,7 @@ def run_reproduce(
     elif spec.kind == "compare":
         assert methods is not None
         budget_notes = [n for n in map(budget_note, methods.methods) if n]
-        result = run_compare(cohort, methods, out / "compare", folds, seed, cache_dir, progress, overwrite)
+        result = run_compare(cohort, methods, out / "compare", cv)
         ours = {name: {"data": m["data"], "metrics": m["metrics"]} for name, m in result["methods"].items()}
         protocol = f"{folds}-fold CV, seed {seed}: mean ± std over the test folds"
     else:
@@ -407,7 +415,7 @@ def _repeatability(
     from .repeatability import repeatability_plot, run_repeatability
 
     if not runs:
-        run_compare(cohort, methods, out / "compare", folds, seed, cache_dir, progress, overwrite)
+        run_compare(cohort, methods, out / "compare", CVSettings(folds, seed, None, cache_dir, progress, overwrite))
         runs = [method_folder(out / "compare", m) for m in methods.methods]
     result = run_repeatability(
         list(runs),
@@ -444,8 +452,8 @@ def _encoders(
 ) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, Any]]:
     """The second paper's comparison; with ``epochs``, the SSL pre-trainings and the supervised encoder
     train that many epochs."""
-    from ..training.heads import load_head_config
-    from ..training.ssl.config import load_ssl_config
+    from ..training.config.head import load_head_config
+    from ..training.config.ssl import load_ssl_config
     from .ssl_cv import applicable_kinds, run_encoder_comparison
 
     preset = "cpu-ssl" if budget == "cpu" else "ssl-simclr-r18"

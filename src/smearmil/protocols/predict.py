@@ -115,10 +115,10 @@ def predict_to(
 ) -> dict[str, Any]:
     """Predict every patient of ``cohort`` and write ``predictions.csv``, ``cells.csv``, ``run.json`` and,
     when some patients have labels, ``summary.json`` (metrics on those patients, named)."""
+    from ..evaluation.metrics import confusion
     from ..utils.atomic import write_json, write_text
     from ..utils.outputs import claim_output, digest, run_fingerprint
     from ..utils.scoring import METRICS, scores
-    from .metrics import confusion
 
     out = Path(out)
     ids = cohort.ids

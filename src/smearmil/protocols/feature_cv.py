@@ -21,14 +21,14 @@ import yaml
 from ..data.cohort import Cohort
 from ..data.features import FeatureStore
 from ..data.splits import Fold, SplitPlan, make_splits
+from ..evaluation.encoder_probe import umap_embedding, umap_panels
+from ..evaluation.plots import cell_type_attention_plot
 from ..training.heads import HeadConfig, predict_head, train_head
 from ..training.predictor import Prediction
 from ..training.run_dir import RunDir
 from ..utils.atomic import write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from .cv import CVResult, FoldPredictions, run_folds
-from .encoder_probe import umap_embedding, umap_panels
-from .plots import cell_type_attention_plot
 
 StoreForFold = Callable[[Fold, Path], FeatureStore]
 

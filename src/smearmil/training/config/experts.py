@@ -15,14 +15,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ..baselines import BASELINES
-from ..baselines.registry import ATTRS, IMGS
-from ..data.options import DataOptions
-from ..utils.config_files import dump_yaml, load_config_file
-from ..utils.registry import Component, registered_name
-from .cell_sources import CELL_SOURCES
-from .config import THRESHOLD_HELP, Strict, Threshold, threshold_rule
-from .late_fusion import FUSIONS
+from ...baselines import BASELINES
+from ...baselines.registry import ATTRS, IMGS
+from ...data.options import DataOptions
+from ...utils.config_files import dump_yaml, load_config_file
+from ...utils.registry import Component, registered_name
+from ..cell_sources import CELL_SOURCES
+from ..late_fusion import FUSIONS
+from .run import THRESHOLD_HELP, Strict, Threshold, threshold_rule
 
 EXPERTS = "experts"
 HEAD = "head"  # the image expert that is a MIL head (``training.heads``) rather than a baseline

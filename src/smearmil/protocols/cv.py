@@ -25,14 +25,14 @@ import numpy as np
 
 from ..data.cohort import Cohort
 from ..data.splits import Fold, SplitPlan, make_splits
+from ..evaluation.metrics import bootstrap_ci, confusion, fold_summary, per_class_f1, predict_labels, scores
+from ..evaluation.plots import confusion_plot, roc_plot
 from ..training.methods import FitSettings, Method
 from ..training.predictor import Prediction, Predictor, is_predictor, load_one
 from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.progress import console
-from .metrics import bootstrap_ci, confusion, fold_summary, per_class_f1, predict_labels, scores
-from .plots import confusion_plot, roc_plot
 
 
 @dataclass

@@ -1,0 +1,65 @@
+"""``kind: compare``: methods (configs of any method, or baselines) compared on identical folds."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ...baselines import BASELINES
+from ...data.options import DataOptions
+from .baseline import FeatureSettings
+
+
+class MethodSpec(BaseModel):
+    """A method's config (``config``: preset or YAML of any registered kind) or a baseline (``baseline``:
+    registry name, its ``params`` and what it sees, ``data``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    config: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    baseline: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    data: str | None = Field(None, description="what the method sees: imgs, attrs, imgs+attrs (default: its own)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MethodSpec:
+        if (self.config is None) == (self.baseline is None):
+            raise ValueError(f"method {self.name!r}: give exactly one of config (a method's config) or baseline")
+        if self.baseline is not None:
+            allowed = BASELINES.get(self.baseline).data
+            self.data = self.data or allowed[0]
+            if self.data not in allowed:
+                raise ValueError(
+                    f"method {self.name!r}: {self.baseline} takes data {', '.join(allowed)}, not {self.data}"
+                )
+        return self
+
+    @property
+    def label(self) -> str:
+        """The name, with the data when the same baseline can be given several kinds of data, and
+        "calibrated" when a classical MIL method's probabilities are Platt-scaled (the paper cuts its
+        uncalibrated scores at 0.5)."""
+        several = self.baseline is not None and len(BASELINES.get(self.baseline).data) > 1
+        calibrated = ", calibrated" if self.params.get("calibrate") else ""
+        return f"{self.name} [{self.data}{calibrated}]" if several else self.name
+
+
+class CompareConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["compare"] = "compare"
+    name: str = "compare"
+    data: DataOptions = DataOptions()
+    attributes: list[str] = Field(default_factory=lambda: ["age", "lymph_count"])
+    log_attributes: list[str] = Field(default_factory=lambda: ["lymph_count"])
+    val: float = Field(0.15, ge=0, lt=1, description="validation share of each fold's training patients (deep models)")
+    features: FeatureSettings = FeatureSettings()
+    methods: list[MethodSpec]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CompareConfig:
+        labels = [m.label for m in self.methods]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"method names must be distinct (with their data): {labels}")
+        return self

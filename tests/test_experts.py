@@ -20,7 +20,7 @@ from smearmil.training import cell_sources
 from smearmil.training.config.experts import ExpertsConfig, ExpertSpec, load_experts_config
 from smearmil.training.experts_fit import fit_experts
 from smearmil.training.late_fusion import FUSIONS
-from smearmil.training.methods.experts import ExpertsMethod
+from smearmil.training.methods.feature_experts import ExpertsMethod
 
 
 @pytest.fixture(scope="module")

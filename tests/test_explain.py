@@ -13,9 +13,9 @@ from smearmil.data import load_cohort
 from smearmil.data.cache import build_cache
 from smearmil.data.images import Preprocessing
 from smearmil.data.simulate import SimulationConfig, read_truth, simulate
-from smearmil.explain.contributions import cell_contributions
 from smearmil.explain.gallery import explain_patient, gallery_png
 from smearmil.models import POOLINGS, ModelConfig, build_model
+from smearmil.models.contributions import cell_contributions
 from smearmil.protocols.runs import train_run
 from smearmil.training.config import load_config
 from smearmil.training.methods import method_of
@@ -59,9 +59,9 @@ def test_contributions_exist_for_every_pooling(pooling: str) -> None:
     out = cell_contributions(model, images)
     assert out.shape == (5,) and np.isfinite(out).all()
     if pooling == "mean":  # the shares add up to the logit minus the bias
-        from smearmil.explain.contributions import as_bags
+        from smearmil.models.base import Bags
 
-        logit = model(as_bags(images, torch.zeros(1, 0))).logits[0, 0]
+        logit = model(Bags.of(torch.zeros(1, 0), [images])).logits[0, 0]
         assert out.sum() == pytest.approx(float((logit - model.classifier.bias[0]).detach()), abs=1e-5)
 
 

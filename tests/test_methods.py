@@ -17,6 +17,7 @@ from smearmil.training.methods import METHODS, FitSettings, load_method
 from smearmil.training.predictor import Ensemble, load_one, load_predictor
 
 from .conftest import invoke
+from .test_report import assert_renders
 
 SMALL_CELLS = {"size": 32, "n_jobs": 1}
 HEADS = [{"name": "mil/instance", "params": {"C": 0.1}}, {"name": "head", "params": {"pooling": "mean", "epochs": 3}}]
@@ -74,7 +75,7 @@ def test_every_method_fits_saves_loads_and_predicts_the_same(kind: str, sim_coho
 
 
 def test_the_instance_level_experts_contributions_sum_to_its_patient_score(sim_cohort: Path, tmp_path: Path) -> None:
-    from smearmil.training.methods.experts import ExpertsPredictor
+    from smearmil.training.methods.feature_experts import ExpertsPredictor
 
     cohort = load_cohort(sim_cohort, progress=False)
     method = load_method("cpu-fusion", {"cells": SMALL_CELLS, "image_expert": "mil/instance", "fusion": "avg"})
@@ -138,8 +139,9 @@ def test_a_fusion_deploys_train_all_then_predict_and_report(sim_cohort: Path, tm
         rows = (tmp_path / "p" / "predictions.csv").read_text().splitlines()[1:]
         assert all(r.split(",")[header.index(weights[fusion])] != "" for r in rows)
     invoke("report", tmp_path / "p", "-q")
-    page = (tmp_path / "p" / "report.html").read_text()
-    assert "<img" in page and "kind: experts" in (tmp_path / "p" / "config.yaml").read_text()
+    assert "kind: experts" in (tmp_path / "p" / "config.yaml").read_text()
+    dom = assert_renders(tmp_path / "p" / "report.html", tmp_path, min_images=2)  # plots and cell galleries
+    assert "gallery-" in dom
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ def _inspect(path: Path) -> dict:
 def test_inspect_lymphocytosis(shared_data: Path) -> None:
     report = _inspect(shared_data / "lymphocytosis-dev")
     assert report["layout"] == "lymphocytosis"
-    assert report["patients"] == 40 and report["classes"] == {"reactive": 12, "tumoral": 28}
+    assert report["patients"] == 80 and report["classes"] == {"reactive": 25, "tumoral": 55}
     assert {a["name"] for a in report["attributes"]} == {"age", "lymph_count", "gender"}
     assert all(a["missing"] == 0 for a in report["attributes"])
 

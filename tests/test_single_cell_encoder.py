@@ -112,8 +112,8 @@ def test_ssl_cv_can_fine_tune_the_encoder_end_to_end(sim_cohort: Path, tmp_path:
     for fold in ("fold0", "fold1"):
         model = json.loads((tmp_path / "cv" / fold / "mil" / "model.json").read_text())
         # the MIL model's image encoder started from that fold's own SimCLR encoder, then trained on
-        assert model["config"]["model"]["encoder"]["init"] == str(tmp_path / "cv" / fold / "encoder-simclr")
-        encoder = json.loads((tmp_path / "cv" / fold / "encoder-simclr" / "encoder.json").read_text())
+        assert model["config"]["model"]["encoder"]["init"] == str(tmp_path / "cv" / fold / "ssl-simclr")
+        encoder = json.loads((tmp_path / "cv" / fold / "ssl-simclr" / "encoder.json").read_text())
         train = json.loads((tmp_path / "cv" / "splits.json").read_text())["folds"][int(fold[-1])]["train"]
         assert encoder["method"] == "simclr" and encoder["sources"][0]["patients"] == train  # no test patient
 
@@ -124,7 +124,7 @@ def test_experts_learn_from_a_cell_type_encoder_trained_on_another_data_set(
     from smearmil.protocols.cv import CVSettings, run_cv
     from smearmil.training import cell_sources
     from smearmil.training.config.experts import load_experts_config
-    from smearmil.training.methods.experts import ExpertsMethod
+    from smearmil.training.methods.feature_experts import ExpertsMethod
 
     trained_on: list[list[str]] = []
 

@@ -9,7 +9,7 @@ import typer
 
 from .app import bench_app, guarded, out
 from .cell_cmds import HeadOpt
-from .options import DataFlags, DataPath, QuietOpt, data_flags
+from .flags import DataFlags, DataPath, QuietOpt, data_flags
 
 
 @bench_app.command("features")

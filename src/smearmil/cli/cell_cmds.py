@@ -14,7 +14,7 @@ from ..data.options import DataOptions
 from ..utils.config_files import shipped_presets
 from ..utils.progress import console as err_console
 from .app import error_line, features_app, guarded, out, ssl_app
-from .options import (
+from .flags import (
     CacheDirOpt,
     ConfigFlags,
     ConfigSeedOpt,
@@ -475,9 +475,9 @@ def features_train_cmd(
     head: HeadOpt = "attention",
     head_epochs: HeadEpochsOpt = None,
     seed: SeedOpt = 0,
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: encoder/, head.pt, head.json.")] = Path(
-        "runs/features-model"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Run folder: predictor.json, cells/ (encoder), image-expert/ (head).")
+    ] = Path("runs/features-model"),
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
@@ -490,7 +490,7 @@ def features_train_cmd(
     from ..data.validation import load_cohort
     from ..protocols.runs import train_run
     from ..training.config.experts import ExpertsConfig
-    from ..training.methods.experts import ExpertsMethod
+    from ..training.methods.feature_experts import ExpertsMethod
 
     config = head_config(head, head_epochs, flags)
     options = data.options()

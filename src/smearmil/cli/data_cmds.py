@@ -15,7 +15,7 @@ from ..data.layouts import LAYOUTS
 from ..data.problems import DataError
 from ..utils.config_files import shipped_presets
 from .app import app, cache_app, data_app, guarded, out
-from .options import CacheDirOpt, DataFlags, DataPath, OverwriteOpt, QuietOpt, SeedOpt, data_flags
+from .flags import CacheDirOpt, DataFlags, DataPath, OverwriteOpt, QuietOpt, SeedOpt, data_flags
 
 
 @app.command()

@@ -13,7 +13,7 @@ from rich.table import Table
 from ..protocols.reproduce import BUDGETS, TABLES
 from ..protocols.side_by_side import HEADERS
 from .app import app, guarded, out
-from .options import (
+from .flags import (
     CacheDirOpt,
     DataFlags,
     DataPath,

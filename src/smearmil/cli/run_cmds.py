@@ -14,7 +14,7 @@ from rich.text import Text
 from ..utils.config_files import shipped_presets
 from ..utils.progress import console as err_console
 from .app import app, error_line, guarded, out
-from .options import (
+from .flags import (
     CacheDirOpt,
     ConfigFlags,
     ConfigOpt,
@@ -119,7 +119,7 @@ def train(
 def _choices_text(choices: dict[str, Any]) -> str:
     """What a method chose, in one line (the experts, the fusion, the threshold)."""
     shown = []
-    for key in ("image_expert", "attribute_expert", "fusion_choice"):
+    for key in ("image_expert", "attributes_expert", "fusion_choice"):
         if isinstance(choices.get(key), dict):
             shown.append(f"{key.replace('_choice', '')} {choices[key]['chosen']}")
     if "fusion" in choices and "fusion_choice" not in choices:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.contributions import cell_contributions
 from ..training.trained import TrainedModel
 from ..utils.plotting import plt, save_figure
-from .contributions import cell_contributions
 from .saliency import guided_saliency
 
 SALIENCY_BAG = 256  # larger bags: saliency of the shown cells as a bag of their own (bounded memory)

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.base import MILModel
-from .contributions import as_bags
+from ..models.base import Bags, MILModel
 
 
 class _BagLogit(nn.Module):
@@ -21,7 +20,7 @@ class _BagLogit(nn.Module):
         self.model, self.attributes = model, attributes
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(as_bags(images, self.attributes)).logits
+        return self.model(Bags.of(self.attributes, [images])).logits
 
 
 def guided_saliency(model: MILModel, images: torch.Tensor, attributes: torch.Tensor, target: int = 0) -> np.ndarray:

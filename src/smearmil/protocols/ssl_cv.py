@@ -17,7 +17,7 @@ from ..data.cache import ImageCache, build_cache
 from ..data.cohort import Cohort
 from ..data.features import FeatureStore
 from ..data.splits import Fold, SplitPlan, make_splits
-from ..models.cell_encoder import CellEncoder, extract_features
+from ..models.cell_encoder import extract_features
 from ..training.cell_sources import CELL_SOURCES, Embedding, SourceContext, learns_cell_types
 from ..training.config import load_config
 from ..training.config.head import HeadConfig
@@ -42,7 +42,7 @@ def encoder_kinds() -> list[str]:
     return [*BASELINE_ENCODERS, *methods]
 
 
-def fold_encoder(
+def fold_featurizer(
     kind: str,
     cohort: Cohort,
     cache: ImageCache,
@@ -51,9 +51,9 @@ def fold_encoder(
     fold_dir: Path,
     supervised_config: str = "cpu-attention",
     progress: bool = True,
-) -> CellEncoder:
+) -> Embedding:
     """The encoder of ``kind`` for one fold, learnt from the fold's training (and validation) patients only,
-    from the registered cell sources (``training.cell_sources``)."""
+    from the registered cell sources (``training.cell_sources``), and where it is saved (``home``)."""
     if kind not in encoder_kinds():
         raise ValueError(f"unknown encoder {kind!r}; choose from {', '.join(encoder_kinds())}")
     source = kind if kind in BASELINE_ENCODERS else "ssl"
@@ -73,7 +73,7 @@ def fold_encoder(
     )
     featurizer = CELL_SOURCES.get(source)(context)
     assert isinstance(featurizer, Embedding)
-    return featurizer.encoder
+    return featurizer
 
 
 def applicable_kinds(cohort: Cohort, ssl: SSLConfig) -> list[str]:
@@ -106,7 +106,7 @@ def run_encoder_cv(
         features = fold_dir / "features"
         if (features / "index.json").is_file():
             return FeatureStore(features)
-        encoder = fold_encoder(kind, cohort, cache, fold, ssl, fold_dir, supervised_config, progress)
+        encoder = fold_featurizer(kind, cohort, cache, fold, ssl, fold_dir, supervised_config, progress).encoder
         return extract_features(encoder, cohort, cache, features, progress)
 
     return run_head_cv(
@@ -160,11 +160,8 @@ def run_finetune_cv(
 
     def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
         init = None
-        if kind != "random":
-            saved = fold_dir / f"encoder-{kind}"
-            if not CellEncoder.is_saved_in(saved):
-                fold_encoder(kind, cohort, cache, fold, ssl, fold_dir, progress=progress).save(saved)
-            init = str(saved)
+        if kind != "random":  # the encoder where its source saved it (ssl-<method>/, single-cell/)
+            init = str(fold_featurizer(kind, cohort, cache, fold, ssl, fold_dir, progress=progress).home)
         config = load_config(mil_config, {**shapes, "model": {"encoder": {**ssl.encoder.model_dump(), "init": init}}})
         settings = FitSettings(seed, plan.folds.index(fold), run.path, cache.directory.parent, progress)
         return fit_and_test_fold(RunMethod(config), cohort, fold, fold_dir / "mil", settings)[0]

@@ -164,6 +164,19 @@ class OutputFolder:
                 return list(source["class_names"])
         return []
 
+    def choices(self) -> dict[str, dict[str, Any]]:
+        """What each fitted model chose inside its training patients, by fold (a CV, or a predict folder's
+        model) or ``final model`` (a train run)."""
+        if self.summary and isinstance(self.summary.get("choices"), dict):
+            return {k: v for k, v in self.summary["choices"].items() if isinstance(v, dict) and v}
+        model = Path(str(self.info.get("model"))) if self.kind == "predict" and self.info.get("model") else self.path
+        found = {}
+        for path in [model / "choices.json", *sorted(model.glob("*/choices.json"))]:
+            value = self.run.read_json(path)
+            if value:
+                found["final model" if path.parent == model else path.parent.name] = value
+        return found
+
     def thresholds(self) -> list[float]:
         """The model's threshold(s) on P(positive class): one per fold when they differ."""
         found: list[float] = []

@@ -19,6 +19,7 @@ from .patients import gallery_anchor, patients_section, table_order
 from .results import calibration_section, classes_note, histogram_section, metrics_section
 from .sections import (
     attention_section,
+    choices_section,
     comparison_section,
     config_section,
     data_section,
@@ -70,6 +71,7 @@ def build_report(
         explained, found = model_galleries(folder, cohort, galleries, order, cache_dir, progress, work)
         kind = "model"
     metrics_section(report, folder, work)
+    choices_section(report, folder)
     patients_section(report, folder, {g.patient: gallery_anchor(g.patient) for g in found})
     histogram_section(report, folder, work)
     calibration_section(report, folder, work)

@@ -189,3 +189,49 @@ def provenance_section(report: Report, folder: OutputFolder) -> None:
         report.text(
             s, "This folder has no run.json: the command and versions that made it are not recorded.", note=True
         )
+
+
+def _choice(value: Any) -> str:
+    return (
+        str(value["chosen"]) if isinstance(value, dict) and "chosen" in value else "-" if value is None else str(value)
+    )
+
+
+def _weights(choice: dict[str, Any]) -> str:
+    """What the chosen fusion learnt: the stack's coefficients, or the gate's weights."""
+    if "coefficients" in choice:
+        return ", ".join(f"{k} {v[0]:+.2f}" for k, v in choice["coefficients"].items())
+    if "gate_weight" in choice:
+        return (
+            "gate weights "
+            + ", ".join(f"{v:+.2f}" for v in choice["gate_weight"])
+            + f"; bias {choice['gate_bias']:+.2f}"
+        )
+    return "-"
+
+
+def choices_section(report: Report, folder: OutputFolder) -> None:
+    """What the method chose inside the training patients (each fold's, or the final model's): its experts,
+    fusion, the fusion's weights and the threshold."""
+    found = folder.choices()
+    if not found:
+        return
+    s = report.section("Choices made inside the training patients")
+    report.text(
+        s,
+        "Each fitted model chose these from its own training patients' out-of-fold scores, never from the "
+        "patients it is judged on. Fusion weights: each input's coefficient in the stack's log-odds, or the "
+        "gate's weights on the projected cells and the attributes.",
+    )
+    rows = [
+        [
+            name,
+            _choice(c.get("image_expert")),
+            _choice(c.get("attributes_expert")),
+            _choice(c.get("fusion_choice", c.get("fusion"))),
+            _weights(c),
+            "-" if c.get("threshold") is None else f"{c['threshold']:.3f}",
+        ]
+        for name, c in found.items()
+    ]
+    report.table(s, ["model", "image expert", "attribute expert", "fusion", "fusion weights", "threshold"], rows)

@@ -7,9 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...baselines import BASELINES
-from ...data.options import DataOptions
-from ...utils.config_files import dump_yaml
 from ...utils.registry import registered_name
+from .run import MethodConfig
 
 
 class FeatureSettings(BaseModel):
@@ -21,14 +20,11 @@ class FeatureSettings(BaseModel):
     n_jobs: int = Field(2, ge=1)
 
 
-class BaselineConfig(BaseModel):
+class BaselineConfig(MethodConfig):
     """``kind: baseline``: a registered baseline, its parameters and what it sees (``inputs``)."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["baseline"] = "baseline"
     name: str = "baseline"
-    seed: int = 0
-    data: DataOptions = DataOptions()
     baseline: Annotated[str, registered_name(BASELINES)]
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: str | None = Field(None, description="attrs, imgs or imgs+attrs (default: the baseline's first)")
@@ -43,6 +39,3 @@ class BaselineConfig(BaseModel):
         if self.inputs not in allowed:
             raise ValueError(f"{self.baseline} takes data {', '.join(allowed)}, not {self.inputs}")
         return self
-
-    def to_yaml(self) -> str:
-        return dump_yaml(self)

@@ -13,16 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...baselines import BASELINES
 from ...baselines.registry import ATTRS, IMGS
-from ...data.options import DataOptions
-from ...utils.config_files import dump_yaml, load_config_file
+from ...utils.config_files import load_config_file
 from ...utils.registry import Component, registered_name
 from ..cell_sources import CELL_SOURCES
 from ..late_fusion import FUSIONS
-from .run import THRESHOLD_HELP, Strict, Threshold, threshold_rule
+from .run import THRESHOLD_HELP, MethodConfig, Strict, Threshold, threshold_rule
 
 EXPERTS = "experts"
 HEAD = "head"  # the image expert that is a MIL head (``training.heads``) rather than a baseline
@@ -128,14 +127,11 @@ class ExpertSpec(Strict):
         )
 
 
-class ExpertsConfig(Strict):
-    """``kind: experts``: an image expert, an attribute expert and a fusion, cross-validated together."""
+class ExpertsConfig(MethodConfig):
+    """``kind: experts``: an image expert, an attribute expert and a fusion, fitted together."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["experts"] = "experts"
     name: str = "experts"
-    seed: int = 0
-    data: DataOptions = DataOptions()
     attributes: list[str] = Field(default_factory=lambda: ["age", "lymph_count"])
     log_attributes: list[str] = Field(default_factory=lambda: ["lymph_count"])
     cells: CellFeatures = CellFeatures()
@@ -149,7 +145,6 @@ class ExpertsConfig(Strict):
     inner_folds: int = Field(5, ge=2, description="folds of the training patients that give out-of-fold scores")
     threshold: Threshold = Field("fixed", description=THRESHOLD_HELP)
     val: float = Field(0.15, ge=0, lt=1, description="validation share of training patients (supervised cells)")
-    notes: str = Field("", description="how and on what the preset was chosen")
 
     @field_validator("threshold")
     @classmethod
@@ -196,9 +191,6 @@ class ExpertsConfig(Strict):
     @property
     def uses_images(self) -> bool:
         return bool(self.image_experts)
-
-    def to_yaml(self) -> str:
-        return dump_yaml(self)
 
 
 def load_experts_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> ExpertsConfig:

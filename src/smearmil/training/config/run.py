@@ -154,18 +154,25 @@ class SplitConfig(Strict):
     test: float = Field(0.2, ge=0, lt=1)
 
 
-class RunConfig(Strict):
+class MethodConfig(Strict):
+    """What every method's config has: a name, notes on its source, a seed and how its cohorts are read."""
+
     name: str = "custom"
     notes: str = Field("", description="what the config follows and why (a preset's source)")
     seed: int = 0
     data: DataOptions = DataOptions()
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self)
+
+
+class RunConfig(MethodConfig):
+    """``kind: run`` (or no kind): a deep MIL model trained end to end."""
+
     image: ImageConfig = ImageConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     split: SplitConfig = SplitConfig()
-
-    def to_yaml(self) -> str:
-        return dump_yaml(self)
 
 
 _PAPER = re.compile(

@@ -33,7 +33,12 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "experts": (
         "cpu-fusion",
-        {"cells": SMALL_CELLS, "image_expert": HEADS, "attribute_expert": ["clinical/gnb", "clinical/logreg"]},
+        {
+            "cells": SMALL_CELLS,
+            "image_expert": HEADS,
+            "attribute_expert": ["clinical/gnb", "clinical/logreg"],
+            "inner_folds": 2,
+        },
     ),
     "baseline": ("", {"baseline": "mil/instance", "inputs": "imgs+attrs", "features": SMALL_CELLS}),
 }
@@ -153,3 +158,13 @@ def test_a_repeated_cv_predicts_as_every_fold_of_every_seed(sim_cohort: Path, tm
     ensemble = load_predictor(tmp_path / "cv")
     assert isinstance(ensemble, Ensemble)
     assert ensemble.names == ["seed-0/fold0", "seed-0/fold1", "seed-1/fold0", "seed-1/fold1"]
+
+
+def test_a_saved_estimator_that_asks_for_an_untrusted_type_is_refused(tmp_path: Path) -> None:
+    from sklearn.preprocessing import FunctionTransformer
+
+    from smearmil.training.estimators import load_estimator, save_estimator
+
+    save_estimator(FunctionTransformer(func=eval), tmp_path / "bad")  # a file that would call eval when used
+    with pytest.raises(ValueError, match="builtins.eval"):
+        load_estimator(tmp_path / "bad")

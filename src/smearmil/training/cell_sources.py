@@ -186,7 +186,13 @@ def given_encoder(ctx: SourceContext) -> Featurizer:
 
     if ctx.encoder is None:
         raise ValueError("cells.source encoder needs cells.encoder (a pre-trained encoder folder)")
-    return Embedding(load_encoder(ctx.encoder), f"whatever {ctx.encoder} was pre-trained on", shared=True)
+    encoder = load_encoder(ctx.encoder)
+    if not isinstance(encoder.prepare, ChannelNormalise):
+        raise ValueError(
+            f"cells.encoder {ctx.encoder} is a trained model's image expert, which is not saved on its own: "
+            "use cells.source supervised (trained per fold), or a `smearmil ssl pretrain` folder"
+        )
+    return Embedding(encoder, f"whatever {ctx.encoder} was pre-trained on", shared=True)
 
 
 @CELL_SOURCES.register("random")

@@ -17,7 +17,21 @@ from ..utils.atomic import atomic_path, write_json
 
 META = "estimator.json"
 SKOPS = "estimator.skops"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "smearmil.baselines.", "builtins.")
+# the only types a saved estimator may ask for beyond skops' defaults: scikit-learn's internals that the
+# baselines use, and the baselines' own classes (never a function such as builtins.eval)
+TRUSTED_TYPES = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._gb.GradientBoostingClassifier",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.MultinomialLogit",
+)
+TRUSTED_MODULES = ("smearmil.baselines.",)  # classes only: the baselines' estimators
 OWN: dict[str, Callable[[Path, dict[str, Any]], Any]] = {}  # type name -> load(folder, meta)
 
 
@@ -60,7 +74,20 @@ def load_estimator(folder: Path) -> Any:
 
     path = folder / SKOPS
     untrusted = sio.get_untrusted_types(file=path)
-    foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    foreign = [t for t in untrusted if t not in TRUSTED_TYPES and not _baseline_class(t)]
     if foreign:
         raise ValueError(f"{path} asks for types smearmil does not load ({', '.join(foreign)}); train again")
     return sio.load(path, trusted=untrusted)
+
+
+def _baseline_class(name: str) -> bool:
+    """A class (not a function) defined in ``smearmil.baselines``."""
+    if not name.startswith(TRUSTED_MODULES):
+        return False
+    import importlib
+
+    module, _, attr = name.rpartition(".")
+    try:
+        return isinstance(getattr(importlib.import_module(module), attr, None), type)
+    except ImportError:
+        return False

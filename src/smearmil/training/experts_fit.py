@@ -115,6 +115,19 @@ class EnsembleEstimator:
         return found
 
 
+def explain_cells(
+    predictions: Sequence[Any], model: Any, bags: Sequence[np.ndarray], cohort: Cohort, cache: Any
+) -> None:
+    """Set each prediction's per-cell contributions to ``model``'s score (and their files and types), where
+    the image expert decomposes its score over the cells of ``bags`` (one per prediction)."""
+    from .predictor import cell_info
+
+    for prediction, bag in zip(predictions, bags):
+        prediction.contributions = cell_contributions(model, bag)
+        if prediction.contributions is not None:
+            prediction.files, prediction.cell_types = cell_info(cohort, cache, prediction.id)
+
+
 def cell_contributions(model: Any, bag: np.ndarray) -> np.ndarray | None:
     """Each cell's share of an image expert's logits (n, columns: one for two classes, else one per class
     relative to the others), where the expert decomposes exactly; None where it does not."""

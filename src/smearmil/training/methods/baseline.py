@@ -18,8 +18,8 @@ from ...data.splits import Fold
 from ..cell_sources import CELLS_DIR, Featurizer, Handcrafted
 from ..config.baseline import BaselineConfig
 from ..estimators import load_estimator, save_estimator
-from ..experts_fit import cell_contributions
-from ..predictor import Prediction, Predictor, Subsets, cell_info, check_attributes
+from ..experts_fit import explain_cells
+from ..predictor import Prediction, Predictor, Subsets, check_attributes
 from . import METHODS, FitSettings, Method
 
 
@@ -65,10 +65,7 @@ class BaselinePredictor(Predictor):
         out = [Prediction(pid, p) for pid, p in zip(ids, proba)]
         if explain and subsets is None and self.featurizer is not None:
             cache = build_cache(cohort, self.featurizer.preprocessing, cache_dir, progress=progress)
-            for prediction, bag in zip(out, x):
-                prediction.contributions = cell_contributions(self.estimator, bag)
-                if prediction.contributions is not None:
-                    prediction.files, prediction.cell_types = cell_info(cohort, cache, prediction.id)
+            explain_cells(out, self.estimator, x, cohort, cache)
         return out
 
     @property

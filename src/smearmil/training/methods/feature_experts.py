@@ -16,8 +16,8 @@ from ..cell_sources import CELL_SOURCES, CELLS_DIR, Embedding, Featurizer, Sourc
 from ..config import load_config
 from ..config.experts import ExpertsConfig
 from ..config.ssl import SSLConfig, load_ssl_config
-from ..experts_fit import FittedExperts, cell_contributions, fit_experts
-from ..predictor import Prediction, Predictor, Subsets, cell_info, check_attributes
+from ..experts_fit import FittedExperts, explain_cells, fit_experts
+from ..predictor import Prediction, Predictor, Subsets, check_attributes
 from . import METHODS, FitSettings, Method
 
 SSL_SOURCES = ("ssl", "random", "single-cell")
@@ -62,10 +62,7 @@ class ExpertsPredictor(Predictor):
         ]
         if explain and subsets is None and self.featurizer is not None and self.fitted.image is not None:
             cache = build_cache(cohort, self.featurizer.preprocessing, cache_dir, progress=progress)
-            for prediction in out:
-                prediction.contributions = cell_contributions(self.fitted.image, bags[prediction.id])
-                if prediction.contributions is not None:
-                    prediction.files, prediction.cell_types = cell_info(cohort, cache, prediction.id)
+            explain_cells(out, self.fitted.image, [bags[pid] for pid in ids], cohort, cache)
         return out
 
     def choices(self) -> dict[str, Any]:

@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..protocols.reproduce import BUDGETS, TABLES
-from ..protocols.side_by_side import HEADERS
+from ..protocols.paper_tables import BUDGETS, TABLE_NAMES
 from .app import app, guarded, out
 from .flags import (
     CacheDirOpt,
@@ -31,7 +30,7 @@ from .flags import (
 @guarded
 @data_flags
 def reproduce(
-    table: Annotated[str, typer.Argument(help=f"Which table: {', '.join(TABLES)}.")],
+    table: Annotated[str, typer.Argument(help=f"Which table: {', '.join(TABLE_NAMES)}.")],
     path: DataPath,
     budget: Annotated[
         str,
@@ -75,10 +74,11 @@ def reproduce(
     beside ours, with what differs (data, budget)."""
     from ..data.validation import load_cohort
     from ..protocols.cv import CVSettings
-    from ..protocols.reproduce import ReproduceOptions, run_reproduce
+    from ..protocols.reproduce import TABLES, ReproduceOptions, run_reproduce
+    from ..protocols.side_by_side import HEADERS
 
-    if table not in TABLES:
-        raise typer.BadParameter(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
+    if table not in TABLE_NAMES:
+        raise typer.BadParameter(f"unknown table {table!r}; choose from {', '.join(TABLE_NAMES)}")
     if budget not in BUDGETS:
         raise typer.BadParameter(f"--budget {budget!r}: choose from {', '.join(BUDGETS)}")
     progress = not (quiet or as_json)

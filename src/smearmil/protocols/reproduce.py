@@ -30,10 +30,9 @@ from ..utils.config_files import merge_dicts
 from ..utils.outputs import claim_output, run_fingerprint
 from .compare import method_folder, run_compare, with_data_labels
 from .cv import CVSettings
+from .paper_tables import BUDGETS, TABLE_NAMES, Budget
 from .side_by_side import table_csv, table_markdown
 
-Budget = Literal["cpu", "paper"]
-BUDGETS: tuple[Budget, ...] = ("cpu", "paper")
 SECOND_PAPER = (
     "Kazeminia et al. 2024, Self-supervised multiple instance learning for acute myeloid leukemia "
     "classification (arXiv 2403.05379)"
@@ -152,6 +151,7 @@ TABLES: dict[str, TableSpec] = {
         metrics=ENCODERS,
     ),
 }
+assert tuple(TABLES) == TABLE_NAMES, "protocols.paper_tables names the tables the CLI lists"
 
 
 @dataclass(frozen=True)

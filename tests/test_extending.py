@@ -39,6 +39,7 @@ from smearmil.training.ssl.pretrain import CellSource, pretrain
 from smearmil.utils.registry import Registry
 
 from .conftest import invoke, write_image
+from .test_report import assert_renders
 
 
 @contextmanager
@@ -436,6 +437,7 @@ def test_a_new_method_cross_validates_trains_predicts_and_reports(sim_cohort: Pa
         assert found["models"] == "fold0+fold1+fold2"
         invoke("report", tmp_path / "cv", "-q")
         invoke("report", tmp_path / "p", "-q")
-        assert (tmp_path / "cv" / "report.html").is_file() and (tmp_path / "p" / "report.html").is_file()
+        for page in (tmp_path / "cv" / "report.html", tmp_path / "p" / "report.html"):
+            assert_renders(page, tmp_path, min_images=1)  # its plots load, no console error
         with pytest.raises(ValueError, match="k: Input should be greater"):
             load_method(tmp_path / "knn.yaml", {"k": 0})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,12 @@ from smearmil.data.simulate import SimulationConfig, read_truth, simulate
 from smearmil.models.cell_encoder import CellEncoder, extract_features
 from smearmil.models.encoders import EncoderConfig
 from smearmil.models.pooling import POOLINGS
-from smearmil.protocols.feature_cv import run_head_cv, store_cv_stores
+from smearmil.protocols.cv import CVSettings
+from smearmil.protocols.feature_cv import run_head_cv, store_head_cv
+from smearmil.training.config.experts import head_on_cells
+from smearmil.training.config.ssl import load_ssl_config
 from smearmil.training.heads import HeadConfig, balanced_probabilities, predict_head, train_head
+from smearmil.training.predictor import Ensemble, load_predictor
 
 CLI = [sys.executable, "-m", "smearmil"]
 
@@ -82,9 +87,7 @@ def test_attention_mil_on_cached_features_finds_the_abnormal_cells(
     four_class: tuple[Path, FeatureStore], tmp_path: Path
 ) -> None:
     root, store = four_class
-    summary = run_head_cv(
-        store.cohort(), store_cv_stores(store), HeadConfig(), tmp_path, folds=5, progress=False, umap=False
-    ).summary
+    summary = store_head_cv(store, HeadConfig(), tmp_path, CVSettings(5, progress=False), umap=False).summary
     assert summary["metrics"]["macro_f1"]["mean"] >= 0.9
     assert len(summary["folds"]) == 5 and all("macro_f1" in f for f in summary["folds"])
     assert set(summary["per_class_f1"]) == {"class_0", "class_1", "class_2", "class_3"}
@@ -102,7 +105,7 @@ def test_head_cv_is_reproducible(four_class: tuple[Path, FeatureStore], tmp_path
     _, store = four_class
     head = HeadConfig(epochs=3)
     for name in ("a", "b"):
-        run_head_cv(store.cohort(), store_cv_stores(store), head, tmp_path / name, folds=3, progress=False, umap=False)
+        store_head_cv(store, head, tmp_path / name, CVSettings(3, progress=False), umap=False)
     assert (tmp_path / "a" / "predictions.csv").read_text() == (tmp_path / "b" / "predictions.csv").read_text()
 
 
@@ -142,6 +145,14 @@ def test_features_extract_and_cv_commands(sim_cohort: Path, tmp_path: Path) -> N
     assert summary == json.loads((tmp_path / "cv" / "summary.json").read_text())
     assert summary["split"] == "test" and len(summary["folds"]) == 3
     assert "macro_f1" in summary["metrics"]
+    # its fold predictors read the same features: the folder predicts the store's patients
+    done = run_cli("predict", tmp_path / "cv", sim_cohort, "--out", tmp_path / "p", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["n_patients"] == 12
+    loose = tmp_path / "new" / "P999"
+    shutil.copytree(next(p for p in sim_cohort.rglob("*") if p.is_dir() and any(p.glob("*.jpg"))), loose)
+    done = run_cli("predict", tmp_path / "cv", loose, "--out", tmp_path / "p2")
+    assert done.returncode != 0 and "not in the features" in done.stderr and "features train" in done.stderr
     done = run_cli("features", "cv", tmp_path / "nowhere", "--out", tmp_path / "x")
     assert done.returncode != 0 and "smearmil features extract" in done.stderr
 
@@ -219,6 +230,9 @@ def test_aml_apl_pipeline_reports_macro_f1_per_fold_and_attention_per_cell_type(
         sources = json.loads((out / fold["fold"] / "ssl-simclr" / "encoder.json").read_text())["sources"]
         test = set(json.loads((out / "splits.json").read_text())["folds"][int(fold["fold"][-1])]["test"])
         assert not test & set(sources[0]["patients"])
+    ensemble = load_predictor(out)  # the CV keeps its fold predictors: it predicts new patients' images
+    assert isinstance(ensemble, Ensemble) and len(ensemble.members) == 3
+    assert all(m.featurizer.reads_images for m in ensemble.members)  # type: ignore[attr-defined]
 
 
 @pytest.mark.slow
@@ -226,23 +240,25 @@ def test_umaps_get_one_panel_per_feature_space(
     four_class: tuple[Path, FeatureStore], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Folds that share an encoder share one embedding; folds with their own encoders (ssl cv) get a panel each."""
-    import shutil
 
     from smearmil.protocols import feature_cv
 
-    _, store = four_class
+    root, store = four_class
     panels: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(feature_cv, "umap_embedding", lambda features, seed: features[:, :2])
     monkeypatch.setattr(
         feature_cv, "umap_panels", lambda groups, path, *a: panels.append((Path(path).name, list(groups)))
     )
     head = HeadConfig(epochs=1)
-    run_head_cv(store.cohort(), store_cv_stores(store), head, tmp_path / "shared", folds=3, progress=False)
+    store_head_cv(store, head, tmp_path / "shared", CVSettings(3, progress=False))
     assert panels == [("umap_cell_type.png", ["all folds"]), ("umap_attention.png", ["all folds"])]
 
-    copies = {f"fold{i}": FeatureStore(shutil.copytree(store.directory, tmp_path / f"features{i}")) for i in range(3)}
+    # a random encoder standardised on each fold's training cells: one feature space per fold
+    ssl = load_ssl_config("cpu-ssl", {"image": {"size": 32, "crop": None}, "encoder": {"k": 2}})
+    config = head_on_cells("random + head", 0, {"source": "random", "ssl": ssl.model_dump()}, head)
     panels.clear()
-    run_head_cv(store.cohort(), lambda fold, _: copies[fold.name], head, tmp_path / "own", folds=3, progress=False)
+    settings = CVSettings(3, progress=False, cache_dir=tmp_path / "cache")
+    run_head_cv(load_cohort(root, progress=False), config, tmp_path / "own", settings)
     assert [names for _, names in panels] == [["fold0", "fold1", "fold2"]] * 2
 
 

@@ -96,7 +96,29 @@ def test_the_instance_level_experts_contributions_sum_to_its_patient_score(sim_c
         assert cells.sum() == pytest.approx(score, abs=1e-4)
         p_image = 1 / (1 + np.exp(-score))
         assert p.details["p_image"] == pytest.approx(p_image, abs=1e-6)
-        assert len(set(np.sign(cells))) > 1 or abs(score) > 0  # signed, not weights
+    signed = [p.contribution() for p in found]
+    assert any((c > 0).any() and (c < 0).any() for c in signed if c is not None)  # signed shares, not weights
+
+
+def test_damaged_or_model_less_folders_give_a_clear_error(sim_cohort: Path, tmp_path: Path) -> None:
+    cohort = load_cohort(sim_cohort, progress=False)
+    method = load_method("clinical-nb")
+    fold = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0).folds[0]
+    method.fit(cohort, fold, tmp_path / "fit", FitSettings(progress=False)).save(tmp_path / "fit")
+    meta = json.loads((tmp_path / "fit" / "predictor.json").read_text())
+    for name in [n for n in (tmp_path / "fit").rglob("*") if n.is_file() and n.name != "predictor.json"]:
+        name.unlink()  # the estimator's own files lost
+    with pytest.raises(ValueError, match="(missing or damaged|not an estimator smearmil saved).*train"):
+        load_one(tmp_path / "fit")
+    (tmp_path / "fit" / "predictor.json").write_text(json.dumps({**meta, "method": "nonesuch"}))
+    with pytest.raises(ValueError, match="'nonesuch', which this smearmil does not know"):
+        load_one(tmp_path / "fit")
+    # a finished CV whose folds keep no model (an older smearmil's, or a features CV)
+    cv = tmp_path / "cv"
+    make_splits(cohort, "kfold", folds=3, val=0.0, seed=0).save(cv / "splits.json")
+    (cv / "summary.json").write_text("{}")
+    with pytest.raises(ValueError, match="finished CV without saved fold models"):
+        load_predictor(cv)
 
 
 @pytest.mark.slow
@@ -122,6 +144,14 @@ def test_a_fusion_cv_folder_predicts_the_mean_of_its_fold_predictors(sim_cohort:
         saved = load_one(tmp_path / "cv" / fold.fold).predict(cohort, [p.id for p in fold.predictions], None, False)
         np.testing.assert_allclose([p.proba for p in saved], fold.proba, atol=1e-9)
     assert {"choices", "cells_seen_by_encoder"} <= set(result.summary) and result.summary["method"] == "experts"
+    # repeatability: the fusion and each of its experts alone, over image sets of the held-out patients
+    from smearmil.protocols.repeatability import run_repeatability
+
+    table = run_repeatability(tmp_path / "cv", cohort, sets=3, cache_dir=tmp_path / "cache", progress=False)
+    assert set(table["models"]) == {"EXPERTS", "IMAGE EXPERT", "ATTRIBUTE EXPERT"}
+    models = table["models"]
+    assert models["ATTRIBUTE EXPERT"]["p_true_std_mean"] == 0  # attributes alone: the same on every image set
+    assert models["IMAGE EXPERT"]["p_true_std_mean"] > 0 and models["EXPERTS"]["patients"] == len(cohort.ids)
 
 
 @pytest.mark.slow
@@ -151,13 +181,30 @@ def test_a_fusion_deploys_train_all_then_predict_and_report(sim_cohort: Path, tm
 
 @pytest.mark.slow
 def test_a_repeated_cv_predicts_as_every_fold_of_every_seed(sim_cohort: Path, tmp_path: Path) -> None:
-    (tmp_path / "nb.yaml").write_text("kind: baseline\nbaseline: clinical/gnb\n")
+    from smearmil.report.folder import OutputFolder
+
+    config = {**TINY["experts"][1], "image_expert": "mil/instance", "fusion": "avg"}
+    (tmp_path / "fusion.yaml").write_text(json.dumps({"kind": "experts", "base": "cpu-fusion", **config}))
+    cache = ["--cache-dir", str(tmp_path / "cache")]
     invoke(
-        "cv", sim_cohort, "--config", tmp_path / "nb.yaml", "--folds", "2", "--seeds", "0,1", "--out", tmp_path / "cv"
+        "cv",
+        sim_cohort,
+        "--config",
+        tmp_path / "fusion.yaml",
+        "--folds",
+        "2",
+        "--seeds",
+        "0,1",
+        "--out",
+        tmp_path / "cv",
+        *cache,
     )
     ensemble = load_predictor(tmp_path / "cv")
     assert isinstance(ensemble, Ensemble)
-    assert ensemble.names == ["seed-0/fold0", "seed-0/fold1", "seed-1/fold0", "seed-1/fold1"]
+    names = ["seed-0/fold0", "seed-0/fold1", "seed-1/fold0", "seed-1/fold1"]
+    assert ensemble.names == names
+    choices = OutputFolder(tmp_path / "cv").choices()  # the report's table: what each fold of each seed chose
+    assert list(choices) == names and all("attributes_expert" in c for c in choices.values())
 
 
 def test_a_saved_estimator_that_asks_for_an_untrusted_type_is_refused(tmp_path: Path) -> None:

@@ -94,7 +94,9 @@ def test_single_cell_is_a_row_of_ssl_compare(sim_cohort: Path, tmp_path: Path) -
         assert result.exit_code == 0, result.output
         found = json.loads(result.stdout)
         assert list(found["encoders"]) == ["random", "single-cell", "simclr"]
-        meta = json.loads((tmp_path / name / "single-cell" / "fold0" / "features" / "index.json").read_text())
+        # cells of a separate labelled set: one encoder, so one feature folder for every fold
+        kept = "features" if name == "labels" else "fold0/features"
+        meta = json.loads((tmp_path / name / "single-cell" / kept / "index.json").read_text())
         source = meta["encoder"]["labels"]
         assert (f"single cells of {cells}" if name == "labels" else "cell-type folders") in source
 

@@ -137,7 +137,8 @@ def bench_heads(
     from ..data.simulate import SimulationConfig, simulate
     from ..models.cell_encoder import CellEncoder, extract_features
     from ..models.encoders import EncoderConfig
-    from ..protocols.feature_cv import run_head_cv, store_cv_stores
+    from ..protocols.cv import CVSettings
+    from ..protocols.feature_cv import store_head_cv
     from ..training.config.head import load_head_config
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
@@ -153,15 +154,9 @@ def bench_heads(
             store = FeatureStore(features)
         prepared = time.perf_counter() - start
         start = time.perf_counter()
-        summary = run_head_cv(
-            store.cohort(),
-            store_cv_stores(store),
-            load_head_config(pooling, {"epochs": epochs}),
-            Path(tmp) / "cv",
-            folds,
-            progress=progress,
-            umap=False,
-        ).summary
+        head = load_head_config(pooling, {"epochs": epochs})
+        settings = CVSettings(folds, progress=progress)
+        summary = store_head_cv(store, head, Path(tmp) / "cv", settings, umap=False).summary
         seconds = time.perf_counter() - start
         return HeadBench(
             len(store.patient_ids),

@@ -271,7 +271,8 @@ def features_cv_cmd(
     """Cross-validate a MIL head on cached features: macro-F1 per fold, attention per cell and cell type."""
     from ..data.features import FeatureStore
     from ..data.splits import SplitPlan
-    from ..protocols.feature_cv import run_head_cv, store_cv_stores
+    from ..protocols.cv import CVSettings
+    from ..protocols.feature_cv import store_head_cv
 
     config = head_config(head, head_epochs, flags)
     store = FeatureStore(features)
@@ -286,20 +287,8 @@ def features_cv_cmd(
             )
         )
     plan = SplitPlan.load(splits) if splits else None
-    result = run_head_cv(
-        store.cohort(),
-        store_cv_stores(store),
-        config,
-        out_dir,
-        folds,
-        seed,
-        plan,
-        progress=not (quiet or as_json),
-        name=f"{head} MIL on {features.name}",
-        umap=umap,
-        data_identity=store.identity(),
-        overwrite=overwrite,
-    )
+    settings = CVSettings(folds, seed, plan, progress=not (quiet or as_json), overwrite=overwrite)
+    result = store_head_cv(store, config, out_dir, settings, umap, name=f"{head} MIL on {features.name}")
     print_head_summary(result.summary, f"{head} MIL on {features}: {folds}-fold CV (test folds)", out_dir, as_json)
 
 
@@ -344,25 +333,15 @@ def ssl_cv_cmd(
     --fine-tune the encoder starts a MIL model trained end to end instead."""
     from ..data.splits import SplitPlan
     from ..data.validation import load_cohort
+    from ..protocols.cv import CVSettings
     from ..protocols.ssl_cv import BASELINE_ENCODERS, run_encoder_cv, run_finetune_cv
 
     ssl = ssl_config(config, None if method in BASELINE_ENCODERS else method, seed, flags)
     cohort = load_cohort(path, data.options(), progress=not (quiet or as_json))
     plan = SplitPlan.load(splits) if splits else None
+    settings = CVSettings(folds, seed, plan, cache_dir, not (quiet or as_json), overwrite)
     if fine_tune:
-        found = run_finetune_cv(
-            cohort,
-            method,
-            ssl,
-            out_dir,
-            folds,
-            seed,
-            plan,
-            cache_dir,
-            supervised_config,
-            not (quiet or as_json),
-            overwrite,
-        )
+        found = run_finetune_cv(cohort, method, ssl, out_dir, settings, supervised_config)
         print_head_summary(
             found.summary,
             f"{method} encoder fine-tuned in {supervised_config} on {path}: {folds}-fold CV",
@@ -371,19 +350,7 @@ def ssl_cv_cmd(
         )
         return
     result = run_encoder_cv(
-        cohort,
-        method,
-        ssl,
-        head_config(head, head_epochs),
-        out_dir,
-        folds,
-        seed,
-        plan,
-        cache_dir,
-        supervised_config,
-        progress=not (quiet or as_json),
-        umap=umap,
-        overwrite=overwrite,
+        cohort, method, ssl, head_config(head, head_epochs), out_dir, settings, supervised_config, umap
     )
     print_head_summary(
         result.summary, f"{method} encoder + {head} MIL on {path}: {folds}-fold CV (test folds)", out_dir, as_json
@@ -489,7 +456,7 @@ def features_train_cmd(
     experts config with the encoder as its cells' source and the head as its image expert)."""
     from ..data.validation import load_cohort
     from ..protocols.runs import train_run
-    from ..training.config.experts import ExpertsConfig
+    from ..training.config.experts import head_on_cells
     from ..training.methods.feature_experts import ExpertsMethod
 
     config = head_config(head, head_epochs, flags)
@@ -500,16 +467,8 @@ def features_train_cmd(
     else:
         load_encoder_spec(encoder_spec)  # a clear error now for a folder that holds no encoder
         cells = {"source": "encoder", "encoder": encoder_spec}
-    experts = ExpertsConfig.model_validate(
-        {
-            "name": f"{head} head on {Path(encoder_spec).name}",
-            "seed": seed,
-            "data": options.model_dump(mode="json"),
-            "cells": cells,
-            "image_expert": {"name": "head", "params": config.model_dump(mode="json", exclude={"kind", "name"})},
-            "attribute_expert": None,
-        }
-    )
+    name = f"{head} head on {Path(encoder_spec).name}"
+    experts = head_on_cells(name, seed, cells, config, options.model_dump(mode="json"))
     result = train_run(
         cohort,
         ExpertsMethod(experts),

@@ -93,8 +93,12 @@ class FeatureStore:
         return any(t != UNKNOWN_CELL_TYPE for p in self._patients.values() for t in p["cell_types"])
 
     def cohort(self) -> Cohort:
-        """The patients and labels (no images): enough to make patient-level splits."""
-        patients = [Patient(pid, p["label"], cell_types=p["cell_types"]) for pid, p in self._patients.items()]
+        """The patients and labels (no images): enough to make patient-level splits. Its identity is the
+        store's, so a result on other features of the same patients is never taken for this one."""
+        identity = [self.identity()]
+        patients = [
+            Patient(pid, p["label"], cell_types=p["cell_types"], digests=identity) for pid, p in self._patients.items()
+        ]
         return Cohort(Path(self.root), "features", patients, list(self.class_names), [])
 
     @classmethod

@@ -4,8 +4,9 @@
 on the fold's training (and validation) patients and predicts its test patients; then it writes
 ``predictions.csv``, ``summary.json`` and the ROC and confusion plots. ``run_cv`` fits a method
 (``training.methods``) in every fold and saves its predictor there, so that the folder then predicts
-new patients as the mean of its fold predictors; ``compare`` and the cached-feature CVs (``features
-cv``, ``ssl cv``) go through ``run_folds`` too, and ``run_on_same_folds`` runs several CVs on one plan.
+new patients as the mean of its fold predictors (the cached-feature CVs, ``features cv`` and ``ssl cv``,
+are experts methods through it); ``compare`` goes through ``run_folds`` too, and ``run_on_same_folds``
+runs several CVs on one plan.
 Each fold folder holds, beside the predictor, ``experts.csv`` (per test patient: each expert's
 probability and the fusion's weights or gate, for fusions) and ``choices.json`` (what the fold chose
 from its training patients, where it chose anything).
@@ -228,29 +229,41 @@ def experts_csv(predictions: Sequence[Prediction]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claim_cv(cohort: Cohort, run: RunDir, method: Method, plan: SplitPlan, overwrite: bool) -> None:
+def claim_cv(cohort: Cohort, run: RunDir, method: Method, plan: SplitPlan, overwrite: bool, kind: str = "cv") -> None:
     """Check ``plan`` against the cohort, then claim ``run`` for a CV of this method, data and plan
     (a CV of other inputs there is refused unless ``overwrite``) and record the data it reads."""
     plan.check_cohort(cohort)
     plan.check_training_classes(cohort)
     fingerprint = run_fingerprint(method.settings(), cohort.identity(), plan.to_json())
-    claim_output(run.path, "cv", fingerprint, overwrite, method=method.kind)
+    claim_output(run.path, kind, fingerprint, overwrite, method=method.kind)
     lightning = method.lightning() if hasattr(method, "lightning") else {}
     extra = {"method": method.kind, **({"lightning": lightning} if lightning else {})}
-    run.write_info(cohort.root, cohort.layout, "cv", fingerprint, **extra)
+    run.write_info(cohort.root, cohort.layout, kind.replace("-", " "), fingerprint, **extra)
 
 
-def run_cv(cohort: Cohort, method: Method, out: str | Path, settings: CVSettings | None = None) -> CVResult:
+AfterFolds = Callable[[dict[str, Predictor], list[FoldPredictions], dict[str, Any]], None]
+
+
+def run_cv(
+    cohort: Cohort,
+    method: Method,
+    out: str | Path,
+    settings: CVSettings | None = None,
+    after: AfterFolds | None = None,
+    kind: str = "cv",
+) -> CVResult:
     """Fit and test ``method`` in every fold; write splits, resolved config, predictions, summary and plots
     to ``out`` and each fold's predictor in its folder. Folds already finished in ``out`` are reused, so a
-    killed CV resumes; ``out`` holding a CV of other inputs is refused unless ``overwrite``."""
+    killed CV resumes; ``out`` holding a CV of other inputs is refused unless ``overwrite``.
+    ``after(fold predictors, folds, summary)`` may write further outputs and add to the summary; ``kind``
+    is the output's kind in its marker (``features-cv``, ``ssl-cv`` for the cached-feature CVs)."""
     started = time.perf_counter()
     cv = settings or CVSettings()
     run = RunDir(out)
     method = method.for_run(cv.seed, cv.folds)
     plan = cv.splits or make_splits(cohort, "kfold", folds=cv.folds, val=method.val_share(), seed=cv.seed)
     method.check(cohort)
-    claim_cv(cohort, run, method, plan, cv.overwrite)
+    claim_cv(cohort, run, method, plan, cv.overwrite, kind)
     fitted: dict[str, Predictor] = {}
 
     def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
@@ -264,6 +277,8 @@ def run_cv(cohort: Cohort, method: Method, out: str | Path, settings: CVSettings
         summary["predicts_as"] = (
             f"an ensemble: the mean of its {len(folds)} fold models' probabilities (smearmil predict {run.path} DATA)"
         )
+        if after is not None:
+            after(fitted, folds, summary)
 
     return run_folds(
         cohort,

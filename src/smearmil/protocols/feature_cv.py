@@ -11,96 +11,91 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ..data.cohort import Cohort
 from ..data.features import FeatureStore
-from ..data.splits import Fold, SplitPlan, make_splits
 from ..evaluation.encoder_probe import umap_embedding, umap_panels
 from ..evaluation.plots import cell_type_attention_plot
-from ..training.heads import HeadConfig, predict_head, train_head
-from ..training.predictor import Prediction
-from ..training.run_dir import RunDir
+from ..training.config.experts import ExpertsConfig, head_on_cells
+from ..training.config.head import HeadConfig
+from ..training.heads import head_predictions
+from ..training.methods.feature_experts import ExpertsMethod, ExpertsPredictor
+from ..training.predictor import Predictor
 from ..utils.atomic import write_text
-from ..utils.outputs import claim_output, run_fingerprint
-from .cv import CVResult, FoldPredictions, run_folds
-
-StoreForFold = Callable[[Fold, Path], FeatureStore]
+from .cv import CVResult, CVSettings, FoldPredictions, run_cv
 
 
 def run_head_cv(
     cohort: Cohort,
-    stores: StoreForFold,
-    head: HeadConfig,
+    config: ExpertsConfig,
     out: str | Path,
-    folds: int = 5,
-    seed: int = 0,
-    splits: SplitPlan | None = None,
-    progress: bool = True,
-    name: str = "attention MIL",
-    extra_config: dict[str, Any] | None = None,
+    cv: CVSettings | None = None,
     umap: bool = True,
-    data_identity: str | None = None,
-    output_kind: str = "features-cv",
-    overwrite: bool = False,
+    kind: str = "features-cv",
 ) -> CVResult:
-    """Train a head per fold on the features ``stores(fold, fold_dir)`` gives, test it, summarise.
+    """``run_cv`` of an experts config whose image expert is a MIL head (``head_on_cells``), plus the
+    attention of every test cell, by cell type, and UMAPs of the test cells. Each fold keeps its predictor,
+    so the folder predicts new patients (as the mean of its folds) where its cells' source reads images."""
+    cv = cv or CVSettings()
 
-    ``data_identity`` names what the features come from (a feature store's, or a cohort's identity):
-    with the config and splits it makes the run's fingerprint, so ``out`` resumes only the same CV."""
-    out = Path(out)
-    plan = splits or make_splits(cohort, "kfold", folds=folds, val=0.0, seed=seed)
-    config = {"name": name, "seed": seed, "folds": folds, "head": head.model_dump(mode="json"), **(extra_config or {})}
-    plan.check_cohort(cohort)
-    fingerprint = run_fingerprint(config, data_identity or cohort.identity(), plan.to_json())
-    claim_output(out, output_kind, fingerprint, overwrite)
-    RunDir(out).write_info(cohort.root, cohort.layout, output_kind.replace("-", " "), fingerprint)
-    cells: list[tuple] = []
-    spaces: dict[str, str] = {}  # fold -> name of its feature space
-
-    def fit_predict(fold: Fold, fold_dir: Path) -> FoldPredictions:
-        store = stores(fold, fold_dir)
-        spaces[fold.name] = str(store.directory)
-        model = train_head(store, list(fold.train) + list(fold.val), head, seed * 100 + plan.folds.index(fold))
-        test = list(fold.test)
-        proba, weights = predict_head(model, store, test)
-        for pid, w in zip(test, weights):
-            features = store.bag(pid)
-            for j, (cell, kind) in enumerate(zip(store.cell_ids(pid), store.cell_types(pid))):
-                cells.append(
-                    (fold.name, pid, store.label(pid), cell, kind, float(w[j]), float(w[j] * len(w)), features[j])
-                )
-        predictions = [Prediction(pid, p) for pid, p in zip(test, proba)]
-        return FoldPredictions(fold.name, predictions, cohort.labels(test))
-
-    def finish(results: list[FoldPredictions], summary: dict[str, Any]) -> None:
-        summary["model"] = name
-        write_text(out / "attention.csv", _attention_csv(cells))
+    def attention(fitted: dict[str, Predictor], folds: list[FoldPredictions], summary: dict[str, Any]) -> None:
+        cells, spaces = _test_cells(fitted, folds)
+        write_text(Path(out) / "attention.csv", _attention_csv(cells))
         if cohort.has_cell_types:
             table = attention_by_cell_type(cells, cohort.class_names)
-            write_text(out / "attention_by_cell_type.csv", _by_type_csv(table))
-            cell_type_attention_plot(table, cohort.class_names, out / "attention_by_cell_type.png")
+            write_text(Path(out) / "attention_by_cell_type.csv", _by_type_csv(table))
+            cell_type_attention_plot(table, cohort.class_names, Path(out) / "attention_by_cell_type.png")
             summary["attention_by_cell_type"] = table
         if umap:
             shared = len(set(spaces.values())) == 1
-            _umap_plots(cells, {f: "all folds" if shared else f for f in spaces}, out, seed)
+            _umap_plots(cells, {f: "all folds" if shared else f for f in spaces}, Path(out), cv.seed)
 
-    return run_folds(
-        cohort,
-        plan,
-        fit_predict,
-        out,
-        name=name,
-        seed=seed,
-        finish=finish,
-        progress=progress,
-        config_text=yaml.safe_dump(config, sort_keys=False),
-    )
+    return run_cv(cohort, ExpertsMethod(config), out, cv, after=attention, kind=kind)
+
+
+def store_head_cv(
+    store: FeatureStore,
+    head: HeadConfig,
+    out: str | Path,
+    cv: CVSettings | None = None,
+    umap: bool = True,
+    name: str | None = None,
+) -> CVResult:
+    """``run_head_cv`` on the patients of a ``features extract`` folder, read as they are."""
+    cv = cv or CVSettings()
+    cells = {"source": "features", "features": str(store.directory)}
+    config = head_on_cells(name or f"{head.pooling.name} MIL on {store.directory.name}", cv.seed, cells, head)
+    return run_head_cv(store.cohort(), config, out, cv, umap)
+
+
+def _test_cells(fitted: dict[str, Predictor], folds: list[FoldPredictions]) -> tuple[list[tuple], dict[str, str]]:
+    """Per test cell: fold, patient, label, cell, cell type, attention, relative attention, features; and
+    each fold's feature space (the folder its features are kept in)."""
+    cells: list[tuple] = []
+    spaces: dict[str, str] = {}
+    for fold in folds:
+        predictor = fitted[fold.fold]
+        assert isinstance(predictor, ExpertsPredictor)
+        kept = predictor.store or predictor.kept_features
+        head = getattr(predictor.fitted.image, "model_", None)
+        if kept is None or head is None:  # features not kept, or an image expert without attention
+            continue
+        store = FeatureStore(kept)
+        spaces[fold.fold] = str(store.directory)
+        test = [p.id for p in fold.predictions]
+        bags = [store.bag(pid) for pid in test]
+        _, weights = head_predictions(head, bags)
+        for pid, w, features in zip(test, weights, bags):
+            for j, (cell, kind) in enumerate(zip(store.cell_ids(pid), store.cell_types(pid))):
+                cells.append(
+                    (fold.fold, pid, store.label(pid), cell, kind, float(w[j]), float(w[j] * len(w)), features[j])
+                )
+    return cells, spaces
 
 
 def _attention_csv(cells: Sequence[tuple]) -> str:
@@ -162,8 +157,3 @@ def _umap_plots(cells: Sequence[tuple], spaces: dict[str, str], out: Path, seed:
         "test cells by attention",
         "log10 relative attention",
     )
-
-
-def store_cv_stores(store: FeatureStore) -> StoreForFold:
-    """One feature store for every fold (an encoder pre-trained beforehand)."""
-    return lambda fold, fold_dir: store

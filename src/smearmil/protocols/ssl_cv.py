@@ -15,11 +15,10 @@ from typing import Any
 
 from ..data.cache import ImageCache, build_cache
 from ..data.cohort import Cohort
-from ..data.features import FeatureStore
-from ..data.splits import Fold, SplitPlan, make_splits
-from ..models.cell_encoder import extract_features
+from ..data.splits import Fold, make_splits
 from ..training.cell_sources import CELL_SOURCES, Embedding, SourceContext, learns_cell_types
 from ..training.config import load_config
+from ..training.config.experts import head_on_cells
 from ..training.config.head import HeadConfig
 from ..training.config.ssl import SSLConfig
 from ..training.methods import FitSettings
@@ -28,7 +27,7 @@ from ..training.run_dir import RunDir
 from ..training.ssl import SSL_METHODS
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
-from .cv import CVResult, FoldPredictions, run_folds, run_on_same_folds
+from .cv import CVResult, CVSettings, FoldPredictions, run_folds, run_on_same_folds
 from .cv import fit_and_test as fit_and_test_fold
 from .feature_cv import run_head_cv
 
@@ -87,44 +86,22 @@ def run_encoder_cv(
     ssl: SSLConfig,
     head: HeadConfig,
     out: str | Path,
-    folds: int = 5,
-    seed: int = 0,
-    splits: SplitPlan | None = None,
-    cache_dir: str | Path | None = None,
+    cv: CVSettings | None = None,
     supervised_config: str = "cpu-attention",
-    progress: bool = True,
     umap: bool = True,
-    overwrite: bool = False,
 ) -> CVResult:
-    """Per fold: encoder of ``kind`` -> features of every cell -> head trained and tested; CV summary."""
-    cache = build_cache(cohort, ssl.image.preprocessing, cache_dir, progress=progress)
-    supervised = {}
+    """Per fold: encoder of ``kind`` -> features of every cell -> head trained and tested; CV summary. It is
+    the experts method with the encoder as its cells' source and the head as its image expert, so each
+    fold keeps a predictor and the folder predicts new patients from their images."""
+    if kind not in encoder_kinds():
+        raise ValueError(f"unknown encoder {kind!r}; choose from {', '.join(encoder_kinds())}")
+    source = kind if kind in BASELINE_ENCODERS else "ssl"
+    cells: dict[str, Any] = {"source": source, "ssl": (ssl.with_method(kind) if source == "ssl" else ssl).model_dump()}
     if kind == "supervised":
-        supervised = {"supervised": load_config(supervised_config).model_dump(mode="json")}
-
-    def store(fold: Fold, fold_dir: Path) -> FeatureStore:
-        features = fold_dir / "features"
-        if (features / "index.json").is_file():
-            return FeatureStore(features)
-        encoder = fold_featurizer(kind, cohort, cache, fold, ssl, fold_dir, supervised_config, progress).encoder
-        return extract_features(encoder, cohort, cache, features, progress)
-
-    return run_head_cv(
-        cohort,
-        store,
-        head,
-        out,
-        folds,
-        seed,
-        splits,
-        progress,
-        name=f"{kind} + {head.pooling.name} MIL",
-        extra_config={"encoder": kind, "ssl": ssl.model_dump(mode="json"), **supervised},
-        umap=umap,
-        data_identity=cohort.identity(),
-        output_kind="ssl-cv",
-        overwrite=overwrite,
-    )
+        shapes = {"seed": ssl.seed, "image": ssl.image.model_dump(), "model": {"encoder": ssl.encoder.model_dump()}}
+        cells["supervised"] = load_config(supervised_config, shapes).model_dump(mode="json")
+    config = head_on_cells(f"{kind} + {head.pooling.name} MIL", (cv or CVSettings()).seed, cells, head)
+    return run_head_cv(cohort, config, out, cv, umap, kind="ssl-cv")
 
 
 def run_finetune_cv(
@@ -132,17 +109,21 @@ def run_finetune_cv(
     kind: str,
     ssl: SSLConfig,
     out: str | Path,
-    folds: int = 5,
-    seed: int = 0,
-    splits: SplitPlan | None = None,
-    cache_dir: str | Path | None = None,
+    cv: CVSettings | None = None,
     mil_config: str = "cpu-attention",
-    progress: bool = True,
-    overwrite: bool = False,
 ) -> CVResult:
     """Per fold: the encoder of ``kind``, learnt from the fold's training patients (or random weights), starts
     the image expert of ``mil_config``, which is then trained end to end on the fold's training patients
     and tested: the MIL stage fine-tunes the encoder instead of freezing it."""
+    cv = cv or CVSettings()
+    folds, seed, splits, cache_dir, progress, overwrite = (
+        cv.folds,
+        cv.seed,
+        cv.splits,
+        cv.cache_dir,
+        cv.progress,
+        cv.overwrite,
+    )
     if kind == "supervised":
         raise ValueError("the supervised encoder is a MIL model trained end to end already; fine-tune SSL ones")
     started = time.perf_counter()
@@ -216,13 +197,10 @@ def run_encoder_comparison(
     run.write_info(cohort.root, cohort.layout, "ssl compare", fingerprint)
 
     def encoder(kind: str) -> Callable[[], CVResult]:
+        settings = CVSettings(folds, seed, plan, cache_dir, progress)
         if fine_tune:
-            return lambda: run_finetune_cv(
-                cohort, kind, ssl, run.path / kind, folds, seed, plan, cache_dir, supervised_config, progress
-            )
-        return lambda: run_encoder_cv(
-            cohort, kind, ssl, head, run.path / kind, folds, seed, plan, cache_dir, supervised_config, progress
-        )
+            return lambda: run_finetune_cv(cohort, kind, ssl, run.path / kind, settings, supervised_config)
+        return lambda: run_encoder_cv(cohort, kind, ssl, head, run.path / kind, settings, supervised_config)
 
     results = run_on_same_folds(plan, run.path, {kind: encoder(kind) for kind in kinds}, progress=progress)
     summaries = {kind: cv.summary for kind, cv in results.items()}

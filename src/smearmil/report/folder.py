@@ -165,16 +165,21 @@ class OutputFolder:
         return []
 
     def choices(self) -> dict[str, dict[str, Any]]:
-        """What each fitted model chose inside its training patients, by fold (a CV, or a predict folder's
-        model) or ``final model`` (a train run)."""
+        """What each fitted model chose inside its training patients, by fold (a CV, a repeated CV's
+        ``seed-0/fold0``, or a predict folder's model) or ``final model`` (a train run)."""
         if self.summary and isinstance(self.summary.get("choices"), dict):
             return {k: v for k, v in self.summary["choices"].items() if isinstance(v, dict) and v}
         model = Path(str(self.info.get("model"))) if self.kind == "predict" and self.info.get("model") else self.path
         found = {}
-        for path in [model / "choices.json", *sorted(model.glob("*/choices.json"))]:
+        paths = [
+            model / "choices.json",
+            *sorted(model.glob("*/choices.json")),
+            *sorted(model.glob("seed-*/*/choices.json")),
+        ]
+        for path in paths:  # a train run's, each fold's, each fold of each seed's (cv --seeds)
             value = self.run.read_json(path)
             if value:
-                found["final model" if path.parent == model else path.parent.name] = value
+                found["final model" if path.parent == model else str(path.parent.relative_to(model))] = value
         return found
 
     def thresholds(self) -> list[float]:

@@ -7,7 +7,8 @@ saves itself beside a predictor, so that a deployed model reads new patients' ce
 Registered sources: ``handcrafted`` (the 94 features of the paper's Section 3.2), ``encoder`` (a
 pre-trained encoder folder, as it is), ``random`` (a random encoder standardised on the training cells),
 ``ssl`` (pre-trained on the training patients' cells), ``supervised`` (the image expert of a run config
-trained on their labels) and ``single-cell`` (trained to tell cell types apart).
+trained on their labels), ``single-cell`` (trained to tell cell types apart) and ``features`` (a folder of
+``smearmil features extract``, read as it is).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class SourceContext:
     ssl: SSLConfig | None = None  # ssl, random, single-cell: the pre-training config (encoder, image, epochs)
     supervised: RunConfig | None = None  # supervised: the run config whose image expert is the encoder
     encoder: Path | None = None  # encoder: a pre-trained encoder folder
+    features: Path | None = None  # features: a `smearmil features extract` folder
     extra_data: Sequence[Path] = ()  # ssl: further data sets whose cells it learns from
     test_cells: bool = False  # ssl: also the test patients' cells (transductive)
     size: int = 224  # handcrafted: side the cells are resized to
@@ -67,6 +69,7 @@ class Featurizer:
 
     preprocessing: Preprocessing
     learnt_from: str
+    reads_images: bool = True  # False: features computed beforehand (no cell to show or explain)
 
     def bags(
         self,
@@ -88,6 +91,8 @@ class Featurizer:
         meta = json.loads((folder / CELLS_META).read_text(encoding="utf-8"))
         if meta.get("kind") == "handcrafted":
             return Handcrafted(meta["size"], meta.get("crop"), int(meta.get("n_jobs", 2)))
+        if meta.get("kind") == "features":
+            return Stored(Path(meta["store"]), str(meta.get("learnt_from", "")))
         from .trained import load_encoder
 
         return Embedding(load_encoder(folder / str(meta["encoder"])), str(meta.get("learnt_from", "")))
@@ -169,6 +174,46 @@ class Embedding(Featurizer):
             self.encoder.save(folder / ENCODER_DIR)
             where = ENCODER_DIR
         write_json(folder / CELLS_META, {"kind": "encoder", "encoder": where, "learnt_from": self.learnt_from})
+
+
+@dataclass
+class Stored(Featurizer):
+    """Features extracted beforehand (``smearmil features extract``): read from their folder, for its
+    patients only."""
+
+    directory: Path
+    learnt_from: str = ""
+    reads_images: bool = False
+
+    @property
+    def preprocessing(self) -> Preprocessing:  # type: ignore[override]
+        raise ValueError(f"the features of {self.directory} were extracted beforehand: no image is read")
+
+    def bags(
+        self,
+        cohort: Cohort,
+        ids: Sequence[str],
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+        store: Path | None = None,
+    ) -> dict[str, np.ndarray]:
+        from ..data.features import FeatureStore
+
+        features = FeatureStore(self.directory)
+        known = set(features.patient_ids)
+        missing = [pid for pid in ids if pid not in known]
+        if missing:
+            raise ValueError(
+                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}: not in the features {self.directory}, "
+                "which were extracted beforehand; to predict new patients from their images, train with "
+                "`smearmil features train DATA --encoder ENCODER`"
+            )
+        return {pid: features.bag(pid) for pid in ids}
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"kind": "features", "store": str(self.directory.resolve()), "learnt_from": self.learnt_from}
+        write_json(folder / CELLS_META, meta)
 
 
 Source = Callable[[SourceContext], Featurizer]
@@ -300,3 +345,14 @@ def _needs(value: Any, source: str) -> Any:
     if value is None:  # pragma: no cover - the callers always resolve it
         raise ValueError(f"the {source} cell source needs its config")
     return value
+
+
+@CELL_SOURCES.register("features")
+def stored_features(ctx: SourceContext) -> Featurizer:
+    from ..data.features import FeatureStore
+
+    directory = _needs(ctx.features, "features")
+    store = FeatureStore(directory)  # a clear error for a folder that holds none
+    sources = store.encoder.get("sources") or []
+    learnt = ", ".join(str(x.get("data")) for x in sources) if sources else "what its encoder was pre-trained on"
+    return Stored(Path(directory), f"features extracted beforehand ({learnt})")

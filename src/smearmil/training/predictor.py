@@ -222,8 +222,17 @@ def load_one(folder: Path) -> Predictor:
     from .methods import METHODS
 
     meta = read_meta(folder)
+    if str(meta["method"]) not in METHODS:
+        raise ValueError(
+            f"{folder / PREDICTOR_META} names the method {meta['method']!r}, which this smearmil does not know "
+            f"({METHODS.choices()}): predict with the smearmil (or plug-in) that trained it"
+        )
     method = METHODS.get(str(meta["method"]))
-    return method.predictor.load(folder, meta).restore(meta, folder)
+    try:
+        return method.predictor.load(folder, meta).restore(meta, folder)
+    except (KeyError, TypeError, OSError, json.JSONDecodeError) as error:
+        what = f"{type(error).__name__}: {error}"
+        raise ValueError(f"{folder}: a saved model file is missing or damaged ({what}); train it again") from None
 
 
 def load_predictor(path: str | Path) -> Predictor:
@@ -244,6 +253,12 @@ def load_predictor(path: str | Path) -> Predictor:
     for folder in folders:
         plan = SplitPlan.load(folder / "splits.json")
         missing = [f.name for f in plan.folds if not is_predictor(folder / f.name)]
+        if (folder / "summary.json").is_file() and len(missing) == len(plan.folds):
+            raise ValueError(
+                f"{folder}: a finished CV without saved fold models ({', '.join(missing)}): it was written by an "
+                "older smearmil or by a CV that keeps no models; run `smearmil cv` again into a new --out (or with "
+                "--overwrite) to predict with its folds"
+            )
         if missing:
             raise ValueError(
                 f"{folder}: the CV is unfinished (no model for {', '.join(missing)}); finish it by running the same "

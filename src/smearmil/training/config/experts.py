@@ -21,6 +21,7 @@ from ...utils.config_files import load_config_file
 from ...utils.registry import Component, registered_name
 from ..cell_sources import CELL_SOURCES
 from ..late_fusion import FUSIONS
+from .head import HeadConfig
 from .run import THRESHOLD_HELP, MethodConfig, Strict, Threshold, threshold_rule
 
 EXPERTS = "experts"
@@ -48,14 +49,17 @@ class CellFeatures(Strict):
     pre-trained per fold on the training patients' cells, plus ``extra_data``), ``supervised`` (the
     image expert of a run config trained per fold on the training patients' labels), ``single-cell``
     (the ``ssl`` preset's encoder trained to tell cell types apart, on ``cell_labels`` or on the
-    training patients' cell-type folders), ``encoder`` (a pre-trained encoder folder, used as is) or
-    ``random`` (the ``ssl`` preset's encoder with random weights): any source of ``training.cell_sources``."""
+    training patients' cell-type folders), ``encoder`` (a pre-trained encoder folder, used as is),
+    ``random`` (the ``ssl`` preset's encoder with random weights) or ``features`` (features extracted
+    beforehand): any source of ``training.cell_sources``."""
 
     source: Annotated[str, registered_name(CELL_SOURCES)] = "handcrafted"
     size: int = Field(224, ge=8, description="handcrafted: side the cells are resized to")
     crop: int | None = Field(None, ge=8, description="handcrafted: central crop after resizing")
     n_jobs: int = Field(2, ge=1, description="handcrafted: processes computing features")
-    ssl: str = Field("cpu-ssl", description="ssl: pre-training preset or YAML file")
+    ssl: str | dict[str, Any] = Field(
+        "cpu-ssl", description="ssl, random, single-cell: pre-training preset, YAML file, or the config itself"
+    )
     ssl_epochs: int | None = Field(None, ge=1, description="ssl: epochs (default: the preset's)")
     extra_data: list[Path] = Field(
         default_factory=list, description="ssl: further data sets (e.g. unlabelled patients) whose cells it learns from"
@@ -63,7 +67,11 @@ class CellFeatures(Strict):
     test_cells: bool = Field(
         False, description="ssl: also learn from the test patients' cells (transductive; off by default)"
     )
-    supervised: str = Field("cpu-cnn", description="supervised: run config whose image expert gives the features")
+    supervised: str | dict[str, Any] = Field(
+        "cpu-cnn",
+        description="supervised: run config (preset, YAML file or the config itself) whose image expert "
+        "gives the features",
+    )
     cell_labels: Path | None = Field(
         None,
         description="single-cell: a labelled single-cell data set (<class>/*.jpg, e.g. blood-cells-dev) whose "
@@ -71,11 +79,16 @@ class CellFeatures(Strict):
     )
     cell_epochs: int | None = Field(None, ge=1, description="single-cell: epochs (default: the ssl preset's)")
     encoder: Path | None = Field(None, description="encoder: a `smearmil ssl pretrain` or `train` folder")
+    features: Path | None = Field(
+        None, description="features: a `smearmil features extract` folder (for CV on its patients)"
+    )
 
     @model_validator(mode="after")
     def _encoder_given(self) -> CellFeatures:
         if self.source == "encoder" and self.encoder is None:
             raise ValueError("cells.source encoder needs cells.encoder (a pre-trained encoder folder)")
+        if self.source == "features" and self.features is None:
+            raise ValueError("cells.source features needs cells.features (a `smearmil features extract` folder)")
         if self.source != "single-cell" and (self.cell_labels is not None or self.cell_epochs is not None):
             raise ValueError("cells.cell_labels and cells.cell_epochs are for cells.source single-cell")
         return self
@@ -195,3 +208,14 @@ class ExpertsConfig(MethodConfig):
 
 def load_experts_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> ExpertsConfig:
     return load_config_file(name_or_path, ExpertsConfig, EXPERTS, overrides)
+
+
+def head_on_cells(
+    name: str, seed: int, cells: dict[str, Any], head: HeadConfig, data: dict[str, Any] | None = None
+) -> ExpertsConfig:
+    """An experts config with one image expert, a MIL head, on the cells' features of ``cells`` (a
+    ``CellFeatures`` mapping): what ``features cv``, ``features train`` and ``ssl cv`` fit."""
+    params = head.model_dump(mode="json", exclude={"kind", "name"})
+    config: dict[str, Any] = {"name": name, "seed": seed, "cells": cells, "attribute_expert": None}
+    config["image_expert"] = {"name": HEAD, "params": params}
+    return ExpertsConfig.model_validate({**config, **({"data": data} if data is not None else {})})

@@ -4,6 +4,7 @@ choice made inside the training patients (``training.experts_fit``); deployable 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ import numpy as np
 from ...data.cache import build_cache
 from ...data.cohort import Cohort
 from ...data.splits import Fold
-from ..cell_sources import CELL_SOURCES, CELLS_DIR, Embedding, Featurizer, SourceContext, check_cell_types
-from ..config import load_config
+from ..cell_sources import CELL_SOURCES, CELLS_DIR, Embedding, Featurizer, SourceContext, Stored, check_cell_types
+from ..config import RunConfig, load_config
 from ..config.experts import ExpertsConfig
 from ..config.ssl import SSLConfig, load_ssl_config
 from ..experts_fit import FittedExperts, explain_cells, fit_experts
@@ -37,6 +38,7 @@ class ExpertsPredictor(Predictor):
         self.attributes = list(config.attributes) if config.attribute_experts or config.fusions else []
         self.uses_images = featurizer is not None
         self.store: Path | None = None  # where the fit kept its training cohort's features (reused in a CV)
+        self.kept_features: Path | None = None  # that folder, as a loaded predictor knows it (never written to)
 
     def predict(
         self,
@@ -60,7 +62,9 @@ class ExpertsPredictor(Predictor):
             Prediction(pid, p.astype(np.float64), d.get("gate_image_expert"), d)
             for pid, p, d in zip(ids, proba, details)
         ]
-        if explain and subsets is None and self.featurizer is not None and self.fitted.image is not None:
+        seen = self.featurizer is not None and self.featurizer.reads_images
+        if explain and subsets is None and seen and self.fitted.image is not None:
+            assert self.featurizer is not None
             cache = build_cache(cohort, self.featurizer.preprocessing, cache_dir, progress=progress)
             explain_cells(out, self.fitted.image, [bags[pid] for pid in ids], cohort, cache)
         return out
@@ -68,24 +72,57 @@ class ExpertsPredictor(Predictor):
     def choices(self) -> dict[str, Any]:
         return self.fitted.chosen
 
+    def parts(self) -> dict[str, Predictor]:
+        """It, and with a fusion each expert alone (its own probabilities, cut at 0.5), for repeatability."""
+        found: dict[str, Predictor] = {self.label.upper(): self}
+        if self.fitted.fusion is None:
+            return found
+        for name, keep in (("IMAGE EXPERT", "image"), ("ATTRIBUTE EXPERT", "attributes")):
+            alone = replace(
+                self.fitted,
+                fusion=None,
+                image=self.fitted.image if keep == "image" else None,
+                attributes=self.fitted.attributes if keep == "attributes" else None,
+                threshold=0.5,
+                threshold_source="fixed",
+            )
+            part = ExpertsPredictor(alone, self.featurizer if keep == "image" else None)
+            part.class_names, part.data, part.store = self.class_names, self.data, self.store
+            found[name] = part
+        return found
+
     @property
     def label(self) -> str:
         return self.method
 
     @property
     def preprocessing(self) -> Any:
-        return self.featurizer.preprocessing if self.featurizer is not None else None
+        reads = self.featurizer is not None and self.featurizer.reads_images
+        return self.featurizer.preprocessing if reads and self.featurizer is not None else None
 
     def save_files(self, folder: Path) -> dict[str, Any]:
         self.fitted.save(folder)
         if self.featurizer is not None:
             self.featurizer.save(folder / CELLS_DIR)
-        return {"learnt_from": self.featurizer.learnt_from if self.featurizer is not None else None}
+        features = None
+        kept = self.store or self.kept_features
+        if kept is not None:  # where its cells' features are kept: relative to the folder holding it (a CV)
+            where, home = kept.resolve(), folder.resolve().parent
+            features = str(where.relative_to(home)) if where.is_relative_to(home) else str(where)
+        return {
+            "learnt_from": self.featurizer.learnt_from if self.featurizer is not None else None,
+            "features": features,
+        }
 
     @classmethod
     def load(cls, folder: Path, meta: dict[str, Any]) -> Predictor:
         featurizer = Featurizer.load(folder / CELLS_DIR) if (folder / CELLS_DIR).is_dir() else None
-        return cls(FittedExperts.load(folder), featurizer)
+        found = cls(FittedExperts.load(folder), featurizer)
+        if meta.get("features"):
+            where = Path(meta["features"])
+            where = where if where.is_absolute() else folder.resolve().parent / where
+            found.kept_features = where if where.is_dir() else None
+        return found
 
 
 @METHODS.register("experts")
@@ -121,7 +158,16 @@ class ExpertsMethod(Method):
                 overrides[key] = str(value) if key == "cell_labels" else value
         if cells.cell_epochs is not None:
             overrides["cell_epochs"] = cells.cell_epochs
+        if isinstance(cells.ssl, dict):
+            return SSLConfig.model_validate({**cells.ssl, **overrides})
         return load_ssl_config(cells.ssl, overrides)
+
+    def supervised_config(self) -> RunConfig:
+        """The run config whose image expert the ``supervised`` source trains (``cells.supervised``)."""
+        given = self.config.cells.supervised
+        if isinstance(given, dict):
+            return RunConfig.model_validate({**given, "seed": self.config.seed})
+        return load_config(given, {"seed": self.config.seed})
 
     def featurizer(self, cohort: Cohort, fold: Fold, folder: Path, settings: FitSettings) -> Featurizer:
         cells = self.config.cells
@@ -131,10 +177,9 @@ class ExpertsMethod(Method):
             folder,
             settings.shared or folder,
             ssl=self.ssl_config() if cells.source in SSL_SOURCES else None,
-            supervised=load_config(cells.supervised, {"seed": self.config.seed})
-            if cells.source == "supervised"
-            else None,
+            supervised=self.supervised_config() if cells.source == "supervised" else None,
             encoder=cells.encoder,
+            features=cells.features,
             extra_data=cells.extra_data,
             test_cells=cells.test_cells,
             size=cells.size,
@@ -153,6 +198,8 @@ class ExpertsMethod(Method):
             featurizer = self.featurizer(cohort, fold, folder, settings)
             if isinstance(featurizer, Embedding):  # kept for the fold's test patients (and a resumed CV)
                 store = (settings.shared or folder) / "features" if featurizer.shared else folder / "features"
+            elif isinstance(featurizer, Stored):
+                store = featurizer.directory
             table = featurizer.bags(cohort, train, settings.cache_dir, settings.progress, store)
             bags_of = lambda ids: [table[i] for i in ids]  # noqa: E731
         fitted = fit_experts(cohort, train, self.config, bags_of, settings.seed * 100 + settings.fold_index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,17 @@ import pytest
 from PIL import Image
 
 from smearmil.data.simulate import SimulationConfig, simulate
+
+
+def run_in_process(*args: object) -> subprocess.CompletedProcess[str]:
+    """The command line in-process (no interpreter start-up, numba's compiled UMAP reused), as a finished
+    process: exit code, standard output, standard error."""
+    from typer.testing import CliRunner
+
+    from smearmil.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return subprocess.CompletedProcess([str(a) for a in args], result.exit_code, result.stdout, result.stderr)
 
 
 def invoke(*args: object) -> str:

@@ -174,6 +174,7 @@ def test_a_folds_choices_never_depend_on_its_test_patients(
         "cells": {"size": 32, "n_jobs": 1},
         "image_expert": candidates,
         "attribute_expert": ["clinical/gnb", "clinical/logreg"],
+        "inner_folds": 3,
     }
     config = load_experts_config(preset, overrides)
     fold = plan.folds[0]

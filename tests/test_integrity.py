@@ -28,7 +28,7 @@ from smearmil.training.methods import method_of
 from smearmil.utils.atomic import write_json
 from smearmil.utils.outputs import MARKER, OutputRefused
 
-from .conftest import write_image, write_lymph_cohort
+from .conftest import run_in_process, write_image, write_lymph_cohort
 
 runner = CliRunner()
 CLI = [sys.executable, "-m", "smearmil"]
@@ -272,9 +272,8 @@ def test_brackets_and_dollars_in_names_labels_and_paths_print_as_they_are(tmp_pa
     config = _tiny_config(tmp_path)
     checks = [
         ["data", "inspect", root],
-        ["train", root, "--config", config, "--out", tmp_path / "run", "--cache-dir", tmp_path / "k", "-q"],
         ["cv", root, "--config", config, "--folds", "2", "--out", tmp_path / "cv", "--cache-dir", tmp_path / "k", "-q"],
-        ["predict", tmp_path / "run", root / "trainset" / "P000", "--out", tmp_path / "p"],
+        ["predict", tmp_path / "cv", root / "trainset" / "P000", "--out", tmp_path / "p"],
         ["report", tmp_path / "cv", "--cache-dir", tmp_path / "k", "-q"],
     ]
     for args in checks:
@@ -576,7 +575,7 @@ def test_ssl_evaluate_skips_empty_and_oversized_cells(tmp_path: Path) -> None:
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     enc = tmp_path / "enc.yaml"
     enc.write_text("kind: ssl\nbase: cpu-ssl\nimage: {size: 24, crop: null}\nencoder: {k: 2}\n")
-    done = _cli(
+    done = run_in_process(
         "ssl",
         "evaluate",
         f"random:{enc}",

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from smearmil.cli import app
 from smearmil.data.simulate import SimulationConfig, simulate
 
 CLI = [sys.executable, "-m", "smearmil"]
@@ -111,9 +113,7 @@ def test_cv_killed_at_five_moments_resumes_to_the_uninterrupted_predictions(tmp_
     assert final.returncode == 0, final.stderr[-3000:]
     assert (out / "predictions.csv").read_text() == expected, f"kills: {outcomes}"
     assert (out / "summary.json").is_file() and time.monotonic() - started < 900
-    other = subprocess.run(
-        _cv(root, config, out, cache, seed=1), capture_output=True, text=True, timeout=600, check=False
-    )
-    assert other.returncode == 2 and "seed: 0 -> 1" in " ".join(other.stderr.split())
-    assert "--overwrite" in other.stderr and "Traceback" not in other.stderr
+    other = CliRunner().invoke(app, _cv(root, config, out, cache, seed=1)[len(CLI) :])  # in-process: no start-up
+    assert other.exit_code == 2 and "seed: 0 -> 1" in " ".join(other.output.split())
+    assert "--overwrite" in other.output and "Traceback" not in other.output
     assert (out / "predictions.csv").read_text() == expected

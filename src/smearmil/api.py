@@ -28,6 +28,7 @@ from .protocols.predict import predict_to
 from .training.config import load_config
 from .training.methods import Method, load_method, method_of
 from .training.predictor import Predictor, load_predictor
+from .utils.spreadsheet import read_cell
 
 __all__ = ["Model", "SmearMILClassifier", "Table", "cross_validate", "load", "load_cohort", "load_config", "train"]
 
@@ -43,7 +44,7 @@ class Table:
     def read_csv(cls, path: str | Path) -> Table:
         with Path(path).open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            rows = [{k: v if k in TEXT_COLUMNS else _number(v) for k, v in r.items()} for r in reader]
+            rows = [{k: read_cell(v) if k in TEXT_COLUMNS else _number(v) for k, v in r.items()} for r in reader]
             return cls(rows, reader.fieldnames or [])
 
     def __len__(self) -> int:

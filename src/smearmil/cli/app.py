@@ -98,6 +98,7 @@ def guarded(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, cli_context: typer.Context, **kwargs: Any) -> Any:
         from ..utils import provenance
+        from ..utils.locks import release_all
 
         provenance.COMMAND_LINE = command_line(cli_context)
         quiet_unless_main_process()
@@ -109,6 +110,8 @@ def guarded(fn: F) -> F:
         except (OSError, ValueError) as error:  # files the user named (missing, unwritable, not a folder), bad values
             err_console.print(error_line(error))
             raise typer.Exit(2) from None
+        finally:  # the folders and caches this command used are free for others
+            release_all()
 
     new = signature.replace(parameters=[*signature.parameters.values(), context])
     wrapper.__signature__ = new  # type: ignore[attr-defined]

@@ -253,7 +253,10 @@ def cache_clear_cmd(
     from ..data.cache_admin import clear_caches
 
     folder = cache_dir or default_cache_dir()
-    removed = clear_caches(folder, older_than, data_set)
+    busy: list[Any] = []
+    removed = clear_caches(folder, older_than, data_set, busy)
     for e in removed:
         out.print(f"removed {e.path.name} ({e.data}, {e.bytes / 1e6:,.0f} MB)")
+    for e, holder in busy:
+        out.print(f"kept {e.path.name}: in use by {holder}; clear it when that command has finished")
     out.print(f"freed {sum(e.bytes for e in removed) / 1e6:,.0f} MB in {folder}")

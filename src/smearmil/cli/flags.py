@@ -182,7 +182,14 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"--set {item!r}: {part} is set twice, as a value and as a section")
-        node[leaf] = yaml.safe_load(text) if text.strip() else None
+        try:
+            node[leaf] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as error:
+            problem = str(getattr(error, "problem", None) or error).strip()
+            raise ValueError(
+                f"--set {item!r}: {text!r} is not a YAML value ({problem}); quote text, e.g. "
+                f"--set '{key}=\"{text}\"', or close the brackets"
+            ) from None
     return tree
 
 

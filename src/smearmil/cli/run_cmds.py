@@ -459,11 +459,11 @@ def predict(
 
 
 def _cells_by_patient(path: Path) -> dict[str, list[tuple[str, float]]]:
-    import csv
+    from ..utils.spreadsheet import read_rows
 
     found: dict[str, list[tuple[str, float]]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for r in csv.DictReader(handle):
+    with path.open(encoding="utf-8", newline="") as handle:
+        for r in read_rows(handle):
             found.setdefault(r["patient"], []).append((r["file"], float(r["logit_contribution_toward_class"])))
     return found
 

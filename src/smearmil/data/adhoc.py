@@ -10,8 +10,8 @@ from .cohort import Cohort, Patient
 from .dates import age_at, parse_dob
 from .options import DataOptions
 from .problems import DataError, Problem
-from .readers.common import list_images
-from .table import parse_gender, parse_number, read_table, snake_case
+from .readers.common import check_duplicate_ids, implausible, list_images, missing_value_problem, parse_attribute
+from .table import Table, is_missing, read_table, snake_case
 
 ID_COLUMNS = ("id", "patient", "patient_id")
 
@@ -23,10 +23,23 @@ def cohort_from_folders(
     attribute names (``age``, ``lymph_count``, ...) or the lymphocytosis columns (``DOB``, ``LYMPH_COUNT``)."""
     options = options or DataOptions()
     problems: list[Problem] = []
-    patients = []
+    patients: list[Patient] = []
+    given: dict[str, Path] = {}  # patient id (folder name) -> its folder
     for folder in (Path(f).resolve() for f in folders):
         if not folder.is_dir():
             problems.append(Problem("missing_folder", str(folder), "is not a folder of cell images"))
+            continue
+        first = given.setdefault(folder.name, folder)
+        if first != folder or any(p.id == folder.name for p in patients):
+            twice = "given twice" if first == folder else f"and {first} have the same name"
+            problems.append(
+                Problem(
+                    "duplicate_patient",
+                    str(folder),
+                    f"patient {folder.name}: {folder} {twice}; a patient id is its folder's name, so each folder "
+                    "must be named for one patient. Give each folder once, or rename one",
+                )
+            )
             continue
         images = list_images(folder, problems)
         if not images:
@@ -43,8 +56,11 @@ def cohort_from_folders(
 
 
 def _attach_attributes(patients: list[Patient], path: Path, options: DataOptions, problems: list[Problem]) -> list[str]:
+    """Each patient's row of ``path``, checked as the cohort layouts check theirs: a missing value follows
+    the missing-value policy, a date or number that cannot be read or lies out of range is an error."""
     table = read_table(path)
     id_col = next((c for c in table.columns if snake_case(c) in ID_COLUMNS), table.columns[0])
+    problems += table.problems + check_duplicate_ids(table, id_col)
     rows = {row[id_col]: i for i, row in enumerate(table.rows)}
     columns = [c for c in table.columns if c != id_col]
     names = ["age" if snake_case(c) == "dob" else snake_case(c) for c in columns]
@@ -54,17 +70,31 @@ def _attach_attributes(patients: list[Patient], path: Path, options: DataOptions
             continue
         i = rows[p.id]
         for column, name in zip(columns, names):
-            text = table.rows[i][column]
-            value: float | None
             if snake_case(column) == "dob":
-                dob = parse_dob(text)
-                value = age_at(dob.value, options.reference_date) if dob.value else math.nan
-            elif name in ("gender", "sex"):
-                value = parse_gender(text)
-            else:
-                value = parse_number(text, table.delimiter)
-            if value is None:
-                problems.append(Problem("non_numeric_attribute", table.where(i, p.id), f"{column} is {text!r}"))
-                value = math.nan
-            p.attributes[name] = value
+                p.attributes[name] = _age(table, i, column, p.id, options, problems)
+                continue
+            p.attributes[name], found = parse_attribute(table, i, column, options, p.id)
+            problems += found
+            if out_of_range := implausible(name, p.attributes[name], table.where(i, p.id), column):
+                problems.append(out_of_range)
     return names
+
+
+def _age(table: Table, i: int, column: str, pid: str, options: DataOptions, problems: list[Problem]) -> float:
+    """Age at ``options.reference_date`` from a date of birth; NaN and a problem when it cannot be used."""
+    where = table.where(i, pid)
+    dob = parse_dob(table.rows[i][column])
+    if dob.value is None:
+        missing = missing_value_problem(where, column, options)
+        if is_missing(table.rows[i][column]):
+            problems.append(missing)
+        else:
+            problems.append(Problem("bad_date", where, f"{column}: {dob.note}; fix the date"))
+        return math.nan
+    age = age_at(dob.value, options.reference_date)
+    if not 0 <= age <= 120:
+        problems.append(
+            Problem("bad_date", where, f"{column} {dob.value.isoformat()} gives age {age:.1f}; fix the date")
+        )
+        return math.nan
+    return age

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -21,9 +22,10 @@ from typing import Any, Literal
 import numpy as np
 
 from ..utils.atomic import dumps_json
+from ..utils.locks import hold_shared
 from ..utils.progress import track
 from .cohort import Cohort
-from .images import Preprocessing, content_hash
+from .images import Preprocessing, content_hash, read_image_bytes
 from .problems import Problem
 
 log = logging.getLogger(__name__)
@@ -41,12 +43,17 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(cohort: Cohort, prep: Preprocessing, mode: KeyMode = "stat") -> str:
-    """Hash of the patients, their files (path + size + mtime, or content) and the preprocessing."""
+    """Hash of the patients, their files and the preprocessing. A file counts by its content when the
+    cohort's images were checked (their hashes are known: a cell changed in place is never served stale)
+    or ``mode`` is ``content``; else by path, size and modification time."""
     h = hashlib.sha256(f"v{CACHE_VERSION}|{prep.size}|{prep.crop}|{mode}\n".encode())
     for patient in cohort.patients:
         h.update(f"patient\t{patient.id}\n".encode())
-        for path in patient.images:
-            if mode == "content":
+        known = patient.digests if patient.digests is not None and len(patient.digests) == len(patient.images) else None
+        for k, path in enumerate(patient.images):
+            if known is not None and known[k]:
+                h.update(f"{path}\t{known[k]}\n".encode())
+            elif mode == "content":
                 h.update(f"{path}\t{content_hash(path.read_bytes())}\n".encode())
             else:
                 st = path.stat()
@@ -183,15 +190,15 @@ class ImageCache:
 def _decode_one(args: tuple[Path, Preprocessing]) -> np.ndarray | str:
     path, prep = args
     try:
-        return prep.load(path.read_bytes(), path.name)
+        return prep.load(read_image_bytes(path), path.name)
     except OSError as error:
         return str(error)
 
 
 def _clean_stale_builds(cache_dir: Path, name: str) -> None:
     for stale in cache_dir.glob(f"{name}.building-*"):
-        pid = stale.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not alive(int(pid)):
+        pid = build_owner(stale)
+        if pid is not None and not alive(pid):
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -229,7 +236,7 @@ def build_cache(
     final = cache_dir / name
     if (final / INDEX_FILE).is_file():
         try:
-            return ImageCache(final)
+            return _in_use(ImageCache(final))
         except BrokenCache as broken:  # the cache is ours: rebuild it
             log.warning("%s; rebuilding it", broken)
             shutil.rmtree(final, ignore_errors=True)
@@ -246,7 +253,23 @@ def build_cache(
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ImageCache(final)
+    return _in_use(ImageCache(final))
+
+
+def _in_use(cache: ImageCache) -> ImageCache:
+    """The cache, marked as read by this process (``cache clear`` skips it until the command ends)."""
+    hold_shared(cache.directory)
+    return cache
+
+
+BUILD_FOLDER = re.compile(r"^(?P<name>.+-\d+px(?:-c\d+)?-[0-9a-f]{24})\.building-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def build_owner(folder: Path) -> int | None:
+    """The process id of an unfinished cache build folder smearmil made (``<cache>.building-<pid>-<tag>``),
+    or None for any other folder."""
+    found = BUILD_FOLDER.match(folder.name)
+    return int(found["pid"]) if found else None
 
 
 def _write(cohort: Cohort, prep: Preprocessing, work: Path, progress: bool, workers: int) -> None:

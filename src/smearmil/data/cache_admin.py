@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import INDEX_FILE, alive, default_cache_dir
+from ..utils.locks import in_use, release
+from .cache import INDEX_FILE, alive, build_owner, default_cache_dir
 
 
 @dataclass
@@ -50,10 +51,10 @@ def list_caches(cache_dir: str | Path | None = None) -> list[CacheEntry]:
             size = f"{prep['size']}" + (f" -> {prep['crop']}" if prep.get("crop") else "")
             data, cells, patients = str(index["root"]), int(index["shape"][0]), len(index["patients"])
         except (OSError, ValueError, KeyError, TypeError, IndexError):
-            if ".building-" not in path.name:
+            pid = build_owner(path)
+            if pid is None:
                 continue  # not a cache smearmil wrote
-            pid = path.name.rsplit("-", 2)[-2]
-            if pid.isdigit() and alive(int(pid)):
+            if alive(pid):
                 continue  # a build in progress: not ours to list or clear
             data, cells, patients, size = "(unfinished build)", 0, 0, "-"
         used, newest = _disk_usage(path)
@@ -62,10 +63,14 @@ def list_caches(cache_dir: str | Path | None = None) -> list[CacheEntry]:
 
 
 def clear_caches(
-    cache_dir: str | Path | None = None, older_than_days: float | None = None, data: str | Path | None = None
+    cache_dir: str | Path | None = None,
+    older_than_days: float | None = None,
+    data: str | Path | None = None,
+    busy: list[tuple[CacheEntry, str]] | None = None,
 ) -> list[CacheEntry]:
     """Delete smearmil's caches (all, those unused for ``older_than_days``, or those of the data set ``data``);
-    returns what was deleted. A cache rebuilds itself the next time a command needs it."""
+    returns what was deleted. A cache that a running command reads is skipped (added to ``busy`` with who
+    reads it). A cache rebuilds itself the next time a command needs it."""
     root = str(Path(data).resolve()) if data is not None else None
     removed = []
     for entry in list_caches(cache_dir):
@@ -73,6 +78,12 @@ def clear_caches(
             continue
         if root is not None and entry.data != root:
             continue
+        holder = in_use(entry.path)  # locks it against new readers until it is gone
+        if holder is not None:
+            if busy is not None:
+                busy.append((entry, holder))
+            continue
         shutil.rmtree(entry.path, ignore_errors=True)
+        release(entry.path)
         removed.append(entry)
     return removed

@@ -64,6 +64,31 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 MAX_PIXELS = 64_000_000  # a cell image is well under a megapixel; more is a slide or a decompression bomb
+MAX_FILE_BYTES = 256 * 2**20  # a cell image is kilobytes; a file this large is not one (read no further)
+
+
+def read_image_bytes(path: Path) -> bytes:
+    """The bytes of an image file, refused (``OSError``) before reading when it is far too large for a cell."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise TooLarge(
+            f"{size / 2**20:,.0f} MB is far more than a cell image (limit {MAX_FILE_BYTES / 2**20:.0f} MB); "
+            "crop it to the cell or remove it"
+        )
+    return path.read_bytes()
+
+
+class TooLarge(OSError):
+    """An image far larger than a cell image: refused before it is decoded."""
+
+
+def _too_many_pixels(width: int, height: int) -> TooLarge | None:
+    if width * height <= MAX_PIXELS:
+        return None
+    return TooLarge(
+        f"{width}x{height} pixels is far more than a cell image (limit {MAX_PIXELS / 1e6:.0f} Mpx); crop it to "
+        "the cell or remove it"
+    )
 
 
 def decode(data: bytes, name: str = "", draft_size: int | None = None) -> Image.Image:
@@ -73,14 +98,13 @@ def decode(data: bytes, name: str = "", draft_size: int | None = None) -> Image.
     """
     try:
         image = Image.open(io.BytesIO(data))
-        if image.width * image.height > MAX_PIXELS:
-            raise OSError(
-                f"{image.width}x{image.height} pixels is far more than a cell image (limit "
-                f"{MAX_PIXELS / 1e6:.0f} Mpx); crop it to the cell or remove it"
-            )
+        if (too_many := _too_many_pixels(image.width, image.height)) is not None:
+            raise too_many
         if draft_size is not None and image.format == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
         image.load()
+    except TooLarge:
+        raise
     except Image.DecompressionBombError as bomb:
         raise OSError(f"{bomb}; crop it to the cell or remove it") from None
     except UnidentifiedImageError as pil_error:
@@ -110,16 +134,22 @@ def _decode_tiff(data: bytes, pil_error: Exception | None) -> Image.Image:
     import tifffile
 
     try:
-        array = tifffile.imread(io.BytesIO(data), key=0)
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages[0]
+            too_many = _too_many_pixels(int(page.imagewidth), int(page.imagelength))  # before decoding
+            if too_many is None:
+                array = page.asarray()
     except Exception as error:
         raise OSError(f"cannot decode TIFF: {pil_error or error}") from error
+    if too_many is not None:
+        raise too_many
     return _array_to_rgb(np.asarray(array))
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 array."""
     path = Path(path)
-    return np.asarray(decode(path.read_bytes(), path.name))
+    return np.asarray(decode(read_image_bytes(path), path.name))
 
 
 def content_hash(data: bytes) -> str:

@@ -65,6 +65,19 @@ def read_table(path: Path) -> Table:
     columns = [c.strip() for c in header]
     if not any(columns):
         raise DataError([Problem("empty_csv", f"{path.name} line 1", "the header row names no columns; add one")])
+    twice = _repeated_columns(columns)
+    if twice:
+        raise DataError(
+            [
+                Problem(
+                    "duplicate_column",
+                    f"{path.name} line 1",
+                    f"the header names {' and '.join(repr(c) for c in names)} (one column, matched case- and "
+                    "space-insensitively); rename or delete one of them",
+                )
+                for names in twice
+            ]
+        )
     rows, lines, problems = [], [], []
     line_no = 1
     try:
@@ -80,6 +93,15 @@ def read_table(path: Path) -> Table:
     except csv.Error as error:
         problems.append(Problem("malformed_row", f"{path.name} line {line_no + 1}", f"cannot be parsed ({error})"))
     return Table(path, columns, rows, lines, delimiter, problems)
+
+
+def _repeated_columns(columns: list[str]) -> list[list[str]]:
+    """Header names that mean the same column (``LABEL`` and ``label``): each group of two or more."""
+    groups: dict[str, list[str]] = {}
+    for c in columns:
+        if c:
+            groups.setdefault(_norm(c), []).append(c)
+    return [names for names in groups.values() if len(names) > 1]
 
 
 def _row_shape(values: list[str], n_columns: int, where: str) -> Problem | None:

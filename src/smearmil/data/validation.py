@@ -10,7 +10,7 @@ from pathlib import Path
 from ..utils.progress import track
 from .adhoc import cohort_from_folders
 from .cohort import CellSet, Cohort
-from .images import IMAGE_SUFFIXES, content_hash, decode
+from .images import IMAGE_SUFFIXES, content_hash, decode, read_image_bytes
 from .options import DataOptions
 from .problems import DataError, Problem, errors_in
 from .readers import read
@@ -21,18 +21,20 @@ CHECK_DRAFT_SIZE = 32  # JPEG decodes at 1/8 scale: the whole stream is still re
 @dataclass(frozen=True)
 class ImageCheck:
     path: Path
-    digest: str | None
+    digest: str | None  # of the file's bytes: the data's identity
     error: str | None
+    pixels: str | None = None  # of the decoded pixels: the same cell however its file was re-saved
 
 
 def check_file(path: Path) -> ImageCheck:
     """Read and decode one file; never raises."""
     try:
-        data = path.read_bytes()
-        decode(data, path.name, draft_size=CHECK_DRAFT_SIZE)
+        data = read_image_bytes(path)
+        image = decode(data, path.name, draft_size=CHECK_DRAFT_SIZE)
     except OSError as error:
         return ImageCheck(path, None, str(error))
-    return ImageCheck(path, content_hash(data), None)
+    pixels = content_hash(f"{image.size}|".encode() + image.tobytes())
+    return ImageCheck(path, content_hash(data), None, pixels)
 
 
 def check_files(paths: Sequence[Path], progress: bool = True, workers: int = 2) -> list[ImageCheck]:
@@ -52,8 +54,9 @@ def _unreadable(check: ImageCheck, owner: str) -> Problem:
 def check_cohort_images(cohort: Cohort, drop_duplicates: bool = True, progress: bool = True) -> None:
     """Decode every cell once; drop unreadable images and (by default) repeated ones, recording problems.
 
-    The same content in two patients (a copy, or a symlinked file or folder) is an error naming both:
-    it would put one cell in two bags, and so possibly in both the training and the test patients.
+    The same cell in two patients (a copy, a re-saved file with the same pixels, or a symlinked file or
+    folder) is an error naming both: it would put one cell in two bags, and so possibly in both the
+    training and the test patients. Cells are compared by their decoded pixels, not their bytes.
     """
     checks = iter(check_files([p for patient in cohort.patients for p in patient.images], progress))
     owners: dict[str, tuple[str, Path]] = {}  # content hash -> (patient, file) where it was seen first
@@ -68,8 +71,8 @@ def check_cohort_images(cohort: Cohort, drop_duplicates: bool = True, progress: 
                 cohort.problems.append(_unreadable(check, f"patient {patient.id}"))
                 keep.append(False)
                 continue
-            assert check.digest is not None
-            other, other_path = owners.setdefault(check.digest, (patient.id, check.path))
+            assert check.pixels is not None
+            other, other_path = owners.setdefault(check.pixels, (patient.id, check.path))
             if other != patient.id:
                 cohort.problems.append(
                     Problem(
@@ -79,7 +82,7 @@ def check_cohort_images(cohort: Cohort, drop_duplicates: bool = True, progress: 
                         "patients can leak between training and test. Remove the copy or the symlink",
                     )
                 )
-            first = seen.setdefault(check.digest, check.path)
+            first = seen.setdefault(check.pixels, check.path)
             duplicate = first != check.path
             if duplicate:
                 action = "dropped" if drop_duplicates else "kept (drop_duplicate_images: false)"

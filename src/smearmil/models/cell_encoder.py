@@ -22,8 +22,8 @@ from ..data.cache import ImageCache
 from ..data.cohort import Cohort
 from ..data.features import FeatureStore
 from ..data.images import Preprocessing
-from ..utils.atomic import atomic_path, write_json
-from ..utils.checkpoints import load_state, load_tensors
+from ..utils.atomic import write_json
+from ..utils.checkpoints import load_state, load_tensors, save_tensors
 from ..utils.device import default_device
 from .encoders import EncoderConfig
 
@@ -125,8 +125,7 @@ class CellEncoder:
         directory.mkdir(parents=True, exist_ok=True)
         if not isinstance(self.prepare, ChannelNormalise):
             raise ValueError("only encoders with channel normalisation are saved on their own")
-        with atomic_path(directory / ENCODER_WEIGHTS) as tmp:
-            torch.save(self.encoder.state_dict(), tmp)
+        save_tensors(self.encoder.state_dict(), directory / ENCODER_WEIGHTS, "encoder")
         write_json(
             directory / ENCODER_META,
             {
@@ -150,15 +149,23 @@ class CellEncoder:
         directory = path.parent if path.is_file() else path
         if not (directory / ENCODER_META).is_file():
             raise FileNotFoundError(f"{path}: no {ENCODER_META} here; give a folder written by `smearmil ssl pretrain`")
-        meta = json.loads((directory / ENCODER_META).read_text(encoding="utf-8"))
-        encoder = EncoderConfig.model_validate(meta["encoder"]).build(meta["input_size"])
+        try:
+            meta = json.loads((directory / ENCODER_META).read_text(encoding="utf-8"))
+            encoder = EncoderConfig.model_validate(meta["encoder"]).build(meta["input_size"])
+            image = meta.get("image") or {"size": meta["input_size"], "crop": None}
+            prepare, preprocessing = (
+                ChannelNormalise(meta["mean"], meta["std"]),
+                Preprocessing(image["size"], image["crop"]),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as error:  # JSON, schema, a field
+            what = f"{type(error).__name__}: {error}"
+            raise ValueError(
+                f"{directory / ENCODER_META} is damaged or not smearmil's ({what}); pre-train the encoder again"
+            ) from None
         load_state(
             encoder, load_tensors(directory / ENCODER_WEIGHTS, "encoder checkpoint"), directory / ENCODER_WEIGHTS
         )
-        image = meta.get("image") or {"size": meta["input_size"], "crop": None}
-        return cls(
-            encoder, ChannelNormalise(meta["mean"], meta["std"]), Preprocessing(image["size"], image["crop"]), meta
-        )
+        return cls(encoder, prepare, preprocessing, meta)
 
     @classmethod
     def random(cls, config: EncoderConfig, preprocessing: Preprocessing, seed: int = 0) -> CellEncoder:

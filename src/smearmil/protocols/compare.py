@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import time
 from collections.abc import Callable, Mapping
@@ -15,15 +14,15 @@ from ..data.splits import make_splits
 from ..evaluation.metrics import displayed_metrics, folds_note
 from ..evaluation.plots import roc_plot
 from ..training.config.baseline import BaselineConfig
-from ..training.config.compare import CompareConfig, MethodSpec
+from ..training.config.compare import CompareConfig, MethodSpec, method_folder_name
 from ..training.methods import Method, load_method
 from ..training.methods.baseline import BaselineMethod
 from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.config_files import dump_yaml, load_config_file
 from ..utils.outputs import claim_output, run_fingerprint
-from ..utils.paths import safe_name
 from ..utils.scoring import METRICS
+from ..utils.spreadsheet import SafeWriter
 from .cv import CVResult, CVSettings, run_cv, run_on_same_folds
 from .repeated import over_seeds, run_seeds
 
@@ -93,7 +92,7 @@ def comparison_markdown(
 
 def _comparison_csv(summaries: Mapping[str, Mapping[str, Any]], data: Mapping[str, str]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeWriter(buffer)
     writer.writerow(
         [
             "method",
@@ -115,7 +114,7 @@ def _comparison_csv(summaries: Mapping[str, Mapping[str, Any]], data: Mapping[st
 
 def method_folder(out: str | Path, spec: MethodSpec) -> Path:
     """Where ``run_compare`` writes the CV of one method (a run folder of its own)."""
-    return Path(out) / "methods" / safe_name(spec.label.replace("/", "-").replace(" ", "_"), "method name")
+    return Path(out) / "methods" / method_folder_name(spec.label)
 
 
 def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, cv: CVSettings | None = None) -> dict[str, Any]:

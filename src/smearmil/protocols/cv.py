@@ -14,7 +14,6 @@ from its training patients, where it chose anything).
 
 from __future__ import annotations
 
-import csv
 import io
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +33,7 @@ from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.progress import console
+from ..utils.spreadsheet import SafeWriter, csv_text
 
 
 @dataclass
@@ -83,7 +83,7 @@ class CVSettings:
 def predictions_csv(folds: Sequence[FoldPredictions], class_names: Sequence[str]) -> str:
     """patient, fold, label, probability per class, prediction."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeWriter(buffer)
     writer.writerow(["patient", "fold", "label", *(f"prob_{c}" for c in class_names), "prediction"])
     for f in folds:
         predicted = predict_labels(f.proba, f.threshold) if f.predictions else np.zeros(0, np.int64)
@@ -224,9 +224,8 @@ def experts_csv(predictions: Sequence[Prediction]) -> str:
     """Per patient: each expert's probability and the fusion's weights or gate."""
     rows = [{**p.details, **({"gate_image_expert": p.gate} if p.gate is not None else {})} for p in predictions]
     columns = sorted({k for d in rows for k in d})
-    lines = [",".join(["patient", *columns])]
-    lines += [",".join([p.id, *(f"{d[c]:.6g}" if c in d else "" for c in columns)]) for p, d in zip(predictions, rows)]
-    return "\n".join(lines) + "\n"
+    body = [[p.id, *(f"{d[c]:.6g}" if c in d else "" for c in columns)] for p, d in zip(predictions, rows)]
+    return csv_text([["patient", *columns], *body])
 
 
 def claim_cv(cohort: Cohort, run: RunDir, method: Method, plan: SplitPlan, overwrite: bool, kind: str = "cv") -> None:

@@ -8,7 +8,6 @@ has cell types) and ``umap_cell_type.png``/``umap_attention.png`` (test cells of
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from ..training.heads import head_predictions
 from ..training.methods.feature_experts import ExpertsMethod, ExpertsPredictor
 from ..training.predictor import Predictor
 from ..utils.atomic import write_text
+from ..utils.spreadsheet import SafeWriter, csv_text
 from .cv import CVResult, CVSettings, FoldPredictions, run_cv
 
 
@@ -100,7 +100,7 @@ def _test_cells(fitted: dict[str, Predictor], folds: list[FoldPredictions]) -> t
 
 def _attention_csv(cells: Sequence[tuple]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeWriter(buffer)
     writer.writerow(["fold", "patient", "label", "cell", "cell_type", "attention", "relative_attention"])
     for fold, pid, label, cell, kind, w, rel, _ in cells:
         writer.writerow([fold, pid, label, cell, kind, f"{w:.6g}", f"{rel:.6g}"])
@@ -125,10 +125,10 @@ def attention_by_cell_type(
 
 
 def _by_type_csv(table: dict[str, dict[str, dict[str, float]]]) -> str:
-    lines = ["class,cell_type,n_cells,mean_relative_attention"]
+    rows: list[list[Any]] = [["class", "cell_type", "n_cells", "mean_relative_attention"]]
     for label, kinds in table.items():
-        lines += [f'{label},"{kind}",{v["n_cells"]},{v["mean_relative_attention"]:.4f}' for kind, v in kinds.items()]
-    return "\n".join(lines) + "\n"
+        rows += [[label, kind, v["n_cells"], f"{v['mean_relative_attention']:.4f}"] for kind, v in kinds.items()]
+    return csv_text(rows)
 
 
 def _umap_plots(cells: Sequence[tuple], spaces: dict[str, str], out: Path, seed: int, max_cells: int = 5000) -> None:

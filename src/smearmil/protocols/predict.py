@@ -85,13 +85,16 @@ def cells_table(predictor: Predictor, predictions: Sequence[Prediction]) -> list
 
 
 def _csv(rows: list[dict[str, Any]], header: list[str]) -> str:
+    """CSV text of ``rows``, its users' text safe to open in a spreadsheet (``utils.spreadsheet``)."""
     import csv
     import io
+
+    from ..utils.spreadsheet import safe_dict
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(safe_dict(row) for row in rows)
     return buffer.getvalue()
 
 

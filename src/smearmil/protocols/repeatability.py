@@ -24,6 +24,7 @@ from ..training.run_dir import FoldModel, RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.plotting import plt, save_figure
 from ..utils.scoring import predict_labels
+from ..utils.spreadsheet import SafeWriter
 
 
 def draw_sets(n_cells: int, sets: int, fraction: float, rng: np.random.Generator) -> list[np.ndarray]:
@@ -69,7 +70,6 @@ def cell_sets(
 def read_acquisitions(path: str | Path) -> dict[str, str]:
     """A CSV mapping cells to acquisitions: columns ``file`` (a path, absolute or relative to the CSV's
     folder) and ``set``; keyed by the resolved path, so two patients' same-named files never mix."""
-    import csv
 
     path = Path(path)
     with path.open(encoding="utf-8", newline="") as handle:
@@ -313,7 +313,7 @@ def summarise_sets(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -
 
 def _rows_csv(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeWriter(buffer)
     writer.writerow(["model", "fold", "patient", "set", "label", "prediction", *(f"prob_{c}" for c in class_names)])
     for r in rows:
         writer.writerow(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..utils.spreadsheet import SafeWriter
 from .compare import LABELS
 
 HEADERS = {
@@ -50,7 +50,7 @@ def _published(value: float | None) -> str:
 
 def table_csv(rows: Mapping[str, Mapping[str, Any]], metrics: Sequence[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeWriter(buffer)
     writer.writerow(
         ["row", "data", *(f"{m}_{k}" for m in metrics for k in ("ours_mean", "ours_std", "published")), "source"]
     )

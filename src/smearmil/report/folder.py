@@ -15,6 +15,7 @@ import yaml
 
 from ..data.options import DataOptions
 from ..training.run_dir import RunDir
+from ..utils.spreadsheet import read_cell, read_rows
 
 MARKER_KINDS = {
     "features-cv": "features cv",
@@ -56,13 +57,14 @@ def read_predictions(path: Path) -> tuple[list[str], list[PatientRow]]:
         return [], []
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        classes = [c[len("prob_") :] for c in reader.fieldnames or [] if c.startswith("prob_")]
+        raw = [c[len("prob_") :] for c in reader.fieldnames or [] if c.startswith("prob_")]
+        classes = [read_cell(c) for c in raw]
         rows = [
             PatientRow(
-                patient=r["patient"],
-                truth=r.get("label") or None,
-                proba={c: float(r[f"prob_{c}"]) for c in classes},
-                prediction=r.get("prediction", ""),
+                patient=read_cell(r["patient"]),
+                truth=read_cell(r.get("label") or "") or None,
+                proba={read_cell(c): float(r[f"prob_{c}"]) for c in raw},
+                prediction=read_cell(r.get("prediction", "")),
                 fold=r.get("fold") or "",
                 gate=_number(r.get("gate_image_expert")),
                 models=r.get("models") or "",
@@ -78,7 +80,7 @@ def read_gates(folder: Path) -> dict[str, float]:
     for name in ("experts.csv",):
         for path in sorted(folder.glob(f"*/{name}")):
             with path.open(newline="", encoding="utf-8") as handle:
-                for r in csv.DictReader(handle):
+                for r in read_rows(handle):
                     value = _number(r.get("gate_image_expert"))
                     if value is not None:
                         gates.setdefault(r["patient"], value)

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from ..training.methods.run import RunPredictor
 from ..training.run_dir import RunDir
 from ..utils.outputs import digest
 from ..utils.paths import slug
+from ..utils.spreadsheet import read_rows
 from .folder import OutputFolder, PatientRow
 
 CELLS = 6  # highest and lowest cells shown per patient
@@ -111,7 +111,7 @@ def _contribution_gallery(
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+        return list(read_rows(handle))
 
 
 def _cells_gallery(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..utils.outputs import MARKER, OutputRefused, read_marker
 from .folder import OutputFolder
 from .galleries import Gallery, attention_galleries, model_galleries, predict_galleries
 from .page import Report
@@ -55,6 +56,11 @@ def build_report(
     folder = OutputFolder(run)
     if not folder.path.is_dir():
         raise FileNotFoundError(f"{folder.path} is not a folder: give one written by a smearmil command")
+    if read_marker(folder.path) is None:  # a report replaces report.html/.md: only in folders smearmil made
+        raise OutputRefused(
+            f"{folder.path} was not written by smearmil (it has no {MARKER}); the report is written only into "
+            "output folders of smearmil commands, and nothing here was touched"
+        )
     report = Report(folder.path)
     work = report.files
     work.mkdir(exist_ok=True)

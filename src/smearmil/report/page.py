@@ -91,9 +91,14 @@ def _td(cell: str | Cell) -> str:
     return f"<td{key}>{text}</td>"
 
 
+def _md_text(text: str) -> str:
+    """Users' text (names, ids, paths) in Markdown: HTML escaped, so a viewer never runs ``<script>``."""
+    return html.escape(text, quote=False)
+
+
 def _md(cell: str | Cell) -> str:
     c = cell if isinstance(cell, Cell) else Cell(cell)
-    text = c.text.replace("|", "\\|")
+    text = _md_text(c.text).replace("|", "\\|")
     return f"[{text}]({c.href})" if c.href else text
 
 
@@ -111,7 +116,7 @@ class Report:
 
     def text(self, s: Section, text: str, note: bool = False) -> None:
         s.html.append(f"<p{' class=note' if note else ''}>{html.escape(text)}</p>")
-        s.md.append(text + "\n")
+        s.md.append(_md_text(text) + "\n")
 
     def table(
         self,
@@ -133,7 +138,7 @@ class Report:
         )
         s.md.append(
             "| "
-            + " | ".join(h.replace("|", "\\|") for h in header)
+            + " | ".join(_md_text(h).replace("|", "\\|") for h in header)
             + " |\n|"
             + "---|" * len(header)
             + "\n"
@@ -151,7 +156,9 @@ class Report:
         target = self.files / png.name
         if png.resolve() != target.resolve():
             write_bytes(target, png.read_bytes())
-        s.md.append((f'<a id="{anchor}"></a>\n\n' if anchor else "") + f"![{caption}](report_files/{png.name})\n")
+        s.md.append(
+            (f'<a id="{anchor}"></a>\n\n' if anchor else "") + f"![{_md_text(caption)}](report_files/{png.name})\n"
+        )
 
     def code(self, s: Section, text: str, language: str = "yaml", fold: str = "") -> None:
         """A block of text; ``fold``: shown folded under that summary in the page."""
@@ -169,7 +176,7 @@ class Report:
             f"<body><h1>{html.escape(title)}</h1>{intro}{body}</body></html>"
         )
         write_text(self.out / "report.html", page)
-        md = f"# {title}\n\n" + (lead + "\n\n" if lead else "")
-        md += "".join(f"## {s.title}\n\n" + "\n".join(s.md) + "\n" for s in self.sections)
+        md = f"# {_md_text(title)}\n\n" + (_md_text(lead) + "\n\n" if lead else "")
+        md += "".join(f"## {_md_text(s.title)}\n\n" + "\n".join(s.md) + "\n" for s in self.sections)
         write_text(self.out / "report.md", md)
         return self.out / "report.html", self.out / "report.md"

@@ -25,8 +25,8 @@ from ..data.attributes import AttributeEncoder
 from ..data.cohort import Cohort
 from ..models.contributions import feature_explanation
 from ..models.feature_mil import FeatureMIL
-from ..utils.atomic import atomic_path, write_json
-from ..utils.checkpoints import load_state, load_tensors
+from ..utils.atomic import write_json
+from ..utils.checkpoints import load_state, load_tensors, save_tensors
 from ..utils.scoring import best_threshold
 from ..utils.scoring import scores as metric_scores
 from .config.experts import ENSEMBLE, HEAD, ExpertsConfig, ExpertSpec
@@ -58,8 +58,7 @@ class HeadEstimator:
             return feature_explanation(self.model_, torch.from_numpy(np.asarray(bag, np.float32)))[0]
 
     def save(self, folder: Path) -> dict[str, Any]:
-        with atomic_path(folder / "head.pt") as tmp:
-            torch.save(self.model_.state_dict(), tmp)
+        save_tensors(self.model_.state_dict(), folder / "head.pt", "head")
         return {
             "n_classes": self.n_classes,
             "in_dim": int(self.model_.mean.shape[0]),

@@ -24,8 +24,8 @@ from ..data.splits import Fold
 from ..models.base import MILModel
 from ..models.inference import use_channels_last
 from ..models.kinds import ModelDims, kind_of
-from ..utils.atomic import atomic_path, write_json, write_text
-from ..utils.checkpoints import load_state, load_tensors
+from ..utils.atomic import write_json, write_text
+from ..utils.checkpoints import load_state, load_tensors, save_tensors
 from ..utils.scoring import best_threshold
 from .augment import BatchTransform, pixel_statistics
 from .config import RunConfig, TrainConfig
@@ -112,8 +112,7 @@ def fit_stage(
             "resumed_from": resume,
         },
     )
-    with atomic_path(final) as tmp:
-        torch.save(model.state_dict(), tmp)
+    save_tensors(model.state_dict(), final, "model")
     return model
 
 

@@ -29,8 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from ..models.fusion import ExpertGate, average_scores, mixture
-from ..utils.atomic import atomic_path
-from ..utils.checkpoints import load_state, load_tensors
+from ..utils.checkpoints import load_state, load_tensors, save_tensors
 from ..utils.registry import NoParams, Registry
 from .estimators import load_estimator, save_estimator
 
@@ -220,8 +219,7 @@ class MixtureFusion(Fusion):
         folder.mkdir(parents=True, exist_ok=True)
         state = {**self.gate_.state_dict(), "cell_mean": torch.as_tensor(self.cell_mean_)}
         state["cell_std"] = torch.as_tensor(self.cell_std_)
-        with atomic_path(folder / "gate.pt") as tmp:
-            torch.save(state, tmp)
+        save_tensors(state, folder / "gate.pt", "gate")
         return {
             "cells": int(len(self.cell_mean_)),
             "attributes": int(self.gate_.score.in_features - self.params.projection),

@@ -18,8 +18,8 @@ from ..models.base import Bags, MILModel, probabilities
 from ..models.cell_encoder import CellEncoder
 from ..models.factory import build_model
 from ..models.inference import for_inference
-from ..utils.atomic import atomic_path, write_json
-from ..utils.checkpoints import load_state, load_tensors
+from ..utils.atomic import write_json
+from ..utils.checkpoints import load_state, load_tensors, save_tensors
 from ..utils.device import default_device
 from ..utils.distributed import sharded
 from .augment import BatchTransform
@@ -92,8 +92,7 @@ class TrainedModel:
             "model": self.model.state_dict(),
             "transform": self.transform.state_dict() if self.transform is not None else {},
         }
-        with atomic_path(directory / "model.pt") as tmp:
-            torch.save(payload, tmp)
+        save_tensors(payload, directory / "model.pt", "model")
         write_json(
             directory / MODEL_META,
             {

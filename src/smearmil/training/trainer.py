@@ -17,8 +17,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 
-from ..utils.atomic import atomic_path
-from ..utils.checkpoints import load_tensors
+from ..utils.checkpoints import load_tensors, save_tensors
 from .logs import ResumableCSVLogger
 
 # Lightning's start-up banners (GPU/TPU lines, tips) say nothing a smearmil user needs
@@ -34,8 +33,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written beside their target and renamed into place: a kill never leaves half a file."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        save_tensors(checkpoint, path)
 
 
 def resolve_precision(precision: str, accelerator: str = "auto") -> str:

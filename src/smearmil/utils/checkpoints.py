@@ -35,3 +35,20 @@ def load_state(module: nn.Module, state: Any, source: str | Path) -> nn.Module:
             "was the file replaced, or the config edited after training?"
         ) from None
     return module
+
+
+def save_tensors(obj: Any, target: str | Path, what: str = "checkpoint") -> None:
+    """``torch.save`` atomically (``utils.atomic``). A failed write (a full disk: torch says RuntimeError)
+    is an ``OSError`` naming the file, and leaves no partial file behind."""
+    from .atomic import atomic_path
+
+    target = Path(target)
+    try:
+        with atomic_path(target) as tmp:
+            torch.save(obj, tmp)
+    except (OSError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise OSError(
+            f"{target}: the {what} could not be written ({first}); nothing partial was kept. Free disk space "
+            "(or choose another --out) and run the same command again: finished work is reused"
+        ) from None

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from .atomic import dumps_json, write_json
 from .distributed import gather_objects, is_main_process, world_size
+from .locks import LOCK, InUse, hold_exclusive
 
 MARKER = ".smearmil.json"
 
@@ -127,13 +128,18 @@ def _claim(
 ) -> Literal["new", "resume"]:
     if folder.exists() and not folder.is_dir():
         raise OutputRefused(f"{folder} is a file, not a folder; choose another output folder")
-    if folder.is_dir() and any(folder.iterdir()):
-        marker = read_marker(folder)
-        if marker is None:
-            raise OutputRefused(
-                f"{folder} exists and was not written by smearmil (it has no {MARKER}); it is left "
-                "untouched: choose another output folder, or empty it yourself"
-            )
+    if folder.is_dir() and _contents(folder) and read_marker(folder) is None:
+        raise OutputRefused(
+            f"{folder} exists and was not written by smearmil (it has no {MARKER}); it is left "
+            "untouched: choose another output folder, or empty it yourself"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    try:  # one writer at a time: a second run into the folder is refused while the first runs
+        hold_exclusive(folder)
+    except InUse as busy:
+        raise OutputRefused(str(busy)) from None
+    if _contents(folder):
+        marker = read_marker(folder) or {}
         if marker.get("kind") != kind:
             raise OutputRefused(
                 f"{folder} holds a smearmil {marker.get('kind')} output, not a {kind} output; it is left "
@@ -148,9 +154,15 @@ def _claim(
                 f"{folder} holds a {kind} run of other inputs ({changed}); resuming would mix them. "
                 "Pass --overwrite to replace it, or choose another output folder"
             )
-        real = folder.resolve()  # --out may be a symbolic link to our own output: replace what it points to
-        shutil.rmtree(real)
-        real.mkdir(parents=True)
-    folder.mkdir(parents=True, exist_ok=True)
+        for child in _contents(folder):  # everything but the lock this run holds (it points to what --out does)
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     write_json(folder / MARKER, {"kind": kind, **about, "version": version, "fingerprint": fingerprint})
     return "new"
+
+
+def _contents(folder: Path) -> list[Path]:
+    """What ``folder`` holds besides a lock file."""
+    return [p for p in folder.iterdir() if p.name != LOCK]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -63,12 +64,49 @@ def parse_attribute(
     return value, []
 
 
+def readable_dirs(folder: Path, problems: list[Problem]) -> list[Path]:
+    """The folders directly in ``folder``; one that cannot be listed is an error in ``problems``."""
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except OSError as error:
+        problems.append(_unreadable_folder(folder, error))
+        return []
+
+
+def _unreadable_folder(folder: Path, error: OSError) -> Problem:
+    return Problem(
+        "unreadable_folder",
+        str(folder),
+        f"cannot be read ({error.strerror or error}); its cells would be missed. Fix its permissions, or move it away",
+    )
+
+
 def list_images(folder: Path, problems: list[Problem] | None = None) -> list[Path]:
     """Image files below ``folder`` (recursively), in a stable order; a symbolic link to a missing image
-    is skipped with a warning in ``problems``."""
+    is skipped with a warning in ``problems``, a folder that cannot be read is an error there."""
+    if problems is not None:  # rglob skips what it cannot list without a word: look first
+        failed: list[OSError] = []
+        for _ in os.walk(folder, onerror=failed.append):
+            pass
+        problems += [_unreadable_folder(Path(e.filename or folder), e) for e in failed]
     found = []
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and is_image_file(p):
+        if not is_image_file(p):
+            continue
+        try:
+            str(p).encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8: no table, cache or report could name it
+            if problems is not None and p.is_file():
+                problems.append(
+                    Problem(
+                        "bad_file_name",
+                        repr(os.fsencode(p))[2:-1],
+                        "the file name is not valid UTF-8; skipped. Rename the file",
+                        severity="warning",
+                    )
+                )
+            continue
+        if p.is_file():
             found.append(p)
         elif problems is not None and p.is_symlink() and not p.exists() and is_image_file(p):
             problems.append(

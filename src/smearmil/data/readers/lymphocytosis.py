@@ -19,6 +19,7 @@ from .common import (
     missing_value_problem,
     parse_attribute,
     parse_label,
+    readable_dirs,
 )
 
 REQUIRED = ("ID", "LABEL", "GENDER", "DOB", "LYMPH_COUNT")
@@ -37,14 +38,32 @@ def find_tables(root: Path) -> list[Path]:
     return labelled + unlabelled
 
 
-def default_classes(root: Path) -> list[str]:
-    """Names of labels 0, 1, ...: from ``classes.txt`` (one per line) if present, else reactive, tumoral."""
+def listed_classes(root: Path) -> list[str] | None:
+    """Names of labels 0, 1, ... from ``classes.txt`` (one per line), if the folder has one."""
     listed = root / "classes.txt"
     if listed.is_file():
         names = [line.strip() for line in listed.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if names:
-            return names
-    return list(DEFAULT_CLASSES)
+        return names or None
+    return None
+
+
+def class_names_of(root: Path, asked: list[str] | None) -> list[str]:
+    """The classes of labels 0, 1, ...: ``asked`` (a model's, or ``class_names``) must agree with the
+    folder's ``classes.txt`` by name and order, or the labels would be read as other classes."""
+    listed = listed_classes(root)
+    if asked and listed and list(asked) != listed:
+        raise DataError(
+            [
+                Problem(
+                    "class_mismatch",
+                    str(root / "classes.txt"),
+                    f"lists the classes {listed} for labels 0, 1, ..., but {list(asked)} were asked for (the "
+                    "model's classes, or class_names); the labels would mean other classes. Fix classes.txt, or "
+                    "use a model trained on these classes",
+                )
+            ]
+        )
+    return list(asked or listed or DEFAULT_CLASSES)
 
 
 def looks_like(root: Path) -> bool:
@@ -55,16 +74,25 @@ def looks_like(root: Path) -> bool:
     return False
 
 
-def _patient_folders(root: Path) -> dict[str, tuple[Path, str | None]]:
-    """Map folder name -> (folder, split) for ``<root>/<split>/<ID>`` and ``<root>/<ID>`` folders."""
+def _patient_folders(root: Path, problems: list[Problem]) -> dict[str, tuple[Path, str | None]]:
+    """Map folder name -> (folder, split) for ``<root>/<split>/<ID>`` and ``<root>/<ID>`` folders. A name
+    found in two places (``trainset/P001`` and ``testset/P001``) is an error naming both: which cells are
+    whose cannot be guessed."""
     folders: dict[str, tuple[Path, str | None]] = {}
-    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        subdirs = [d for d in sorted(child.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-        if subdirs and not any(f.is_file() for f in child.glob("*.jp*g")):
-            for d in subdirs:
-                folders.setdefault(d.name, (d, child.name))
-        else:
-            folders.setdefault(child.name, (child, None))
+    for child in sorted(p for p in readable_dirs(root, problems) if not p.name.startswith(".")):
+        subdirs = [d for d in sorted(readable_dirs(child, problems)) if not d.name.startswith(".")]
+        found = [(d, child.name) for d in subdirs] if subdirs and not any(child.glob("*.jp*g")) else [(child, None)]
+        for folder, split in found:
+            first = folders.setdefault(folder.name, (folder, split))
+            if first[0] != folder:
+                problems.append(
+                    Problem(
+                        "duplicate_patient",
+                        str(folder),
+                        f"patient {folder.name} has two image folders: {first[0]} and {folder}; a patient's cells "
+                        "must be in one folder. Rename or merge one of them",
+                    )
+                )
     return folders
 
 
@@ -74,11 +102,12 @@ def read(root: Path, options: DataOptions) -> Cohort:
         raise DataError(
             [Problem("missing_csv", str(root), "no trainset/trainset_true.csv or clinical_annotation.csv; pass --csv")]
         )
-    class_names = options.class_names or default_classes(root)
+    class_names = class_names_of(root, options.class_names)
     problems: list[Problem] = []
     patients: list[Patient] = []
-    folders = _patient_folders(root)
+    folders = _patient_folders(root, problems)
     listed: set[str] = set()
+    rows_of: dict[str, tuple[Path, str]] = {}  # patient -> its table and row (one row over every table)
     for table_path in tables:
         table = read_table(table_path)
         columns = {name: table.column(name) for name in REQUIRED}
@@ -100,6 +129,18 @@ def read(root: Path, options: DataOptions) -> Cohort:
             patient, row_problems = _read_row(table, i, row, columns, class_names, options)  # type: ignore[arg-type]
             problems += row_problems
             if patient is None:
+                continue
+            first_table, first = rows_of.setdefault(patient.id, (table_path, table.where(i)))
+            if first != table.where(i) or first_table != table_path:
+                if first_table != table_path:  # the same table's repeats are reported by check_duplicate_ids
+                    problems.append(
+                        Problem(
+                            "duplicate_patient",
+                            table.where(i, patient.id),
+                            f"patient {patient.id} already has a row in {first_table} ({first}); keep one row "
+                            "per patient over all tables",
+                        )
+                    )
                 continue
             folder = folders.get(patient.id)
             if folder is None:
@@ -124,7 +165,7 @@ def read(root: Path, options: DataOptions) -> Cohort:
                     severity="warning",
                 )
             )
-    patients, empty = drop_empty_bags(_unique(patients), root)
+    patients, empty = drop_empty_bags(patients, root)
     return Cohort(
         root=root,
         layout="lymphocytosis",
@@ -134,16 +175,6 @@ def read(root: Path, options: DataOptions) -> Cohort:
         problems=problems + empty,
         meta={"reference_date": options.reference_date.isoformat(), "tables": [str(t) for t in tables]},
     )
-
-
-def _unique(patients: list[Patient]) -> list[Patient]:
-    seen: set[str] = set()
-    out = []
-    for p in patients:
-        if p.id not in seen:
-            seen.add(p.id)
-            out.append(p)
-    return out
 
 
 def _read_row(

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...baselines import BASELINES
 from ...data.options import DataOptions
+from ...utils.paths import safe_name
 from .baseline import FeatureSettings
 
 
@@ -62,4 +63,17 @@ class CompareConfig(BaseModel):
         labels = [m.label for m in self.methods]
         if len(set(labels)) != len(labels):
             raise ValueError(f"method names must be distinct (with their data): {labels}")
+        folders: dict[str, str] = {}
+        for label in labels:  # compared case-insensitively: one folder on macOS and Windows disks
+            other = folders.setdefault(method_folder_name(label).lower(), label)
+            if other != label:
+                raise ValueError(
+                    f"methods {other!r} and {label!r} would share the output folder "
+                    f"methods/{method_folder_name(label)}; rename one"
+                )
         return self
+
+
+def method_folder_name(label: str) -> str:
+    """The folder a comparison writes one method's CV into (``methods/<name>``)."""
+    return safe_name(label.replace("/", "-").replace(" ", "_"), "method name")

@@ -13,6 +13,7 @@ import numpy as np
 from ...data.cache import build_cache
 from ...data.cohort import Cohort
 from ...data.splits import Fold
+from ...utils.spreadsheet import csv_text
 from ..cell_sources import CELL_SOURCES, CELLS_DIR, Embedding, Featurizer, SourceContext, Stored, check_cell_types
 from ..config import RunConfig, load_config
 from ..config.experts import ExpertsConfig
@@ -217,9 +218,9 @@ class ExpertsMethod(Method):
             return {}
         train = [*fold.train, *fold.val]
         classes = cohort.class_names
-        lines = [f"patient,label,prob_{classes[1]}"]
-        lines += [f"{pid},{classes[y]},{p:.6f}" for pid, y, p in zip(train, cohort.labels(train), p1)]
-        return {"training_scores.csv": "\n".join(lines) + "\n"}
+        rows = [["patient", "label", f"prob_{classes[1]}"]]
+        rows += [[pid, classes[y], f"{p:.6f}"] for pid, y, p in zip(train, cohort.labels(train), p1)]
+        return {"training_scores.csv": csv_text(rows)}
 
     def summary(self, fitted: dict[str, Predictor]) -> dict[str, Any]:
         seen: dict[str, dict[str, Any]] = {}

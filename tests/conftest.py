@@ -6,11 +6,19 @@ import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
+# Rich wraps at the terminal's width, and a test worker has none: one width everywhere, so that what a
+# test looks for in an error message is never split across lines. Under pytest-xdist each worker takes
+# one core, so libraries use one thread each (set before torch is imported).
+os.environ.setdefault("COLUMNS", "200")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[variable] = "1"
 
-from smearmil.data.simulate import SimulationConfig, simulate
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from smearmil.data.simulate import SimulationConfig, simulate  # noqa: E402
 
 
 def run_in_process(*args: object) -> subprocess.CompletedProcess[str]:

@@ -14,11 +14,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[variable] = "1"
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+from PIL import Image
 
-from smearmil.data.simulate import SimulationConfig, simulate  # noqa: E402
+from smearmil.data.simulate import SimulationConfig, simulate
 
 
 def run_in_process(*args: object) -> subprocess.CompletedProcess[str]:

@@ -30,12 +30,15 @@ format: install
 	$(BIN)/ruff check --fix src tests
 	$(BIN)/ruff format src tests
 
+# one test worker per core (at most 4), each using one thread: the suite is CPU-bound
+PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 4
+
 test: lint
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # the quick tier: everything but the end-to-end runs marked slow
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf $(VENV) smearmil-demo .pytest_cache .hypothesis .mypy_cache .ruff_cache

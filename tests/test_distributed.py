@@ -200,7 +200,8 @@ def test_a_process_other_than_the_main_one_waits_for_its_claim(tmp_path: Path, m
     claim.start()
     assert outputs.claim_output(folder, "train", {}) == "resume"
     claim.join()
-    assert [p.name for p in folder.iterdir()] == [outputs.MARKER]  # the other process wrote nothing
+    # the other process wrote nothing: the marker and the main process's lock are all there is
+    assert sorted(p.name for p in folder.iterdir()) == sorted([outputs.MARKER, outputs.LOCK])
     with pytest.raises(outputs.OutputRefused, match="has not claimed it"):
         outputs._wait_for_marker(tmp_path / "never", timeout=0.2)
 

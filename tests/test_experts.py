@@ -165,7 +165,7 @@ def test_a_folds_choices_never_depend_on_its_test_patients(
     cohort_path: Path, tmp_path: Path, shared_cache: Path, preset: str
 ) -> None:
     cohort = load_cohort(cohort_path, progress=False)
-    plan = make_splits(cohort, "kfold", folds=3, val=0.0, seed=0)
+    plan = make_splits(cohort, "kfold", folds=2, val=0.0, seed=0)
     candidates = [  # two of the preset's candidates of each expert keep the test quick; selection still runs
         {"name": "mil/instance", "params": {"C": 0.01}},
         {"name": "head", "params": {"pooling": {"name": "mean"}, "epochs": 3}},

@@ -275,14 +275,16 @@ def test_a_file_name_that_is_not_utf8_is_named_by_inspect(lymph_cohort: Path) ->
 
 
 # 16. compare methods whose names map to one folder
-def test_compare_refuses_methods_that_would_share_a_folder(lymph_cohort: Path, tmp_path: Path) -> None:
+def test_compare_methods_whose_names_map_to_one_folder_get_one_each(lymph_cohort: Path, tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text(
-        "kind: compare\nmethods:\n  - {name: nb/x, baseline: clinical/gnb}\n  - {name: nb-x, baseline: clinical/gnb}\n"
+        "kind: compare\nmethods:\n  - {name: nb/x, baseline: clinical/gnb}\n  - {name: nb-x, baseline: clinical/tree}\n"
+        "  - {name: NB-X, baseline: clinical/logreg}\n"
     )
-    done = run_in_process("compare", lymph_cohort, "--config", tmp_path / "c.yaml", "--out", tmp_path / "out")
-    text = said(done.stderr)
-    assert done.returncode == 2 and "would share the output folder methods/nb-x" in text
-    assert not (tmp_path / "out").exists()
+    invoke("compare", lymph_cohort, "--config", tmp_path / "c.yaml", "--folds", "2", "--out", tmp_path / "out", "-q")
+    folders = sorted(p.name for p in (tmp_path / "out" / "methods").iterdir())
+    assert folders == ["NB-X-3", "nb-x", "nb-x-2"]  # distinct even on a case-insensitive disk
+    configs = [(tmp_path / "out" / "methods" / f / "config.yaml").read_text() for f in folders]
+    assert len(set(configs)) == 3  # each its own method, none overwritten
 
 
 # 17. users' text in exported files

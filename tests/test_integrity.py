@@ -276,11 +276,11 @@ def test_brackets_and_dollars_in_names_labels_and_paths_print_as_they_are(tmp_pa
         ["predict", tmp_path / "cv", root / "trainset" / "P000", "--out", tmp_path / "p"],
         ["report", tmp_path / "cv", "--cache-dir", tmp_path / "k", "-q"],
     ]
-    for args in checks:
-        done = _cli(*args)
+    for args in checks:  # in-process: Rich prints to the same captured streams as in a terminal
+        done = run_in_process(*args)
         assert done.returncode == 0, (args, done.stderr[-2000:])
         assert "Traceback" not in done.stderr and "MarkupError" not in done.stderr
-    assert "re[/]active" in _cli("data", "inspect", root).stdout
+    assert "re[/]active" in run_in_process("data", "inspect", root).stdout
 
 
 def test_a_dollar_in_a_class_name_does_not_break_the_report_plots(tmp_path: Path) -> None:

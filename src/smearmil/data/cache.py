@@ -195,8 +195,9 @@ def _decode_one(args: tuple[Path, Preprocessing]) -> np.ndarray | str:
         return str(error)
 
 
-def _clean_stale_builds(cache_dir: Path, name: str) -> None:
-    for stale in cache_dir.glob(f"{name}.building-*"):
+def _clean_stale_builds(cache_dir: Path) -> None:
+    """Delete the unfinished builds of processes that died (of any cache in ``cache_dir``)."""
+    for stale in cache_dir.glob("*.building-*"):
         pid = build_owner(stale)
         if pid is not None and not alive(pid):
             shutil.rmtree(stale, ignore_errors=True)
@@ -241,7 +242,7 @@ def build_cache(
             log.warning("%s; rebuilding it", broken)
             shutil.rmtree(final, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale_builds(cache_dir, name)
+    _clean_stale_builds(cache_dir)
     work = cache_dir / f"{name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     try:

@@ -14,7 +14,7 @@ from ..data.splits import make_splits
 from ..evaluation.metrics import displayed_metrics, folds_note
 from ..evaluation.plots import roc_plot
 from ..training.config.baseline import BaselineConfig
-from ..training.config.compare import CompareConfig, MethodSpec, method_folder_name
+from ..training.config.compare import CompareConfig, MethodSpec
 from ..training.methods import Method, load_method
 from ..training.methods.baseline import BaselineMethod
 from ..training.run_dir import RunDir
@@ -112,9 +112,9 @@ def _comparison_csv(summaries: Mapping[str, Mapping[str, Any]], data: Mapping[st
     return buffer.getvalue()
 
 
-def method_folder(out: str | Path, spec: MethodSpec) -> Path:
+def method_folder(out: str | Path, config: CompareConfig, spec: MethodSpec) -> Path:
     """Where ``run_compare`` writes the CV of one method (a run folder of its own)."""
-    return Path(out) / "methods" / method_folder_name(spec.label)
+    return Path(out) / "methods" / config.folders[spec.label]
 
 
 def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, cv: CVSettings | None = None) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, cv: CVSe
     settings = CVSettings(folds, seed, plan, cache_dir, progress)
 
     def method(spec: MethodSpec) -> Callable[[], CVResult]:
-        return lambda: run_cv(cohort, method_for(spec, config), method_folder(run.path, spec), settings)
+        return lambda: run_cv(cohort, method_for(spec, config), method_folder(run.path, config, spec), settings)
 
     results = run_on_same_folds(
         plan, run.path, {s.label: method(s) for s in config.methods}, dump_yaml(config), progress

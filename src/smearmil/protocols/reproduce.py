@@ -416,7 +416,7 @@ def _repeatability(
 
     if not runs:
         run_compare(cohort, methods, out / "compare", CVSettings(folds, seed, None, cache_dir, progress, overwrite))
-        runs = [method_folder(out / "compare", m) for m in methods.methods]
+        runs = [method_folder(out / "compare", methods, m) for m in methods.methods]
     result = run_repeatability(
         list(runs),
         cohort,

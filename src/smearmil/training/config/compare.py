@@ -63,15 +63,25 @@ class CompareConfig(BaseModel):
         labels = [m.label for m in self.methods]
         if len(set(labels)) != len(labels):
             raise ValueError(f"method names must be distinct (with their data): {labels}")
-        folders: dict[str, str] = {}
-        for label in labels:  # compared case-insensitively: one folder on macOS and Windows disks
-            other = folders.setdefault(method_folder_name(label).lower(), label)
-            if other != label:
-                raise ValueError(
-                    f"methods {other!r} and {label!r} would share the output folder "
-                    f"methods/{method_folder_name(label)}; rename one"
-                )
+        self.folders  # noqa: B018 - every name must make a folder name (a clear error now, before any work)
         return self
+
+    @property
+    def folders(self) -> dict[str, str]:
+        """Each method's folder under ``methods/``: its name made safe for a file system, distinct even where
+        names differ only by case or by ``/`` and ``-`` (``MI-SVM`` and ``mi-SVM``: one folder on macOS and
+        Windows disks), the later one numbered in the config's order."""
+        found: dict[str, str] = {}
+        taken: set[str] = set()
+        for label in (m.label for m in self.methods):
+            base = method_folder_name(label)
+            name, k = base, 1
+            while name.lower() in taken:
+                k += 1
+                name = f"{base}-{k}"
+            taken.add(name.lower())
+            found[label] = name
+        return found
 
 
 def method_folder_name(label: str) -> str:

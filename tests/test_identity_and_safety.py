@@ -342,3 +342,19 @@ def test_clashing_identities_give_unique_patients_or_an_error_naming_both(
     for pid in cohort.ids:
         folder = cohort[pid].images[0].parent
         assert folder.name == pid and len(cohort[pid].images) == 1  # its own cells, nobody else's
+
+
+def test_spreadsheet_cells_round_trip_and_numbers_stay_numbers() -> None:
+    from smearmil.utils.spreadsheet import read_cell, safe_cell
+
+    for text in ("=cmd", "+x", "-rm", "@SUM(1)", "'=x", "'plain", "plain", "\tx"):
+        assert read_cell(safe_cell(text)) == text and safe_cell(text)[:1] not in "=+-@\t"
+    assert safe_cell("-0.25") == "-0.25" and safe_cell("+1e3") == "+1e3" and safe_cell(-0.5) == -0.5
+
+
+def test_cells_that_differ_slightly_are_not_taken_for_copies(lymph_cohort: Path) -> None:
+    image = np.asarray(Image.open(lymph_cohort / "trainset" / "P1" / "P1_0.jpg").convert("RGB")).copy()
+    image[8:12, 8:12] = np.clip(image[8:12, 8:12].astype(int) + 41, 0, 255)
+    Image.fromarray(image).save(lymph_cohort / "trainset" / "P2" / "near.png")
+    cohort = load_cohort(lymph_cohort, progress=False)  # no duplicate_across_patients error
+    assert cohort["P2"].n_cells == 4

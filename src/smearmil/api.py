@@ -28,6 +28,7 @@ from .protocols.predict import predict_to
 from .training.config import load_config
 from .training.methods import Method, load_method, method_of
 from .training.predictor import Predictor, load_predictor
+from .utils.locks import releasing
 from .utils.spreadsheet import read_cell
 
 __all__ = ["Model", "SmearMILClassifier", "Table", "cross_validate", "load", "load_cohort", "load_config", "train"]
@@ -118,6 +119,7 @@ class Model:
     def class_names(self) -> list[str]:
         return self.predictor.class_names
 
+    @releasing
     def predict(
         self, data: Cohort | str | Path | Sequence[str | Path], out: str | Path | None = None, attributes: Any = None
     ) -> Table:
@@ -147,6 +149,7 @@ def load(path: str | Path, cache_dir: str | Path | None = None) -> Model:
     return Model(path, cache_dir)
 
 
+@releasing
 def train(
     cohort: Cohort | str | Path,
     config: str | Path | Any = "cpu-fusion",
@@ -167,6 +170,7 @@ def train(
     return Model(out, cache_dir)
 
 
+@releasing
 def cross_validate(
     cohort: Cohort | str | Path,
     config: str | Path | Any = "cpu-fusion",

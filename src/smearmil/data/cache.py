@@ -235,9 +235,9 @@ def build_cache(
     crop = f"-c{prep.crop}" if prep.crop else ""
     name = f"{cohort.root.name or 'cohort'}-{prep.size}px{crop}-{cache_key(cohort, prep, key_mode)}"
     final = cache_dir / name
-    if (final / INDEX_FILE).is_file():
-        try:
-            return _in_use(ImageCache(final))
+    if (final / INDEX_FILE).is_file() and _held(final) and (final / INDEX_FILE).is_file():
+        try:  # held before it is read: `cache clear` cannot delete it under this run
+            return ImageCache(final)
         except BrokenCache as broken:  # the cache is ours: rebuild it
             log.warning("%s; rebuilding it", broken)
             shutil.rmtree(final, ignore_errors=True)
@@ -254,13 +254,18 @@ def build_cache(
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return _in_use(ImageCache(final))
+    _held(final)
+    return ImageCache(final)
 
 
-def _in_use(cache: ImageCache) -> ImageCache:
-    """The cache, marked as read by this process (``cache clear`` skips it until the command ends)."""
-    hold_shared(cache.directory)
-    return cache
+def _held(folder: Path) -> bool:
+    """Mark a cache as read by this process (``cache clear`` skips it until the command ends); False when
+    it was cleared just now (it is then built again)."""
+    try:
+        hold_shared(folder)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 BUILD_FOLDER = re.compile(r"^(?P<name>.+-\d+px(?:-c\d+)?-[0-9a-f]{24})\.building-(?P<pid>\d+)-[0-9a-f]{8}$")

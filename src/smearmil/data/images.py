@@ -69,13 +69,13 @@ MAX_FILE_BYTES = 256 * 2**20  # a cell image is kilobytes; a file this large is 
 
 def read_image_bytes(path: Path) -> bytes:
     """The bytes of an image file, refused (``OSError``) before reading when it is far too large for a cell."""
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
+    with open(path, "rb") as handle:  # at most one byte past the limit, whatever stat says (a FIFO, a device)
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
         raise TooLarge(
-            f"{size / 2**20:,.0f} MB is far more than a cell image (limit {MAX_FILE_BYTES / 2**20:.0f} MB); "
-            "crop it to the cell or remove it"
+            f"more than {MAX_FILE_BYTES / 2**20:.0f} MB, far more than a cell image; crop it to the cell or remove it"
         )
-    return path.read_bytes()
+    return data
 
 
 class TooLarge(OSError):
@@ -137,6 +137,8 @@ def _decode_tiff(data: bytes, pil_error: Exception | None) -> Image.Image:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages[0]
             too_many = _too_many_pixels(int(page.imagewidth), int(page.imagelength))  # before decoding
+            if too_many is None and int(page.nbytes) > MAX_PIXELS * 4:  # channels, depth, samples counted too
+                too_many = TooLarge(f"{int(page.nbytes) / 2**20:,.0f} MB of pixels is far more than a cell image")
             if too_many is None:
                 array = page.asarray()
     except Exception as error:

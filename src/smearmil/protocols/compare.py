@@ -155,6 +155,7 @@ def run_compare(cohort: Cohort, config: CompareConfig, out: str | Path, cv: CVSe
                 "metrics": {m: {k: s["metrics"][m][k] for k in ("mean", "std")} for m in METRICS},
                 "per_fold": {m: [f.get(m) for f in s["folds"]] for m in METRICS},
                 "wall_seconds": s.get("wall_seconds"),
+                "folder": f"methods/{config.folders[name]}",
             }
             for name, s in summaries.items()
         },

@@ -146,13 +146,17 @@ class OutputFolder:
                     r.gate = gates.get(r.patient)
             return [Method(self.path.name, self.path, classes, rows)] if rows else []
         found = []
-        names = list((self.summary or {}).get("methods", {}))
+        methods = (self.summary or {}).get("methods", {})
+        names = list(methods)
+        recorded = {str(m.get("folder", "")).rsplit("/", 1)[-1]: n for n, m in methods.items() if isinstance(m, dict)}
         for folder in sorted((self.path / "methods").glob("*/predictions.csv")):
             classes, rows = read_predictions(folder)
             gates = read_gates(folder.parent)
             for r in rows:
                 r.gate = gates.get(r.patient)
-            label = next((n for n in names if _same(n, folder.parent.name)), folder.parent.name)
+            label = recorded.get(folder.parent.name) or next(
+                (n for n in names if _same(n, folder.parent.name)), folder.parent.name
+            )
             found.append(Method(label, folder.parent, classes, rows))
         return found
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 try:
     import fcntl
@@ -23,6 +25,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, folders ar
     fcntl = None  # type: ignore[assignment]
 
 LOCK = ".smearmil.lock"
+UNSUPPORTED = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
 _held: dict[Path, tuple[IO[str], bool]] = {}  # folder -> (open lock file, exclusive)
 
 
@@ -47,7 +50,13 @@ def _take(folder: Path, exclusive: bool, what: str) -> None:
     handle = mine[0] if mine is not None else open(folder / LOCK, "a+", encoding="utf-8")
     try:
         fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError as error:
+        if not isinstance(error, BlockingIOError) and error.errno in UNSUPPORTED:
+            if mine is None:  # a file system without locks (some NFS, Lustre): run unlocked, as before locks
+                handle.close()
+            return
+        if not isinstance(error, BlockingIOError):
+            raise
         holder = _holder(handle)
         if mine is None:
             handle.close()
@@ -82,9 +91,7 @@ def hold_shared(folder: Path) -> None:
 def in_use(folder: Path) -> str | None:
     """Who holds ``folder``'s lock (another process), or None: it may be deleted now. The check takes the
     lock exclusively and keeps it (``release``), so nobody starts using the folder meanwhile."""
-    if not (folder / LOCK).is_file():
-        return None
-    try:
+    try:  # taken even where no reader has made the lock file yet: nobody starts reading meanwhile
         _take(folder, True, "")
     except InUse as busy:
         return str(busy).split(" is in use by ", 1)[1].rsplit(";", 1)[0]
@@ -102,3 +109,19 @@ def release_all() -> None:
     for handle, _ in _held.values():
         handle.close()
     _held.clear()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def releasing(fn: F) -> F:
+    """Run ``fn`` and then drop the locks it took (for the Python API, as the CLI does after a command)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            release_all()
+
+    return wrapper  # type: ignore[return-value]

@@ -26,8 +26,8 @@ def _number(text: str) -> bool:
 
 def safe_cell(value: Any) -> Any:
     """``value``, with an apostrophe in front when it is text a spreadsheet would read as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_START) and not _number(value):
-        return "'" + value
+    if isinstance(value, str) and value.startswith((*FORMULA_START, "'")) and not _number(value):
+        return "'" + value  # a leading apostrophe of the user's own is kept by doubling it
     return value
 
 
@@ -37,7 +37,7 @@ def safe_row(values: Iterable[Any]) -> list[Any]:
 
 def read_cell(text: str) -> str:
     """A cell as smearmil wrote it, without the apostrophe ``safe_cell`` added."""
-    if text.startswith("'") and text[1:].startswith(FORMULA_START) and not _number(text[1:]):
+    if text.startswith("'") and text[1:].startswith((*FORMULA_START, "'")) and not _number(text[1:]):
         return text[1:]
     return text
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..cohort import Patient
 from ..images import is_image_file
 from ..options import DataOptions
-from ..problems import Problem
+from ..problems import Problem, Severity
 from ..table import Table, parse_gender, parse_number
 
 GENDER_NAMES = frozenset({"gender", "sex"})
@@ -64,12 +64,13 @@ def parse_attribute(
     return value, []
 
 
-def readable_dirs(folder: Path, problems: list[Problem]) -> list[Path]:
-    """The folders directly in ``folder``; one that cannot be listed is an error in ``problems``."""
+def readable_dirs(folder: Path, problems: list[Problem], severity: Severity = "error") -> list[Path]:
+    """The folders directly in ``folder``; one that cannot be listed is a problem (``severity``)."""
     try:
         return [p for p in folder.iterdir() if p.is_dir()]
     except OSError as error:
-        problems.append(_unreadable_folder(folder, error))
+        found = _unreadable_folder(folder, error)
+        problems.append(Problem(found.kind, found.where, found.message, severity=severity))
         return []
 
 

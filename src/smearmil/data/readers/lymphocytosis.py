@@ -80,7 +80,8 @@ def _patient_folders(root: Path, problems: list[Problem]) -> dict[str, tuple[Pat
     whose cannot be guessed."""
     folders: dict[str, tuple[Path, str | None]] = {}
     for child in sorted(p for p in readable_dirs(root, problems) if not p.name.startswith(".")):
-        subdirs = [d for d in sorted(readable_dirs(child, problems)) if not d.name.startswith(".")]
+        # a split folder that cannot be listed (``lost+found``) only warns: a row it would serve says so
+        subdirs = [d for d in sorted(readable_dirs(child, problems, "warning")) if not d.name.startswith(".")]
         found = [(d, child.name) for d in subdirs] if subdirs and not any(child.glob("*.jp*g")) else [(child, None)]
         for folder, split in found:
             first = folders.setdefault(folder.name, (folder, split))

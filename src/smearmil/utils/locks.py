@@ -30,7 +30,11 @@ _held: dict[Path, tuple[IO[str], bool]] = {}  # folder -> (open lock file, exclu
 
 
 class InUse(ValueError):
-    """A folder that another running process writes (or reads, for ``cache clear``)."""
+    """A folder that another running process writes (or reads, for ``cache clear``); ``holder`` names it."""
+
+    def __init__(self, folder: Path, holder: str, what: str):
+        super().__init__(f"{folder} is in use by {holder}; {what}")
+        self.holder = holder
 
 
 def _holder(handle: IO[str]) -> str:
@@ -60,7 +64,7 @@ def _take(folder: Path, exclusive: bool, what: str) -> None:
         holder = _holder(handle)
         if mine is None:
             handle.close()
-        raise InUse(f"{folder} is in use by {holder}; {what}") from None
+        raise InUse(folder, holder, what) from None
     if exclusive:
         handle.seek(0)
         handle.truncate()
@@ -94,7 +98,7 @@ def in_use(folder: Path) -> str | None:
     try:  # taken even where no reader has made the lock file yet: nobody starts reading meanwhile
         _take(folder, True, "")
     except InUse as busy:
-        return str(busy).split(" is in use by ", 1)[1].rsplit(";", 1)[0]
+        return busy.holder
     return None
 
 

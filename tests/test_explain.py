@@ -85,7 +85,7 @@ def test_multi_class_contributions_explain_the_class_against_the_others() -> Non
     """With a soft-max the score explained is z_c minus the mean logit: mean pooling decomposes it exactly."""
     from smearmil.models.contributions import feature_contributions
     from smearmil.models.feature_mil import FeatureMIL
-    from smearmil.models.pooling import PoolingConfig
+    from smearmil.models.specs import PoolingConfig
 
     torch.manual_seed(0)
     model = FeatureMIL(6, 3, PoolingConfig(name="mean"), embed_dim=5, dropout=0.0).eval()

@@ -22,19 +22,21 @@ from smearmil.data.images import Preprocessing
 from smearmil.data.layouts import LAYOUTS
 from smearmil.data.readers.common import list_images
 from smearmil.data.splits import make_splits
-from smearmil.models.base import ATTRIBUTES, IMAGES, Bags, MILModel, MILOutput
-from smearmil.models.experts import MLPParams, build_cnn, build_mlp
+from smearmil.models.base import Bags, MILModel, MILOutput
+from smearmil.models.experts import build_cnn, build_mlp
 from smearmil.models.kinds import MODELS, ModelKind, Stage
 from smearmil.models.pooling import POOLINGS, Pooling, segment_count, segment_sum
+from smearmil.models.specs import ATTRIBUTES, IMAGES, MLPParams
 from smearmil.models.ssl_heads import ProjectionHead
 from smearmil.training.cell_sources import Handcrafted
 from smearmil.training.config import load_config
+from smearmil.training.config.components import SSL_METHODS
 from smearmil.training.config.ssl import load_ssl_config
 from smearmil.training.estimators import load_estimator, save_estimator
 from smearmil.training.fit import train_fold
 from smearmil.training.methods import METHODS, FitSettings, Method, load_method
 from smearmil.training.predictor import Prediction, Predictor
-from smearmil.training.ssl.methods import SSL_METHODS, SSLMethod, encode_views
+from smearmil.training.ssl.methods import SSLMethod, encode_views
 from smearmil.training.ssl.pretrain import CellSource, pretrain
 from smearmil.utils.registry import Registry
 

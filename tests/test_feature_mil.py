@@ -18,8 +18,8 @@ from smearmil.data.features import FeatureStore
 from smearmil.data.images import Preprocessing
 from smearmil.data.simulate import SimulationConfig, read_truth, simulate
 from smearmil.models.cell_encoder import CellEncoder, extract_features
-from smearmil.models.encoders import EncoderConfig
 from smearmil.models.pooling import POOLINGS
+from smearmil.models.specs import EncoderConfig
 from smearmil.protocols.cv import CVSettings
 from smearmil.protocols.feature_cv import run_head_cv, store_head_cv
 from smearmil.training.config.experts import head_on_cells

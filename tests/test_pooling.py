@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from smearmil.models.pooling import POOLINGS, PoolingConfig
+from smearmil.models.specs import POOLINGS, PoolingConfig
 
 NAMES = POOLINGS.names()  # every registered pooling, including ones added later
 

@@ -19,7 +19,7 @@ from smearmil.data import load_cohort
 from smearmil.data.cache import build_cache
 from smearmil.data.images import Preprocessing
 from smearmil.models.cell_encoder import CellEncoder
-from smearmil.models.encoders import EncoderConfig
+from smearmil.models.specs import EncoderConfig
 from smearmil.training.config.ssl import load_ssl_config
 from smearmil.training.ssl import SSL_METHODS
 from smearmil.training.ssl.dino import DINO

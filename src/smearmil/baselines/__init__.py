@@ -1,11 +1,9 @@
 """The paper's baselines: clinical classifiers, hand-crafted cell features with classical MIL.
 
-Importing this package fills ``BASELINES`` (``clinical/<name>`` and ``mil/<name>``).
+``BASELINES`` (``clinical/<name>`` and ``mil/<name>``) declares them in ``baselines.registry``, without
+importing scikit-learn; a baseline's module loads when it is built.
 """
 
-from ..utils.registry import import_modules
 from .registry import BASELINES, Baseline
 
 __all__ = ["BASELINES", "Baseline"]
-
-import_modules(__name__, __path__)

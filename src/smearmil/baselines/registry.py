@@ -26,3 +26,17 @@ class Baseline:
 
 
 BASELINES: Registry[Baseline] = Registry("baseline")
+# declared so that configs name them without importing scikit-learn; ``data``: what each can be given
+_CLINICAL = ("svm", "tree", "gnb", "adaboost", "gboost", "rf", "mlp", "paper-mlp", "logreg")
+for _name in _CLINICAL:
+    BASELINES.declare(f"clinical/{_name}", "smearmil.baselines.clinical", data=(ATTRS,))
+for _name in ("MISVM", "miSVM", "MILES", "specialising"):
+    BASELINES.declare(f"mil/{_name}", "smearmil.baselines.mil", data=(IMGS, IMGS_ATTRS))
+BASELINES.declare("mil/EMDD", "smearmil.baselines.emdd", data=(IMGS, IMGS_ATTRS))
+BASELINES.declare("mil/instance", "smearmil.baselines.instance", data=(IMGS, IMGS_ATTRS))
+
+
+def accepted_data(name: str) -> tuple[str, ...]:
+    """What baseline ``name`` can be given (the first is its default), without building it."""
+    declared = BASELINES.info(name).get("data")
+    return tuple(declared) if declared is not None else BASELINES.get(name).data

@@ -136,7 +136,7 @@ def bench_heads(
     from ..data.features import FeatureStore
     from ..data.simulate import SimulationConfig, simulate
     from ..models.cell_encoder import CellEncoder, extract_features
-    from ..models.encoders import EncoderConfig
+    from ..models.specs import EncoderConfig
     from ..protocols.cv import CVSettings
     from ..protocols.feature_cv import store_head_cv
     from ..training.config.head import load_head_config

@@ -129,7 +129,6 @@ def ssl_pretrain_cmd(
     from ..data.cache import build_cache
     from ..data.splits import SplitPlan
     from ..data.validation import load_cohort
-    from ..training.ssl.pretrain import CellSource, pretrain
 
     cfg = ssl_config(config, method, seed, flags)
     if splits is not None and len(paths) != 1:
@@ -144,9 +143,11 @@ def ssl_pretrain_cmd(
             chosen = plan.fold(fold)
             patients = list(chosen.train) + list(chosen.val)
         cache = build_cache(cohort, cfg.image.preprocessing, cache_dir, progress=not quiet)
-        sources.append(CellSource(cache, patients, str(path), cohort.identity()))
+        sources.append((cache, patients, str(path), cohort.identity()))
+    from ..training.ssl.pretrain import CellSource, pretrain  # after the data are checked: torch loads here
+
     start = time.perf_counter()
-    encoder = pretrain(sources, cfg, out_dir, progress=not quiet, overwrite=overwrite)
+    encoder = pretrain([CellSource(*s) for s in sources], cfg, out_dir, progress=not quiet, overwrite=overwrite)
     cells = sum(s["cells"] for s in encoder.meta["sources"])
     out.print(
         f"{cfg.method.name} on {cells} cells, {cfg.epochs} epochs: final loss {encoder.meta.get('final_loss')} "
@@ -271,11 +272,12 @@ def features_cv_cmd(
     """Cross-validate a MIL head on cached features: macro-F1 per fold, attention per cell and cell type."""
     from ..data.features import FeatureStore
     from ..data.splits import SplitPlan
-    from ..protocols.cv import CVSettings
-    from ..protocols.feature_cv import store_head_cv
 
     config = head_config(head, head_epochs, flags)
     store = FeatureStore(features)
+    from ..protocols.cv import CVSettings
+    from ..protocols.feature_cv import store_head_cv
+
     if store.encoder.get("sources") and not as_json:
         err_console.print(
             error_line(
@@ -333,12 +335,14 @@ def ssl_cv_cmd(
     --fine-tune the encoder starts a MIL model trained end to end instead."""
     from ..data.splits import SplitPlan
     from ..data.validation import load_cohort
-    from ..protocols.cv import CVSettings
-    from ..protocols.ssl_cv import BASELINE_ENCODERS, run_encoder_cv, run_finetune_cv
+    from ..training.config.components import BASELINE_ENCODERS
 
     ssl = ssl_config(config, None if method in BASELINE_ENCODERS else method, seed, flags)
     cohort = load_cohort(path, data.options(), progress=not (quiet or as_json))
     plan = SplitPlan.load(splits) if splits else None
+    from ..protocols.cv import CVSettings
+    from ..protocols.ssl_cv import run_encoder_cv, run_finetune_cv
+
     settings = CVSettings(folds, seed, plan, cache_dir, not (quiet or as_json), overwrite)
     if fine_tune:
         found = run_finetune_cv(cohort, method, ssl, out_dir, settings, supervised_config)

@@ -28,13 +28,11 @@ def version() -> None:
 def list_cmd() -> None:
     """The shipped presets (what each is for, its measured figures and on what data), then every registered
     component a config can name."""
-    # imported here: the model and SSL registries load torch, which the other commands' help does not need
-    from ..baselines import BASELINES
-    from ..models import ENCODERS, MODELS, POOLINGS
-    from ..training.cell_sources import CELL_SOURCES
-    from ..training.late_fusion import FUSIONS
+    from ..baselines.registry import BASELINES
+    from ..models.specs import ENCODERS, MODELS, POOLINGS
+    from ..training.config import PAPER_ROWS
+    from ..training.config.components import CELL_SOURCES, FUSIONS, SSL_METHODS
     from ..training.methods import METHODS
-    from ..training.ssl import SSL_METHODS
     from ..utils.config_files import preset_catalogue, preset_summary
 
     catalogue = preset_catalogue()
@@ -45,9 +43,8 @@ def list_cmd() -> None:
         for name in shipped_presets(kind):
             entry = catalogue.get(name, {})
             presets.add_row(name, kind, entry.get("for") or preset_summary(name), entry.get("measured", "-"))
-    presets.add_row(
-        "cnn-mean-k32, ...", "run", "the paper's rows by name: cnn|avg|moe-p1|p2|p3 [-pooling] -kK, mlp", "-"
-    )
+    for pattern, about in PAPER_ROWS:
+        presets.add_row(pattern, "run", f"paper row: {about}", "-")
     out.print(presets)
     registries: dict[str, Any] = {
         "methods (config kinds)": METHODS,

@@ -164,9 +164,9 @@ FLAG_PATHS: dict[str, dict[str, str]] = {
 
 
 def flag_paths(kind: str) -> dict[str, str]:
-    from ..training.methods import METHODS
+    from ..training.methods import METHODS, method_flag_paths
 
-    return METHODS.get(kind).flag_paths if kind in METHODS else FLAG_PATHS.get(kind, {})
+    return method_flag_paths(kind) if kind in METHODS else FLAG_PATHS.get(kind, {})
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

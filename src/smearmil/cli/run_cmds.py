@@ -45,18 +45,26 @@ SeedsOpt = Annotated[
 ]
 
 
-def run_method(config: str, data: DataFlags, flags: ConfigFlags, seed: int | None = None) -> Any:
-    """The method a config of any registered kind stands for, with the command line on top."""
-    from ..training.methods import load_method
+def method_config(config: str, data: DataFlags, flags: ConfigFlags, seed: int | None = None) -> Any:
+    """The validated config of any registered method kind, with the command line on top; nothing that
+    fits it is imported yet, so a bad config is reported at once."""
+    from ..training.methods import load_method_config
     from ..utils.config_files import config_kind, merge_dicts
 
     kind = config_kind(config)
     overrides: dict[str, Any] = {"data": data.given()} if data.given() else {}
     if seed is not None:
         overrides["seed"] = seed
-    method = load_method(config, merge_dicts(overrides, flags.overrides(kind)))
-    flags.show(method.config)
-    return method
+    cfg = load_method_config(config, merge_dicts(overrides, flags.overrides(kind)))
+    flags.show(cfg)
+    return cfg
+
+
+def built_method(cfg: Any) -> Any:
+    """The method that fits ``cfg`` (this imports torch, Lightning or scikit-learn as it needs)."""
+    from ..training.methods import method_of
+
+    return method_of(cfg)
 
 
 @app.command()
@@ -90,11 +98,13 @@ def train(
     (resumes if OUT holds an interrupted run)."""
     from ..data.splits import SplitPlan
     from ..data.validation import load_cohort
+
+    cfg = method_config(config, data, flags, seed)
+    cohort = load_cohort(path, cfg.data, progress=not quiet)
+    plan = SplitPlan.load(splits) if splits else None
+    method = built_method(cfg)
     from ..protocols.runs import train_run
 
-    method = run_method(config, data, flags, seed)
-    cohort = load_cohort(path, method.config.data, progress=not quiet)
-    plan = SplitPlan.load(splits) if splits else None
     result = train_run(
         cohort,
         method,
@@ -155,17 +165,18 @@ def cv(
     the ensemble of every fold of every seed."""
     from ..data.splits import SplitPlan
     from ..data.validation import load_cohort
-    from ..protocols.cv import CVSettings, run_cv
-    from ..protocols.repeated import parse_seeds, run_cv_seeds
+    from ..protocols.repeated import parse_seeds
 
     seed_list = parse_seeds(seeds) if seeds else None
     if seed_list and splits:
         raise typer.BadParameter("--seeds draws new folds per seed; it cannot be combined with --splits")
-    method = run_method(config, data, flags)
-    cfg = method.config
+    cfg = method_config(config, data, flags)
     progress = not (quiet or as_json)
     cohort = load_cohort(path, cfg.data, progress=progress)
     plan = SplitPlan.load(splits) if splits else None
+    method = built_method(cfg)
+    from ..protocols.cv import CVSettings, run_cv
+    from ..protocols.repeated import run_cv_seeds
 
     def one(s: int, folder: Path) -> dict[str, Any]:
         return run_cv(cohort, method, folder, CVSettings(folds, s, plan, cache_dir, progress, overwrite)).summary
@@ -217,16 +228,23 @@ def compare(
 ) -> None:
     """Run deep models and baselines on identical folds: comparison.csv/.md, summary.json, ROC plot."""
     from ..data.validation import load_cohort
-    from ..protocols.compare import load_compare_config, run_compare, run_compare_seeds
-    from ..protocols.cv import CVSettings
     from ..protocols.repeated import parse_seeds
+    from ..training.config.compare import CompareConfig
+    from ..utils.config_files import load_config_file
 
     seed_list = parse_seeds(seeds) if seeds else None
     overrides = {"data": data.given()} if data.given() else {}
-    cfg = load_compare_config(config, {**overrides, **flags.overrides("compare")})
-    flags.show(cfg)
+    checked = load_config_file(config, CompareConfig, "compare", {**overrides, **flags.overrides("compare")})
+    if flags.print_config:
+        from ..protocols.compare import with_data_labels
+
+        flags.show(with_data_labels(checked))
     progress = not (quiet or as_json)
-    cohort = load_cohort(path, cfg.data, progress=progress)
+    cohort = load_cohort(path, checked.data, progress=progress)
+    from ..protocols.compare import run_compare, run_compare_seeds, with_data_labels
+    from ..protocols.cv import CVSettings
+
+    cfg = with_data_labels(checked)
     if seed_list:
         result = run_compare_seeds(
             cohort, cfg, out_dir, seed_list, CVSettings(folds, 0, None, cache_dir, progress, overwrite)
@@ -291,7 +309,6 @@ def repeatability(
     """Predict several image sets of each patient (the paper's Table 5): its acquisitions when given, else
     random subsets, labelled so; each patient by the models that did not train on it."""
     from ..data.validation import load_cohort
-    from ..protocols.repeatability import read_acquisitions, repeatability_plot, run_repeatability
 
     if len(runs_and_data) < 2:
         raise typer.BadParameter("give one or more runs, then the data set")
@@ -299,6 +316,8 @@ def repeatability(
     if given or sets_file is not None:
         mode = "given"
     cohort = load_cohort(path, _model_data(runs[0], data), progress=not (quiet or as_json))
+    from ..protocols.repeatability import read_acquisitions, repeatability_plot, run_repeatability
+
     target = out_dir or runs[0]
     progress = not (quiet or as_json)
     acquisitions = read_acquisitions(sets_file) if sets_file is not None else None
@@ -349,6 +368,8 @@ def report(
     quiet: QuietOpt = False,
 ) -> None:
     """Write a self-contained report.html (and report.md) of a run."""
+    if not run.is_dir():
+        raise ValueError(f"{run} is not a folder: give one written by a smearmil command")
     from ..report.html import build_report
 
     path = build_report(run, data_set, galleries, cache_dir, progress=not quiet)
@@ -380,10 +401,11 @@ def evaluate(
 ) -> None:
     """Evaluate a train run, a cv folder (ensemble) or a features run on a cohort; the output names the patients."""
     from ..data.validation import load_cohort
-    from ..protocols.runs import evaluate_run
 
     progress = not (quiet or as_json)
     cohort = load_cohort(path, _model_data(run, data), progress=progress)
+    from ..protocols.runs import evaluate_run
+
     result = evaluate_run(run, cohort, split, cache_dir, progress, out_dir)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

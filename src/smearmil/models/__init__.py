@@ -1,15 +1,21 @@
 """Models layer: encoders, bag poolings, experts and their fusion, each kind behind a registry.
 
-Every module here is imported on start, so whatever it registers (a model kind, an encoder, a
-pooling) can be named in a config.
+The registries and the ``model`` config section live in ``models.specs``, which imports no torch: the
+shipped entries are declared there and their modules load when an entry is built. The names below
+are imported on first use.
 """
 
-from ..utils.registry import import_modules
-from .base import Bags, MILModel, MILOutput, probabilities
-from .encoders import ENCODERS, EncoderConfig, ResNetK
-from .factory import ModelConfig, build_model
-from .kinds import MODELS, ModelDims, ModelKind, Stage
-from .pooling import POOLINGS, Pooling, PoolingConfig
+from typing import TYPE_CHECKING
+
+from ..utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .base import Bags, MILModel, MILOutput, probabilities
+    from .encoders import ResNetK
+    from .factory import build_model
+    from .kinds import ModelDims, ModelKind, Stage
+    from .pooling import Pooling
+    from .specs import ENCODERS, MODELS, POOLINGS, EncoderConfig, ModelConfig, PoolingConfig
 
 __all__ = [
     "ENCODERS",
@@ -29,5 +35,15 @@ __all__ = [
     "build_model",
     "probabilities",
 ]
-
-import_modules(__name__, __path__)
+_HOMES = {"Bags": ".base", "MILModel": ".base", "MILOutput": ".base", "probabilities": ".base", "ResNetK": ".encoders"}
+_HOMES |= {
+    "build_model": ".factory",
+    "ModelDims": ".kinds",
+    "ModelKind": ".kinds",
+    "Stage": ".kinds",
+    "Pooling": ".pooling",
+}
+_HOMES |= {
+    name: ".specs" for name in ("ENCODERS", "MODELS", "POOLINGS", "EncoderConfig", "ModelConfig", "PoolingConfig")
+}
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .specs import IMAGES
+
 if TYPE_CHECKING:
     from .experts import CNNModel
 
@@ -124,9 +126,6 @@ def classification_loss(
         return per_bag.mean()
     w = class_weights.to(per_bag.dtype)[labels]
     return (w * per_bag).sum() / w.sum()
-
-
-IMAGES, ATTRIBUTES, FEATURES = "images", "attributes", "features"
 
 
 class MILModel(nn.Module):

@@ -25,7 +25,7 @@ from ..data.images import Preprocessing
 from ..utils.atomic import write_json
 from ..utils.checkpoints import load_state, load_tensors, save_tensors
 from ..utils.device import default_device
-from .encoders import EncoderConfig
+from .specs import EncoderConfig
 
 ENCODER_WEIGHTS = "encoder.pt"
 EMBED_PIXELS = 512 * 64 * 64  # cells per embedding batch: 512 at 64 px, 41 at 224 px

@@ -6,31 +6,13 @@ An encoder is a factory ``(params, input_size) -> nn.Module`` with an ``out_dim`
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
-from ..utils.registry import Component, Registry
-
-ENCODERS: Registry[Any] = Registry("encoder")
-
-
-class EncoderConfig(Component):
-    """``{name: <encoder>, **its parameters, init: <ssl folder>}``, e.g. ``{name: resnetk, k: 8}``."""
-
-    registry: ClassVar[Registry[Any]] = ENCODERS
-    name: str = "resnetk"
-    init: str | None = Field(
-        None,
-        description="folder of `smearmil ssl pretrain`: start from its encoder's weights "
-        "and fine-tune them end to end inside the MIL model (`smearmil train` and `cv`)",
-    )
-
-    def build(self, input_size: int) -> nn.Module:
-        return ENCODERS.get(self.name)(self.params, input_size)
+from .specs import ENCODERS, ResNet18Params, ResNetKParams
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
@@ -114,24 +96,12 @@ class ResNetK(nn.Module):
         return features.flatten(1)
 
 
-class ResNet18Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    embedding: Literal["gap", "flatten"] = Field("gap", description="global average pooling, or Table 1's flatten")
-
-
-class ResNetKParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    k: int = Field(32, ge=1, description="width K of the first stage")
-    blocks: int = Field(1, ge=1, description="residual blocks per stage (2 gives ResNet18's depth)")
-    embedding: Literal["gap", "flatten"] = Field("gap", description="global average pooling, or Table 1's flatten")
-
-
-@ENCODERS.register("resnetk", params=ResNetKParams)
+@ENCODERS.register("resnetk")
 def resnetk(params: ResNetKParams, input_size: int = 224) -> ResNetK:
     return ResNetK(params.k, params.blocks, params.embedding, input_size)
 
 
-@ENCODERS.register("resnet18", params=ResNet18Params)
+@ENCODERS.register("resnet18")
 def resnet18(params: ResNet18Params, input_size: int = 224) -> ResNetK:
     """ResNet18's depth and widths (K = 64, two blocks per stage)."""
     return ResNetK(64, 2, params.embedding, input_size)

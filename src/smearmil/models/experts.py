@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .base import ATTRIBUTES, Bags, MILModel, MILOutput, n_outputs
+from .base import Bags, MILModel, MILOutput, n_outputs
 from .cell_encoder import CellEncoder
-from .encoders import EncoderConfig
-from .factory import ModelConfig
 from .kinds import MODELS, ModelDims, ModelKind, Stage
-from .pooling import PoolingConfig
+from .specs import ATTRIBUTES, EncoderConfig, MLPParams, ModelConfig, PoolingConfig
 
 INFERENCE_PIXELS = 32 * 224 * 224  # cells per inference chunk: 32 at 224 px, 392 at 64 px
 
@@ -122,11 +119,6 @@ class CNNKind(ModelKind):
 
     def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:
         return [Stage("cnn", 0, lambda _: initialised(build_cnn(config, dims), config, init))]
-
-
-class MLPParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    mlp_hidden: int = Field(2, ge=1, description="hidden units of the MLP expert")
 
 
 @MODELS.register("mlp")

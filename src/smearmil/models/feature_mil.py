@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import FEATURES, Bags, MILModel, MILOutput, n_outputs
-from .pooling import PoolingConfig
+from .base import Bags, MILModel, MILOutput, n_outputs
+from .specs import FEATURES, PoolingConfig
 
 
 class FeatureMIL(MILModel):

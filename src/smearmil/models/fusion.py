@@ -7,16 +7,15 @@ cell features (``training.late_fusion``).
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import cast
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from .base import ATTRIBUTES, IMAGES, Bags, MILModel, MILOutput, logits_from_probabilities, probabilities
-from .experts import CNNModel, MLPModel, MLPParams, build_cnn, build_mlp, initialised
-from .factory import ModelConfig
+from .base import Bags, MILModel, MILOutput, logits_from_probabilities, probabilities
+from .experts import CNNModel, MLPModel, build_cnn, build_mlp, initialised
 from .kinds import MODELS, ModelDims, ModelKind, Stage
+from .specs import ATTRIBUTES, IMAGES, AverageParams, MixtureParams, ModelConfig
 
 
 class ExpertGate(nn.Module):
@@ -121,12 +120,6 @@ def _experts(config: ModelConfig, dims: ModelDims, init: bool) -> list[Stage]:
     ]
 
 
-class AverageParams(MLPParams):
-    average: Literal["scores", "probabilities"] = Field(
-        "probabilities", description="average the experts' probabilities, or their scores (the paper's Eq. 14)"
-    )
-
-
 @MODELS.register("avg")
 class AverageKind(ModelKind):
     """The two experts trained separately, then averaged (no stage of its own)."""
@@ -143,11 +136,6 @@ class AverageKind(ModelKind):
 
     def assemble(self, trained: dict[str, MILModel], config: ModelConfig, dims: ModelDims) -> MILModel:
         return AverageModel(trained["cnn"], trained["mlp"], config.params.average)  # type: ignore[arg-type]
-
-
-class MixtureParams(MLPParams):
-    paradigm: Literal["P1", "P2", "P3"] = Field("P1", description="P1 end to end, P2 gate only, P3 both")
-    gate_projection: int = Field(8, ge=1, description="size of the pooled embedding's projection the gate sees")
 
 
 @MODELS.register("moe")

@@ -4,7 +4,8 @@ A kind is a class registered in ``MODELS`` that says which model class it makes 
 it needs: images, attributes, cached features), declares its own settings (``Params``: they sit
 in the ``model`` section of a config beside ``kind``), builds the whole model (to load saved
 weights), and lists its training stages: each stage builds a model, possibly from the models earlier
-stages trained, and the last stage (or ``assemble``) gives the final model. A new kind is one new file.
+stages trained, and the last stage (or ``assemble``) gives the final model. A new kind is one new file and one
+declaration in ``models.specs``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from ..utils.registry import NoParams, Registry
-from .base import ATTRIBUTES, FEATURES, IMAGES, MILModel
+from ..utils.registry import NoParams
+from .base import MILModel
+from .specs import ATTRIBUTES, FEATURES, IMAGES, MODELS
 
 if TYPE_CHECKING:
-    from .factory import ModelConfig
-
-MODELS: Registry[type[ModelKind]] = Registry("model kind")
+    from .specs import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,6 @@ def data_label(inputs: frozenset[str]) -> str:
     """How comparison tables name what a method sees: imgs, attrs, imgs+attrs, feats."""
     parts = [label for what, label in ((IMAGES, "imgs"), (FEATURES, "feats"), (ATTRIBUTES, "attrs")) if what in inputs]
     return "+".join(parts)
-
-
-def all_stage_names() -> set[str]:
-    return {name for _, kind in MODELS.items() for name in kind.stage_names}
 
 
 def kind_of(config: Any) -> ModelKind:

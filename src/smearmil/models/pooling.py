@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from torch import nn
 
-from ..utils.registry import Component, NoParams, Registry
-
-POOLINGS: Registry[type[Pooling]] = Registry("pooling")
+from ..utils.registry import NoParams
+from .specs import POOLINGS, AttentionParams, LSEParams
 
 
 def segment_count(segments: torch.Tensor, n_bags: int) -> torch.Tensor:
@@ -68,15 +67,6 @@ class Pooling(nn.Module):
         return weights
 
 
-class PoolingConfig(Component):
-    """``{name: <pooling>, **its parameters}``, e.g. ``{name: lse, r: 5}``."""
-
-    registry: ClassVar[Registry[Any]] = POOLINGS
-
-    def build(self, in_dim: int) -> Pooling:
-        return POOLINGS.get(self.name)(in_dim, self.params)
-
-
 @POOLINGS.register("mean")
 class MeanPooling(Pooling):
     def forward(self, x: torch.Tensor, segments: torch.Tensor, n_bags: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,11 +112,6 @@ class MaxPooling(Pooling):
         return (winners / ties * h * w).sum(1)
 
 
-class LSEParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    r: float = Field(1.0, gt=0, description="temperature: max as r grows, mean as r -> 0")
-
-
 @POOLINGS.register("lse")
 class LSEPooling(Pooling):
     """Log-sum-exp with temperature r: (logsumexp(r x) - log N) / r; max as r grows, mean as r -> 0."""
@@ -157,11 +142,6 @@ class LSEPooling(Pooling):
     ) -> torch.Tensor:
         """w . (s_i * h_i), with s_i the cell's soft-max share per feature."""
         return (segment_softmax(self.r * h, segments, n_bags) * h * w).sum(1)
-
-
-class AttentionParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    hidden: int = Field(128, ge=1, description="attention hidden units")
 
 
 @POOLINGS.register("attention")

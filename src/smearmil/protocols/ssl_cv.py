@@ -18,20 +18,19 @@ from ..data.cohort import Cohort
 from ..data.splits import Fold, make_splits
 from ..training.cell_sources import CELL_SOURCES, Embedding, SourceContext, learns_cell_types
 from ..training.config import load_config
+from ..training.config.components import BASELINE_ENCODERS, SSL_METHODS
 from ..training.config.experts import head_on_cells
 from ..training.config.head import HeadConfig
 from ..training.config.ssl import SSLConfig
 from ..training.methods import FitSettings
 from ..training.methods.run import RunMethod
 from ..training.run_dir import RunDir
-from ..training.ssl import SSL_METHODS
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from .cv import CVResult, CVSettings, FoldPredictions, run_folds, run_on_same_folds
 from .cv import fit_and_test as fit_and_test_fold
 from .feature_cv import run_head_cv
 
-BASELINE_ENCODERS = ("random", "supervised", "single-cell")
 PAPER_ORDER = ("simclr", "swav", "dino")  # the order of the second paper's comparison; others follow by name
 
 

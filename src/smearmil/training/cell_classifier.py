@@ -51,7 +51,7 @@ def _train(
     cells: LabelledCells, config: SSLConfig, epochs: int, normalise: nn.Module, device: torch.device, progress: bool
 ) -> tuple[nn.Module, torch.Tensor]:
     encoder = config.encoder.build(config.image.input_size).to(device)
-    classifier = nn.Linear(int(encoder.out_dim), len(cells.class_names)).to(device)  # type: ignore[arg-type]
+    classifier = nn.Linear(int(encoder.out_dim), len(cells.class_names)).to(device)
     weights = torch.tensor(class_weights(cells.labels, len(cells.class_names)), dtype=torch.float32, device=device)
     params = [*encoder.parameters(), *classifier.parameters()]
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -27,8 +27,8 @@ from ..data.images import Preprocessing
 from ..data.splits import Fold
 from ..models.cell_encoder import CellEncoder, ChannelNormalise, extract_features
 from ..utils.atomic import write_json
-from ..utils.registry import Registry
 from .config import RunConfig
+from .config.components import CELL_SOURCES
 from .config.ssl import SSLConfig
 
 CELLS_DIR = "cells"  # a predictor's featurizer: cells.json (+ the encoder it embeds with)
@@ -217,7 +217,6 @@ class Stored(Featurizer):
 
 
 Source = Callable[[SourceContext], Featurizer]
-CELL_SOURCES: Registry[Source] = Registry("cell feature source")
 
 
 @CELL_SOURCES.register("handcrafted")

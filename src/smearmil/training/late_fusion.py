@@ -24,17 +24,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from ..models.fusion import ExpertGate, average_scores, mixture
 from ..utils.checkpoints import load_state, load_tensors, save_tensors
-from ..utils.registry import NoParams, Registry
+from ..utils.registry import NoParams
+from .config.components import FUSIONS, GateParams, StackParams
 from .estimators import load_estimator, save_estimator
 
 Scores = dict[str, np.ndarray]  # expert name -> (n, C) log-probabilities
-FUSIONS: Registry[type[Fusion]] = Registry("fusion")
 
 
 def score_features(logp: np.ndarray) -> np.ndarray:
@@ -106,13 +106,6 @@ class ImageOnly(_OneExpert):
     expert = "image"
 
 
-class StackParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    attributes: bool = Field(True, description="the attributes as further inputs beside the experts' scores")
-    Cs: list[float] = Field([0.01, 0.1, 1.0, 10.0], min_length=1, description="penalties tried by inner CV")
-    balanced: bool = Field(False, description="weight the classes equally")
-
-
 @FUSIONS.register("stack")
 class StackingFusion(Fusion):
     """Logistic regression on [expert scores, attributes]; C chosen by log-loss in inner CV."""
@@ -168,15 +161,6 @@ class StackingFusion(Fusion):
             "intercept": [float(v) for v in np.ravel(self.model_.intercept_)],
             "coefficients": {n: [float(v) for v in self.model_.coef_[:, j]] for j, n in enumerate(self.names_)},
         }
-
-
-class GateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    paradigm: str = Field("P2", pattern="^P2$", description="P2: experts trained alone, then the gate")
-    projection: int = Field(8, ge=1, description="size of the projection of the mean cell feature")
-    steps: int = Field(300, ge=1)
-    lr: float = Field(0.01, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
 
 
 @FUSIONS.register("moe")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from difflib import get_close_matches
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -104,14 +105,14 @@ def preset_catalogue() -> dict[str, dict[str, str]]:
 def config_kind(name_or_path: str | Path) -> str:
     """The ``kind`` a config file or shipped preset declares (``run`` when it declares none or is a
     generated name such as a paper row)."""
-    if _is_file(name_or_path):
+    if is_config_file(name_or_path):
         text: str | None = Path(name_or_path).read_text(encoding="utf-8")
     else:
         text = _preset_text(str(name_or_path))
     return str(parse_mapping(text, str(name_or_path)).get("kind", RUN)) if text is not None else RUN
 
 
-def _is_file(name_or_path: str | Path) -> bool:
+def is_config_file(name_or_path: str | Path) -> bool:
     path = Path(name_or_path)
     return path.suffix in (".yaml", ".yml") and path.is_file()
 
@@ -129,18 +130,17 @@ def resolve(
     path = Path(text_name)
     if relative_to is not None and path.suffix in (".yaml", ".yml") and not path.is_absolute():
         path = relative_to / path
-    key = str(path.resolve()) if _is_file(path) else text_name
+    key = str(path.resolve()) if is_config_file(path) else text_name
     if key in seen:
         raise ValueError(f"config {text_name!r} includes itself through 'base'")
-    if _is_file(path):
+    if is_config_file(path):
         raw, where, folder = parse_mapping(path.read_text(encoding="utf-8"), str(path)), str(path), path.parent
     elif (text := _preset_text(text_name)) is not None:
         raw, where, folder = parse_mapping(text, f"preset {text_name}"), f"preset {text_name}", None
     elif generated is not None and (made := generated(text_name)) is not None:
         return made
     else:
-        listed = ", ".join(shipped_presets(kind)) or "none"
-        raise ValueError(f"no config file or preset named {text_name!r}; {kind} presets: {listed}{hint}")
+        raise unknown_config(text_name, (kind,), hint)
     found = raw.pop("kind", RUN)
     if found != kind:
         raise ValueError(
@@ -153,6 +153,17 @@ def resolve(
         raw = merge_dicts(resolve(str(base), kind, generated, hint, folder, (*seen, key)), raw)
     raw["name"] = own_name
     return raw
+
+
+def unknown_config(name: str, kinds: tuple[str, ...], hint: str = "", also: tuple[str, ...] = ()) -> ValueError:
+    """The error for a config name that is neither a file nor a preset: the closest names first, then
+    every preset of ``kinds``."""
+    presets = [p for kind in kinds for p in shipped_presets(kind)]
+    close = get_close_matches(name, [*presets, *also], n=3, cutoff=0.6)
+    suggestion = f"; did you mean {' or '.join(close)}?" if close else ""
+    what = "a YAML file" if Path(name).suffix in (".yaml", ".yml") else "a preset"
+    listed = ", ".join(presets) or "none"
+    return ValueError(f"no config file or preset named {name!r}{suggestion} (give {what}; presets: {listed}{hint})")
 
 
 def load_config_file(

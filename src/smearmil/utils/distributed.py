@@ -9,11 +9,13 @@ Before the process group exists, the rank comes from the variables the launchers
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-import torch.distributed as dist
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -21,19 +23,29 @@ T = TypeVar("T")
 _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK")
 
 
+def _dist() -> Any:
+    import torch.distributed as dist
+
+    return dist
+
+
 def initialised() -> bool:
-    return dist.is_available() and dist.is_initialized()
+    """Whether a process group exists (never before torch is imported: it cannot)."""
+    if "torch.distributed" not in sys.modules:
+        return False
+    dist = _dist()
+    return bool(dist.is_available() and dist.is_initialized())
 
 
 def world_size() -> int:
-    return dist.get_world_size() if initialised() else 1
+    return int(_dist().get_world_size()) if initialised() else 1
 
 
 def rank() -> int:
     """This process's global rank: from the process group, else from its launcher's variables (before the
     group exists, any non-zero value only says "not the main process")."""
     if initialised():
-        return dist.get_rank()
+        return int(_dist().get_rank())
     if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and os.environ.get("SLURM_PROCID", "0") != "0":
         return int(os.environ["SLURM_PROCID"])
     if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:  # rank variables left over from elsewhere: one process
@@ -55,7 +67,7 @@ def gather_objects(value: T) -> list[T]:
     if world_size() == 1:
         return [value]
     found: list[Any] = [None] * world_size()
-    dist.all_gather_object(found, value)
+    _dist().all_gather_object(found, value)
     return found
 
 
@@ -71,34 +83,41 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """The sum of ``x`` over processes (a new tensor, no gradient)."""
     x = x.detach().clone()
     if world_size() > 1:
-        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        _dist().all_reduce(x, op=_dist().ReduceOp.SUM)
     return x
 
 
 def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
     x = x.detach().clone()
     if world_size() > 1:
-        dist.all_reduce(x, op=dist.ReduceOp.MAX)
+        _dist().all_reduce(x, op=_dist().ReduceOp.MAX)
     return x
 
 
-class _GatherWithGradient(torch.autograd.Function):
-    """All-gather whose backward sums every process's gradient of the gathered tensor and returns this
-    process's slice: a loss computed against everyone's rows trains the rows' owners (any backend)."""
+@cache
+def _gather_with_gradient() -> Any:
+    import torch
+    import torch.distributed as dist
 
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        ctx.rows = x.shape[0]
-        return torch.cat(parts)
+    class _GatherWithGradient(torch.autograd.Function):
+        """All-gather whose backward sums every process's gradient of the gathered tensor and returns this
+        process's slice: a loss computed against everyone's rows trains the rows' owners (any backend)."""
 
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        start = dist.get_rank() * ctx.rows
-        return grad[start : start + ctx.rows]
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+            dist.all_gather(parts, x.contiguous())
+            ctx.rows = x.shape[0]
+            return torch.cat(parts)
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            grad = grad.contiguous().clone()
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+            start = dist.get_rank() * ctx.rows
+            return grad[start : start + ctx.rows]
+
+    return _GatherWithGradient
 
 
 def gather_with_gradient(x: torch.Tensor) -> torch.Tensor:
@@ -106,10 +125,10 @@ def gather_with_gradient(x: torch.Tensor) -> torch.Tensor:
     Every process must pass the same number of rows."""
     if world_size() == 1:
         return x
-    return _GatherWithGradient.apply(x)
+    return _gather_with_gradient().apply(x)
 
 
 def barrier() -> None:
     """Wait until every process gets here (e.g. until the main one has written a file the others read)."""
     if world_size() > 1:
-        dist.barrier()
+        _dist().barrier()

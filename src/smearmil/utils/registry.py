@@ -2,6 +2,10 @@
 
 An entry may declare its hyper-parameters as a pydantic model (a ``Params`` attribute, or
 ``register(name, params=...)``); :class:`Component` then validates ``{name: ..., **params}`` against it.
+
+The shipped entries are *declared* in light modules (``declare(name, module, params)``): their names and
+parameters are known, and configs validated, without importing torch or scikit-learn; the module that
+defines an entry is imported the first time the entry itself is needed.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import importlib
 import logging
 import pkgutil
 from collections.abc import Callable, Iterator
+from difflib import get_close_matches
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -31,6 +36,22 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._params: dict[str, type[BaseModel]] = {}
+        self._modules: dict[str, str] = {}  # declared, not yet imported: name -> the module that defines it
+        self._info: dict[str, dict[str, Any]] = {}
+
+    def declare(self, name: str, module: str, params: type[BaseModel] | None = None, **info: Any) -> None:
+        """Make ``name`` known before ``module`` (which registers it) is imported; ``info`` holds what a
+        config needs to know of the entry without building it."""
+        if name in self._entries or name in self._modules:
+            raise ValueError(f"{self.kind} {name!r} is declared twice")
+        self._modules[name] = module
+        self._params[name] = params or NoParams
+        self._info[name] = info
+
+    def info(self, name: str) -> dict[str, Any]:
+        """What the declaration of ``name`` says of it (empty for an entry registered without one)."""
+        self.check(name)
+        return self._info.get(name, {})
 
     def register(self, name: str, params: type[BaseModel] | None = None) -> Callable[[T], T]:
         """Decorator adding ``entry`` under ``name``; ``params`` overrides the entry's own ``Params``."""
@@ -38,8 +59,10 @@ class Registry(Generic[T]):
         def add(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            declared = self._modules.pop(name, None) is not None
             self._entries[name] = entry
-            self._params[name] = params or getattr(entry, "Params", None) or NoParams
+            if params is not None or not declared:
+                self._params[name] = params or getattr(entry, "Params", None) or NoParams
             return entry
 
         return add
@@ -48,15 +71,28 @@ class Registry(Generic[T]):
         """Remove an entry (for throw-away registrations, e.g. in tests)."""
         self._entries.pop(name, None)
         self._params.pop(name, None)
+        self._modules.pop(name, None)
+        self._info.pop(name, None)
+
+    def check(self, name: str) -> None:
+        """Raise, naming the closest known names, if ``name`` is neither registered nor declared."""
+        if name not in self:
+            close = get_close_matches(name, self.names(), n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ValueError(f"unknown {self.kind} {name!r}{hint} (choose one of {self.choices()})")
 
     def get(self, name: str) -> T:
-        if name not in self._entries:
-            raise ValueError(f"unknown {self.kind} {name!r}; choose one of {self.choices()}")
+        self.check(name)
+        module = self._modules.get(name)
+        if module is not None:
+            importlib.import_module(module)
+            if name not in self._entries:
+                raise RuntimeError(f"{module} does not register the {self.kind} {name!r} it is declared in")
         return self._entries[name]
 
     def params(self, name: str) -> type[BaseModel]:
-        """The pydantic model of the hyper-parameters of entry ``name``."""
-        self.get(name)
+        """The pydantic model of the hyper-parameters of entry ``name`` (a declared entry's, unimported)."""
+        self.check(name)
         return self._params[name]
 
     def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -64,16 +100,17 @@ class Registry(Generic[T]):
         return self.get(name)(*args, **kwargs)  # type: ignore[operator]
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted({*self._entries, *self._modules})
 
     def choices(self) -> str:
         return ", ".join(self.names())
 
     def items(self) -> list[tuple[str, T]]:
-        return [(name, self._entries[name]) for name in self.names()]
+        """Every entry, built: this imports the modules of the declared ones."""
+        return [(name, self.get(name)) for name in self.names()]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._modules
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -81,7 +118,7 @@ class Registry(Generic[T]):
 
 def import_modules(package: str, path: list[str]) -> None:
     """Import every module of ``package`` (its ``__path__``), so that each registers what it defines:
-    a new pooling, SSL method, layout or baseline is one new file, found without editing a list."""
+    a new layout is one new file, found without editing a list."""
     for module in pkgutil.iter_modules(path):
         if not module.name.startswith("_"):
             importlib.import_module(f"{package}.{module.name}")
@@ -92,8 +129,10 @@ def registered_name(registry: Registry[Any], *also: str) -> AfterValidator:
 
     def check(name: str) -> str:
         if name not in registry and name not in also:
-            allowed = ", ".join([*also, *registry.names()])
-            raise ValueError(f"unknown {registry.kind} {name!r}; choose one of {allowed}")
+            allowed = [*also, *registry.names()]
+            close = get_close_matches(name, allowed, n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ValueError(f"unknown {registry.kind} {name!r}{hint} (choose one of {', '.join(allowed)})")
         return name
 
     return AfterValidator(check)
@@ -131,7 +170,7 @@ class Component(BaseModel):
     @field_validator("name")
     @classmethod
     def _registered(cls, name: str) -> str:
-        cls.registry.get(name)  # an unknown name lists the known ones
+        cls.registry.check(name)  # an unknown name lists the known ones (nothing is imported)
         return name
 
     @model_validator(mode="after")

@@ -6,7 +6,6 @@ import math
 import warnings
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
 METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "accuracy", "macro_f1")
 
@@ -24,6 +23,8 @@ def scores(y: np.ndarray, proba: np.ndarray, threshold: float | np.ndarray = 0.5
     With more than two classes, sensitivity and specificity are macro-averaged one-vs-rest and
     ROC-AUC is the macro one-vs-rest AUC. A score that is undefined (one class only) is NaN.
     """
+    from sklearn.metrics import confusion_matrix, f1_score
+
     y = np.asarray(y, dtype=np.int64)
     n_classes = proba.shape[1]
     pred = predict_labels(proba, threshold)
@@ -48,6 +49,8 @@ def scores(y: np.ndarray, proba: np.ndarray, threshold: float | np.ndarray = 0.5
 
 
 def per_class_f1(y: np.ndarray, proba: np.ndarray, threshold: float | np.ndarray = 0.5) -> list[float]:
+    from sklearn.metrics import f1_score
+
     n_classes = proba.shape[1]
     return f1_score(
         y, predict_labels(proba, threshold), labels=list(range(n_classes)), average=None, zero_division=0
@@ -55,6 +58,8 @@ def per_class_f1(y: np.ndarray, proba: np.ndarray, threshold: float | np.ndarray
 
 
 def roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     present = np.unique(y)
     if present.size < 2:
         return math.nan

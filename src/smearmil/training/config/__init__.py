@@ -6,6 +6,8 @@ which. ``run``'s names are re-exported here (``training.config.RunConfig``)."""
 from .run import (
     PAPER,
     PAPER_HINT,
+    PAPER_ROWS,
+    RUN_FLAG_PATHS,
     THRESHOLD_HELP,
     AugmentConfig,
     ImageConfig,
@@ -18,12 +20,15 @@ from .run import (
     TrainConfig,
     load_config,
     paper_preset,
+    paper_row_names,
     threshold_rule,
 )
 
 __all__ = [
     "PAPER",
     "PAPER_HINT",
+    "PAPER_ROWS",
+    "RUN_FLAG_PATHS",
     "THRESHOLD_HELP",
     "AugmentConfig",
     "ImageConfig",
@@ -36,5 +41,6 @@ __all__ = [
     "TrainConfig",
     "load_config",
     "paper_preset",
+    "paper_row_names",
     "threshold_rule",
 ]

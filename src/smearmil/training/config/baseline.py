@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ...baselines import BASELINES
+from ...baselines.registry import BASELINES, accepted_data
 from ...utils.registry import registered_name
 from .run import MethodConfig
 
@@ -34,7 +34,7 @@ class BaselineConfig(MethodConfig):
 
     @model_validator(mode="after")
     def _inputs(self) -> BaselineConfig:
-        allowed = BASELINES.get(self.baseline).data
+        allowed = accepted_data(self.baseline)
         self.inputs = self.inputs or allowed[0]
         if self.inputs not in allowed:
             raise ValueError(f"{self.baseline} takes data {', '.join(allowed)}, not {self.inputs}")

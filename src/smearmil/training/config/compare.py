@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ...baselines import BASELINES
+from ...baselines.registry import accepted_data
 from ...data.options import DataOptions
 from ...utils.paths import safe_name
 from .baseline import FeatureSettings
@@ -29,7 +29,7 @@ class MethodSpec(BaseModel):
         if (self.config is None) == (self.baseline is None):
             raise ValueError(f"method {self.name!r}: give exactly one of config (a method's config) or baseline")
         if self.baseline is not None:
-            allowed = BASELINES.get(self.baseline).data
+            allowed = accepted_data(self.baseline)
             self.data = self.data or allowed[0]
             if self.data not in allowed:
                 raise ValueError(
@@ -42,7 +42,7 @@ class MethodSpec(BaseModel):
         """The name, with the data when the same baseline can be given several kinds of data, and
         "calibrated" when a classical MIL method's probabilities are Platt-scaled (the paper cuts its
         uncalibrated scores at 0.5)."""
-        several = self.baseline is not None and len(BASELINES.get(self.baseline).data) > 1
+        several = self.baseline is not None and len(accepted_data(self.baseline)) > 1
         calibrated = ", calibrated" if self.params.get("calibrate") else ""
         return f"{self.name} [{self.data}{calibrated}]" if several else self.name
 

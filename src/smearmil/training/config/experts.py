@@ -15,12 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ...baselines import BASELINES
-from ...baselines.registry import ATTRS, IMGS
+from ...baselines.registry import ATTRS, BASELINES, IMGS, accepted_data
 from ...utils.config_files import load_config_file
 from ...utils.registry import Component, registered_name
-from ..cell_sources import CELL_SOURCES
-from ..late_fusion import FUSIONS
+from .components import CELL_SOURCES, FUSIONS
 from .head import HeadConfig
 from .run import THRESHOLD_HELP, MethodConfig, Strict, Threshold, threshold_rule
 
@@ -135,9 +133,7 @@ class ExpertSpec(Strict):
     def takes(self, data: str) -> bool:
         if self.name == ENSEMBLE:
             return all(m.takes(data) for m in self.members)
-        return (self.name == HEAD and data == IMGS) or (
-            self.name in BASELINES and data in BASELINES.get(self.name).data
-        )
+        return (self.name == HEAD and data == IMGS) or (self.name in BASELINES and data in accepted_data(self.name))
 
 
 class ExpertsConfig(MethodConfig):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from ...models.pooling import POOLINGS, PoolingConfig
+from ...models.specs import POOLINGS, PoolingConfig
 from ...utils.config_files import load_config_file
 from .run import Strict
 

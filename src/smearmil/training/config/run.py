@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...data.images import Preprocessing
 from ...data.options import DataOptions
-from ...models.factory import ModelConfig
-from ...models.kinds import all_stage_names
+from ...models.specs import ModelConfig, all_stage_names
 from ...utils.config_files import RUN, dump_yaml, load_config_file
 
+RUN_FLAG_PATHS = {k: f"train.{k}" for k in ("epochs", "accelerator", "devices", "precision", "strategy")}
 PAPER_HINT = ", or a paper row such as cnn-mean-k32, cnn-lse-k64, avg-mean-k32, moe-p1-k64, moe-p2-k32, mlp"
 
 
@@ -204,6 +204,25 @@ PAPER_TRAINING: dict[str, Any] = {
     "augment": {"pca_colour_scale": "eigenvalue"},
 }
 PAPER_IMAGE: dict[str, Any] = {"size": 224, "crop": None}
+
+
+PAPER_ROWS = (
+    ("cnn-{max,mean,lse}-k{8,16,32,64}", "the CNN expert alone (images), Table 2 and 3: pooling x width K"),
+    ("avg-{max,mean,lse}-k{8,16,32,64}", "CNN and MLP trained apart, their scores averaged (Eq. 14), Table 2"),
+    ("moe-p1-k{8,16,32,64}", "mixture of experts trained end to end (P1), mean pooling, Table 2 and 3"),
+    ("moe-p2-k{32,64}", "mixture of experts: experts alone, then the gate only (P2), Table 3"),
+    ("moe-p3-k{32,64}", "mixture of experts: experts alone, then all of it (P3), Table 3"),
+    ("mlp", "the attribute expert (age, lymphocyte count), Table 3"),
+)
+
+
+def paper_row_names(pattern: str) -> list[str]:
+    """The names a ``PAPER_ROWS`` pattern stands for, e.g. ``moe-p2-k{32,64}`` -> moe-p2-k32, moe-p2-k64."""
+    names = [""]
+    for part in re.split(r"(\{[^}]*\})", pattern):
+        options = part[1:-1].split(",") if part.startswith("{") else [part]
+        names = [n + o for n in names for o in options]
+    return names
 
 
 def paper_preset(name: str) -> dict[str, Any] | None:

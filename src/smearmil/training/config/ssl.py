@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from ...models.encoders import EncoderConfig
+from ...models.specs import EncoderConfig
 from ...utils.config_files import dump_yaml, load_config_file
 from ...utils.registry import Component, Registry
-from ..ssl.methods import SSL_METHODS, SSLMethod
-from ..ssl.views import ViewConfig
+from .components import SSL_METHODS
 from .run import ImageConfig, Strict
+
+if TYPE_CHECKING:
+    from ..ssl.methods import SSLMethod
+    from ..ssl.views import ViewConfig
 
 
 class ViewsConfig(Strict):
@@ -30,6 +33,8 @@ class ViewsConfig(Strict):
     solarize: float | None = Field(None, ge=0, le=1)
 
     def resolve(self, method: type[SSLMethod], size: int) -> ViewConfig:
+        from ..ssl.views import ViewConfig
+
         return ViewConfig(
             global_size=size,
             local_size=self.local_size or max(8, size // 2),

@@ -19,8 +19,19 @@ from pydantic import BaseModel
 
 from ...data.cohort import Cohort
 from ...data.splits import Fold
-from ...utils.config_files import RUN, config_kind, dump_yaml, load_config_file
-from ...utils.registry import Registry, import_modules
+from ...utils.config_files import (
+    RUN,
+    config_kind,
+    dump_yaml,
+    is_config_file,
+    load_config_file,
+    shipped_presets,
+    unknown_config,
+)
+from ...utils.registry import Registry
+from ..config import PAPER_HINT, RUN_FLAG_PATHS, RunConfig, paper_preset, paper_row_names
+from ..config.baseline import BaselineConfig
+from ..config.experts import ExpertsConfig
 from ..predictor import Predictor
 
 
@@ -102,21 +113,51 @@ class Method:
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+# each with what loading its configs needs: the schema, the names that stand for generated configs, the
+# flags it takes (the classes say the same: tests/test_extending.py checks they agree)
+METHODS.declare(
+    RUN,
+    "smearmil.training.methods.run",
+    config=RunConfig,
+    generated=paper_preset,
+    hint=PAPER_HINT,
+    flag_paths=RUN_FLAG_PATHS,
+)
+METHODS.declare("experts", "smearmil.training.methods.feature_experts", config=ExpertsConfig, flag_paths={})
+METHODS.declare("baseline", "smearmil.training.methods.baseline", config=BaselineConfig, flag_paths={})
+METHOD_KINDS = ("experts", RUN, "baseline")  # the order presets are listed in
+
+
+def load_method_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
+    """The validated config a config file or preset stands for (its ``kind``; none: a run config), without
+    importing what fits it."""
+    kind = config_kind(name_or_path)
+    if (
+        not is_config_file(name_or_path)
+        and name_or_path not in shipped_presets()
+        and not paper_preset(str(name_or_path))
+    ):
+        raise unknown_config(str(name_or_path), METHOD_KINDS, PAPER_HINT, tuple(paper_row_names("cnn-mean-k{32,64}")))
+    if kind not in METHODS:
+        raise ValueError(f"{name_or_path} is a {kind} config; a method is one of {METHODS.choices()}")
+    info = METHODS.info(kind)
+    if "config" not in info:  # registered without a declaration (a plug-in)
+        return METHODS.get(kind).load_config(name_or_path, overrides)
+    return load_config_file(name_or_path, info["config"], kind, overrides, info.get("generated"), info.get("hint", ""))
+
+
+def method_flag_paths(kind: str) -> dict[str, str]:
+    """Where --epochs and the Lightning flags go in configs of ``kind``."""
+    info = METHODS.info(kind)
+    return dict(info["flag_paths"]) if "flag_paths" in info else dict(METHODS.get(kind).flag_paths)
 
 
 def load_method(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Method:
     """The method a config file or preset stands for (its ``kind``; none: a run config), validated."""
-    kind = config_kind(name_or_path)
-    if kind not in METHODS:
-        raise ValueError(f"{name_or_path} is a {kind} config; a method is one of {METHODS.choices()}")
-    method = METHODS.get(kind)
-    return method(method.load_config(name_or_path, overrides))
+    return method_of(load_method_config(name_or_path, overrides))
 
 
 def method_of(config: Any) -> Method:
     """The method of an already validated config (a run config has ``kind`` only in its model)."""
     kind = getattr(config, "kind", RUN)
     return METHODS.get(kind if kind in METHODS else RUN)(config)
-
-
-import_modules(__name__, __path__)

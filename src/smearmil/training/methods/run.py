@@ -16,7 +16,7 @@ from ...models.base import probabilities
 from ...models.contributions import bag_explanation
 from ...models.kinds import MODELS, data_label
 from ...utils.device import default_device
-from ..config import PAPER_HINT, RunConfig, paper_preset
+from ..config import PAPER_HINT, RUN_FLAG_PATHS, RunConfig, paper_preset
 from ..fit import train_fold
 from ..predictor import Prediction, Predictor, Subsets, cell_info, check_attributes
 from ..trained import TrainedModel
@@ -114,7 +114,7 @@ class RunMethod(Method):
     kind = "run"
     Config = RunConfig
     predictor = RunPredictor
-    flag_paths = {k: f"train.{k}" for k in ("epochs", "accelerator", "devices", "precision", "strategy")}
+    flag_paths = RUN_FLAG_PATHS
     generated = staticmethod(paper_preset)
     hint = PAPER_HINT
     config: RunConfig

@@ -1,9 +1,6 @@
-"""Self-supervised pre-training of cell encoders; each method (a module here) registers itself in
-``SSL_METHODS`` and is found on start."""
+"""Self-supervised pre-training of cell encoders: SimCLR, SwAV and DINO, each a module here registered
+in ``SSL_METHODS`` (declared in ``training.config.components``, so configs name them without torch)."""
 
-from ...utils.registry import import_modules
-from .methods import SSL_METHODS, SSLMethod
+from ..config.components import SSL_METHODS
 
-__all__ = ["SSL_METHODS", "SSLMethod"]
-
-import_modules(__name__, __path__)
+__all__ = ["SSL_METHODS"]

@@ -6,23 +6,12 @@ import copy
 import math
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ...models.ssl_heads import DINOHead
+from ..config.components import SSL_METHODS, DINOParams
 from .losses import DINOLoss
-from .methods import SSL_METHODS, SSLMethod, encode_views
-
-
-class DINOParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    out_dim: int = Field(256, ge=2)
-    hidden: int = Field(256, ge=1)
-    bottleneck: int = Field(64, ge=1)
-    student_temperature: float = Field(0.1, gt=0)
-    teacher_temperature: float = Field(0.04, gt=0)
-    teacher_momentum: float = Field(0.996, ge=0, le=1, description="EMA momentum at the start (cosine to 1)")
-    center_momentum: float = Field(0.9, ge=0, le=1)
+from .methods import SSLMethod, encode_views
 
 
 @SSL_METHODS.register("dino")

@@ -2,7 +2,8 @@
 
 A method is a class registered in ``SSL_METHODS`` with its hyper-parameters (``Params``) and its
 view defaults (local crops, solarisation); a config names it as ``method: {name: simclr, ...}``.
-SimCLR, SwAV and DINO each live in a module of their own; a new method is one new file.
+SimCLR, SwAV and DINO each live in a module of their own; a new method is one new file and one declaration
+(``training.config.components``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from ...utils.registry import NoParams, Registry
-
-SSL_METHODS: Registry[type[SSLMethod]] = Registry("SSL method")
+from ...utils.registry import NoParams
 
 
 def encode_views(encoder: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:

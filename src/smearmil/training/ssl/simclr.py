@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ...models.ssl_heads import ProjectionHead
+from ..config.components import SSL_METHODS, SimCLRParams
 from .losses import NTXentLoss
-from .methods import SSL_METHODS, SSLMethod, encode_views
-
-
-class SimCLRParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    temperature: float = Field(0.2, gt=0)
-    hidden: int = Field(256, ge=1)
-    out_dim: int = Field(64, ge=1)
+from .methods import SSLMethod, encode_views
 
 
 @SSL_METHODS.register("simclr")

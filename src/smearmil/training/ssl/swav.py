@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
 from ...models.ssl_heads import ProjectionHead, Prototypes
 from ...utils.distributed import gather_with_gradient, rank, world_size
+from ..config.components import SSL_METHODS, SwAVParams
 from .losses import SwAVLoss
-from .methods import SSL_METHODS, SSLMethod, encode_views
-
-
-class SwAVParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    temperature: float = Field(0.1, gt=0)
-    epsilon: float = Field(0.05, gt=0)
-    sinkhorn_iterations: int = Field(3, ge=1)
-    prototypes: int = Field(32, ge=2)
-    hidden: int = Field(256, ge=1)
-    out_dim: int = Field(64, ge=1)
-    queue_length: int = Field(0, ge=0, description="embeddings of earlier batches used for the codes (0: off)")
-    queue_start_epoch: int = Field(2, ge=0)
-    freeze_prototypes_epochs: int = Field(1, ge=0)
+from .methods import SSLMethod, encode_views
 
 
 @SSL_METHODS.register("swav")

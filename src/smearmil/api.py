@@ -16,7 +16,7 @@ import csv
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -35,8 +35,9 @@ __all__ = ["Model", "SmearMILClassifier", "Table", "cross_validate", "load", "lo
 
 
 class Table:
-    """Rows of a CSV smearmil wrote, by column: ``table["prob_tumoral"]`` is an array, ``table.rows`` the
-    dicts; ``to_pandas()`` when pandas is installed."""
+    """Rows of a CSV smearmil wrote: ``table["prob_tumoral"]`` is a column (an array), ``table[0]`` a row
+    (a dict; negative indexes too), ``table[:5]`` a Table of those rows; ``len`` and ``for row in table``
+    go by rows. ``to_pandas()`` needs pandas (``pip install smearmil[pandas]``)."""
 
     def __init__(self, rows: list[dict[str, Any]], columns: Sequence[str]):
         self.rows, self.columns = rows, list(columns)
@@ -54,14 +55,33 @@ class Table:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows)
 
-    def __getitem__(self, column: str) -> np.ndarray:
-        if column not in self.columns:
-            raise KeyError(f"no column {column!r}; columns: {', '.join(self.columns)}")
-        return np.array([r[column] for r in self.rows])
+    @overload
+    def __getitem__(self, key: str) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, key: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, key: slice) -> Table: ...
+    def __getitem__(self, key: str | int | slice) -> np.ndarray | dict[str, Any] | Table:
+        """A column by name, a row by number, a Table of the rows of a slice."""
+        if isinstance(key, slice):
+            return Table(self.rows[key], self.columns)
+        if isinstance(key, (int, np.integer)):
+            if not -len(self) <= key < len(self):
+                raise IndexError(f"row {key} of a table of {len(self)} rows; rows go 0 to {len(self) - 1}")
+            return self.rows[key]
+        if key not in self.columns:
+            raise KeyError(f"no column {key!r}; columns: {', '.join(self.columns)} (or a row number)")
+        return np.array([r[key] for r in self.rows])
 
     def to_pandas(self) -> Any:
-        import pandas as pd  # optional: not a dependency of smearmil
-
+        """A ``pandas.DataFrame`` of the rows; pandas is an optional extra."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "Table.to_pandas() needs pandas, which smearmil does not install by itself: "
+                "pip install smearmil[pandas]"
+            ) from None
         return pd.DataFrame(self.rows, columns=self.columns)
 
     def __repr__(self) -> str:

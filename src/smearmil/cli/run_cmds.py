@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from ..utils.config_files import shipped_presets
 from ..utils.progress import console as err_console
@@ -437,22 +436,44 @@ def predict(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for predictions.csv, cells.csv, run.json.")] = Path(
         "runs/predict"
     ),
-    top: Annotated[int, typer.Option("--top", help="Cells shown per patient, each way (most for, most against).")] = 3,
+    top: Annotated[
+        int | None,
+        typer.Option(
+            "--top",
+            help="Cells per patient, each way (most for, most against): printed when given, in --json always "
+            "(default 3).",
+        ),
+    ] = None,
+    band: Annotated[
+        float,
+        typer.Option(
+            "--band",
+            min=0.0,
+            max=0.5,
+            help="A call is flagged uncertain when the positive class's probability lies within this of the "
+            "threshold (more classes: the two likeliest within twice this).",
+        ),
+    ] = 0.10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON.")] = False,
     cache_dir: CacheDirOpt = None,
-    quiet: QuietOpt = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the closing tally (no table, no progress bars).")
+    ] = False,
     overwrite: OverwriteOpt = False,
     data: DataFlags = DataFlags(),
 ) -> None:
-    """Predict new patients (labels optional): probabilities, gates and each cell's signed contribution.
+    """Predict new patients (labels optional): a worklist of calls, each cell's signed contribution in cells.csv.
 
-    For patient folders, --attributes FILE names their clinical table (an id column plus attributes, or
-    DOB and LYMPH_COUNT). A cell's contribution is in logit units; positive pushes the patient toward
-    the `toward_class` column (the positive class for two classes)."""
+    Prints each patient's call and probability, flags the calls inside the uncertainty band, closes with
+    a tally, and warns when no patient is called with confidence (a model at chance). For patient
+    folders, --attributes FILE names their clinical table (an id column plus attributes, or DOB and
+    LYMPH_COUNT); sub-folders name cell types. A cell's contribution is in logit units; positive pushes
+    the patient toward the `toward_class` column (the positive class for two classes)."""
     import logging
 
     from ..data.validation import load_patients
     from ..protocols.predict import load_predictor, predict_to
+    from .worklist import annotate, print_worklist
 
     attributes_file = Path(data.attributes) if data.attributes and Path(data.attributes).is_file() else None
     if attributes_file is not None:
@@ -468,16 +489,19 @@ def predict(
     logging.getLogger("smearmil").setLevel(logging.WARNING)
     result = predict_to(predictor, cohort, out_dir, cache_dir, progress, overwrite)
     cells = _cells_by_patient(out_dir / "cells.csv")
+    shown = 3 if top is None else top
     for row in result["patients"]:
         ranked = sorted(cells.get(row["patient"], []), key=lambda c: -c[1])
-        row["top_cells"] = [{"file": f, "contribution": v} for f, v in ranked[:top]]
-        row["bottom_cells"] = [{"file": f, "contribution": v} for f, v in ranked[::-1][:top]]
+        row["top_cells"] = [{"file": f, "contribution": v} for f, v in ranked[:shown]]
+        row["bottom_cells"] = [{"file": f, "contribution": v} for f, v in ranked[::-1][:shown]]
         row["skipped"] = [p.where for p in unreadable if p.message.startswith(f"patient {row['patient']}:")]
+    found = annotate(result, band)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
-        return
-    _print_predictions(result, top)
-    out.print(f"-> {out_dir}/predictions.csv, cells.csv ({result['n_patients']} patients, {result['n_cells']} cells)")
+    else:
+        print_worklist(out, result, found, out_dir, band, quiet, top, cohort.root)
+    if result["chance_warning"]:
+        err_console.print(error_line(result["chance_warning"], "warning:", "yellow"))
 
 
 def _cells_by_patient(path: Path) -> dict[str, list[tuple[str, float]]]:
@@ -488,25 +512,6 @@ def _cells_by_patient(path: Path) -> dict[str, list[tuple[str, float]]]:
         for r in read_rows(handle):
             found.setdefault(r["patient"], []).append((r["file"], float(r["logit_contribution_toward_class"])))
     return found
-
-
-def _print_predictions(result: dict[str, Any], top: int) -> None:
-    names = result["class_names"]
-    out.print(f"model: {result['model']} ({result['model_kind']}); threshold {result['threshold']:.2f}")
-    for r in result["patients"]:
-        probs = ", ".join(f"{c} {r[f'prob_{c}']:.3f}" for c in names)
-        truth = f", true {r['label']}" if r["label"] != "" else ""
-        gate = f", gate {r['gate_image_expert']:.2f}" if r["gate_image_expert"] != "" else ""
-        out.print(
-            Text.assemble((str(r["patient"]), "bold"), ": ", (r["prediction"], "green"), f" ({probs}{truth}{gate})")
-        )
-        shown = r["top_cells"] + [c for c in r["bottom_cells"] if c not in r["top_cells"]]
-        for c in shown:
-            out.print(f"    {c['contribution']:+.4f}  {c['file']}")
-    if "metrics" in result:
-        out.print(metrics_table(f"metrics on {result['split']}", {"predicted": result["metrics"]}, names))
-    toward = result.get("positive_class") or "the predicted class"
-    out.print(f"cells: the {top} highest and lowest contributions, in logit units; + pushes toward {toward}")
 
 
 @app.command()

@@ -6,11 +6,12 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cohort import Cohort, Patient
+from .cohort import UNKNOWN_CELL_TYPE, Cohort, Patient
 from .dates import age_at, parse_dob
 from .options import DataOptions
 from .problems import DataError, Problem
 from .readers.common import check_duplicate_ids, implausible, list_images, missing_value_problem, parse_attribute
+from .readers.patient_folders import cell_type
 from .table import Table, is_missing, read_table, snake_case
 
 ID_COLUMNS = ("id", "patient", "patient_id")
@@ -20,7 +21,8 @@ def cohort_from_folders(
     folders: Sequence[str | Path], attributes_csv: str | Path | None = None, options: DataOptions | None = None
 ) -> Cohort:
     """One unlabelled patient per folder (id = folder name). Attributes come from a CSV whose columns are
-    attribute names (``age``, ``lymph_count``, ...) or the lymphocytosis columns (``DOB``, ``LYMPH_COUNT``)."""
+    attribute names (``age``, ``lymph_count``, ...) or the lymphocytosis columns (``DOB``, ``LYMPH_COUNT``).
+    Cell types come from sub-folders, as in the patient-folder layout (``<ID>/Promyelocyte/x.jpg``)."""
     options = options or DataOptions()
     problems: list[Problem] = []
     patients: list[Patient] = []
@@ -45,7 +47,7 @@ def cohort_from_folders(
         if not images:
             problems.append(Problem("empty_bag", str(folder), "holds no image files (jpg, png, tif, bmp)"))
             continue
-        patients.append(Patient(folder.name, None, {}, images))
+        patients.append(Patient(folder.name, None, {}, images, cell_types=_cell_types(images, folder)))
     names: list[str] = []
     if attributes_csv is not None:
         names = _attach_attributes(patients, Path(attributes_csv), options, problems)
@@ -53,6 +55,12 @@ def cohort_from_folders(
         raise DataError(problems)
     root = Path(folders[0]).parent if folders else Path(".")
     return Cohort(root.resolve(), "folders", patients, [], names, problems)
+
+
+def _cell_types(images: list[Path], folder: Path) -> list[str] | None:
+    """Each image's type from its sub-folder; None when no image has one (a flat folder of cells)."""
+    types = [cell_type(image, folder) for image in images]
+    return types if any(t != UNKNOWN_CELL_TYPE for t in types) else None
 
 
 def _attach_attributes(patients: list[Patient], path: Path, options: DataOptions, problems: list[Problem]) -> list[str]:

@@ -117,7 +117,8 @@ def predict_to(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Predict every patient of ``cohort`` and write ``predictions.csv``, ``cells.csv``, ``run.json`` and,
-    when some patients have labels, ``summary.json`` (metrics on those patients, named)."""
+    when some patients have labels, ``summary.json`` (metrics on those patients, named); the result's
+    ``files`` names what was written."""
     from ..evaluation.metrics import confusion
     from ..utils.atomic import write_json, write_text
     from ..utils.outputs import claim_output, digest, run_fingerprint
@@ -138,9 +139,11 @@ def predict_to(
     cells = cells_table(predictor, predictions)
     cell_header = ["patient", "file", "cell_type", "toward_class", "logit_contribution_toward_class"]
     write_text(out / "cells.csv", _csv(cells, cell_header))
+    files = ["predictions.csv", "cells.csv"]
     model_config = RunDir(source).config
     if model_config.is_file():
         write_text(RunDir(out).config, model_config.read_text(encoding="utf-8"))
+        files.append(RunDir(out).config.name)
     labelled = [i for i, p in enumerate(predictions) if cohort[p.id].label is not None]
     seen = trained_on(predictor, cohort)
     result: dict[str, Any] = {
@@ -173,7 +176,9 @@ def predict_to(
             confusion_matrix=confusion(y, proba, predictor.threshold),
         )
         write_json(out / "summary.json", result)
+        files.append("summary.json")
     RunDir(out).write_info(cohort.root, cohort.layout, "predict", fingerprint, model=str(source))
+    result["files"] = [*files, RunDir(out).info.name]  # names inside ``out``
     result["patients"] = rows
     result["fingerprint"] = digest(fingerprint)
     return result

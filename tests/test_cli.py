@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,23 @@ def test_demo_pipeline_writes_splits_cache_comparison_and_config(tmp_path: Path,
     report = tmp_path / "d" / "cv" / "moe" / "report.html"
     assert f"report -> {report}" in result.output.replace("\n", "")
     assert "<h2>Comparison on the same folds (test patients)</h2>" in report.read_text()
+    # every step's result is printed when it is known: the models' lines come before the final table
+    text = " ".join(result.output.split())
+    assert text.index("cnn: BA") < text.index("moe: BA") < text.index("3-fold CV on the simulated cohort")
+    # the README's list of what the demo writes is what it writes
+    promised = readme_demo_files()
+    assert promised, "README lost its demo-files list"
+    for name in promised:
+        assert (tmp_path / "d" / name).exists(), f"README promises smearmil-demo/{name}"
+    top = {p.name + ("/" if p.is_dir() else "") for p in (tmp_path / "d").iterdir() if not p.name.startswith(".")}
+    assert top <= {name.split("/")[0] + ("/" if "/" in name else "") for name in promised}, top
+
+
+def readme_demo_files() -> list[str]:
+    """The paths the README's demo-files list promises (relative to the demo folder)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- demo-files")[1].split("<!-- end demo-files -->")[0]
+    return [p for p in re.findall(r"`([^`\s]+)`", block) if "." in p or p.endswith("/")]
 
 
 @pytest.mark.slow

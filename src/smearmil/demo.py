@@ -8,6 +8,7 @@ mixture-of-experts models on the same folds -> comparison table -> repeatability
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from .training.methods.run import RunMethod
 from .utils.atomic import write_json, write_text
 from .utils.config_files import merge_dicts
 from .utils.outputs import claim_output, run_fingerprint
+from .utils.threads import fit_threads
 
 DEMO_SIMULATION = SimulationConfig(patients=60, cells_min=16, cells_max=48, size=64, seed=0)
 DEMO_FOLDS = 3
@@ -39,6 +41,23 @@ DEMO_METHOD_OVERRIDES: dict[str, dict[str, Any]] = {
     "mlp": {"train": {"epochs": 150, "lr_steps": []}},
     "moe": {"train": {"stages": {"mlp": {"epochs": 150}, "moe": {"epochs": 4}}}},
 }
+
+
+# measured on the reference machine (2 idle cores, torch 2.13 CPU): the whole demo, and CALIBRATION_STEPS
+# training steps of its CNN (estimated_seconds)
+DEMO_REFERENCE_SECONDS = 120.0
+CALIBRATION_STEPS = 5
+CALIBRATION_REFERENCE_SECONDS = 0.5
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """Balanced accuracy and ROC-AUC of a CV summary, mean ± std over folds."""
+    parts = []
+    for key, label in (("balanced_accuracy", "BA"), ("roc_auc", "ROC-AUC")):
+        m = summary.get("metrics", {}).get(key, {})
+        if m.get("mean") is not None:
+            parts.append(f"{label} {m['mean']:.3f} ± {m.get('std') or 0:.3f}")
+    return ", ".join(parts) or "no metric"
 
 
 @dataclass
@@ -54,10 +73,42 @@ class DemoResult:
     report_html: Path | None = None
 
 
+def estimated_seconds() -> float:
+    """The demo's wall time on this machine now: its time on the reference machine scaled by how long a
+    few training steps of its CNN take here, with the threads the demo will use (so a busy machine
+    or a slower one shows)."""
+    import torch
+
+    from .models.specs import EncoderConfig
+
+    fit_threads()
+    torch.manual_seed(0)
+    encoder = EncoderConfig(name="resnetk", k=8).build(DEMO_SIMULATION.size)
+    optimiser = torch.optim.Adam(encoder.parameters())
+    cells = torch.rand(32, 3, DEMO_SIMULATION.size, DEMO_SIMULATION.size)
+
+    def step() -> None:
+        encoder(cells).sum().backward()
+        optimiser.step()
+        optimiser.zero_grad()
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(CALIBRATION_STEPS):
+        step()
+    return DEMO_REFERENCE_SECONDS * (time.perf_counter() - start) / CALIBRATION_REFERENCE_SECONDS
+
+
 def run_demo(
-    out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = True, overwrite: bool = False
+    out: str | Path = "smearmil-demo",
+    seed: int = 0,
+    progress: bool = True,
+    overwrite: bool = False,
+    say: Callable[[Any], None] | None = None,
 ) -> DemoResult:
+    """The whole demo in ``out``; ``say`` receives each step's result as soon as it is known."""
     out = Path(out)
+    tell = say or (lambda _: None)
     cohort_dir = out / "cohort"
     config = DEMO_SIMULATION
     claim_output(out, "demo", run_fingerprint({"seed": seed, "simulation": asdict(config)}), overwrite)
@@ -66,8 +117,11 @@ def run_demo(
         simulate(cohort_dir, config, progress=progress, overwrite=True)
     cohort = load_cohort(cohort_dir, progress=progress)  # decodes every cell once
     report = summarise(cohort)
+    tell(report.render())
     plan = make_splits(cohort, "kfold", folds=DEMO_FOLDS, seed=seed)
+    tell(f"splits: {len(plan.folds)} folds by patient -> {out / 'splits.json'}")
     cache = build_cache(cohort, Preprocessing(size=config.size), out / "cache", progress=progress)
+    tell(f"cache: {len(cache)} cells -> {cache.directory}")
     configs = {
         name: load_config(preset, merge_dicts(DEMO_OVERRIDES, DEMO_METHOD_OVERRIDES.get(name, {})))
         for name, preset in DEMO_METHODS.items()
@@ -75,7 +129,13 @@ def run_demo(
 
     def cv(name: str) -> Callable[[], CVResult]:
         settings = CVSettings(DEMO_FOLDS, seed, plan, out / "cache", progress)
-        return lambda: run_cv(cohort, RunMethod(configs[name]), out / "cv" / name, settings)
+
+        def run() -> CVResult:
+            result = run_cv(cohort, RunMethod(configs[name]), out / "cv" / name, settings)
+            tell(f"{name}: {headline(result.summary)} ({DEMO_FOLDS}-fold CV, test folds) -> {out / 'cv' / name}")
+            return result
+
+        return run
 
     results = run_on_same_folds(plan, out, {name: cv(name) for name in configs}, progress=progress)
     summaries = {name: result.summary for name, result in results.items()}
@@ -96,6 +156,7 @@ def run_demo(
     )
     moe_run = out / "cv" / "moe"
     run_repeatability(moe_run, cohort, sets=5, fraction=0.5, seed=seed, cache_dir=out / "cache", progress=progress)
+    tell(f"repeatability of the moe run over 5 image sets per patient -> {moe_run / 'repeatability.json'}")
     page = build_report(
         moe_run, cohort_dir, galleries=2, cache_dir=out / "cache", progress=progress, comparison=summaries
     )

@@ -175,3 +175,22 @@ def bench_train_cmd(
             f"{w.total_seconds:.2f} s, {w.wait_seconds:.3f} s waiting for batches ({w.share:.1%} of the time)"
         )
     out.print(f"ratio: {result.ratio(result.shapes[0]):.2f}")
+
+
+@bench_app.command("demo")
+@guarded
+def bench_demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the two demo runs.")] = Path("runs/bench-demo"),
+    processes: Annotated[int | None, typer.Option(help="Busy processes of the load (default: one per core).")] = None,
+    goal: Annotated[float, typer.Option(help="The slow-down under load to stay within.")] = 2.5,
+) -> None:
+    """`smearmil demo` idle, then while busy processes keep every core busy (both in fresh processes);
+    last line `ratio: loaded / idle` (goal: at most 2.5)."""
+    from ..bench.demo import bench_demo
+
+    out.print(f"two demo runs in {out_dir}: idle, then under load (a few minutes each)")
+    result = bench_demo(out_dir, processes)
+    out.print(f"idle: {result.idle_seconds:.0f} s")
+    out.print(f"under {result.load_processes} busy processes: {result.loaded_seconds:.0f} s (goal: {goal:g}x idle)")
+    out.print(f"same figures under load: {'yes' if result.same_figures else 'NO: see the two comparison.md'}")
+    out.print(f"ratio: {result.ratio:.2f}")

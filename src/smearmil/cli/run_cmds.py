@@ -523,12 +523,12 @@ def demo(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Run the main job on the embedded synthetic cohort: simulate, inspect, split, cache, CV, compare, report."""
-    from ..demo import run_demo
+    from ..demo import estimated_seconds, run_demo
 
-    result = run_demo(out_dir, seed=seed, progress=not quiet, overwrite=overwrite)
-    out.print(result.report.render())
-    out.print(f"splits: {len(result.splits.folds)} folds by patient -> {result.out / 'splits.json'}")
-    out.print(f"cache: {result.cached_cells} cells -> {result.cache_dir}")
+    if not quiet:
+        minutes = max(0.5, round(estimated_seconds() / 30) / 2)  # to the half minute
+        err_console.print(f"demo: about {minutes:g} min on this machine now (2 min on 2 idle cores)")
+    result = run_demo(out_dir, seed=seed, progress=not quiet, overwrite=overwrite, say=out.print)
     out.print(
         metrics_table(
             f"{len(result.splits.folds)}-fold CV on the simulated cohort (test folds, mean ± std)",

@@ -34,6 +34,7 @@ from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.progress import console
 from ..utils.spreadsheet import SafeWriter, csv_text
+from ..utils.threads import fit_threads
 
 
 @dataclass
@@ -206,6 +207,7 @@ def fit_and_test(
     if is_predictor(fold_dir):
         predictor = load_one(fold_dir)
     else:
+        fit_threads()  # the cores free now: another process may have started or stopped since the last fold
         predictor = method.fit(cohort, fold, fold_dir, settings)
         predictor.save(fold_dir)
     test = list(fold.test)

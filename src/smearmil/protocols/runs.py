@@ -19,6 +19,7 @@ from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.paths import slug
+from ..utils.progress import stage
 from .cv import FoldPredictions, predictions_csv
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ def train_run(
     lightning = method.lightning() if hasattr(method, "lightning") else {}
     run.write_info(cohort.root, cohort.layout, "train", fingerprint, method=method.kind, lightning=lightning)
     settings = FitSettings(seed, 0, run.path, cache_dir, progress)
-    trained = method.fit(cohort, chosen, run.path, settings)
+    with stage(method.name):  # names its progress lines
+        trained = method.fit(cohort, chosen, run.path, settings)
     trained.save(run.path)
     if trained.choices():
         write_json(run.path / "choices.json", trained.choices())

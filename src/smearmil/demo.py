@@ -55,8 +55,13 @@ class DemoResult:
 
 
 def run_demo(
-    out: str | Path = "smearmil-demo", seed: int = 0, progress: bool = True, overwrite: bool = False
+    out: str | Path = "smearmil-demo",
+    seed: int = 0,
+    progress: bool = True,
+    overwrite: bool = False,
+    on_cv: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> DemoResult:
+    """Run the demo in ``out``; ``on_cv(method, summary)`` is called as soon as each method's CV ends."""
     out = Path(out)
     cohort_dir = out / "cohort"
     config = DEMO_SIMULATION
@@ -74,8 +79,14 @@ def run_demo(
     }
 
     def cv(name: str) -> Callable[[], CVResult]:
-        settings = CVSettings(DEMO_FOLDS, seed, plan, out / "cache", progress)
-        return lambda: run_cv(cohort, RunMethod(configs[name]), out / "cv" / name, settings)
+        def run() -> CVResult:
+            settings = CVSettings(DEMO_FOLDS, seed, plan, out / "cache", progress)
+            result = run_cv(cohort, RunMethod(configs[name]), out / "cv" / name, settings)
+            if on_cv is not None:
+                on_cv(name, result.summary)
+            return result
+
+        return run
 
     results = run_on_same_folds(plan, out, {name: cv(name) for name in configs}, progress=progress)
     summaries = {name: result.summary for name, result in results.items()}

@@ -32,7 +32,7 @@ from .flags import (
     config_flags,
     data_flags,
 )
-from .tables import displayed_metrics, metrics_table
+from .tables import displayed_metrics, metrics_line, metrics_table
 
 SeedsOpt = Annotated[
     str | None,
@@ -494,7 +494,10 @@ def demo(
     """Run the main job on the embedded synthetic cohort: simulate, inspect, split, cache, CV, compare, report."""
     from ..demo import run_demo
 
-    result = run_demo(out_dir, seed=seed, progress=not quiet, overwrite=overwrite)
+    def finished(name: str, summary: dict[str, Any]) -> None:  # each CV's result when it ends, not after all
+        out.print(f"{name}: {metrics_line(summary)} ({summary['wall_seconds']:.0f} s)", soft_wrap=True)
+
+    result = run_demo(out_dir, seed=seed, progress=not quiet, overwrite=overwrite, on_cv=finished)
     out.print(result.report.render())
     out.print(f"splits: {len(result.splits.folds)} folds by patient -> {result.out / 'splits.json'}")
     out.print(f"cache: {result.cached_cells} cells -> {result.cache_dir}")

@@ -29,6 +29,15 @@ def metrics_table(title: str, rows: dict[str, dict[str, Any]], class_names: list
     return table
 
 
+def metrics_line(summary: dict[str, Any]) -> str:
+    """A CV summary's test metrics on one line: ``bal. acc 0.833±0.05 · ROC-AUC 0.912±0.04 · ...``."""
+    from ..evaluation.metrics import METRICS
+    from ..protocols.compare import LABELS
+
+    shown = displayed_metrics(summary)
+    return " · ".join(f"{LABELS[m]} {cell(shown.get(m))}" for m in METRICS)
+
+
 def displayed_metrics(summary: dict[str, Any]) -> dict[str, Any]:
     from ..evaluation.metrics import displayed_metrics as shown
 

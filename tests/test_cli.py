@@ -87,6 +87,8 @@ def test_demo_pipeline_writes_splits_cache_comparison_and_config(tmp_path: Path,
     for m in ("cnn", "mlp", "moe"):
         summary = json.loads((tmp_path / "d" / "cv" / m / "summary.json").read_text())
         assert summary["split"] == "test"
+    finished = [result.stdout.index(f"{m}: bal. acc ") for m in ("cnn", "mlp", "moe")]  # each CV's as it ends
+    assert finished == sorted(finished) and finished[-1] < result.stdout.index("3-fold CV on the simulated cohort")
     report = tmp_path / "d" / "cv" / "moe" / "report.html"
     assert f"report -> {report}" in result.output.replace("\n", "")
     assert "<h2>Comparison on the same folds (test patients)</h2>" in report.read_text()

@@ -16,7 +16,7 @@ from joblib import Parallel, delayed
 
 from ..data.cache import ImageCache
 from ..utils.atomic import atomic_path
-from ..utils.progress import track
+from ..utils.progress import Steps
 from .handcrafted import FEATURE_NAMES, cell_features
 from .segmentation import SegmentationConfig
 
@@ -47,10 +47,13 @@ def feature_matrix(
         jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(_chunk_features)(cache, a, b, config) for a, b in missing
         )
-        for (a, _), result in zip(missing, track(jobs, "cell features", total=len(missing), enabled=progress)):
-            with atomic_path(path(a)) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, result)
+        cells = sum(b - a for a, b in missing)
+        with Steps("hand-crafted features", cells, progress, unit="cells") as steps:
+            for (a, b), result in zip(missing, jobs):
+                with atomic_path(path(a)) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.save(f, result)
+                steps.advance(b - a)
     if not chunks:
         return np.zeros((0, len(FEATURE_NAMES)))
     return np.concatenate([np.load(path(a)) for a, _ in chunks])

@@ -18,6 +18,7 @@ from typer.core import TyperOption
 from .. import __version__
 from ..data.problems import DataError
 from ..utils.progress import console as err_console
+from ..utils.progress import line_buffered
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +41,7 @@ def _root(
     ),
 ) -> None:
     """Deep multiple-instance learning on blood-smear cells."""
+    line_buffered()  # redirected to a log, results (stdout) and progress (stderr) keep their order
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Inspect, split and cache a data set.")

@@ -482,10 +482,7 @@ def predict(
     progress = not (quiet or as_json)
     options = data.options(predictor.data.for_new_patients(predictor.class_names))
     cohort = load_patients(patients, options, attributes_file, progress)
-    unreadable = [p for p in cohort.problems if p.kind == "unreadable_image"]
-    for problem in cohort.problems:
-        if problem.kind in ("unreadable_image", "empty_bag"):
-            err_console.print(error_line(f"{problem.where}: {problem.message}", "warning:", "yellow"))
+    unreadable = [p for p in cohort.problems if p.kind == "unreadable_image"]  # load_patients warned of them
     logging.getLogger("smearmil").setLevel(logging.WARNING)
     result = predict_to(predictor, cohort, out_dir, cache_dir, progress, overwrite)
     cells = _cells_by_patient(out_dir / "cells.csv")

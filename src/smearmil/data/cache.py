@@ -26,7 +26,7 @@ from ..utils.locks import hold_shared
 from ..utils.progress import track
 from .cohort import Cohort
 from .images import Preprocessing, content_hash, read_image_bytes
-from .problems import Problem
+from .problems import Problem, warn_skipped
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -293,14 +293,16 @@ def _write(cohort: Cohort, prep: Preprocessing, work: Path, progress: bool, work
     row = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(_decode_one, jobs)
-        for (path, _), owner, result in zip(jobs, owners, track(results, "caching images", len(jobs), progress)):
+        # track first: zip asks it once more after the last image, so it ends and says so
+        for result, (path, _), owner in zip(track(results, "caching images", len(jobs), progress), jobs, owners):
             start_stop = ranges.setdefault(owner, [row, row])
             if isinstance(result, str):
                 skipped.append(
                     {
                         "kind": "unreadable_image",
                         "where": str(path),
-                        "message": f"patient {owner}: cannot be decoded ({result}); skipped",
+                        "message": f"patient {owner}: cannot be decoded ({result}); skipped. "
+                        "Re-export or delete the file",
                         "severity": "warning",
                     }
                 )
@@ -309,6 +311,7 @@ def _write(cohort: Cohort, prep: Preprocessing, work: Path, progress: bool, work
             cells.append(_relative(path, cohort.root))
             row += 1
             start_stop[1] = row
+    warn_skipped(Problem(**p) for p in skipped)  # type: ignore[arg-type]
     array.flush()
     del array
     with open(images_path, "r+b") as f:

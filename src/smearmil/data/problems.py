@@ -6,6 +6,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from rich.text import Text
+
+from ..utils.progress import console
+
 Severity = Literal["error", "warning"]
 
 
@@ -41,3 +45,15 @@ class DataError(Exception):
 def errors_in(problems: Iterable[Problem]) -> list[Problem]:
     """The problems that make a cohort unusable."""
     return [p for p in problems if p.severity == "error"]
+
+
+SKIPPED = ("unreadable_image", "empty_bag")  # what reading a cohort leaves out, with a warning
+
+
+def warn_skipped(problems: Iterable[Problem]) -> None:
+    """Name on stderr every image left out as unreadable and every patient left with none, one line each
+    (``warning: <file>: patient P1: cannot be decoded (...); skipped. ...``): every command reading a
+    cohort (or caching its images) says so; ``data inspect`` lists them in its report instead."""
+    for p in problems:
+        if p.kind in SKIPPED:
+            console.print(Text.assemble(("warning:", "yellow"), f" {p.where}: {p.message}"), soft_wrap=True)

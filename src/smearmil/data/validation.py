@@ -12,7 +12,7 @@ from .adhoc import cohort_from_folders
 from .cohort import CellSet, Cohort
 from .images import IMAGE_SUFFIXES, content_hash, decode, read_image_bytes
 from .options import DataOptions
-from .problems import DataError, Problem, errors_in
+from .problems import DataError, Problem, errors_in, warn_skipped
 from .readers import read
 
 
@@ -141,6 +141,7 @@ def load_cohort(path: str | Path, options: DataOptions | None = None, progress: 
         raise DataError(data.problems)
     if not data.patients:
         raise DataError(data.problems + [Problem("no_patients", str(path), "no usable patient was found")])
+    warn_skipped(data.problems)
     return data
 
 
@@ -173,4 +174,5 @@ def load_patients(
         raise DataError(cohort.problems)
     if not cohort.patients:
         raise DataError(cohort.problems + [Problem("no_patients", str(folders[0]), "no patient has a readable image")])
+    warn_skipped(cohort.problems)
     return cohort

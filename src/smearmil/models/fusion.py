@@ -115,8 +115,8 @@ class MixtureOfExperts(_Fusion):
 
 def _experts(config: ModelConfig, dims: ModelDims, init: bool) -> list[Stage]:
     return [
-        Stage("cnn", 1, lambda _: initialised(build_cnn(config, dims), config, init)),
-        Stage("mlp", 2, lambda _: build_mlp(config, dims)),
+        Stage("cnn", 1, lambda _: initialised(build_cnn(config, dims), config, init), "cnn expert"),
+        Stage("mlp", 2, lambda _: build_mlp(config, dims), "mlp expert"),
     ]
 
 
@@ -162,8 +162,9 @@ class MixtureKind(ModelKind):
 
     def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:
         if config.params.paradigm == "P1":
-            return [Stage("moe", 0, lambda _: initialised(self.build(config, dims), config, init))]
+            return [Stage("moe", 0, lambda _: initialised(self.build(config, dims), config, init), "mixture")]
+        last = "gate" if config.params.paradigm == "P2" else "mixture, fine-tuned"  # P2: the experts frozen
         return [
             *_experts(config, dims, init),
-            Stage("moe", 3, lambda trained: self._mixture(trained["cnn"], trained["mlp"], config, dims)),
+            Stage("moe", 3, lambda trained: self._mixture(trained["cnn"], trained["mlp"], config, dims), last),
         ]

@@ -33,12 +33,19 @@ class ModelDims:
 
 @dataclass(frozen=True)
 class Stage:
-    """One training stage: ``name`` (its folder and ``train.stages`` key), the offset of its seed, and
-    ``build(trained)`` making the model to train from the models of the stages before it."""
+    """One training stage: ``name`` (its folder and ``train.stages`` key), the offset of its seed,
+    ``build(trained)`` making the model to train from the models of the stages before it, and what its
+    progress calls it (``title``, default ``name``: ``moe: gate``)."""
 
     name: str
     seed_offset: int
     build: Callable[[dict[str, MILModel]], MILModel]
+    title: str = ""
+
+    def label(self, kind: str) -> str:
+        """How progress names it: ``moe: cnn expert``, or ``cnn`` for a kind's only stage of its name."""
+        title = self.title or self.name
+        return kind if title == kind else f"{kind}: {title}"
 
 
 class ModelKind:

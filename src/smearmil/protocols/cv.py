@@ -32,7 +32,7 @@ from ..training.predictor import Prediction, Predictor, is_predictor, load_one
 from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
-from ..utils.progress import console
+from ..utils.progress import say, stage, stage_label
 from ..utils.spreadsheet import SafeWriter, csv_text
 from ..utils.threads import fit_threads
 
@@ -153,12 +153,13 @@ def run_folds(
     plan.save(run.splits)
     results = []
     for i, fold in enumerate(plan.folds):
-        if progress:
-            console.print(
-                f"{name}: fold {i + 1}/{len(plan.folds)} ({fold.name}: "
-                f"{len(fold.train)} train, {len(fold.val)} val, {len(fold.test)} test patients)"
-            )
-        results.append(fit_predict(fold, run.fold_dir(fold.name)))
+        with stage(name), stage(f"fold {i + 1}/{len(plan.folds)}"):  # names every progress line of the fold
+            if progress:
+                say(
+                    f"{stage_label()}: {fold.name}, {len(fold.train)} train, {len(fold.val)} val, "
+                    f"{len(fold.test)} test patients"
+                )
+            results.append(fit_predict(fold, run.fold_dir(fold.name)))
     write_text(run.predictions, predictions_csv(results, cohort.class_names))
     summary = summarise(results, cohort.class_names, seed)
     _plots(results, summary, cohort.class_names, run.path)
@@ -186,7 +187,7 @@ def run_on_same_folds(
     results = {}
     for i, (name, method) in enumerate(runs.items()):
         if progress:
-            console.print(f"compare: {name} ({i + 1}/{len(runs)})")
+            say(f"{stage_label('compare')}: {name} ({i + 1}/{len(runs)})")
         results[name] = method()
     return results
 

@@ -19,7 +19,7 @@ import yaml
 
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
-from ..utils.progress import console
+from ..utils.progress import say, stage, stage_label
 from ..utils.scoring import METRICS
 
 
@@ -84,9 +84,10 @@ def run_seeds(
         write_text(out / "config.yaml", config_text)
     results: dict[int, dict[str, Any]] = {}
     for i, seed in enumerate(seeds):
-        if progress:
-            console.print(f"seed {seed} ({i + 1}/{len(seeds)})")
-        results[seed] = run_one(seed, out / f"seed-{seed}")
+        with stage(f"seed {seed} ({i + 1}/{len(seeds)})"):
+            if progress:
+                say(stage_label())
+            results[seed] = run_one(seed, out / f"seed-{seed}")
     summary = {
         "split": "test",
         "seeds": list(seeds),

@@ -19,6 +19,7 @@ from ..training.run_dir import RunDir
 from ..utils.atomic import write_json, write_text
 from ..utils.outputs import claim_output, run_fingerprint
 from ..utils.paths import slug
+from ..utils.progress import stage
 from ..utils.threads import fit_threads
 from .cv import FoldPredictions, predictions_csv
 
@@ -81,7 +82,8 @@ def train_run(
     run.write_info(cohort.root, cohort.layout, "train", fingerprint, method=method.kind, lightning=lightning)
     settings = FitSettings(seed, 0, run.path, cache_dir, progress)
     fit_threads()
-    trained = method.fit(cohort, chosen, run.path, settings)
+    with stage(method.name):  # names its progress lines
+        trained = method.fit(cohort, chosen, run.path, settings)
     trained.save(run.path)
     if trained.choices():
         write_json(run.path / "choices.json", trained.choices())

@@ -12,7 +12,7 @@ from ..data.labelled_cells import LabelledCells
 from ..models.cell_encoder import CellEncoder, ChannelNormalise, ChannelStatistics
 from ..utils.balance import class_weights
 from ..utils.device import default_device
-from ..utils.progress import track
+from ..utils.progress import Epochs
 from .augment import random_rot90
 from .config.ssl import SSLConfig
 
@@ -58,21 +58,25 @@ def _train(
     batch = min(config.batch_size, len(cells))
     encoder.train()
     loss = torch.zeros(())
-    for epoch in track(range(epochs), "supervised cell encoder", total=epochs, enabled=progress):
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(cells))
-        for start in range(0, len(order), batch):
-            if len(order[start : start + batch]) < 2:
-                continue  # a last batch of one cell: batch norm cannot train on it
-            rows = cells.rows[order[start : start + batch]]
-            labels = cells.labels[order[start : start + batch]]
-            sort = np.argsort(rows)
-            x = normalise(torch.from_numpy(cells.cache.read(rows[sort])).to(device))
-            flips = torch.rand(len(x), 1, 1, 1, device=device) < 0.5
-            x = random_rot90(torch.where(flips, x.flip(3), x))
-            loss = nn.functional.cross_entropy(
-                classifier(encoder(x)), torch.from_numpy(labels[sort]).to(device), weight=weights
-            )
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+    steps = sum(1 for start in range(0, len(cells), batch) if len(cells) - start >= 2)
+    with Epochs("single-cell encoder (cell types)", epochs, steps, enabled=progress) as shown:
+        for epoch in range(epochs):
+            order = np.random.default_rng([config.seed, epoch]).permutation(len(cells))
+            for start in range(0, len(order), batch):
+                if len(order[start : start + batch]) < 2:
+                    continue  # a last batch of one cell: batch norm cannot train on it
+                rows = cells.rows[order[start : start + batch]]
+                labels = cells.labels[order[start : start + batch]]
+                sort = np.argsort(rows)
+                x = normalise(torch.from_numpy(cells.cache.read(rows[sort])).to(device))
+                flips = torch.rand(len(x), 1, 1, 1, device=device) < 0.5
+                x = random_rot90(torch.where(flips, x.flip(3), x))
+                loss = nn.functional.cross_entropy(
+                    classifier(encoder(x)), torch.from_numpy(labels[sort]).to(device), weight=weights
+                )
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                shown.step(epoch)
+            shown.epoch_done(epoch, f"last batch loss {float(loss):.3f}")
     return encoder, loss

@@ -27,6 +27,7 @@ from ..models.contributions import feature_explanation
 from ..models.feature_mil import FeatureMIL
 from ..utils.atomic import write_json
 from ..utils.checkpoints import load_state, load_tensors, save_tensors
+from ..utils.progress import Steps
 from ..utils.scoring import best_threshold
 from ..utils.scoring import scores as metric_scores
 from .config.experts import ENSEMBLE, HEAD, ExpertsConfig, ExpertSpec
@@ -287,14 +288,21 @@ class _Training:
             return self.bags_of(ids)
         return encoder.transform(self.cohort, list(ids))
 
-    def out_of_fold(self, spec: ExpertSpec, kind: str, splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    def out_of_fold(
+        self, spec: ExpertSpec, kind: str, splits: list[tuple[np.ndarray, np.ndarray]], steps: Steps
+    ) -> np.ndarray:
         """Each training patient's log-probabilities from the expert fitted without its inner fold."""
         oof = np.zeros((len(self.ids), self.n_classes))
-        for a, b in splits:
+        for fold, (a, b) in enumerate(splits):
+            steps.advance(0, f"inner CV {fold + 1}/{len(splits)} · {EXPERT_NAMES[kind]} {spec.label}")
             inner, held = [self.ids[i] for i in a], [self.ids[i] for i in b]
             encoder = self.encoder(inner)
             oof[b] = _log_proba(self.fit(spec, kind, inner, encoder), self.inputs(kind, held, encoder), self.n_classes)
+            steps.advance()
         return oof
+
+
+EXPERT_NAMES = {"image": "image expert", "attributes": "attribute expert"}
 
 
 def _choose(candidates: Sequence[Any], values: dict[str, float]) -> tuple[Any, dict[str, Any]]:
@@ -303,14 +311,20 @@ def _choose(candidates: Sequence[Any], values: dict[str, float]) -> tuple[Any, d
 
 
 def fit_experts(
-    cohort: Cohort, train_ids: Sequence[str], config: ExpertsConfig, bags_of: BagsOf | None, seed: int = 0
+    cohort: Cohort,
+    train_ids: Sequence[str],
+    config: ExpertsConfig,
+    bags_of: BagsOf | None,
+    seed: int = 0,
+    progress: bool = True,
 ) -> FittedExperts:
     """Experts and fusion fitted on ``train_ids`` only.
 
     Where a config lists candidates (image experts, attribute experts, fusions), each is judged on the
     out-of-fold scores of ``train_ids`` (``select_by``) and the best is kept; a fusion is fitted on the
     chosen experts' out-of-fold scores and judged by a further CV over them, which also gives the scores
-    that choose an ``out_of_fold`` threshold."""
+    that choose an ``out_of_fold`` threshold. Progress counts the fits (``experts: 12/38 fits``), naming the
+    inner fold and the candidate of each."""
     data = _Training(cohort, train_ids, config, bags_of, seed)
     images = config.image_experts if bags_of is not None else []
     experts = {"image": images, "attributes": config.attribute_experts}
@@ -320,34 +334,44 @@ def fit_experts(
     tuned = config.threshold == "out_of_fold"
     config.check_classes(data.n_classes)
     splits: list[tuple[np.ndarray, np.ndarray]] = []
-    if tuned or config.fusions or any(len(specs) > 1 for specs in experts.values()):
-        splits = data.inner_splits()
-        chosen["inner_folds"] = len(splits)
-        for kind, specs in experts.items():
-            if not specs:
-                continue
-            candidates = {spec.label: data.out_of_fold(spec, kind, splits) for spec in specs}
-            if len(specs) > 1:
-                values = {k: selection_score(data.y, v, config.select_by) for k, v in candidates.items()}
-                picked[kind], chosen[f"{kind}_expert"] = _choose(specs, values)
-            oof[kind] = candidates[picked[kind].label]
-    encoder = data.encoder(data.ids)
-    fitted = FittedExperts(config, data.n_classes, encoder)
-    if "image" in picked:
-        fitted.image = data.fit(picked["image"], "image", data.ids, encoder)
-    if "attributes" in picked:
-        fitted.attributes = data.fit(picked["attributes"], "attributes", data.ids, encoder)
-    final_oof = next(iter(oof.values()), None)
-    if config.fusions:
-        attributes, cells = encoder.transform(cohort, data.ids), _mean_cells(bags_of, data.ids)
-        fusion_spec = config.fusions[0]
-        if tuned or len(config.fusions) > 1:
-            fused = {f.label: _fusion_oof(f, oof, attributes, cells, data, splits) for f in config.fusions}
-            values = {k: selection_score(data.y, v, config.select_by) for k, v in fused.items()}
-            fusion_spec, chosen["fusion_choice"] = _choose(config.fusions, values)
-            final_oof = fused[fusion_spec.label]
-        fitted.fusion = FUSIONS.build(fusion_spec.name, fusion_spec.params, seed).fit(oof, attributes, cells, data.y)
-        chosen.update({"fusion": fusion_spec.name, **fitted.fusion.choices()})
+    inner = tuned or bool(config.fusions) or any(len(specs) > 1 for specs in experts.values())
+    judged_fusions = config.fusions if tuned or len(config.fusions) > 1 else []
+    folds = data.folds if inner else 0
+    fits = folds * (len(images) + len(config.attribute_experts) + len(judged_fusions))
+    fits += len(picked) + bool(config.fusions)  # the final experts and fusion, on every training patient
+    with Steps("experts", fits, progress, unit="fits") as steps:
+        if inner:
+            splits = data.inner_splits()
+            chosen["inner_folds"] = len(splits)
+            for kind, specs in experts.items():
+                if not specs:
+                    continue
+                candidates = {spec.label: data.out_of_fold(spec, kind, splits, steps) for spec in specs}
+                if len(specs) > 1:
+                    values = {k: selection_score(data.y, v, config.select_by) for k, v in candidates.items()}
+                    picked[kind], chosen[f"{kind}_expert"] = _choose(specs, values)
+                oof[kind] = candidates[picked[kind].label]
+        encoder = data.encoder(data.ids)
+        fitted = FittedExperts(config, data.n_classes, encoder)
+        for kind, spec in picked.items():
+            steps.advance(0, f"{EXPERT_NAMES[kind]} {spec.label} on every training patient")
+            setattr(fitted, kind, data.fit(spec, kind, data.ids, encoder))  # fitted.image, fitted.attributes
+            steps.advance()
+        final_oof = next(iter(oof.values()), None)
+        if config.fusions:
+            attributes, cells = encoder.transform(cohort, data.ids), _mean_cells(bags_of, data.ids)
+            fusion_spec = config.fusions[0]
+            if judged_fusions:
+                fused = {f.label: _fusion_oof(f, oof, attributes, cells, data, splits, steps) for f in judged_fusions}
+                values = {k: selection_score(data.y, v, config.select_by) for k, v in fused.items()}
+                fusion_spec, chosen["fusion_choice"] = _choose(config.fusions, values)
+                final_oof = fused[fusion_spec.label]
+            steps.advance(0, f"fusion {fusion_spec.label} on every training patient")
+            fitted.fusion = FUSIONS.build(fusion_spec.name, fusion_spec.params, seed).fit(
+                oof, attributes, cells, data.y
+            )
+            chosen.update({"fusion": fusion_spec.name, **fitted.fusion.choices()})
+            steps.advance()
     if tuned and final_oof is not None:
         fitted.training_scores = np.exp(final_oof[:, 1])
         fitted.threshold = best_threshold(data.y, fitted.training_scores)
@@ -364,12 +388,15 @@ def _fusion_oof(
     cells: np.ndarray,
     data: _Training,
     splits: list[tuple[np.ndarray, np.ndarray]],
+    steps: Steps,
 ) -> np.ndarray:
     """A fusion's out-of-fold log-probabilities: CV over the training patients' out-of-fold expert scores."""
     logp = np.zeros_like(next(iter(oof.values())))
-    for a, b in splits:
+    for fold, (a, b) in enumerate(splits):
+        steps.advance(0, f"inner CV {fold + 1}/{len(splits)} · fusion {spec.label}")
         fusion = FUSIONS.build(spec.name, spec.params, data.seed)
         fusion.fit({k: v[a] for k, v in oof.items()}, attributes[a], cells[a], data.y[a])
         proba, _ = fusion.combine({k: v[b] for k, v in oof.items()}, attributes[b], cells[b])
         logp[b] = np.log(np.clip(proba, 1e-6, 1.0))
+        steps.advance()
     return logp

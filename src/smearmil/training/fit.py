@@ -47,8 +47,10 @@ def fit_stage(
     stage_dir: Path,
     seed: int,
     progress: bool = True,
+    title: str = "",
 ) -> MILModel:
-    """Train ``model`` for one stage (or load it if the stage already finished); returns the best weights."""
+    """Train ``model`` for one stage (or load it if the stage already finished); returns the best weights.
+    Its progress is titled ``title`` (default: the stage's name)."""
     final = stage_dir / "model.pt"
     if final.is_file():
         load_state(model, load_tensors(final, "model checkpoint"), final)
@@ -80,6 +82,7 @@ def fit_stage(
         [checkpoint],
         last_epoch,
         progress,
+        title or stage,
         num_sanity_val_steps=0,
         strategy=train.strategy,
         num_nodes=train.num_nodes,
@@ -188,6 +191,7 @@ def train_fold(
             run.stage_dir(stage.name),
             seed,
             progress,
+            stage.label(config.model.kind),
         )
     model = kind.assemble(done, config.model, dims)
     trained = TrainedModel(model, transform, encoder, config, list(cohort.class_names))

@@ -1,4 +1,4 @@
-"""The one Lightning trainer factory: atomic checkpoints, resumable CSV logs, progress bars, quiet fits.
+"""The one Lightning trainer factory: atomic checkpoints, resumable CSV logs, named progress, quiet fits.
 
 Both supervised stages and self-supervised pre-training train through ``make_trainer`` and ``fit``;
 an interrupted run resumes from ``checkpoints/last.ckpt`` (see ``resume_point``).
@@ -15,10 +15,10 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import RichProgressBar
 
 from ..utils.checkpoints import load_tensors, save_tensors
 from .logs import ResumableCSVLogger
+from .progress_bar import StageProgress
 
 # Lightning's start-up banners (GPU/TPU lines, tips) say nothing a smearmil user needs
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
@@ -75,10 +75,12 @@ def make_trainer(
     callbacks: list[Any],
     last_epoch: int | None,
     progress: bool = True,
+    title: str = "training",
     **options: Any,
 ) -> L.Trainer:
-    """A Trainer writing logs and atomic checkpoints in ``out``, with a progress bar unless ``progress`` is off;
-    ``options`` go to Lightning and win (e.g. ``max_steps`` with ``max_epochs=-1``, ``strategy="ddp"``).
+    """A Trainer writing logs and atomic checkpoints in ``out``, with progress titled ``title`` (the stage:
+    ``moe: gate``) unless ``progress`` is off; ``options`` go to Lightning and win (e.g. ``max_steps`` with
+    ``max_epochs=-1``, ``strategy="ddp"``).
 
     Our samplers shard the data across processes themselves (each bag or cell once per epoch), so
     Lightning does not wrap them in its distributed sampler."""
@@ -88,7 +90,7 @@ def make_trainer(
         "devices": devices,
         "precision": resolve_precision(precision, accelerator),
         "logger": loggers(out, last_epoch),
-        "callbacks": [*callbacks, *([RichProgressBar(leave=False)] if progress else [])],
+        "callbacks": [*callbacks, *([StageProgress(title)] if progress else [])],
         "plugins": [AtomicCheckpointIO()],
         "enable_progress_bar": progress,
         "enable_model_summary": False,

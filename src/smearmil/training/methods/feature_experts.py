@@ -203,7 +203,8 @@ class ExpertsMethod(Method):
                 store = featurizer.directory
             table = featurizer.bags(cohort, train, settings.cache_dir, settings.progress, store)
             bags_of = lambda ids: [table[i] for i in ids]  # noqa: E731
-        fitted = fit_experts(cohort, train, self.config, bags_of, settings.seed * 100 + settings.fold_index)
+        seed = settings.seed * 100 + settings.fold_index
+        fitted = fit_experts(cohort, train, self.config, bags_of, seed, settings.progress)
         predictor = ExpertsPredictor(fitted, featurizer)
         predictor.class_names = list(cohort.class_names)
         predictor.store = store

@@ -200,6 +200,7 @@ def pretrain(
         [checkpoint],
         last_epoch,
         progress,
+        f"{config.method.name} pre-training",
         strategy=config.strategy,
         num_nodes=config.num_nodes,
         sync_batchnorm=config.sync_batchnorm,

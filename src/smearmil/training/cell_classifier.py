@@ -78,5 +78,5 @@ def _train(
                 loss.backward()
                 optimiser.step()
                 shown.step(epoch)
-            shown.epoch_done(epoch, f"last batch loss {float(loss):.3f}")
+            shown.epoch_done(epoch, f"last batch loss {float(loss.detach()):.3f}")
     return encoder, loss

@@ -148,7 +148,14 @@ def test_repeatability_json_and_table(cv_run: tuple[Path, Path, Path]) -> None:
     public = json.loads(result.stdout)
     assert set(public) == {"models"} and set(public["models"]) == {"CNN", "MLP", "AVG", "MOE"}
     for m in public["models"].values():
-        assert set(m) == {"disagreement_rate", "majority_vote_accuracy"} and 0 <= m["disagreement_rate"] <= 1
+        assert set(m) == {
+            "disagreement_rate",
+            "majority_vote_accuracy",
+            "mean_set_disagreement",
+            "set_accuracy",
+            "majority_ties",
+        }
+        assert 0 <= m["disagreement_rate"] <= 1
     full = json.loads((run / "repeatability.json").read_text())
     assert full["models"]["MLP"]["disagreement_rate"] == 0.0  # attributes do not change between image sets
     patients = full["patients"]["MOE"]

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from smearmil.data.simulate import SimulationConfig, simulate
 from smearmil.protocols.reproduce import TABLES, budget_note, compare_config, epoch_overrides, published_figures
@@ -25,8 +24,8 @@ def refused(*args: object) -> str:
     return result.output
 
 
-def test_table3_puts_the_published_figures_beside_ours(tmp_path: Path) -> None:
-    # 24 patients: 2 folds leave 6 training patients of each class for the baselines' inner 5-fold CV
+def test_table3_lists_every_row_of_the_paper_beside_its_figures(tmp_path: Path) -> None:
+    # 24 patients: 2 folds leave 6 training patients of each class for the baselines' inner CVs
     cohort = simulate(
         tmp_path / "c", SimulationConfig(patients=24, cells_min=4, cells_max=6, size=32, seed=5), progress=False
     )
@@ -36,63 +35,63 @@ def test_table3_puts_the_published_figures_beside_ours(tmp_path: Path) -> None:
     result = json.loads((out / "reproduce.json").read_text())
     compared = json.loads((out / "compare" / "summary.json").read_text())["methods"]
     rows = result["rows"]
-    assert set(compared) < set(rows)  # every row run, plus the published-only ones
-    for name, method in compared.items():  # ours are the comparison's test-fold figures, row by row
-        assert rows[name]["ours"]["balanced_accuracy"] == method["metrics"]["balanced_accuracy"]
-    best = rows["the paper's best model (abstract)"]
-    assert best["published"]["balanced_accuracy"] == pytest.approx(0.8541) and best["ours"] == {}
-    assert "ieeexplore" in best["source"]
-    assert result["split"] == "test" and result["budget"] == "cpu" and result["protocol"].startswith("2-fold CV")
-    notes = "\n".join(result["notes"])
-    moe = "MOE (P2): `cpu-moe-cnn`, ResNet-K with K=8, 112 px, centre crop 64 px, 1 epoch (stages: mlp 300 epochs"
-    assert moe in notes and "24 patients" in notes and "`--budget paper` trains the image models" in notes
-    config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["budget"] == "cpu" and len(config["methods"]) == len(compared) and config["epochs"] == 1
+    assert set(rows) == {r.name for r in TABLES["table3"].rows}  # every row of the paper
     table = (out / "table.md").read_text()
-    assert "| bal. acc: ours | published |" in table and "| naive Bayes | attrs | " in table
-    assert "0.854" in table and "**What differs**" in table
+    listed = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines() if line.startswith("| ")][1:]
+    assert listed == [r.name for r in TABLES["table3"].rows]  # in the paper's order
+    config = {m.label: m.name for m in compare_config("table3", "cpu").methods}
+    for label, method in compared.items():  # ours are the comparison's test-fold figures, row by row
+        ours = rows[config[label]]["ours"]["balanced_accuracy"]
+        assert ours == method["metrics"]["balanced_accuracy"]
+    moe = rows["MOE-P1 f_Mean K=32"]
+    assert moe["published"] == {
+        "sensitivity": 0.8621,
+        "specificity": 0.8462,
+        "accuracy": 0.8571,
+        "balanced_accuracy": 0.8541,
+    }
+    assert moe["ours"] and "not_run" not in moe
+    for name in ("Biologists", "MOE-P1 f_Mean K=64", "DeepMIL K=64"):  # published, not run at this budget
+        assert rows[name]["ours"] == {} and rows[name]["not_run"] and rows[name]["published"]
+    notes = "\n".join(result["notes"])
+    assert "not run at budget cpu: Biologists: the twelve biologists' reading" in notes
+    assert "one CPU-sized model (K=8) stands for K=32 and K=64" in notes and "24 patients" in notes
+    assert "| MOE-P1 f_Mean K=64 | imgs, attrs | not run | 0.862 |" in table
     header = (out / "table.csv").read_text().splitlines()[0].split(",")
-    assert header[:5] == [
-        "row",
-        "data",
-        "balanced_accuracy_ours_mean",
-        "balanced_accuracy_ours_std",
-        "balanced_accuracy_published",
-    ]
+    assert header[:5] == ["row", "data", "sensitivity_ours_mean", "sensitivity_ours_std", "sensitivity_published"]
 
 
 def test_a_figures_file_adds_to_the_stored_ones(tmp_path: Path) -> None:
     figures = tmp_path / "figures.csv"
     figures.write_text(
         "table,row,metric,value,source\n"
-        "table4,attention MIL,roc_auc,0.9,my copy\n"
-        "table4,MI-SVM [imgs],balanced_accuracy,0.7,my copy\n"
-        "table2,MLP,accuracy,0.8,my copy\n"
+        "table4,DeepMIL K=32,roc_auc,0.9,my copy\n"
+        "table4,my own row,roc_auc,0.7,my copy\n"
+        "table2,MLP,roc_auc,0.8,my copy\n"
     )
+    with pytest.raises(ValueError, match="'my own row' is not a row of table4"):
+        published_figures("table4", figures)
+    figures.write_text("table,row,metric,value,source\ntable4,DeepMIL K=32,roc_auc,0.9,my copy\n")
     found = {f.row: f for f in published_figures("table4", figures)}
-    assert found["attention MIL"].metrics == {"balanced_accuracy": 0.8289, "roc_auc": 0.9}
-    assert found["MI-SVM [imgs]"].metrics == {"balanced_accuracy": 0.7} and "MLP" not in found
-    assert found["MI-SVM [imgs]"].source == "my copy"
+    assert found["DeepMIL K=32"].metrics == {"roc_auc": 0.9} and found["DeepMIL K=32"].source == "my copy"
+    assert found["CNN f_Mean K=64"].metrics == {"roc_auc": 0.9629}
 
 
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("Table4,EM-DD [imgs],accuracy,0.7", "row 3: unknown table 'Table4'"),
-        ("table4,EM-DD [imgs],bal_acc,0.7", "row 3: table4 shows balanced_accuracy, .*, not 'bal_acc'"),
-        ("table3,naive Bayes,macro_f1,0.7", "row 3: table3 shows .*, not 'macro_f1'"),
-        ("table4,EMDD,accuracy,0.7", "row 3: 'EMDD' is not a row of table4; its rows: MI-SVM \\[imgs\\]"),
-        ("table4,EM-DD [imgs],accuracy,85.41", r"row 3: 85.41 is not in \[0, 1\] \(a percentage\? write 0.8541\)"),
-        ("table4,EM-DD [imgs],accuracy,high", "row 3: value 'high' is not a number"),
-        (
-            "table4,attention MIL,roc_auc,0.8",
-            "row 3: table4 / attention MIL / roc_auc is given twice \\(rows 2 and 3\\)",
-        ),
+        ("Table4,SVM,roc_auc,0.7", "row 3: unknown table 'Table4'"),
+        ("table4,SVM,bal_acc,0.7", "row 3: table4 shows roc_auc, not 'bal_acc'"),
+        ("table3,SVM,macro_f1,0.7", "row 3: table3 shows .*, not 'macro_f1'"),
+        ("table4,EMDD,roc_auc,0.7", "row 3: 'EMDD' is not a row of table4; its rows: Biologists; AdaBoost"),
+        ("table4,SVM,roc_auc,85.41", r"row 3: 85.41 is not in \[0, 1\] \(a percentage\? write 0.8541\)"),
+        ("table4,SVM,roc_auc,high", "row 3: value 'high' is not a number"),
+        ("table4,DeepMIL K=32,roc_auc,0.8", "row 3: table4 / DeepMIL K=32 / roc_auc is given twice \\(rows 2 and 3\\)"),
     ],
 )
 def test_every_line_of_a_figures_file_is_checked(tmp_path: Path, line: str, message: str) -> None:
     figures = tmp_path / "figures.csv"
-    figures.write_text(f"table,row,metric,value,source\ntable4,attention MIL,roc_auc,0.9,x\n{line},x\n")
+    figures.write_text(f"table,row,metric,value,source\ntable4,DeepMIL K=32,roc_auc,0.9,x\n{line},x\n")
     with pytest.raises(ValueError, match=f"figures.csv, {message}"):
         published_figures("table2", figures)
 
@@ -101,21 +100,25 @@ def test_epochs_shorten_the_paper_rows_too() -> None:
     config = compare_config("table2", "paper", overrides=epoch_overrides(2))
     notes = [budget_note(m) for m in config.methods]
     assert all(n and "2 epochs" in n and "iterations" not in n for n in notes)
-    assert "ResNet-K with K=32, 224 px" in str(notes[1]) and "220,000 iterations" in str(
-        budget_note(compare_config("table2", "paper").methods[1])
+    assert "ResNet-K with K=8, 224 px" in str(notes[0]) and "220,000 iterations" in str(
+        budget_note(compare_config("table2", "paper").methods[0])
     )
 
 
 @pytest.mark.parametrize("table", ["table2", "table3", "table4", "table5"])
 def test_each_budget_names_the_faithful_preset_or_the_cpu_one(table: str) -> None:
-    paper = {m.label: m for m in compare_config(table, "paper").methods}
-    cpu = {m.label: m for m in compare_config(table, "cpu").methods}
-    assert paper.keys() == cpu.keys() == {r.spec("cpu").label for r in TABLES[table].rows}
-    for label, method in paper.items():
-        if method.config:  # deep rows: a paper row (cnn-...-k32, mlp, ...) against a shipped CPU preset
-            assert not method.config.startswith("cpu-") and cpu[label].config.startswith("cpu-")
+    rows = TABLES[table].rows
+    paper = {r.name: r.spec("paper") for r in rows}
+    cpu = {r.name: r.spec("cpu") for r in rows}
+    for name, method in paper.items():
+        if method is None:  # published only
+            assert cpu[name] is None and name == "Biologists"
+        elif method.config:  # deep rows: the paper's own row (cnn-mean-k32, ...) or a shipped CPU preset
+            assert not method.config.startswith("cpu-")
+            assert cpu[name] is None or cpu[name].config.startswith("cpu-")
         else:
-            assert method == cpu[label]
+            assert method == cpu[name]
+    assert all(r.not_run("cpu") for r in rows if cpu[r.name] is None)
 
 
 def test_an_unknown_table_is_refused_with_the_choices(sim_cohort: Path, tmp_path: Path) -> None:
@@ -127,8 +130,8 @@ def test_an_unknown_table_is_refused_with_the_choices(sim_cohort: Path, tmp_path
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--run", "somewhere"], "--run, --mode and --sets-file are for table5"),
-        (["--mode", "given"], "--run, --mode and --sets-file are for table5"),
+        (["--run", "somewhere"], "--run, --mode, --sets-file and --set-predictions are for table5"),
+        (["--mode", "given"], "--run, --mode, --sets-file and --set-predictions are for table5"),
     ],
 )
 def test_options_of_table5_are_refused_elsewhere(

@@ -48,6 +48,14 @@ def reproduce(
     ] = None,
     mode: SetsModeOpt = "auto",  # table5 only
     sets_file: SetsFileOpt = None,
+    set_predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--set-predictions",
+            help="table5: score per-set predictions made elsewhere (CSV: model,patient,set,true,predicted), "
+            "e.g. the paper's own (smearmil/protocols/paper_table5.csv), instead of running models.",
+        ),
+    ] = None,
     published: Annotated[
         Path | None,
         typer.Option(
@@ -84,14 +92,14 @@ def reproduce(
     progress = not (quiet or as_json)
     options = data.options()
     cohort = load_cohort(path, options, progress=progress)
-    chosen = ReproduceOptions(budget, epochs, published, options, runs or [], mode, sets_file)
+    chosen = ReproduceOptions(budget, epochs, published, options, runs or [], mode, sets_file, set_predictions)
     result = run_reproduce(
         table, cohort, out_dir, chosen, CVSettings(folds, seed, None, cache_dir, progress, overwrite)
     )
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
-    metrics = TABLES[table].metrics[:2]  # the terminal shows two; table.md has them all
+    metrics = TABLES[table].metrics
     budget_text = f", budget {result['budget']}" if result["budget"] else ""
     shown = Table(title=f"{result['title']} ({result['protocol']}{budget_text})")
     shown.add_column("row")
@@ -103,7 +111,7 @@ def reproduce(
         for m in metrics:
             mine = row["ours"].get(m) or {}
             cells += [
-                "-" if mine.get("mean") is None else f"{mine['mean']:.3f}",
+                "not run" if row.get("not_run") else "-" if mine.get("mean") is None else f"{mine['mean']:.3f}",
                 "-" if row["published"].get(m) is None else f"{row['published'][m]:.3f}",
             ]
         shown.add_row(name, *cells)

@@ -296,7 +296,12 @@ def repeatability(
     ] = None,
     seed: SeedOpt = 0,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print {models: {name: {disagreement_rate, majority_vote_accuracy}}}.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print {models: {name: {disagreement_rate, majority_vote_accuracy, mean_set_disagreement, "
+            "set_accuracy, majority_ties}}}.",
+        ),
     ] = False,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Folder for repeatability.json/.csv/.png (default: RUN).")
@@ -315,7 +320,12 @@ def repeatability(
     if given or sets_file is not None:
         mode = "given"
     cohort = load_cohort(path, _model_data(runs[0], data), progress=not (quiet or as_json))
-    from ..protocols.repeatability import read_acquisitions, repeatability_plot, run_repeatability
+    from ..protocols.repeatability import (
+        REPEATABILITY_FIGURES,
+        read_acquisitions,
+        repeatability_plot,
+        run_repeatability,
+    )
 
     target = out_dir or runs[0]
     progress = not (quiet or as_json)
@@ -325,26 +335,28 @@ def repeatability(
     )
     repeatability_plot(result, target / "repeatability.png")
     if as_json:
-        public = {
-            "models": {
-                name: {
-                    "disagreement_rate": m["disagreement_rate"],
-                    "majority_vote_accuracy": m["majority_vote_accuracy"],
-                }
-                for name, m in result["models"].items()
-            }
-        }
+        public = {"models": {name: {k: m[k] for k in REPEATABILITY_FIGURES} for name, m in result["models"].items()}}
         sys.stdout.write(json.dumps(public, indent=2) + "\n")
         return
     table = Table(title=f"repeatability over {result['image_sets']} ({result['split']})")
-    for col in ("model", "patients", "intra-patient disagreement", "majority-vote accuracy", "mean std of P(true)"):
+    columns = (
+        "model",
+        "patients",
+        "sets disagreeing (mean)",
+        "sets right",
+        "majority right",
+        "patients with any disagreement",
+    )
+    for col in (*columns, "mean std of P(true)"):
         table.add_column(col, justify="right")
     for name, m in result["models"].items():
         table.add_row(
             name,
             str(m["patients"]),
-            f"{100 * m['disagreement_rate']:.1f}%",
-            f"{m['majority_vote_accuracy']:.3f}",
+            f"{100 * m['mean_set_disagreement']:.0f}%",
+            f"{100 * m['set_accuracy']:.0f}%",
+            f"{m['majority_vote_accuracy']:.3f}" + (f" ({m['majority_ties']} ties)" if m["majority_ties"] else ""),
+            f"{100 * m['disagreement_rate']:.0f}%",
             f"{m['p_true_std_mean']:.3f}",
         )
     out.print(table)

@@ -277,38 +277,92 @@ def ensemble_rows(rows: Sequence[dict[str, Any]], threshold: float) -> list[dict
     return out
 
 
+# what a model's row of Table 5 reports (repeatability --json and reproduce table5)
+REPEATABILITY_FIGURES = (
+    "mean_set_disagreement",
+    "set_accuracy",
+    "majority_vote_accuracy",
+    "majority_ties",
+    "disagreement_rate",
+)
+
+
+def majority_vote(predictions: Sequence[int]) -> int | None:
+    """The class most sets call; None on a tie (no majority: counted as a wrong call, never the first set's)."""
+    ranked = Counter(predictions).most_common()
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return None
+    return int(ranked[0][0])
+
+
 def summarise_sets(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
-    """Per patient: majority vote, disagreement, mean and spread of P(true class); per model: Table 5."""
+    """Per patient: majority vote, disagreement, mean and spread of P(true class); per model, Table 5's
+    figures: the mean share of a patient's sets that disagree with its majority, the share of sets called
+    right, the majority vote's accuracy (a tie is wrong) and the share of patients with any disagreement."""
     per_patient: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         per_patient.setdefault((r["model"], r["patient"]), []).append(r)
     patients: dict[str, dict[str, Any]] = {}
     models: dict[str, dict[str, Any]] = {}
     for (model, pid), preds in sorted(per_patient.items()):
-        votes = Counter(r["predicted"] for r in preds)
-        majority, count = votes.most_common(1)[0]
+        calls = [int(r["predicted"]) for r in preds]
+        majority = majority_vote(calls)
+        top = Counter(calls).most_common(1)[0][1]
         true = preds[0]["true"]
-        p_true = np.array([r["proba"][true] for r in preds])
-        entry = {
+        entry: dict[str, Any] = {
             "true": class_names[true],
-            "majority": class_names[majority],
+            "majority": class_names[majority] if majority is not None else "tie",
             "sets": len(preds),
-            "disagreement": 1 - count / len(preds),
-            "any_disagreement": len(votes) > 1,
-            "p_true_mean": float(p_true.mean()),
-            "p_true_std": float(p_true.std()),
+            "disagreement": 1 - top / len(preds),
+            "any_disagreement": len(set(calls)) > 1,
+            "sets_right": sum(c == true for c in calls),
         }
+        if all("proba" in r for r in preds):
+            p_true = np.array([r["proba"][true] for r in preds])
+            entry.update(p_true_mean=float(p_true.mean()), p_true_std=float(p_true.std()))
         patients.setdefault(model, {})[pid] = entry
     for model, entries in patients.items():
         values = list(entries.values())
         models[model] = {
             "patients": len(values),
-            "disagreement_rate": float(np.mean([e["any_disagreement"] for e in values])),
             "mean_set_disagreement": float(np.mean([e["disagreement"] for e in values])),
+            "set_accuracy": sum(e["sets_right"] for e in values) / sum(e["sets"] for e in values),
             "majority_vote_accuracy": float(np.mean([e["majority"] == e["true"] for e in values])),
-            "p_true_std_mean": float(np.mean([e["p_true_std"] for e in values])),
+            "majority_ties": sum(e["majority"] == "tie" for e in values),
+            "disagreement_rate": float(np.mean([e["any_disagreement"] for e in values])),
         }
+        if all("p_true_std" in e for e in values):
+            models[model]["p_true_std_mean"] = float(np.mean([e["p_true_std"] for e in values]))
     return {"models": models, "patients": patients}
+
+
+def read_set_predictions(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per-set predictions made elsewhere (e.g. the paper's Table 5): a CSV with columns model, patient, set,
+    true, predicted (class names); the rows ``summarise_sets`` takes, and the class names in order seen."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"model", "patient", "set", "true", "predicted"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(
+                f"{path}: missing columns {', '.join(sorted(missing))} (want model,patient,set,true,predicted)"
+            )
+        records = list(reader)
+    classes: list[str] = []
+    for r in records:
+        for name in (r["true"], r["predicted"]):
+            if name not in classes:
+                classes.append(name)
+    rows = [
+        {
+            "model": r["model"],
+            "patient": r["patient"],
+            "set": r["set"],
+            "true": classes.index(r["true"]),
+            "predicted": classes.index(r["predicted"]),
+        }
+        for r in records
+    ]
+    return rows, classes
 
 
 def _rows_csv(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> str:
@@ -356,7 +410,7 @@ def repeatability_plot(result: dict[str, Any], path: str | Path) -> Path:
         ax.scatter(xs, means, c=colours, s=12, zorder=3)
         ax.axhline(0.5, ls="--", c="grey", lw=0.6)
         m = result["models"][model]
-        ax.set_title(f"{model}: {100 * m['disagreement_rate']:.0f}% disagree", fontsize=9)
+        ax.set_title(f"{model}: {100 * m['mean_set_disagreement']:.0f}% of sets disagree", fontsize=9)
         ax.set_xlabel("patients (sorted)")
     axes[0][0].set_ylabel("P(true class) over image sets")
     handles = [

@@ -38,39 +38,100 @@ SECOND_PAPER = (
     "classification (arXiv 2403.05379)"
 )
 BINARY = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "accuracy")
-REPEATABILITY = ("disagreement_rate", "majority_vote_accuracy")
+REPEATABILITY = ("mean_set_disagreement", "set_accuracy", "majority_vote_accuracy", "disagreement_rate")
 ENCODERS = ("macro_f1", "balanced_accuracy")
 
 
 @dataclass(frozen=True)
 class Row:
-    """One row of a table: a method at the paper's budget and, when it differs, at the CPU budget."""
+    """One row of a paper's table, named as the paper names it: its method at the paper's budget and, when
+    it differs, at the CPU budget. ``paper`` None: a published-only row (the biologists); ``why`` says why a
+    row is not run at the CPU budget (``cpu`` None)."""
 
     name: str
-    paper: dict[str, Any]  # MethodSpec fields (without the name)
+    data: str  # what the method sees, as the paper's table says (imgs, attrs, imgs+attrs)
+    paper: dict[str, Any] | None
     cpu: dict[str, Any] | None = None
+    why: str = ""
 
-    def spec(self, budget: Budget, overrides: dict[str, Any] | None = None) -> MethodSpec:
-        """The method at ``budget``; ``overrides`` go on top of a deep row's config."""
-        fields = dict(self.cpu if budget == "cpu" and self.cpu is not None else self.paper)
+    def spec(self, budget: Budget, overrides: dict[str, Any] | None = None) -> MethodSpec | None:
+        """The method at ``budget`` (None: not run at it); ``overrides`` go on top of a deep row's config."""
+        fields = self.paper if budget == "paper" else self.cpu
+        if fields is None:
+            return None
+        fields = dict(fields)
         if overrides and "config" in fields:
             fields["overrides"] = merge_dicts(fields.get("overrides", {}), overrides)
         return MethodSpec(name=self.name, **fields)
 
-
-def _deep(name: str, paper: str, cpu: str, overrides: dict[str, Any] | None = None) -> Row:
-    return Row(name, {"config": paper}, {"config": cpu, "overrides": overrides or {}})
-
-
-def _base(name: str, baseline: str, data: str | None = None) -> Row:
-    return Row(name, {"baseline": baseline, **({"data": data} if data else {})})
+    def not_run(self, budget: Budget) -> str | None:
+        """Why the row has no figure of ours at ``budget`` (None: it runs)."""
+        if self.paper is None:
+            return self.why or "published only"
+        return None if self.spec(budget) is not None else self.why
 
 
-MLP = _deep("MLP", "mlp", "cpu-mlp")
-CNN = _deep("CNN (mean)", "cnn-mean-k32", "cpu-cnn")
-AVG = _deep("AVG", "avg-mean-k32", "cpu-avg")
-MOE = _deep("MOE (P2)", "moe-p2-k32", "cpu-moe-cnn")
-ATTENTION = _deep("attention MIL", "cnn-attention-k32", "cpu-attention")
+CPU_PRESETS = {
+    "cnn": "cpu-cnn",
+    "avg": "cpu-avg",
+    "moe-p1": "cpu-moe-cnn",
+    "moe-p2": "cpu-moe-cnn",
+    "moe-p3": "cpu-moe-cnn",
+}
+CPU_K = 8  # the width of every CPU preset's ResNet-K
+WIDE = "ResNet-K wider than the CPU presets' K=8 at 224 px: run `--budget paper` (a GPU)"
+STANDS_IN = "one CPU-sized model (K=8) stands for K=32 and K=64: see the K=32 row; `--budget paper` runs both"
+POOL_NAMES = {"max": "f_Max", "mean": "f_Mean", "lse": "f_LSE"}
+WIDTHS = (8, 16, 32, 64)
+
+
+def _deep_row(kind: str, pool: str, k: int, cpu_k: int | None) -> Row:
+    """The paper's row of ``kind`` (cnn, avg, moe-p1..3) with ``pool`` and width ``k``; at the CPU budget
+    the CPU preset runs in the row of width ``cpu_k`` (the others say why not)."""
+    name = f"{kind.upper()} {POOL_NAMES[pool]} K={k}"
+    data = "imgs" if kind == "cnn" else "imgs, attrs"
+    paper = {"config": f"{kind}-{pool}-k{k}"}
+    if k != cpu_k:
+        return Row(name, data, paper, None, STANDS_IN if cpu_k == 32 else WIDE)
+    overrides: dict[str, Any] = {"model": {"pooling": {"name": pool}}}
+    if kind.startswith("moe"):
+        overrides["model"]["paradigm"] = kind[-2:].upper()
+    return Row(name, data, paper, {"config": CPU_PRESETS[kind], "overrides": overrides})
+
+
+def _attention_row(k: int) -> Row:
+    paper = {"config": f"cnn-attention-k{k}"}
+    cpu = {"config": "cpu-attention"} if k == 32 else None
+    return Row(f"DeepMIL K={k}", "imgs", paper, cpu, "" if cpu else STANDS_IN)
+
+
+def _clinical(name: str, baseline: str) -> Row:
+    spec = {"baseline": baseline}
+    return Row(name, "attrs", spec, spec)
+
+
+BIOLOGISTS = Row("Biologists", "imgs, attrs", None, why="the twelve biologists' reading of the paper's test cohort")
+CLINICAL = tuple(
+    _clinical(name, f"clinical/{baseline}")
+    for name, baseline in (
+        ("AdaBoost", "adaboost"),
+        ("SVM", "svm"),
+        ("Decision Trees", "tree"),
+        ("Random Forest", "rf"),
+        ("Gaussian Naive Bayes", "gnb"),
+        ("Gradient Boosting", "gboost"),
+    )
+)
+MLP = Row("MLP", "attrs", {"config": "mlp"}, {"config": "cpu-mlp"})
+# the paper's classical approach: hand-crafted features with its best classical MIL (SPEC-MIL)
+CLASSICAL = tuple(
+    Row(f"Classical Approach ({data})", data.replace("+", ", "), spec, spec)
+    for data in ("imgs", "imgs+attrs")
+    for spec in [{"baseline": "mil/specialising", "data": data}]
+)
+MEAN_ROWS = tuple(
+    _deep_row(kind, "mean", k, 32) for k in (32, 64) for kind in ("cnn", "avg", "moe-p1", "moe-p2", "moe-p3")
+)
 
 
 @dataclass(frozen=True)
@@ -85,68 +146,61 @@ class TableSpec:
 TABLES: dict[str, TableSpec] = {
     "table2": TableSpec(
         PAPER,
-        "Table 2: the deep MIL models, images (CNN with each pooling), attributes (MLP) and both (AVG, MOE)",
-        "compare",
-        (
-            MLP,
-            _deep("CNN (max)", "cnn-max-k32", "cpu-cnn", {"model": {"pooling": {"name": "max"}}}),
-            CNN,
-            _deep("CNN (LSE)", "cnn-lse-k32", "cpu-cnn", {"model": {"pooling": {"name": "lse"}}}),
-            _deep("CNN (attention)", "cnn-attention-k32", "cpu-attention"),
-            AVG,
-            _deep("MOE (P1)", "moe-p1-k32", "cpu-moe-cnn", {"model": {"paradigm": "P1"}}),
-            MOE,
-            _deep("MOE (P3)", "moe-p3-k32", "cpu-moe-cnn", {"model": {"paradigm": "P3"}}),
-        ),
-    ),
-    "table3": TableSpec(
-        PAPER,
-        "Table 3: classifiers on the clinical attributes (age, lymphocyte count), beside the mixture of experts",
-        "compare",
-        (
-            _base("paper MLP (2 sigmoid units)", "clinical/paper-mlp"),
-            _base("SVM", "clinical/svm"),
-            _base("decision tree", "clinical/tree"),
-            _base("naive Bayes", "clinical/gnb"),
-            _base("AdaBoost", "clinical/adaboost"),
-            _base("gradient boosting", "clinical/gboost"),
-            _base("random forest", "clinical/rf"),
-            _base("MLP (sklearn)", "clinical/mlp"),
-            _base("logistic regression", "clinical/logreg"),
-            MLP,
-            MOE,
-        ),
-    ),
-    "table4": TableSpec(
-        PAPER,
-        "Table 4: hand-crafted features (94 per cell) with classical MIL, and attention MIL, beside the mixture",
+        "Table 2: ROC-AUC of CNN and AVG with each pooling and width K, and MOE-P1 with mean pooling",
         "compare",
         (
             *(
-                _base(name, f"mil/{method}", data)
-                for name, method in (
-                    ("MI-SVM", "MISVM"),
-                    ("mi-SVM", "miSVM"),
-                    ("MILES", "MILES"),
-                    ("SPEC-MIL", "specialising"),
-                    ("EM-DD", "EMDD"),
-                )
-                for data in ("imgs", "imgs+attrs")
+                _deep_row(kind, pool, k, CPU_K)
+                for kind in ("cnn", "avg")
+                for k in (8, 16, 32, 64)
+                for pool in POOL_NAMES
             ),
-            ATTENTION,
-            MOE,
+            *(_deep_row("moe-p1", "mean", k, CPU_K) for k in WIDTHS),
         ),
+        ("roc_auc",),
+    ),
+    "table3": TableSpec(
+        PAPER,
+        "Table 3: every method, sensitivity, specificity, accuracy and balanced accuracy",
+        "compare",
+        (BIOLOGISTS, *CLINICAL, MLP, *CLASSICAL, _attention_row(32), _attention_row(64), *MEAN_ROWS),
+        ("sensitivity", "specificity", "accuracy", "balanced_accuracy"),
+    ),
+    "table4": TableSpec(
+        PAPER,
+        "Table 4: ROC-AUC of every method (mean pooling; no AVG)",
+        "compare",
+        (
+            BIOLOGISTS,
+            *CLINICAL,
+            MLP,
+            *CLASSICAL,
+            _attention_row(32),
+            _attention_row(64),
+            *(row for row in MEAN_ROWS if not row.name.startswith("AVG")),
+        ),
+        ("roc_auc",),
     ),
     "table5": TableSpec(
         PAPER,
-        "Table 5: repeatability, each patient's image sets predicted by the standalone CNN, MLP, AVG and MOE",
+        "Table 5: repeatability, each patient's image sets predicted by the best CNN, the MLP and MOE-P1",
         "repeatability",
-        (CNN, MLP, AVG, MOE),
+        (
+            Row("CNN f_Mean K=64", "imgs", {"config": "cnn-mean-k64"}, {"config": "cpu-cnn"}),
+            MLP,
+            Row(
+                "MOE-P1 f_Mean K=64",
+                "imgs, attrs",
+                {"config": "moe-p1-k64"},
+                {"config": "cpu-moe-cnn", "overrides": {"model": {"paradigm": "P1"}}},
+            ),
+        ),
         REPEATABILITY,
     ),
     "aml-encoders": TableSpec(
         SECOND_PAPER,
-        "Encoder comparison: random, supervised and self-supervised encoders through one attention MIL head",
+        "Encoder comparison: random, supervised and self-supervised encoders through one attention MIL head "
+        "(the paper's text here has no results table: no published figure)",
         "encoders",
         metrics=ENCODERS,
     ),
@@ -164,15 +218,21 @@ class Published:
 
 
 def row_names(table: str) -> list[str]:
-    """The rows ``table`` reports, by the names its outputs use."""
+    """The rows ``table`` reports, as the paper names them."""
     spec = TABLES[table]
     if spec.kind == "encoders":
         from .ssl_cv import encoder_kinds
 
         return encoder_kinds()
-    if spec.kind == "repeatability":  # rows are named by model kind
-        return [row.spec("cpu").name.split(" ")[0] for row in spec.rows]
-    return [row.spec("cpu").label for row in spec.rows]
+    return [row.name for row in spec.rows]
+
+
+def _row_of_model(table: str, model: str) -> str:
+    """The row a repeatability model (named by its kind: CNN, MLP, MOE) stands in."""
+    for row in TABLES[table].rows:
+        if row.name.split()[0].split("-")[0] == model.split()[0]:
+            return row.name
+    return model
 
 
 @functools.cache
@@ -274,7 +334,7 @@ def compare_config(
     table: str, budget: Budget, data: DataOptions | None = None, overrides: dict[str, Any] | None = None
 ) -> CompareConfig:
     """The comparison that runs the rows of ``table`` at ``budget`` (``overrides`` on every deep row)."""
-    rows = [row.spec(budget, overrides) for row in TABLES[table].rows]
+    rows = [m for row in TABLES[table].rows if (m := row.spec(budget, overrides)) is not None]
     return with_data_labels(CompareConfig(name=f"reproduce-{table}-{budget}", data=data or DataOptions(), methods=rows))
 
 
@@ -291,6 +351,7 @@ class ReproduceOptions:
     runs: Sequence[str | Path] = ()
     mode: str = "auto"
     sets_file: Path | None = None
+    set_predictions: Path | None = None  # table5: score these per-set predictions (e.g. the paper's own)
 
 
 def run_reproduce(
@@ -312,12 +373,17 @@ def run_reproduce(
         raise ValueError(f"unknown budget {budget!r}; choose from {', '.join(BUDGETS)}")
     spec = TABLES[table]
     table5 = spec.kind == "repeatability"
-    if not table5 and (runs or mode != "auto" or sets_file is not None):
-        raise ValueError(f"--run, --mode and --sets-file are for table5 (it predicts image sets); not {table}")
+    given = o.set_predictions
+    if not table5 and (runs or mode != "auto" or sets_file is not None or given is not None):
+        raise ValueError(
+            f"--run, --mode, --sets-file and --set-predictions are for table5 (it predicts image sets); not {table}"
+        )
+    if given is not None and (runs or sets_file is not None or epochs):
+        raise ValueError("--set-predictions scores predictions made elsewhere: no --run, --sets-file or --epochs")
     if runs and epochs:
         raise ValueError("--epochs trains the rows; with --run nothing is trained")
     acquisitions = None
-    if table5:
+    if table5 and given is None:
         from .repeatability import check_sets_mode, read_acquisitions
 
         acquisitions = read_acquisitions(sets_file) if sets_file is not None else None
@@ -331,6 +397,9 @@ def run_reproduce(
         settings["folds"] = folds
     if table5:
         settings.update(runs=[str(r) for r in runs], mode=mode, sets_file=str(sets_file) if sets_file else None)
+        settings["set_predictions"] = str(given) if given else None
+    if given is not None:
+        runs = [given]  # nothing is trained: the rows come from the file
     fingerprint = run_fingerprint(settings, cohort.identity(), None)
     claim_output(out, "reproduce", fingerprint, overwrite)
     run = RunDir(out)
@@ -348,19 +417,34 @@ def run_reproduce(
         assert methods is not None
         budget_notes = [n for n in map(budget_note, methods.methods) if n]
         result = run_compare(cohort, methods, out / "compare", cv)
-        ours = {name: {"data": m["data"], "metrics": m["metrics"]} for name, m in result["methods"].items()}
+        row_of = {m.label: m.name for m in methods.methods}
+        ours = {
+            row_of.get(name, name): {"data": m["data"], "metrics": m["metrics"]}
+            for name, m in result["methods"].items()
+        }
         protocol = f"{folds}-fold CV, seed {seed}: mean ± std over the test folds"
     else:
         assert methods is not None
         budget_notes = [n for n in map(budget_note, methods.methods) if n] if not runs else []
-        ours, note = _repeatability(
-            cohort, methods, out, runs, folds, seed, cache_dir, progress, overwrite, mode, acquisitions
-        )
+        if given is not None:
+            ours, note = _given_sets(given)
+        else:
+            ours, note = _repeatability(
+                cohort, methods, out, runs, folds, seed, cache_dir, progress, overwrite, mode, acquisitions
+            )
+        ours = {_row_of_model(table, name): row for name, row in ours.items()}
         notes.append(note)
-        trained = "the runs given" if runs else f"{folds}-fold CV of each standalone model, seed {seed}"
+        if given is not None:
+            trained = "the per-set predictions given"
+        elif runs:
+            trained = "the runs given"
+        else:
+            trained = f"{folds}-fold CV of each standalone model, seed {seed}"
         protocol = f"{trained}; one figure per row over the held-out patients' image sets"
     write_text(run.config, yaml.safe_dump(settings, sort_keys=False))
-    if runs:
+    if given is not None:
+        notes.append(f"predictions: {given}, made elsewhere (no model run here)")
+    elif runs:
         notes.append(f"models: the runs given ({', '.join(map(str, runs))}), trained as they were")
     else:
         notes.append(f"budget {budget}: " + ("; ".join(budget_notes) or "no deep model"))
@@ -369,8 +453,12 @@ def run_reproduce(
             "`--budget paper` trains the image models as the paper: ResNet-K with K=32 on 224 px cells, "
             "220,000 iterations"
         )
+    not_run = {row.name: why for row in spec.rows if (why := row.not_run(budget)) and not runs}
+    for why in dict.fromkeys(not_run.values()):
+        names = [name for name, w in not_run.items() if w == why]
+        notes.append(f"not run at budget {budget}: {', '.join(names)}: {why}")
     notes += _published_notes(figures, ours, spec.metrics)
-    rows = _rows(ours, figures, spec.metrics)
+    rows = _rows(ours, figures, spec.metrics, spec.rows, not_run)
     result_json = {
         "table": table,
         "title": spec.title,
@@ -439,6 +527,21 @@ def _repeatability(
     return ours, f"image sets: {result['image_sets']}; patients: {result['split']}"
 
 
+def _given_sets(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
+    """Table 5's figures of per-set predictions made elsewhere (``read_set_predictions``'s CSV)."""
+    from .repeatability import read_set_predictions, summarise_sets
+
+    rows, classes = read_set_predictions(path)
+    result = summarise_sets(rows, classes)
+    ours = {
+        name: {"data": f"{m['patients']} patients", "metrics": {k: {"mean": m[k], "std": None} for k in REPEATABILITY}}
+        for name, m in result["models"].items()
+    }
+    ties = {name: m["majority_ties"] for name, m in result["models"].items() if m["majority_ties"]}
+    tie_note = f"; majority ties (counted wrong): {ties}" if ties else "; no majority tie"
+    return ours, f"image sets: those of {path}{tie_note}"
+
+
 def _encoders(
     cohort: Cohort,
     out: Path,
@@ -480,36 +583,33 @@ def _encoders(
 
 def _published_notes(figures: list[Published], ours: Mapping[str, Any], metrics: Sequence[str]) -> list[str]:
     if not figures:
-        return ["published: no figure of this table is stored (add yours with --published FIGURES.csv)"]
-    sources = sorted({f.source for f in figures})
-    only = [f.row for f in figures if f.row not in ours]
-    lines = [f"published figures from: {s}" for s in sources]
-    if only:
-        lines.append(f"published-only rows (nothing of ours to set beside them): {'; '.join(only)}")
-    by_row = {f.row: f for f in figures}
-    bare = [name for name in ours if name not in by_row or not set(metrics) & set(by_row[name].metrics)]
-    if bare:
-        lines.append(
-            f"no published figure for {len(bare)} of our rows: the paper's table could not be read when this "
-            "package was built; add figures with --published FIGURES.csv"
-        )
-    return lines
+        return [
+            "published: the paper's text here has no figure for this table (add yours with --published FIGURES.csv)"
+        ]
+    return [f"published figures from: {s}" for s in sorted({f.source for f in figures})]
 
 
 def _rows(
-    ours: Mapping[str, Mapping[str, Any]], figures: list[Published], metrics: Sequence[str]
+    ours: Mapping[str, Mapping[str, Any]],
+    figures: list[Published],
+    metrics: Sequence[str],
+    table_rows: Sequence[Row] = (),
+    not_run: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
+    """Every row in the paper's order (ours or why not, beside the published figures), then any other row."""
     by_row = {f.row: f for f in figures}
+    data = {row.name: row.data for row in table_rows}
+    names = [*(row.name for row in table_rows), *(n for n in ours if n not in data), *by_row]
     rows: dict[str, dict[str, Any]] = {}
-    for name, row in ours.items():
+    for name in dict.fromkeys(names):
         found = by_row.get(name)
+        mine = ours.get(name)
         rows[name] = {
-            "data": row["data"],
-            "ours": {m: row["metrics"].get(m) for m in metrics},
+            "data": mine["data"] if mine else data.get(name, ""),
+            "ours": {m: mine["metrics"].get(m) for m in metrics} if mine else {},
             "published": {m: found.metrics.get(m) for m in metrics} if found else {},
             "source": found.source if found else None,
         }
-    for f in figures:
-        if f.row not in rows:
-            rows[f.row] = {"data": "", "ours": {}, "published": dict(f.metrics), "source": f.source}
+        if mine is None and (not_run or {}).get(name):
+            rows[name]["not_run"] = (not_run or {})[name]
     return rows

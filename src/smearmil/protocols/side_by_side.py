@@ -11,8 +11,10 @@ from .compare import LABELS
 
 HEADERS = {
     **LABELS,
-    "disagreement_rate": "intra-patient disagreement",
+    "mean_set_disagreement": "sets disagreeing with the majority (mean)",
+    "set_accuracy": "sets called right",
     "majority_vote_accuracy": "majority-vote accuracy",
+    "disagreement_rate": "patients with any disagreement",
 }
 
 
@@ -38,7 +40,8 @@ def table_markdown(result: Mapping[str, Any], metrics: Sequence[str]) -> str:
         rule,
     ]
     for name, row in result["rows"].items():
-        cells = [f"{_cell(row['ours'].get(m))} | {_published(row['published'].get(m))}" for m in metrics]
+        ours = ["not run" if row.get("not_run") else _cell(row["ours"].get(m)) for m in metrics]
+        cells = [f"{mine} | {_published(row['published'].get(m))}" for mine, m in zip(ours, metrics)]
         lines.append(f"| {name} | {row['data']} | " + " | ".join(cells) + " |")
     lines += ["", "**What differs**", "", *(f"- {n}" for n in result["notes"])]
     return "\n".join(lines) + "\n"

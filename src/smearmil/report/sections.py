@@ -105,9 +105,16 @@ def repeatability_section(report: Report, folder: OutputFolder, work: Path) -> N
     s = report.section("Repeatability")
     report.table(
         s,
-        ["model", "patients", "intra-patient disagreement", "majority-vote accuracy"],
+        ["model", "patients", "sets disagreeing (mean)", "sets right", "majority right", "any disagreement"],
         [
-            [name, str(m["patients"]), f"{100 * m['disagreement_rate']:.1f}%", f"{m['majority_vote_accuracy']:.3f}"]
+            [
+                name,
+                str(m["patients"]),
+                f"{100 * m.get('mean_set_disagreement', m['disagreement_rate']):.0f}%",
+                f"{100 * m['set_accuracy']:.0f}%" if "set_accuracy" in m else "-",
+                f"{m['majority_vote_accuracy']:.3f}",
+                f"{100 * m['disagreement_rate']:.0f}%",
+            ]
             for name, m in rep["models"].items()
         ],
     )

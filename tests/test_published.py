@@ -75,11 +75,24 @@ def test_table5_from_the_papers_own_predictions_shows_its_pattern(tmp_path: Path
     assert cnn["disagreement_rate"]["mean"] == moe["disagreement_rate"]["mean"] == pytest.approx(0.4)
 
 
-def test_a_majority_tie_is_named_and_counted_wrong() -> None:
+def test_a_majority_tie_goes_to_the_higher_mean_probability_else_is_named_and_counted_wrong() -> None:
+    import numpy as np
+
     from smearmil.protocols.repeatability import majority_vote, summarise_sets
 
     assert majority_vote([0, 1, 1, 0]) is None and majority_vote([1, 1, 0]) == 1
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.45, 0.55], [0.8, 0.2]])
+    assert majority_vote([0, 1, 1, 0], probabilities) == 0  # mean P(reactive) 0.64 > 0.36
+    assert majority_vote([0, 1], np.array([[0.6, 0.4], [0.4, 0.6]])) is None  # a tie in both
     rows = [{"model": "CNN", "patient": "A", "set": s, "true": 0, "predicted": p} for s, p in enumerate([1, 0, 0, 1])]
     result = summarise_sets(rows, ["reactive", "tumoral"])
     assert result["patients"]["CNN"]["A"]["majority"] == "tie"
     assert result["models"]["CNN"]["majority_vote_accuracy"] == 0.0 and result["models"]["CNN"]["majority_ties"] == 1
+
+
+def test_the_papers_inconsistencies_are_noted_under_its_tables() -> None:
+    from smearmil.protocols.reproduce import _published_data
+
+    notes = _published_data()["notes"]
+    assert "0.95" in notes["table2"][0] and "0.9416" in notes["table2"][0]
+    assert any("hard 0/1 calls" in n for n in notes["table4"])

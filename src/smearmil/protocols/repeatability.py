@@ -287,12 +287,20 @@ REPEATABILITY_FIGURES = (
 )
 
 
-def majority_vote(predictions: Sequence[int]) -> int | None:
-    """The class most sets call; None on a tie (no majority: counted as a wrong call, never the first set's)."""
+def majority_vote(predictions: Sequence[int], probabilities: np.ndarray | None = None) -> int | None:
+    """The class most sets call. A tie goes to the tied class with the highest mean probability over the
+    sets (``probabilities``: sets x classes); without probabilities, or if they tie too, None: no majority,
+    counted as a wrong call (never the first set's)."""
     ranked = Counter(predictions).most_common()
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+    tied = [c for c, n in ranked if n == ranked[0][1]]
+    if len(tied) == 1:
+        return int(tied[0])
+    if probabilities is None:
         return None
-    return int(ranked[0][0])
+    means = {c: float(probabilities[:, c].mean()) for c in tied}
+    best = max(means.values())
+    winners = [c for c, m in means.items() if m == best]
+    return int(winners[0]) if len(winners) == 1 else None
 
 
 def summarise_sets(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
@@ -306,12 +314,14 @@ def summarise_sets(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -
     models: dict[str, dict[str, Any]] = {}
     for (model, pid), preds in sorted(per_patient.items()):
         calls = [int(r["predicted"]) for r in preds]
-        majority = majority_vote(calls)
+        probas = np.array([r["proba"] for r in preds]) if all("proba" in r for r in preds) else None
+        majority = majority_vote(calls, probas)
         top = Counter(calls).most_common(1)[0][1]
         true = preds[0]["true"]
         entry: dict[str, Any] = {
             "true": class_names[true],
             "majority": class_names[majority] if majority is not None else "tie",
+            "tied": list(Counter(calls).values()).count(top) > 1,  # decided by mean probability, or "tie"
             "sets": len(preds),
             "disagreement": 1 - top / len(preds),
             "any_disagreement": len(set(calls)) > 1,
@@ -328,7 +338,7 @@ def summarise_sets(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -
             "mean_set_disagreement": float(np.mean([e["disagreement"] for e in values])),
             "set_accuracy": sum(e["sets_right"] for e in values) / sum(e["sets"] for e in values),
             "majority_vote_accuracy": float(np.mean([e["majority"] == e["true"] for e in values])),
-            "majority_ties": sum(e["majority"] == "tie" for e in values),
+            "majority_ties": sum(e["tied"] for e in values),
             "disagreement_rate": float(np.mean([e["any_disagreement"] for e in values])),
         }
         if all("p_true_std" in e for e in values):

@@ -458,6 +458,7 @@ def run_reproduce(
         names = [name for name, w in not_run.items() if w == why]
         notes.append(f"not run at budget {budget}: {', '.join(names)}: {why}")
     notes += _published_notes(figures, ours, spec.metrics)
+    notes += [f"published: {n}" for n in _published_data().get("notes", {}).get(table, [])]
     rows = _rows(ours, figures, spec.metrics, spec.rows, not_run)
     result_json = {
         "table": table,

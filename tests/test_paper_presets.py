@@ -179,3 +179,17 @@ def test_a_schedule_in_iterations_resumes_exactly(sim_cohort: Path, tmp_path: Pa
     assert json.loads((tmp_path / "killed" / "mlp" / "stage.json").read_text())["resumed_from"]
     for name, tensor in whole.items():
         torch.testing.assert_close(resumed[name], tensor)
+
+
+def test_the_paper_rows_gate_is_eq_15_and_the_projected_gate_stays_an_option() -> None:
+    from smearmil.models import build_model
+
+    paper = load_config("moe-p1-k8").model
+    assert paper.params.gate == "paper" and load_config("cpu-moe-cnn").model.params.gate == "projected"
+    model = build_model(paper, n_classes=2, n_attributes=2, input_size=32)
+    gate = model.gate  # sigma(theta_G . [theta_A . p, a, c]): theta_A gives one number, no biases
+    assert gate.project.out_features == 1 and gate.project.bias is None and gate.score.bias is None
+    assert gate.score.in_features == 3
+    bags = Bags(torch.rand(5, 3, 32, 32), torch.tensor([0, 0, 1, 1, 1]), 2, torch.rand(2, 2))
+    pi = model(bags).extras["gate"]
+    assert pi.shape == (2,) and bool(((pi > 0) & (pi < 1)).all())

@@ -19,13 +19,16 @@ from .specs import ATTRIBUTES, IMAGES, AverageParams, MixtureParams, ModelConfig
 
 
 class ExpertGate(nn.Module):
-    """Eq. 15: the weight of the image expert, pi = sigmoid(theta_G . [theta_A . p, a]), from a projection
-    of the pooled cell embedding ``p`` and the patient's attributes ``a``."""
+    """The weight of the image expert from the pooled cell embedding ``p`` and the patient's attributes
+    ``a``: pi = sigmoid(theta_G . [theta_A . p, a]). ``paper=True`` is Eq. 15 as written: theta_A projects
+    ``p`` to one number and neither layer has a bias; otherwise ``p`` is projected to ``projection``
+    numbers and both layers have biases (smearmil's default, an option the paper does not have)."""
 
-    def __init__(self, embed_dim: int, n_attributes: int, projection: int = 8):
+    def __init__(self, embed_dim: int, n_attributes: int, projection: int = 8, paper: bool = False):
         super().__init__()
-        self.project = nn.Linear(embed_dim, projection)
-        self.score = nn.Linear(projection + n_attributes, 1)
+        size = 1 if paper else projection
+        self.project = nn.Linear(embed_dim, size, bias=not paper)
+        self.score = nn.Linear(size + n_attributes, 1, bias=not paper)
 
     def forward(self, pooled: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.score(torch.cat([self.project(pooled), attributes], dim=1)))
@@ -85,12 +88,18 @@ class MixtureOfExperts(_Fusion):
     """
 
     def __init__(
-        self, cnn: CNNModel, mlp: MLPModel, n_attributes: int, projection: int = 8, freeze_experts: bool = False
+        self,
+        cnn: CNNModel,
+        mlp: MLPModel,
+        n_attributes: int,
+        projection: int = 8,
+        freeze_experts: bool = False,
+        paper_gate: bool = False,
     ):
         super().__init__()
         self.n_classes = cnn.n_classes
         self.cnn, self.mlp = cnn, mlp
-        self.gate = ExpertGate(cnn.embed_dim, n_attributes, projection)
+        self.gate = ExpertGate(cnn.embed_dim, n_attributes, projection, paper_gate)
         self.freeze_experts = freeze_experts
         if freeze_experts:
             for p in [*cnn.parameters(), *mlp.parameters()]:
@@ -158,6 +167,7 @@ class MixtureKind(ModelKind):
             dims.n_attributes,
             config.params.gate_projection,
             freeze_experts=config.params.paradigm == "P2",
+            paper_gate=config.params.gate == "paper",
         )
 
     def stages(self, config: ModelConfig, dims: ModelDims, init: bool = True) -> list[Stage]:

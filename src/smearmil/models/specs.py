@@ -55,6 +55,11 @@ class AverageParams(MLPParams):
 class MixtureParams(MLPParams):
     paradigm: Literal["P1", "P2", "P3"] = Field("P1", description="P1 end to end, P2 gate only, P3 both")
     gate_projection: int = Field(8, ge=1, description="size of the pooled embedding's projection the gate sees")
+    gate: Literal["projected", "paper"] = Field(
+        "projected",
+        description="paper: Eq. 15 as written (the embedding projected to one number, no biases); projected: "
+        "to gate_projection numbers, with biases",
+    )
 
 
 ENCODERS.declare("resnetk", "smearmil.models.encoders", ResNetKParams)

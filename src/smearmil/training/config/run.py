@@ -183,7 +183,8 @@ PAPER_NOTES = (
     f"{PAPER}. Table 1: ResNet-K ending with a flatten of the 7x7x8K map, 224 px cells. Section 2.5: Adam, "
     "learning rate 1e-4 multiplied by 0.1 every 96,000 iterations, 220,000 iterations, the best model on the "
     "validation patients, unweighted negative log-likelihood, whole bags, per-pixel mean centring over the "
-    "training cells. Eq. 14: AVG averages the experts' scores. Eq. 19: PCA colour shift sum_i e_i alpha_i "
+    "training cells. Eq. 14: AVG averages the experts' scores. Eq. 15: the gate sees theta_A . p (one "
+    "number) and the attributes, without biases. Eq. 19: PCA colour shift sum_i e_i alpha_i "
     "lambda_i, on pixels in [0, 1], where the eigenvalues are small and so is the shift (the sqrt_eigenvalue "
     "option is AlexNet's practice). Chosen here, the paper being silent: validation every 1,000 iterations "
     "(rounded to whole epochs), 4 bags per iteration, weight decay 5e-4, alpha std 0.1."
@@ -244,6 +245,7 @@ def paper_preset(name: str) -> dict[str, Any] | None:
         model["average"] = "scores"  # Eq. 14
     if m["paradigm"]:
         model["paradigm"] = f"P{m['paradigm']}"
+        model["gate"] = "paper"  # Eq. 15
     return {**base, "model": model}
 
 

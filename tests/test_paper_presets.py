@@ -98,8 +98,8 @@ def test_avg_is_the_sigmoid_of_the_mean_of_the_experts_scores() -> None:
     bags = Bags.of(torch.randn(3, 2), [torch.randn(n, 3, 32, 32) for n in (2, 5, 3)])
     with torch.no_grad():
         s_cnn, s_mlp = cnn(bags).logits[:, 0], mlp(bags).logits[:, 0]
-        p = torch.sigmoid(AverageModel(cnn, mlp, "scores")(bags).logits[:, 0])
-        p_prob = torch.sigmoid(AverageModel(cnn, mlp)(bags).logits[:, 0])  # the default: probabilities
+        p = torch.sigmoid(AverageModel(cnn, mlp)(bags).logits[:, 0])  # the default: Eq. 14, scores
+        p_prob = torch.sigmoid(AverageModel(cnn, mlp, "probabilities")(bags).logits[:, 0])  # the option
     torch.testing.assert_close(p, torch.sigmoid((s_cnn + s_mlp) / 2))
     torch.testing.assert_close(p_prob, (torch.sigmoid(s_cnn) + torch.sigmoid(s_mlp)) / 2, atol=1e-5, rtol=0)
     assert not torch.allclose(p, p_prob)  # the two readings differ

@@ -59,11 +59,11 @@ class _Fusion(MILModel):
 
 
 class AverageModel(_Fusion):
-    """The two experts, trained separately, averaged: their probabilities (the default), or their scores,
-    as Eq. 14 of the paper (``average="scores"``: P = sigmoid((s_CNN +
-    s_MLP) / 2) for two classes, the soft-max of the mean logits for more); the paper rows use scores."""
+    """The two experts, trained separately, averaged: their scores, as Eq. 14 of the paper (the default:
+    P = sigmoid((s_CNN + s_MLP) / 2) for two classes, the soft-max of the mean logits for more), or their
+    probabilities (``average="probabilities"``)."""
 
-    def __init__(self, cnn: CNNModel, mlp: MLPModel, average: str = "probabilities"):
+    def __init__(self, cnn: CNNModel, mlp: MLPModel, average: str = "scores"):
         super().__init__()
         if average not in ("scores", "probabilities"):
             raise ValueError(f"average must be scores or probabilities, got {average!r}")

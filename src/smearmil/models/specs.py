@@ -48,7 +48,7 @@ class MLPParams(BaseModel):
 
 class AverageParams(MLPParams):
     average: Literal["scores", "probabilities"] = Field(
-        "probabilities", description="average the experts' probabilities, or their scores (the paper's Eq. 14)"
+        "scores", description="average the experts' scores (the paper's Eq. 14), or their probabilities"
     )
 
 

@@ -96,3 +96,13 @@ def test_the_papers_inconsistencies_are_noted_under_its_tables() -> None:
     notes = _published_data()["notes"]
     assert "0.95" in notes["table2"][0] and "0.9416" in notes["table2"][0]
     assert any("hard 0/1 calls" in n for n in notes["table4"])
+
+
+def test_the_second_papers_rows_say_what_each_encoder_learnt_from() -> None:
+    from smearmil.protocols.reproduce import row_names
+
+    rows = row_names("aml-encoders")
+    assert "supervised (single-cell labels): the paper's baseline" in rows
+    assert "patient-label MIL encoder (not in the paper)" in rows and "supervised" not in rows
+    assert {"simclr", "swav", "dino"} <= set(rows)
+    assert published_figures("aml-encoders") == []  # its text has no results table

@@ -40,6 +40,13 @@ SECOND_PAPER = (
 BINARY = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "accuracy")
 REPEATABILITY = ("mean_set_disagreement", "set_accuracy", "majority_vote_accuracy", "disagreement_rate")
 ENCODERS = ("macro_f1", "balanced_accuracy")
+# the second paper's rows by what each encoder learnt from: its supervised baseline is trained on single-cell
+# labels; an encoder trained by a MIL model on patient labels is ours, not the paper's
+ENCODER_ROWS = {
+    "single-cell": "supervised (single-cell labels): the paper's baseline",
+    "supervised": "patient-label MIL encoder (not in the paper)",
+    "random": "random encoder (not in the paper)",
+}
 
 
 @dataclass(frozen=True)
@@ -223,7 +230,7 @@ def row_names(table: str) -> list[str]:
     if spec.kind == "encoders":
         from .ssl_cv import encoder_kinds
 
-        return encoder_kinds()
+        return [ENCODER_ROWS.get(kind, kind) for kind in encoder_kinds()]
     return [row.name for row in spec.rows]
 
 
@@ -572,14 +579,27 @@ def _encoders(
     result = run_encoder_comparison(
         cohort, kinds, ssl, head, out / "encoders", folds, seed, cache_dir, supervised, progress, overwrite
     )
-    ours = {kind: {"data": "imgs", "metrics": {m: r[m] for m in ENCODERS}} for kind, r in result["encoders"].items()}
+    ours = {
+        ENCODER_ROWS.get(kind, kind): {"data": "imgs", "metrics": {m: r[m] for m in ENCODERS}}
+        for kind, r in result["encoders"].items()
+    }
     size = f"{ssl.image.size} px" + (f", centre crop {ssl.image.crop} px" if ssl.image.crop else "")
     note = (
         f"encoders {_encoder_text(ssl.encoder.model_dump())}, {size}; SSL `{preset}` {ssl.epochs} epochs per fold; "
         f"supervised encoder from `{supervised}`; attention MIL head"
     )
     used = {"encoders": kinds, "ssl": ssl.model_dump(mode="json"), "supervised": supervised, "head": "attention"}
-    return ours, [note], used
+    notes = [note]
+    if "single-cell" not in kinds:
+        notes.append(
+            f"not run: {ENCODER_ROWS['single-cell']}: the cohort has no cell types and no `cell_labels` data set "
+            "was given (e.g. `--set cell_labels=../shared/data/blood-cells-dev`)"
+        )
+    notes.append(
+        "the paper fine-tunes each encoder inside its MIL model; here the encoders are frozen and one attention "
+        "head learns on their features (`smearmil ssl cv --fine-tune` trains them end to end)"
+    )
+    return ours, notes, used
 
 
 def _published_notes(figures: list[Published], ours: Mapping[str, Any], metrics: Sequence[str]) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from smearmil.bench.predict import bench_shape as predict_shape
 from smearmil.bench.predict import count_gflop
 from smearmil.bench.train import bench_shape as train_shape
@@ -42,3 +44,32 @@ def test_the_step_breakdown_puts_the_time_where_the_work_is() -> None:
     assert 0.9 * total < found.convolution_gflop < total  # nearly all of a CNN's FLOPs, not the linear layers'
     # time wrongly left out of the convolutions would show as a speed above what the machine can do
     assert 0 < found.convolution_gflops < 1.5 * matmul_peak((1536,), repeats=3)
+
+
+def test_bench_demo_loads_every_core_and_compares_figures_not_times(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from smearmil.bench.demo import BUSY_LOOP, busy_cores, figures
+
+    def spinning() -> set[int]:  # processes of this test's children running the busy loop
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z" and BUSY_LOOP.encode() in cmdline:
+                found.add(int(stat.parent.name))
+        return found
+
+    with busy_cores(2):
+        assert len(spinning()) == 2
+    assert spinning() == set()
+    for run, seconds in (("idle", 30), ("loaded", 90)):
+        folder = tmp_path / run / "cv" / "cnn"
+        folder.mkdir(parents=True)
+        summary = {"metrics": {"roc_auc": {"mean": 0.9}}, "wall_seconds": seconds}
+        (folder / "summary.json").write_text(json.dumps(summary))
+    assert figures(tmp_path / "idle") == figures(tmp_path / "loaded") == {"cnn": {"roc_auc": {"mean": 0.9}}}

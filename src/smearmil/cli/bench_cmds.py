@@ -192,5 +192,5 @@ def bench_demo_cmd(
     result = bench_demo(out_dir, processes)
     out.print(f"idle: {result.idle_seconds:.0f} s")
     out.print(f"under {result.load_processes} busy processes: {result.loaded_seconds:.0f} s (goal: {goal:g}x idle)")
-    out.print(f"same figures under load: {'yes' if result.same_figures else 'NO: see the two comparison.md'}")
+    out.print(f"same figures under load: {'yes' if result.same_figures else 'NO: compare the cv/*/summary.json'}")
     out.print(f"ratio: {result.ratio:.2f}")

@@ -29,12 +29,31 @@ def chromium() -> str:
     return exe
 
 
+NARROWEST = 500  # headless Chromium lays a page out at least this wide, whatever --window-size asks
+FRAME = """<!DOCTYPE html><html><head><meta charset=utf-8><style>body{{margin:0}}
+iframe{{border:0;display:block;width:{width}px;height:{height}px}}</style></head><body>
+<iframe id=page src="{src}"></iframe><script>
+document.getElementById('page').addEventListener('load', () => {{
+  const frame = document.getElementById('page'), body = frame.contentDocument.body;
+  for (const name of ['data-images', 'data-errors', 'data-overflow', 'data-width'])
+    document.body.setAttribute(name, body.getAttribute(name));
+}});
+</script></body></html>"""
+
+
 def render(
     page: Path, tmp: Path, size: tuple[int, int] | None = None, screenshot: Path | None = None
 ) -> tuple[str, str]:
     """The DOM after load (with the page's own image/error/overflow check) and Chromium's log; ``size``: the
-    window (width, height), ``screenshot``: where to save a PNG of it."""
-    extra = [f"--window-size={size[0]},{size[1]}", "--hide-scrollbars"] if size else []
+    window (width, height) the page is laid out in, ``screenshot``: where to save a PNG of it. With a size the
+    page is shown in a frame of that size (Chromium's window is never narrower than 500 px) and its checks
+    are copied onto the frame's page."""
+    target = page
+    if size:
+        target = tmp / f"frame-{size[0]}.html"
+        target.write_text(FRAME.format(width=size[0], height=size[1], src=page.resolve().as_uri()))
+        window = (max(size[0], NARROWEST), size[1])
+    extra = [f"--window-size={window[0]},{window[1]}", "--hide-scrollbars"] if size else []
     extra += [f"--screenshot={screenshot}"] if screenshot else []
     result = subprocess.run(
         [
@@ -47,18 +66,24 @@ def render(
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            "--allow-file-access-from-files",  # the frame's page reads the page it frames
             f"--user-data-dir={tmp / 'profile'}",
             "--enable-logging=stderr",
             "--v=0",
             "--virtual-time-budget=10000",
             *extra,
             "--dump-dom",
-            page.resolve().as_uri(),
+            target.resolve().as_uri(),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
+    if screenshot and size and size[0] < NARROWEST:
+        from PIL import Image
+
+        with Image.open(screenshot) as shot:
+            shot.crop((0, 0, *size)).save(screenshot)
     return result.stdout, result.stderr
 
 
@@ -231,11 +256,13 @@ def test_report_names_the_positive_class_and_lists_every_patient(
     for path in run.glob("*/experts.csv"):
         gates.update({g["patient"]: float(g["gate_image_expert"]) for g in csv.DictReader(path.open())})
     assert all(float(r[6]) == pytest.approx(gates[r[0]], abs=6e-4) for r in rows)  # the MOE gate of each patient
-    # the first rows link to their galleries, and every link lands on a figure of the page
+    # the patients shown link to their galleries, and every link lands on a figure of the page
     links = re.findall(r'href="#(gallery-[^"]+)"', text)
     assert len(links) == 2 and all(f'<figure id="{anchor}">' in text for anchor in links)
-    assert links[0] == f"gallery-{rows[0][0]}"
-    assert "contribution to the image expert&#x27;s logit of tumoral (logit units; + pushes toward tumoral" in text
+    shown = [next(r for r in rows if f"gallery-{r[0]}" == anchor) for anchor in links]
+    assert {r[1] for r in shown} == {"reactive", "tumoral"}  # both classes, misclassified first
+    assert [r[4] for r in shown] == sorted((r[4] for r in shown), key=lambda x: x != "misclassified")
+    assert "each cell&#x27;s share of the image expert&#x27;s evidence (+ toward" in text
 
 
 @pytest.mark.slow
@@ -270,6 +297,7 @@ def test_report_fits_a_phone_and_a_desktop_and_sorts(cv_report: Path, tmp_path: 
     for width, height in ((390, 844), (1280, 900)):
         shot = tmp_path / f"report-{width}.png"
         dom, _ = render(cv_report, tmp_path, (width, height), shot)
+        assert f'data-width="{width}"' in dom, "the page was not laid out at the width asked for"
         assert 'data-overflow="false"' in dom, f"the page scrolls sideways at {width} px"
         with Image.open(shot) as image:
             assert image.size == (width, height)

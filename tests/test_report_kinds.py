@@ -16,10 +16,27 @@ from typer.testing import CliRunner
 from smearmil.cli import app
 from smearmil.report.html import build_report
 
-from .test_report import assert_renders, table_header, table_rows
+from .test_report import assert_renders, render, table_header, table_rows
 
 runner = CliRunner()
-KINDS = ("train", "compare", "features-cv", "ssl-cv", "predict-run", "predict", "predict-new", "predict-3")
+KINDS = (
+    "train",
+    "cv",
+    "cv-seeds",
+    "experts-cv",
+    "compare",
+    "features-cv",
+    "ssl-cv",
+    "predict-run",
+    "predict-experts",
+    "predict",
+    "predict-new",
+    "predict-3",
+)
+EXPERTS = (
+    "kind: experts\nbase: cpu-fusion\ncells: {size: 32, n_jobs: 1}\ninner_folds: 2\n"
+    "image_expert: [{name: mil/instance, params: {C: 0.1}}]\nattribute_expert: [clinical/gnb, clinical/logreg]\n"
+)
 CNN = "{name: CNN, config: cpu-cnn, overrides: {image: {size: 32, crop: null}, train: {epochs: 1}}}"
 
 
@@ -69,7 +86,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory, sim_cohort: Path) -> dict[
 
 
 def runs(base: Path, sim_cohort: Path) -> None:
-    """train, compare, features cv and ssl cv runs of ``sim_cohort`` and three predict folders in ``base``."""
+    """train, cv (deep, with its repeatability; experts; repeated over seeds), compare, features cv and ssl cv
+    runs of ``sim_cohort`` and five predict folders in ``base``."""
     from smearmil.evaluation.encoder_probe import umap_panels
 
     cache = base / "cache"
@@ -77,6 +95,14 @@ def runs(base: Path, sim_cohort: Path) -> None:
     tiny.write_text("base: cpu-cnn\nimage: {size: 32, crop: null}\ntrain: {epochs: 1}\n")
     cli("train", sim_cohort, "--config", tiny, "--out", base / "train", "--cache-dir", cache, "-q")
     cli("predict", base / "train", sim_cohort, "--out", base / "predict-run", "--cache-dir", cache, "-q")
+    cli("cv", sim_cohort, "--config", tiny, "--folds", 2, "--out", base / "cv", "--cache-dir", cache, "-q")
+    cli("repeatability", base / "cv", sim_cohort, "--sets", 2, "--cache-dir", cache, "-q")
+    cli("cv", sim_cohort, "--config", "clinical-nb", "--folds", 2, "--seeds", "0,1", "--out", base / "cv-seeds", "-q")
+    experts = base / "experts.yaml"
+    experts.write_text(EXPERTS)
+    cli("cv", sim_cohort, "--config", experts, "--folds", 2, "--out", base / "experts-cv", "--cache-dir", cache, "-q")
+    predict = ["--out", base / "predict-experts", "--cache-dir", cache, "-q"]
+    cli("predict", base / "experts-cv", sim_cohort, *predict)
     compare = base / "compare.yaml"
     compare.write_text(f"kind: compare\nmethods:\n  - {CNN}\n  - {{name: naive Bayes, baseline: clinical/gnb}}\n")
     cli("compare", sim_cohort, "--config", compare, "--folds", 2, "--out", base / "compare", "--cache-dir", cache, "-q")
@@ -117,10 +143,10 @@ def test_a_train_run_has_galleries_of_its_test_patients(reports: dict[str, Path]
     fold = json.loads((run / "metrics.json").read_text())["fold"]
     assert all(r[5] == f"test ({fold})" for r in rows)
     assert "<h2>Cells that drive the decision</h2>" in text
-    shown = [r[0] for r in rows if r[-1] == "cells"]
-    assert len(shown) == min(2, len(rows)) and shown == [r[0] for r in rows][: len(shown)]
-    assert all(f'<figure id="gallery-{p}">' in text for p in shown)
-    assert "contribution to the logit of tumoral (logit units; + pushes toward tumoral, - toward reactive)" in text
+    shown = [r for r in rows if r[-1] == "cells"]
+    assert len(shown) == min(2, len(rows)) and all(f'<figure id="gallery-{r[0]}">' in text for r in shown)
+    assert len({r[1] for r in shown}) == min(2, len({r[1] for r in rows}))  # every class the test patients have
+    assert "each cell&#x27;s share of the evidence (+ toward" in text
     assert "<h2>Training curves</h2>" in text and "<h2>Calibration and operating points</h2>" in text
 
 
@@ -185,7 +211,8 @@ def test_predict_folders(reports: dict[str, Path]) -> None:
     assert "below each cell its type" in labelled and labelled.count('<figure id="gallery-') == 2
     new = reports["predict-new"].read_text()
     assert table_header(new, "Patients") == ["patient", "P(tumoral)", "prediction", "models", "gallery"]
-    assert "The class of these patients is unknown" in new and "Calibration and operating points" not in new
+    assert "The true class of these patients is unknown" in new and "Calibration and operating points" not in new
+    assert "<h2>Results" not in new and "isclassified" not in new
     three = reports["predict-3"].read_text()
     assert table_header(three, "Patients")[2:5] == ["P(a)", "P(b)", "P(c)"]
     assert "sensitivity (macro over classes)" in three
@@ -206,6 +233,57 @@ def test_a_real_predict_folder(reports: dict[str, Path]) -> None:
     with (folder / "cells.csv").open() as handle:
         cells = list(csv.DictReader(handle))
     assert {c["toward_class"] for c in cells} == {"tumoral"}
-    shown = [r[0] for r in rows if r[-1] == "cells"]
-    assert len(shown) == 2 and shown == [r[0] for r in rows][:2]  # the first rows of the table (misclassified first)
-    assert "contribution to the logit of tumoral (logit units; + pushes toward tumoral, - toward reactive)" in text
+    shown = [r for r in rows if r[-1] == "cells"]
+    assert len(shown) == 2
+    if {r[1] for r in rows} == {"reactive", "tumoral"}:
+        assert {r[1] for r in shown} == {"reactive", "tumoral"}
+    assert "each cell&#x27;s share of the evidence (+ toward" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_report_fits_a_phone_and_a_desktop(reports: dict[str, Path], kind: str, tmp_path: Path) -> None:
+    """At 390 and 1,280 px wide the page never scrolls sideways (wide tables scroll in their own box)."""
+    for width in (390, 1280):
+        dom, _ = render(reports[kind], tmp_path, (width, 900))
+        assert f'data-width="{width}"' in dom, "the window was not the width asked for"
+        assert 'data-overflow="false"' in dom, f"the {kind} report scrolls sideways at {width} px"
+
+
+@pytest.mark.slow
+def test_an_experts_cv_shows_each_folds_choices_fusion_weights_and_cells(reports: dict[str, Path]) -> None:
+    text = reports["experts-cv"].read_text()
+    run = reports["experts-cv"].parent
+    choices = {r[0]: r for r in table_rows(text, "Choices made inside the training patients")}
+    assert set(choices) == {"fold0", "fold1"}
+    for fold, r in choices.items():
+        chosen = json.loads((run / fold / "choices.json").read_text())
+        assert r[1] == "mil/instance(C=0.1) (the only candidate)"  # one candidate: nothing chosen, still named
+        assert r[2] == chosen["attributes_expert"]["chosen"]
+        assert r[3] == chosen["fusion"] and r[5] == f"{chosen['threshold']:.3f}"
+        weights = {
+            "stack": "log-odds: ",
+            "moe": "gate g: ",
+            "avg": "equal halves",
+            "image-only": "the image expert alone",
+            "attributes-only": "the attribute expert alone",
+        }
+        assert r[4].startswith(weights[chosen["fusion"]])
+        if chosen["fusion"] == "stack":  # the stack's inputs by name: the experts and the attributes
+            assert "× image expert" in r[4] and "× attribute expert" in r[4] and "× age" in r[4]
+    assert "<h2>Cells that drive the decision</h2>" in text and text.count('<figure id="gallery-') == 2
+    # a predict with the experts CV names its fold models' choices too
+    predicted = {
+        r[0] for r in table_rows(reports["predict-experts"].read_text(), "Choices made inside the training patients")
+    }
+    assert predicted == {"fold0", "fold1"}
+
+
+@pytest.mark.slow
+def test_a_repeated_cv_reports_its_first_seeds_patients(reports: dict[str, Path]) -> None:
+    text = reports["cv-seeds"].read_text()
+    seed = reports["cv-seeds"].parent / "seed-0"
+    with (seed / "predictions.csv").open() as handle:
+        patients = {r["patient"] for r in csv.DictReader(handle)}
+    assert {r[0] for r in table_rows(text, "Patients")} == patients
+    assert "A repeated CV: its first seed&#x27;s test predictions (seed-0)." in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,26 +76,56 @@ def umap_plot(points: np.ndarray, colour: Sequence[Any], path: str | Path, title
     return umap_panels({"": (points, colour)}, path, title, legend_title)
 
 
+LEGEND_MAX = 12  # categories named in a UMAP's legend; the rarer ones are grouped as "other"
+LEGEND_ROWS = 6  # legend entries per column
+
+
+def legend_groups(counts: Counter[str], most: int = LEGEND_MAX) -> tuple[list[str], str | None]:
+    """The categories a legend names, most frequent first: every one when there are at most ``most``,
+    else the ``most - 1`` most frequent and the label of the rest (``other (k kinds), n cells``)."""
+    order = sorted(counts, key=lambda k: (-counts[k], k))
+    if len(order) <= most:
+        return order, None
+    rest = order[most - 1 :]
+    return order[: most - 1], f"other ({len(rest)} kinds), {sum(counts[k] for k in rest)} cells"
+
+
 def umap_panels(
     panels: dict[str, tuple[np.ndarray, Sequence[Any]]], path: str | Path, title: str, legend_title: str = ""
 ) -> Path:
-    """One scatter per panel (e.g. per fold, when each fold has its own encoder) with shared colours."""
+    """One scatter per panel (e.g. per fold, when each fold has its own encoder) with shared colours; a
+    categorical legend sits below the panels in columns, naming at most ``LEGEND_MAX`` categories (the rest
+    grey, as "other")."""
     values = {name: np.asarray(colour) for name, (_, colour) in panels.items()}
     numeric = all(v.dtype.kind in "fiu" for v in values.values())
-    fig, axes = subplots(1, len(panels), figsize=(5.2 * len(panels) + (0.8 if numeric else 2.6), 4.6), squeeze=False)
+    counts = Counter(() if numeric else (str(x) for v in values.values() for x in v.tolist()))
+    named, other = legend_groups(counts)
+    rows = min(LEGEND_ROWS, len(named) + (other is not None))
+    legend_height = 0.0 if numeric else 0.25 * rows + 0.5
+    fig, axes = subplots(
+        1,
+        len(panels),
+        figsize=(4.6 * len(panels) + (0.8 if numeric else 0.4), 4.4 + legend_height),
+        squeeze=False,
+        layout="constrained",
+    )
     if numeric:
         low = min(float(v.min()) for v in values.values())
         high = max(float(v.max()) for v in values.values())
     else:
-        colours = category_colours(sorted({x for v in values.values() for x in v.tolist()}))
-        counts = {name: sum(int((v == name).sum()) for v in values.values()) for name in colours}
+        colours = category_colours(named)
     for ax, (name, (points, _)) in zip(axes[0], panels.items()):
         v = values[name]
         if numeric:
             sc = ax.scatter(points[:, 0], points[:, 1], c=v, s=6, cmap="viridis", vmin=low, vmax=high)
         else:
-            for kind, colour in colours.items():
-                chosen = v == kind
+            text = np.array([str(x) for x in v.tolist()])
+            rest = ~np.isin(text, named)
+            if other is not None:
+                label = other if ax is axes[0][0] else None
+                ax.scatter(points[rest, 0], points[rest, 1], s=4, color="lightgrey", label=label)
+            for kind in named:  # most frequent first
+                colour, chosen = colours[kind], text == kind
                 ax.scatter(
                     points[chosen, 0],
                     points[chosen, 1],
@@ -110,8 +141,19 @@ def umap_panels(
     if numeric:
         fig.colorbar(sc, ax=list(axes[0]), label=legend_title)
     else:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        if other is not None:  # "other" last
+            handles, labels = handles[1:] + handles[:1], labels[1:] + labels[:1]
+        columns = -(-len(handles) // LEGEND_ROWS)
         fig.legend(
-            title=legend_title, fontsize=7, markerscale=2, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 0.95)
+            handles,
+            labels,
+            title=legend_title,
+            fontsize=7,
+            markerscale=2,
+            frameon=False,
+            loc="outside lower center",
+            ncol=max(1, columns),
         )
     return save_figure(fig, path)
 

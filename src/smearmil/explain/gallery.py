@@ -1,7 +1,9 @@
 """Galleries of the most and least contributing cells of a patient, with saliency overlays (PNG).
 
-The number above each cell is its signed contribution to the logit of one class (the positive class of a
-binary task, else the predicted class): in logit units, positive pushes the patient toward that class.
+A cell's contribution is its signed part in the logit of one class (``models.contributions``, in logit
+units). A gallery shows it as the cell's share of the patient's evidence: the contribution over the sum of
+every cell's absolute contribution, signed toward the class the patient is called (``+12% toward tumoral``);
+the raw logit values stay in the CSVs that list them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..utils.plotting import plt, save_figure
 from .saliency import guided_saliency
 
 SALIENCY_BAG = 256  # larger bags: saliency of the shown cells as a bag of their own (bounded memory)
-SALIENCY_LABEL = "saliency: |guided backprop x input|, relative to the largest shown"
+SALIENCY_LABEL = "saliency (|guided backprop x input|),\neach cell scaled to its own 99th percentile"
 
 
 @dataclass
@@ -36,9 +38,9 @@ class PatientExplanation:
 
 def contribution_label(toward: str, against: str = "", image_expert: bool = False) -> str:
     """What a gallery's numbers mean, in words."""
-    whose = "the image expert's logit" if image_expert else "the logit"
+    whose = "the image expert's evidence" if image_expert else "the evidence"
     minus = f", - toward {against}" if against else f", - away from {toward}"
-    return f"contribution to {whose} of {toward} (logit units; + pushes toward {toward}{minus})"
+    return f"each cell's share of {whose} (+ toward {toward}{minus})"
 
 
 def explain_patient(
@@ -83,19 +85,48 @@ def explain_patient(
     return PatientExplanation(patient, list(cell_ids), contributions, shown, saliency, images, toward, against)
 
 
-def gallery_png(
-    explanation: PatientExplanation, path: str | Path, k: int = 6, title: str = "", label: str = ""
-) -> Path:
-    """Highest and lowest ``k`` cells by contribution, each above its saliency overlay (with a colour bar)."""
-    values = explanation.contributions[explanation.shown]
+def evidence_shares(values: np.ndarray) -> np.ndarray:
+    """Each cell's signed share of its patient's evidence: its contribution over the sum of every cell's
+    absolute contribution (the shares' absolute values add up to 1; all zero when every cell is)."""
+    values = np.asarray(values, dtype=np.float64)
+    total = float(np.abs(values).sum())
+    return values / total if total > 0 else np.zeros_like(values)
+
+
+def share_text(share: float) -> str:
+    """A share as a signed percentage: ``+12%``, ``-0.4%``."""
+    pct = 100 * share
+    return f"{pct:+.0f}%" if abs(pct) >= 9.95 else f"{pct:+.1f}%"
+
+
+def toward_call(values: np.ndarray, toward: str, against: str, call: str) -> tuple[np.ndarray, str, str]:
+    """Contributions toward ``toward`` turned toward the class the patient is called, where that is the
+    other class of a binary task (``against``): every number then reads as support for the call."""
+    if call and against and call == against:
+        return -np.asarray(values, dtype=np.float64), against, toward
+    return np.asarray(values, dtype=np.float64), toward, against
+
+
+def visible_saliency(maps: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """Saliency maps smoothed a little and each scaled to its own ``percentile`` (clipped to [0, 1]), so
+    that every cell's map is visible whatever its magnitude against the others."""
+    from scipy.ndimage import gaussian_filter
+
+    out = np.zeros(maps.shape, dtype=np.float64)
+    for i, m in enumerate(np.asarray(maps, dtype=np.float64)):
+        smooth = gaussian_filter(m, sigma=max(1.0, m.shape[-1] / 64))
+        top = float(np.percentile(smooth, percentile))
+        out[i] = np.clip(smooth / top, 0, 1) if top > 0 else 0.0
+    return out
+
+
+def gallery_png(explanation: PatientExplanation, path: str | Path, k: int = 6, title: str = "", call: str = "") -> Path:
+    """Highest and lowest ``k`` cells by their share of the evidence toward the patient's call (default:
+    the class the contributions are toward), each above its saliency overlay (with a colour bar)."""
+    values, toward, _ = toward_call(explanation.contributions, explanation.toward, explanation.against, call)
+    shares = evidence_shares(values)[explanation.shown]
     return cells_png(
-        explanation.images,
-        values,
-        path,
-        label or contribution_label(explanation.toward, explanation.against),
-        k,
-        title or f"patient {explanation.patient}",
-        saliency=explanation.saliency,
+        explanation.images, shares, path, k, title, saliency=explanation.saliency, toward=toward or "the class"
     )
 
 
@@ -103,29 +134,30 @@ def cells_png(
     images: Sequence[np.ndarray] | np.ndarray,
     values: np.ndarray,
     path: str | Path,
-    label: str,
     k: int = 6,
     title: str = "",
     saliency: np.ndarray | None = None,
-    signed: bool = True,
+    toward: str = "",
     notes: Sequence[str] | None = None,
 ) -> Path:
     """A gallery of cells (uint8 RGB) with their scores: the highest ``k`` above the lowest ``k`` (disjoint),
-    each with its saliency below when given; ``label`` says what the numbers are. Signed scores show their
-    sign (red: positive, blue: negative); ``notes`` (e.g. cell types) go below the cells."""
+    each with its saliency below when given. With ``toward`` the scores are signed shares of the evidence
+    toward that class (red: toward it, blue: against it), else unsigned scores (e.g. relative attention);
+    ``notes`` (e.g. cell types) go below the cells."""
     values = np.asarray(values, dtype=float)
     order = np.argsort(-values)
     n = len(order)
-    groups = [
-        ("highest", order[: min(k, (n + 1) // 2)]),
-        ("lowest", order[::-1][: min(k, n // 2)]),
-    ]
+    names = (f"most toward\n{toward}", f"least toward\n{toward}") if toward else ("highest", "lowest")
+    groups = [(names[0], order[: min(k, (n + 1) // 2)]), (names[1], order[::-1][: min(k, n // 2)])]
     groups = [(name, rows) for name, rows in groups if len(rows)]
     per = 2 if saliency is not None else 1
     cols = max(len(rows) for _, rows in groups)
-    fig, axes = plt.subplots(per * len(groups), cols, figsize=(1.25 * cols + 1.6, 1.3 * per * len(groups) + 1.0))
+    height = (1.55 if toward else 1.35) + (0.15 if notes is not None and any(notes) else 0)
+    fig, axes = plt.subplots(
+        per * len(groups), cols, figsize=(1.3 * cols + 1.9, height * per * len(groups) + 0.3), layout="constrained"
+    )
     axes = np.asarray(axes).reshape(per * len(groups), cols)
-    top = float(saliency.max()) if saliency is not None and saliency.size and saliency.max() > 0 else 1.0
+    heat = visible_saliency(saliency) if saliency is not None else None
     for g, (name, rows) in enumerate(groups):
         for j in range(cols):
             cell_axes = axes[per * g : per * g + per, j]
@@ -138,21 +170,26 @@ def cells_png(
                 continue
             i = rows[j]
             cell_axes[0].imshow(images[i])
-            colour = ("tab:red" if values[i] > 0 else "tab:blue") if signed else "black"
-            cell_axes[0].set_title(f"{values[i]:+.3g}" if signed else f"{values[i]:.3g}", fontsize=8, color=colour)
+            if toward:
+                colour = "tab:red" if values[i] > 0 else "tab:blue" if values[i] < 0 else "black"
+                cell_axes[0].set_title(f"{share_text(values[i])}\ntoward {toward}", fontsize=7, color=colour)
+            else:
+                cell_axes[0].set_title(f"{values[i]:.3g}", fontsize=8)
             if notes is not None and notes[i]:
-                cell_axes[0].set_xlabel(notes[i], fontsize=7)
-            if saliency is not None:
+                cell_axes[0].set_xlabel(notes[i], fontsize=7, labelpad=1)
+            if heat is not None:
                 cell_axes[1].imshow(images[i])
-                cell_axes[1].imshow(saliency[i] / top, cmap="inferno", alpha=0.55, vmin=0, vmax=1)
+                cell_axes[1].imshow(heat[i], cmap="inferno", alpha=0.85 * heat[i], vmin=0, vmax=1)
         axes[per * g, 0].set_ylabel(name, fontsize=8)
-        if saliency is not None:
+        if heat is not None:
             axes[per * g + 1, 0].set_ylabel("saliency", fontsize=8)
-    if saliency is not None:
+    if heat is not None:
         mappable = plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap="inferno")
-        fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.6, label="saliency (relative)")
-    fig.suptitle(title, fontsize=9)
-    fig.text(0.01, 0.005, "numbers: " + label, fontsize=7, ha="left", va="bottom", wrap=True)
+        bar = fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.6)
+        bar.set_label(SALIENCY_LABEL, fontsize=7)
+        bar.ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return save_figure(fig, Path(path))
 
 

@@ -406,7 +406,11 @@ def repeatability_plot(result: dict[str, Any], path: str | Path) -> Path:
     from matplotlib.lines import Line2D
 
     models = list(result["patients"])
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.4), squeeze=False, sharey=True)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(3.2 * len(models), 3.8), squeeze=False, sharey=True, layout="constrained"
+    )
     for ax, model in zip(axes[0], models):
         entries = sorted(result["patients"][model].items(), key=lambda kv: kv[1]["p_true_mean"])
         xs = np.arange(len(entries))
@@ -422,6 +426,7 @@ def repeatability_plot(result: dict[str, Any], path: str | Path) -> Path:
         m = result["models"][model]
         ax.set_title(f"{model}: {100 * m['mean_set_disagreement']:.0f}% of sets disagree", fontsize=9)
         ax.set_xlabel("patients (sorted)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set_ylabel("P(true class) over image sets")
     handles = [
         Line2D([], [], marker="o", ls="", color=colour, label=label) for colour, label in REPEATABILITY_COLOURS.items()
@@ -430,5 +435,5 @@ def repeatability_plot(result: dict[str, Any], path: str | Path) -> Path:
         Line2D([], [], color="grey", lw=0.8, label="mean ± std over image sets"),
         Line2D([], [], color="grey", lw=0.6, ls="--", label="P = 0.5"),
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.12))
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=7, frameon=False)
     return save_figure(fig, Path(path))

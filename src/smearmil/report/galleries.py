@@ -1,6 +1,7 @@
-"""Cell galleries of a report: the highest and lowest contributing cells of a few patients
-(misclassified first), from the run's trained models (with saliency), from a predict folder's
-``cells.csv``, or, for heads on cached features, by attention from ``attention.csv``."""
+"""Cell galleries of a report: the cells that push a few patients (misclassified first, then the most
+uncertain, every class among them: ``selection``) most toward and against their call, from the run's
+trained models (with saliency), from a predict folder's ``cells.csv``, or, for heads on cached features, by
+attention from ``attention.csv``."""
 
 from __future__ import annotations
 
@@ -12,13 +13,23 @@ import numpy as np
 
 from ..data.cache import build_cache
 from ..data.cohort import UNKNOWN_CELL_TYPE
-from ..explain.gallery import cells_png, contribution_label, explain_patient, gallery_png, read_cell_image
+from ..explain.gallery import (
+    cells_png,
+    contribution_label,
+    evidence_shares,
+    explain_patient,
+    gallery_png,
+    read_cell_image,
+    toward_call,
+)
 from ..training.methods.run import RunPredictor
+from ..training.predictor import Predictor
 from ..training.run_dir import RunDir
 from ..utils.outputs import digest
 from ..utils.paths import slug
 from ..utils.spreadsheet import read_rows
 from .folder import OutputFolder, PatientRow
+from .selection import gallery_order
 
 CELLS = 6  # highest and lowest cells shown per patient
 
@@ -28,18 +39,21 @@ class Gallery:
     patient: str
     png: Path
     caption: str
+    saliency: bool = False  # each cell shown above its saliency
 
 
-def _order(rows: list[PatientRow], order: list[str]) -> list[PatientRow]:
-    """``rows`` in the order of the patients table (misclassified first)."""
-    rank = {p: i for i, p in enumerate(order)}
-    return sorted(rows, key=lambda r: (rank.get(r.patient, len(rank)), r.patient))
-
-
-def _describe(r: PatientRow, names: list[str]) -> str:
+def _describe(r: PatientRow, names: list[str], cuts: dict[str, float]) -> str:
+    """``patient P7: true tumoral, called reactive (P(tumoral) = 0.512, threshold 0.553)``."""
     truth = f"true {r.truth}, " if r.truth is not None else ""
-    p = f" (P({names[1]}) = {r.proba[names[1]]:.3f})" if len(names) == 2 else ""
-    return f"patient {r.patient}: {truth}predicted {r.prediction}{p}"
+    cut = cuts.get(r.fold, cuts.get(""))
+    at = f", threshold {cut:.3g}" if cut is not None else ""
+    p = f" (P({names[1]}) = {r.proba[names[1]]:.3f}{at})" if len(names) == 2 else ""
+    return f"patient {r.patient}: {truth}called {r.prediction}{p}"
+
+
+def _pick(rows: list[PatientRow], names: list[str], n: int, cuts: dict[str, float]) -> list[PatientRow]:
+    """``rows`` in the order their galleries are tried (``selection.gallery_order``)."""
+    return gallery_order(rows, names, n, cuts)
 
 
 def _png(files: Path, patient: str) -> Path:
@@ -50,7 +64,6 @@ def model_galleries(
     folder: OutputFolder,
     cohort: Any,
     n: int,
-    order: list[str],
     cache_dir: str | Path | None,
     progress: bool,
     files: Path,
@@ -60,23 +73,23 @@ def model_galleries(
     found = folder.image_run()
     if found is None or cohort is None or n <= 0:
         return "", []
-    name, path = found
-    run = RunDir(path)
-    try:
-        fold_models = run.fold_models() if run.splits.is_file() else []
-    except FileNotFoundError:
-        return name, []
-    judge = {pid: f.model for f in fold_models for pid in f.test_ids if f.model.uses_images}
+    name, path, judge = found[0], found[1], _judges(found[1])
     method = next((m for m in folder.methods if m.path == path), None)
-    rows = [r for r in _order(method.rows if method else [], order) if r.patient in judge and r.patient in cohort]
+    if method is None:
+        return name, []
+    names, cuts = folder.class_names, folder.cuts(method)
+    rows = _pick([r for r in method.rows if r.patient in judge and r.patient in cohort], names, n, cuts)
     if not rows:
         return name, []
-    names = folder.class_names
     cache = build_cache(cohort, judge[rows[0].patient].preprocessing, cache_dir, progress=progress)
-    out = []
-    for r in rows[:n]:
+    out: list[Gallery] = []
+    for r in rows:
+        if len(out) == n:
+            break
         if not isinstance(judge[r.patient], RunPredictor):  # experts and baselines: their cells' contributions
-            made = _contribution_gallery(judge[r.patient], r, cohort, names, files, cache_dir)
+            made = _contribution_gallery(
+                judge[r.patient], r, cohort, names, _describe(r, names, cuts), files, cache_dir
+            )
             out += [made] if made is not None else []
             continue
         trained = judge[r.patient].trained  # type: ignore[attr-defined]
@@ -88,14 +101,27 @@ def model_galleries(
             trained, r.patient, cache.read_bag(r.patient), cache.cell_ids(r.patient), attributes, CELLS, target
         )
         expert = trained.model.image_expert() is not trained.model
-        label = contribution_label(explanation.toward, explanation.against, expert)
-        png = gallery_png(explanation, _png(files, r.patient), CELLS, _describe(r, names), label)
-        out.append(Gallery(r.patient, png, f"{_describe(r, names)}; numbers: {label}; each cell above its saliency"))
+        _, toward, against = toward_call(np.zeros(0), explanation.toward, explanation.against, r.prediction)
+        label = contribution_label(toward, against, expert)
+        png = gallery_png(explanation, _png(files, r.patient), CELLS, call=r.prediction)
+        caption = f"{_describe(r, names, cuts)}; numbers: {label}; each cell above its saliency"
+        out.append(Gallery(r.patient, png, caption, saliency=True))
     return name, out
 
 
+def _judges(path: Path) -> dict[str, Predictor]:
+    """The model each patient was a test patient of, for the models of a train or cv folder that look at
+    cells."""
+    run = RunDir(path)
+    try:
+        fold_models = run.fold_models() if run.splits.is_file() else []
+    except FileNotFoundError:
+        return {}
+    return {pid: f.model for f in fold_models for pid in f.test_ids if f.model.uses_images}
+
+
 def _contribution_gallery(
-    model: Any, r: PatientRow, cohort: Any, names: list[str], files: Path, cache_dir: str | Path | None
+    model: Any, r: PatientRow, cohort: Any, names: list[str], about: str, files: Path, cache_dir: str | Path | None
 ) -> Gallery | None:
     """The cells of a test patient that push its image expert's score most each way (no saliency: the
     expert sees features of the cells, not their pixels)."""
@@ -105,8 +131,11 @@ def _contribution_gallery(
         return None
     toward = model.class_names[model.toward(p.proba)]
     against = next((c for c in names if c != toward), "") if len(names) == 2 else ""
-    cells = [(Path(f), float(v), t) for f, v, t in zip(p.files, found, p.cell_types or [""] * len(found))]
-    return _cells_gallery(r, cells, names, contribution_label(toward, against), files, signed=True)
+    values, toward, against = toward_call(found, toward, against, r.prediction)
+    shares = evidence_shares(values)
+    cells = [(Path(f), float(v), t) for f, v, t in zip(p.files, shares, p.cell_types or [""] * len(found))]
+    expert = getattr(model, "method", "") == "experts" and bool(model.attributes)  # a fusion's image expert
+    return _cells_gallery(r, cells, about, contribution_label(toward, against, expert), files, toward)
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -115,9 +144,10 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def _cells_gallery(
-    r: PatientRow, cells: list[tuple[Path, float, str]], names: list[str], label: str, files: Path, signed: bool
+    r: PatientRow, cells: list[tuple[Path, float, str]], about: str, label: str, files: Path, toward: str
 ) -> Gallery | None:
-    """A gallery read from image files: (file, score, cell type) per cell, highest and lowest shown."""
+    """A gallery read from image files: (file, score, cell type) per cell, highest and lowest shown; with
+    ``toward`` the scores are signed shares of the evidence toward that class; ``about``: the patient."""
     cells = sorted(cells, key=lambda c: -c[1])
     chosen = cells if len(cells) <= 2 * CELLS else cells[:CELLS] + cells[-CELLS:]
     images, values, notes = [], [], []
@@ -130,14 +160,12 @@ def _cells_gallery(
         notes.append("" if kind in ("", UNKNOWN_CELL_TYPE) else kind)
     if not images:
         return None
-    png = cells_png(
-        images, np.array(values), _png(files, r.patient), label, CELLS, _describe(r, names), signed=signed, notes=notes
-    )
+    png = cells_png(images, np.array(values), _png(files, r.patient), CELLS, toward=toward, notes=notes)
     types = "; below each cell its type" if any(notes) else ""
-    return Gallery(r.patient, png, f"{_describe(r, names)}; numbers: {label}{types}")
+    return Gallery(r.patient, png, f"{about}; numbers: {label}{types}")
 
 
-def predict_galleries(folder: OutputFolder, n: int, order: list[str], files: Path) -> list[Gallery]:
+def predict_galleries(folder: OutputFolder, n: int, files: Path) -> list[Gallery]:
     """Galleries of a predict folder from its ``cells.csv`` (image files read directly, no model needed)."""
     path = folder.path / "cells.csv"
     if n <= 0 or not path.is_file() or not folder.methods:
@@ -145,16 +173,18 @@ def predict_galleries(folder: OutputFolder, n: int, order: list[str], files: Pat
     per: dict[str, list[dict[str, str]]] = {}
     for row in _read_rows(path):
         per.setdefault(row["patient"], []).append(row)
-    names = folder.class_names
+    names, cuts = folder.class_names, folder.cuts(folder.methods[0])
     out = []
-    for r in [r for r in _order(folder.methods[0].rows, order) if r.patient in per]:
+    for r in _pick([r for r in folder.methods[0].rows if r.patient in per], names, n, cuts):
         toward = per[r.patient][0]["toward_class"]
         against = next((c for c in names if c != toward), "") if len(names) == 2 else ""
+        raw = np.array([float(c["logit_contribution_toward_class"]) for c in per[r.patient]])
+        values, toward, against = toward_call(raw, toward, against, r.prediction)
         cells = [
-            (Path(c["file"]), float(c["logit_contribution_toward_class"]), c.get("cell_type", ""))
-            for c in per[r.patient]
+            (Path(c["file"]), float(v), c.get("cell_type", "")) for c, v in zip(per[r.patient], evidence_shares(values))
         ]
-        gallery = _cells_gallery(r, cells, names, contribution_label(toward, against), files, signed=True)
+        label = contribution_label(toward, against)
+        gallery = _cells_gallery(r, cells, _describe(r, names, cuts), label, files, toward)
         if gallery is not None:
             out.append(gallery)
         if len(out) == n:
@@ -162,7 +192,7 @@ def predict_galleries(folder: OutputFolder, n: int, order: list[str], files: Pat
     return out
 
 
-def attention_galleries(folder: OutputFolder, n: int, order: list[str], files: Path) -> list[Gallery]:
+def attention_galleries(folder: OutputFolder, n: int, files: Path) -> list[Gallery]:
     """Cells a head on cached features attends to most and least (``attention.csv``), read from the data set."""
     path, root = folder.path / "attention.csv", folder.data_path()
     if n <= 0 or root is None or not path.is_file() or not folder.methods:
@@ -173,9 +203,10 @@ def attention_galleries(folder: OutputFolder, n: int, order: list[str], files: P
         where = cell if cell.is_absolute() else root / cell
         per.setdefault(row["patient"], []).append((where, float(row["relative_attention"]), row.get("cell_type", "")))
     label = "relative attention (1: as much as every cell of the bag alike; where the head looks, not which way)"
+    names, cuts = folder.class_names, folder.cuts(folder.methods[0])
     out = []
-    for r in [r for r in _order(folder.methods[0].rows, order) if r.patient in per]:
-        gallery = _cells_gallery(r, per[r.patient], folder.class_names, label, files, signed=False)
+    for r in _pick([r for r in folder.methods[0].rows if r.patient in per], names, n, cuts):
+        gallery = _cells_gallery(r, per[r.patient], _describe(r, names, cuts), label, files, "")
         if gallery is not None:
             out.append(gallery)
         if len(out) == n:

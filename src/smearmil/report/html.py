@@ -16,7 +16,7 @@ from ..utils.outputs import MARKER, OutputRefused, read_marker
 from .folder import OutputFolder
 from .galleries import Gallery, attention_galleries, model_galleries, predict_galleries
 from .page import Report
-from .patients import gallery_anchor, patients_section, table_order
+from .patients import gallery_anchor, patients_section
 from .results import calibration_section, classes_note, histogram_section, metrics_section
 from .sections import (
     attention_section,
@@ -30,15 +30,30 @@ from .sections import (
     training_section,
 )
 
+SHARES = (
+    "The number above a cell is its share of the patient's evidence, toward the class the patient is called: "
+    "its contribution to the logit over the sum of every cell's absolute contribution, so +12% toward tumoral "
+    "is a cell giving 12% of all the push the cells give, toward tumoral, and a negative share pushes the "
+    "other way ({where})."
+)
 GALLERY_INTRO = {
-    "model": "The highest and lowest contributing cells of a few test patients (misclassified first), each above "
-    "its guided-backpropagation saliency (colour bar: relative saliency). The number above a cell is its signed "
-    "contribution to the logit, in logit units: positive pushes the patient toward the class named in the caption.",
-    "predict": "The highest and lowest contributing cells of a few patients, as the prediction listed them in "
-    "cells.csv. The number above a cell is its signed contribution to the logit, in logit units: positive pushes "
-    "the patient toward the class named in the caption.",
-    "attention": "The cells the attention head weighs most and least for a few test patients (misclassified first). "
-    "Attention is not signed: it says where the head looks, not toward which class.",
+    "model": "The cells that push a few test patients most toward and most against their call, each above its "
+    "guided-backpropagation saliency (each cell's map scaled to its own 99th percentile, so bright is where "
+    "that cell's pixels matter most). "
+    + SHARES.format(where="`smearmil predict` writes each cell's raw logit contribution to cells.csv"),
+    "features": "The cells that push a few test patients most toward and most against their call, by their image "
+    "expert's score (it sees features computed from each cell, not its pixels: no saliency). "
+    + SHARES.format(where="`smearmil predict` writes each cell's raw logit contribution to cells.csv"),
+    "predict": "The cells that push a few patients most toward and most against their call, as the prediction "
+    "listed them in cells.csv. " + SHARES.format(where="cells.csv keeps the raw logit contributions"),
+    "attention": "The cells the attention head weighs most and least for a few test patients. Attention is not "
+    "signed: it says where the head looks, not toward which class.",
+}
+CHOSEN = {
+    True: "Patients shown: the misclassified first, then those whose call is the most uncertain, with at least "
+    "one patient of each class.",
+    False: "Patients shown: those whose call is the most uncertain (probability nearest the threshold), with "
+    "each call among them; their true class is unknown.",
 }
 
 
@@ -66,16 +81,15 @@ def build_report(
     work.mkdir(exist_ok=True)
     data_path = Path(data) if data else folder.data_path()
     cohort = data_section(report, folder, data_path)
-    order = table_order(folder)
     found: list[Gallery] = []
     explained = ""
     if folder.kind == "predict":
-        found, kind = predict_galleries(folder, galleries, order, work), "predict"
+        found, kind = predict_galleries(folder, galleries, work), "predict"
     elif folder.kind in ("features cv", "ssl cv"):
-        found, kind = attention_galleries(folder, galleries, order, work), "attention"
+        found, kind = attention_galleries(folder, galleries, work), "attention"
     else:
-        explained, found = model_galleries(folder, cohort, galleries, order, cache_dir, progress, work)
-        kind = "model"
+        explained, found = model_galleries(folder, cohort, galleries, cache_dir, progress, work)
+        kind = "model" if any(g.saliency for g in found) else "features"
     metrics_section(report, folder, work)
     choices_section(report, folder)
     patients_section(report, folder, {g.patient: gallery_anchor(g.patient) for g in found})
@@ -87,10 +101,12 @@ def build_report(
     repeatability_section(report, folder, work)
     attention_section(report, folder, work)
     title = "Cells the model attends to" if kind == "attention" else "Cells that drive the decision"
-    intro = GALLERY_INTRO[kind] + (f" Method explained: {explained}." if folder.kind == "compare" and explained else "")
+    intro = f"{GALLERY_INTRO[kind]} {CHOSEN[folder.labelled]}"
+    intro += f" Method explained: {explained}." if folder.kind == "compare" and explained else ""
     gallery_section(report, title, intro, found)
     config_section(report, folder)
     provenance_section(report, folder)
-    lead = f"Output of `smearmil {folder.kind}` in {folder.path}. {classes_note(folder.class_names)}".strip()
+    note = classes_note(folder.class_names, folder.labelled)
+    lead = f"Output of `smearmil {folder.kind}` in {folder.path}. {note}".strip()
     html_path, _ = report.write(f"smearmil report: {folder.path.name} ({folder.kind})", lead)
     return html_path

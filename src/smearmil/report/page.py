@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ window.addEventListener('load', () => {
   document.body.setAttribute('data-errors', String(window.__errors.length));
   const wide = document.documentElement.scrollWidth > window.innerWidth;
   document.body.setAttribute('data-overflow', String(wide));
+  document.body.setAttribute('data-width', String(window.innerWidth));
 });
 </script>"""
 STYLE = """<style>
@@ -60,6 +62,7 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right;vertical-align:t
 td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}
 table.sortable th{cursor:pointer}table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
 table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
+td.num{white-space:nowrap}td.long{min-width:16em}
 tr.wrong td{background:#fde8e8}tr.chosen td{font-weight:bold;background:#e8f0fd}
 figure{margin:.6em 0}img{max-width:100%;height:auto}
 pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}.note{color:#555;font-size:.85em}
@@ -82,13 +85,18 @@ class Section:
     md: list[str] = field(default_factory=list)
 
 
+NUMBER = re.compile(r"[-+]?\d[\d.,]*%?( ± \d[\d.,]*%?)?( \(\d+/\d+ folds\))?( ✗)?")
+
+
 def _td(cell: str | Cell) -> str:
     c = cell if isinstance(cell, Cell) else Cell(cell)
     text = html.escape(c.text)
     if c.href:
         text = f'<a href="{html.escape(c.href)}">{text}</a>'
     key = f' data-sort="{html.escape(c.sort)}"' if c.sort is not None else ""
-    return f"<td{key}>{text}</td>"
+    # a value such as 0.912 ± 0.051 never wraps; a sentence keeps a readable width in a narrow table
+    kind = ' class="num"' if NUMBER.fullmatch(c.text) else ' class="long"' if len(c.text) > 40 else ""
+    return f"<td{kind}{key}>{text}</td>"
 
 
 def _md_text(text: str) -> str:

@@ -7,6 +7,7 @@ from ..utils.outputs import digest
 from ..utils.paths import slug
 from .folder import OutputFolder, PatientRow
 from .page import Cell, Report, Section
+from .selection import ranked
 
 
 def gallery_anchor(patient: str) -> str:
@@ -24,7 +25,11 @@ def _link(patient: str, anchors: dict[str, str]) -> Cell:
 
 
 def table_order(folder: OutputFolder) -> list[str]:
-    """Patients in the table's order: misclassified by the most methods first, then by fold and id."""
+    """Patients in the table's order: misclassified by the most methods first, then by fold and id; when
+    no true class is known, the most uncertain call first."""
+    if not folder.labelled and folder.methods:
+        method = folder.methods[0]
+        return [r.patient for r in ranked(method.rows, folder.class_names, folder.cuts(method))]
     first: dict[str, PatientRow] = {}
     wrong: dict[str, int] = {}
     for m in folder.methods:
@@ -61,16 +66,26 @@ def patients_section(report: Report, folder: OutputFolder, anchors: dict[str, st
         line += [_p(r.gate) if r.gate is not None else Cell("-")] if gates else []
         table.append([*line, _link(r.patient, anchors)])
     report.table(s, header, table, sortable=True, row_classes=["wrong" if r.wrong else "" for r in rows])
-    notes = ["Misclassified patients first (shaded); click a column header to sort."]
+    first = "Misclassified patients first (shaded)" if truth else _uncertain_first(folder, names)
+    notes = [f"{first}; click a column header to sort."]
     if len(names) == 2:
         notes.append(f"P({names[1]}): probability of the positive class.")
     if gates:
         notes.append(
             "Gate: the share of the decision the mixture of experts gave the image expert (1 - gate: attributes)."
         )
-    if folder.kind == "predict" and not truth:
+    if not truth:
         notes.append("The true class of these patients is unknown.")
+    if methods[0].path != folder.path and folder.kind == "cv":
+        notes.append(f"A repeated CV: its first seed's test predictions ({methods[0].path.name}).")
     report.text(s, " ".join(notes), note=True)
+
+
+def _uncertain_first(folder: OutputFolder, names: list[str]) -> str:
+    if len(names) != 2:
+        return "Most uncertain calls first (the two most probable classes closest)"
+    cut = folder.cuts(folder.methods[0]).get("", 0.5)
+    return f"Most uncertain calls first (P({names[1]}) closest to the threshold, {cut:.3g})"
 
 
 def _fold(folder: OutputFolder, r: PatientRow) -> str:

@@ -39,8 +39,14 @@ def metric_labels(class_names: list[str]) -> dict[str, str]:
     }
 
 
-def classes_note(class_names: list[str]) -> str:
-    """One sentence that names the positive class (binary) or says how metrics average (multi-class)."""
+def classes_note(class_names: list[str], labelled: bool = True) -> str:
+    """One sentence that names the positive class (binary) or says how metrics average (multi-class); for
+    patients of unknown class, what the probabilities are."""
+    if not labelled:
+        unknown = "The true class of these patients is unknown, so there are no metrics"
+        if len(class_names) == 2:
+            return f"{unknown}; probabilities are P({class_names[1]})."
+        return f"{unknown}; classes: {', '.join(class_names)}." if class_names else f"{unknown}."
     if len(class_names) == 2:
         neg, pos = class_names
         return (
@@ -74,6 +80,8 @@ def metrics_section(report: Report, folder: OutputFolder, work: Path) -> None:
     names = folder.class_names
     labels = metric_labels(names)
     summary, metrics = folder.summary, folder.metrics
+    if not (summary or metrics or folder.labelled):
+        return  # new patients: nothing to judge the predictions by
     title = "Results (patients of known class)" if folder.kind == "predict" else "Results (test patients)"
     s = report.section(title)
     if summary and "methods" in summary:
@@ -123,7 +131,7 @@ def metrics_section(report: Report, folder: OutputFolder, work: Path) -> None:
             s,
             f"No metrics were written; the curves below use the {labelled} patients whose class is given."
             if methods
-            else "The class of these patients is unknown: no metrics.",
+            else "Too few patients of known class for metrics: every class must be among them.",
             note=True,
         )
     if len(names) == 2 and methods:
@@ -212,7 +220,12 @@ def calibration_section(report: Report, folder: OutputFolder, work: Path) -> Non
     curves = {_curve_name(folder, m): _y_p(known(m.rows), names) for m in methods}
     bins = 5 if min(len(y) for y, _ in curves.values()) < 100 else 10
     png = calibration_plot(curves, work / "calibration.png", pos, bins, "calibration, " + _pooled(folder))
-    report.image(s, png, f"reliability diagram: observed share of {pos} patients per bin of predicted P({pos})")
+    report.image(
+        s,
+        png,
+        f"reliability diagram: observed share of {pos} patients per bin of predicted P({pos}); below it, "
+        "the patients in each bin",
+    )
     if folder.kind == "compare":
         report.text(s, "Operating points of each method are in the report of its own folder (methods/).", note=True)
         return

@@ -13,6 +13,8 @@ from ..data.validation import load_cohort
 from ..evaluation.metrics import displayed_metrics
 from ..evaluation.plots import cell_type_attention_plot
 from ..protocols.repeatability import REPEATABILITY_COLOURS, repeatability_plot
+from ..training.config.experts import ExpertSpec
+from ..training.run_dir import RunDir
 from ..utils.plotting import plt, save_figure
 from ..utils.scoring import METRICS
 from .folder import OutputFolder, flatten
@@ -71,24 +73,40 @@ def comparison_section(report: Report, comparison: dict[str, dict[str, Any]], cl
 
 
 def _training_curves(run: Path, png: Path) -> Path | None:
+    """Loss per epoch, one panel per training stage: one colour per fold, solid train, dashed validation."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
     logs = sorted(run.glob("**/logs/metrics.csv"))
     if not logs:
         return None
     stages = sorted({p.parent.parent.name for p in logs})
-    fig, axes = plt.subplots(1, len(stages), figsize=(4 * len(stages), 3), squeeze=False)
+    folds = sorted({p.parent.parent.parent.name if p.parent.parent.parent != run else "" for p in logs})
+    colour = {fold: f"C{i % 10}" for i, fold in enumerate(folds)}
+    fig, axes = plt.subplots(
+        1, len(stages), figsize=(3.6 * len(stages) + 1.6, 3.2), squeeze=False, layout="constrained"
+    )
     for ax, stage in zip(axes[0], stages):
         for log in (p for p in logs if p.parent.parent.name == stage):
             with log.open(newline="") as handle:
                 rows = list(csv.DictReader(handle))
+            fold = log.parent.parent.parent.name if log.parent.parent.parent != run else ""
             for key, style in (("train/loss", "-"), ("val/loss", "--")):
                 points = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key)]
                 if points:
                     xs, ys = zip(*points)
-                    fold = log.parent.parent.parent.name if log.parent.parent.parent != run else ""
-                    label = f"{fold} {key.split('/')[0]}".strip()
-                    ax.plot(xs, ys, style, lw=1, marker="o", markersize=2, label=label)
-        ax.set(title=f"stage {stage}", xlabel="epoch", ylabel="loss")
-        ax.legend(fontsize=6)
+                    ax.plot(xs, ys, style, lw=1, marker="o", markersize=2, color=colour[fold])
+        ax.set_title(f"stage {stage}", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        low, high = ax.get_xlim()
+        if high - low < 1:  # one epoch: whole-number ticks around it
+            ax.set_xlim(round((low + high) / 2) - 1, round((low + high) / 2) + 1)
+        ax.tick_params(labelsize=8)
+    axes[0][0].set_ylabel("loss")
+    handles = [Line2D([], [], color=colour[f], label=f or "model") for f in folds]
+    handles += [Line2D([], [], color="grey", label="train"), Line2D([], [], color="grey", ls="--", label="validation")]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
     return save_figure(fig, png)
 
 
@@ -204,41 +222,90 @@ def _choice(value: Any) -> str:
     )
 
 
-def _weights(choice: dict[str, Any]) -> str:
-    """What the chosen fusion learnt: the stack's coefficients, or the gate's weights."""
+def _expert(choice: dict[str, Any], kind: str, config: dict[str, Any]) -> str:
+    """The ``image`` or ``attributes`` expert a model chose, or the one its config fixed (a single candidate:
+    nothing to choose, so ``choices.json`` does not name it); ``none`` where it has none."""
+    if f"{kind}_expert" in choice:
+        return _choice(choice[f"{kind}_expert"])
+    if not config:
+        return "-"
+    specs = config.get("image_expert" if kind == "image" else "attribute_expert") or []
+    specs = specs if isinstance(specs, list) else [specs]
+    if len(specs) != 1:
+        return "none" if not specs else "-"
+    try:
+        return f"{ExpertSpec.model_validate(specs[0]).label} (the only candidate)"
+    except ValueError:
+        return "-"
+
+
+def _input_name(name: str, attributes: list[str]) -> str:
+    """A stacked fusion's input as a reader knows it: ``image`` -> image expert, ``attribute:1`` -> its name."""
+    kind, _, index = name.partition(":")
+    if kind == "attribute" and index.isdigit() and int(index) < len(attributes):
+        return attributes[int(index)]
+    what = {"image": "image expert", "attributes": "attribute expert"}.get(kind, kind)
+    return f"{what} (class {index})" if index and kind in ("image", "attributes") else what
+
+
+def _gates(folder: Path) -> list[float]:
+    path = folder / "experts.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [float(r["gate_image_expert"]) for r in csv.DictReader(handle) if r.get("gate_image_expert")]
+
+
+def _weights(choice: dict[str, Any], folder: Path) -> str:
+    """What the chosen fusion weighs, in words: the stack's coefficients on named inputs, the mixture's gate
+    on the model's test patients, the average's fixed halves."""
+    fusion = _choice(choice.get("fusion_choice", choice.get("fusion")))
     if "coefficients" in choice:
-        return ", ".join(f"{k} {v[0]:+.2f}" for k, v in choice["coefficients"].items())
+        meta = RunDir(folder).read_json(folder / "experts.json") or {}
+        attributes = list((meta.get("encoder") or {}).get("names") or [])
+        terms = sorted(choice["coefficients"].items(), key=lambda kv: -abs(kv[1][0]))
+        return "log-odds: " + " ".join(f"{v[0]:+.2f} × {_input_name(k, attributes)}" for k, v in terms)
     if "gate_weight" in choice:
+        gates = _gates(folder)
+        if not gates:
+            return "gate g per patient"
         return (
-            "gate weights "
-            + ", ".join(f"{v:+.2f}" for v in choice["gate_weight"])
-            + f"; bias {choice['gate_bias']:+.2f}"
+            f"gate g: {sum(gates) / len(gates):.2f} on average over its {len(gates)} test patients "
+            f"({min(gates):.2f} to {max(gates):.2f})"
         )
-    return "-"
+    return {
+        "avg": "equal halves: the mean of the two experts' log-probabilities",
+        "image-only": "the image expert alone",
+        "attributes-only": "the attribute expert alone",
+    }.get(fusion, "-")
 
 
 def choices_section(report: Report, folder: OutputFolder) -> None:
     """What the method chose inside the training patients (each fold's, or the final model's): its experts,
     fusion, the fusion's weights and the threshold."""
-    found = folder.choices()
+    found = folder.chosen()
     if not found:
         return
     s = report.section("Choices made inside the training patients")
     report.text(
         s,
         "Each fitted model chose these from its own training patients' out-of-fold scores, never from the "
-        "patients it is judged on. Fusion weights: each input's coefficient in the stack's log-odds, or the "
-        "gate's weights on the projected cells and the attributes.",
+        "patients it is judged on. Fusion weights: a stack's coefficients on each input's log-odds (largest "
+        "first); a mixture of experts gives each patient P = g × P(image expert) + (1 - g) × P(attribute "
+        "expert), its gate g computed from the patient's cells and attributes (the gate's parameters are in "
+        "each model's choices.json).",
     )
-    rows = [
-        [
-            name,
-            _choice(c.get("image_expert")),
-            _choice(c.get("attributes_expert")),
-            _choice(c.get("fusion_choice", c.get("fusion"))),
-            _weights(c),
-            "-" if c.get("threshold") is None else f"{c['threshold']:.3f}",
-        ]
-        for name, c in found.items()
-    ]
+    rows = []
+    for name, (where, c) in found.items():
+        config = (RunDir(where).read_json(where / "experts.json") or {}).get("config") or {}
+        rows.append(
+            [
+                name,
+                _expert(c, "image", config),
+                _expert(c, "attributes", config),
+                _choice(c.get("fusion_choice", c.get("fusion"))),
+                _weights(c, where),
+                "-" if c.get("threshold") is None else f"{c['threshold']:.3f}",
+            ]
+        )
     report.table(s, ["model", "image expert", "attribute expert", "fusion", "fusion weights", "threshold"], rows)

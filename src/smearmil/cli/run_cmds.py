@@ -536,7 +536,7 @@ def demo(
 
     if not quiet:
         minutes = max(0.5, round(estimated_seconds() / 30) / 2)  # to the half minute
-        err_console.print(f"demo: about {minutes:g} min on this machine now (2 min on 2 idle cores)")
+        err_console.print(f"demo: about {minutes:g} min on this machine now (3 min on 2 idle cores)")
     result = run_demo(out_dir, seed=seed, progress=not quiet, overwrite=overwrite, say=out.print)
     out.print(
         metrics_table(

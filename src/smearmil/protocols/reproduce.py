@@ -248,6 +248,11 @@ def _published_data() -> dict[str, Any]:
     return yaml.safe_load(resources.files(__package__).joinpath("published.yaml").read_text(encoding="utf-8"))
 
 
+def paper_notes(table: str) -> list[str]:
+    """Where the paper's own figures of ``table`` disagree or cannot be what they say (``published.yaml``)."""
+    return list(_published_data().get("notes", {}).get(table, []))
+
+
 def _stored_figures(table: str) -> dict[str, Published]:
     """The figures of ``table`` in the package's ``published.yaml``, by row."""
     data = _published_data()
@@ -465,7 +470,7 @@ def run_reproduce(
         names = [name for name, w in not_run.items() if w == why]
         notes.append(f"not run at budget {budget}: {', '.join(names)}: {why}")
     notes += _published_notes(figures, ours, spec.metrics)
-    notes += [f"published: {n}" for n in _published_data().get("notes", {}).get(table, [])]
+    notes += [f"published: {n}" for n in paper_notes(table)]
     rows = _rows(ours, figures, spec.metrics, spec.rows, not_run)
     result_json = {
         "table": table,

@@ -181,12 +181,18 @@ def tiny_run(sim_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return run, cache
 
 
+@pytest.fixture
+def typed(sim_cohort: Path, tmp_path: Path) -> Path:
+    """The simulated cohort as patient folders with cell-type sub-folders."""
+    return patient_folder_cohort(sim_cohort, tmp_path / "dx", cell_types=True)
+
+
 @pytest.mark.slow
 def test_predict_prints_a_tally_and_warns_of_a_model_at_chance(
-    tiny_run: tuple[Path, Path], sim_cohort: Path, tmp_path: Path
+    tiny_run: tuple[Path, Path], typed: Path, tmp_path: Path
 ) -> None:
     run, cache = tiny_run
-    cohort = patient_folder_cohort(sim_cohort, tmp_path / "dx", cell_types=True)
+    cohort = typed
     loose = sorted(p for p in cohort.iterdir() if p.is_dir())
     done = run_in_process("predict", run, *loose, "--out", tmp_path / "p", "--cache-dir", cache)
     assert done.returncode == 0, done.stderr
@@ -270,11 +276,9 @@ def test_to_pandas_with_pandas() -> None:
 
 
 @pytest.mark.slow
-def test_model_cells_rows_name_the_cell_types_of_loose_folders(
-    tiny_run: tuple[Path, Path], sim_cohort: Path, tmp_path: Path
-) -> None:
+def test_model_cells_rows_name_the_cell_types_of_loose_folders(tiny_run: tuple[Path, Path], typed: Path) -> None:
     run, cache = tiny_run
-    cohort = patient_folder_cohort(sim_cohort, tmp_path / "dx", cell_types=True)
+    cohort = typed
     model = smearmil.load(run, cache_dir=cache)
     table = model.predict([cohort / "P000", cohort / "P001"])
     assert [r["patient"] for r in table] == ["P000", "P001"] and table[-1]["patient"] == "P001"

@@ -92,7 +92,8 @@ def estimated_seconds() -> float:
         optimiser.step()
         optimiser.zero_grad()
 
-    step()  # warm-up
+    for _ in range(3):  # warm-up: a cold process's first steps are slow
+        step()
     start = time.perf_counter()
     for _ in range(CALIBRATION_STEPS):
         step()

@@ -379,8 +379,9 @@ def report(
     quiet: QuietOpt = False,
 ) -> None:
     """Write a self-contained report.html (and report.md) of a run."""
-    if not run.is_dir():
-        raise ValueError(f"{run} is not a folder: give one written by a smearmil command")
+    from ..utils.outputs import require_output_folder
+
+    require_output_folder(run)  # at once: the report's imports take seconds
     from ..report.html import build_report
 
     path = build_report(run, data_set, galleries, cache_dir, progress=not quiet)

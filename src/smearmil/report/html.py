@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..utils.outputs import MARKER, OutputRefused, read_marker
+from ..utils.outputs import MARKER, OutputRefused, read_marker, require_output_folder
 from .folder import OutputFolder
 from .galleries import Gallery, attention_galleries, model_galleries, predict_galleries
 from .page import Report
@@ -69,8 +69,7 @@ def build_report(
 
     ``comparison`` adds a table of other methods' CV summaries run on the same folds."""
     folder = OutputFolder(run)
-    if not folder.path.is_dir():
-        raise FileNotFoundError(f"{folder.path} is not a folder: give one written by a smearmil command")
+    require_output_folder(folder.path)
     if read_marker(folder.path) is None:  # a report replaces report.html/.md: only in folders smearmil made
         raise OutputRefused(
             f"{folder.path} was not written by smearmil (it has no {MARKER}); the report is written only into "

@@ -166,3 +166,9 @@ def _claim(
 def _contents(folder: Path) -> list[Path]:
     """What ``folder`` holds besides a lock file."""
     return [p for p in folder.iterdir() if p.name != LOCK]
+
+
+def require_output_folder(path: Path) -> None:
+    """Refuse a path that is not a folder a smearmil command could have written (before any heavy import)."""
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"{path} is not a folder: give one written by a smearmil command")

@@ -192,6 +192,26 @@ def test_clinical_classifiers_follow_the_estimator_api(name: str) -> None:
     assert (model.predict(x[60:]) == y[60:]).mean() >= 0.75
 
 
+@pytest.mark.parametrize("name", ["mil/MISVM", "mil/EMDD"])
+def test_classical_mil_trains_on_every_instance_unless_capped(name: str) -> None:
+    bags, y = _toy(12, seed=4, n=40)
+    every = BASELINES.build(name).fit(bags, y)
+    assert every.scaler_.n_samples_seen_ == 12 * 40
+    capped = BASELINES.build(name, max_instances=8).fit(bags, y)
+    assert capped.scaler_.n_samples_seen_ == 12 * 8
+    with pytest.raises(ValueError, match="max_instances must be at least 1"):
+        BASELINES.build(name, max_instances=0).fit(bags, y)
+
+
+def test_a_capped_classical_mil_row_says_so() -> None:
+    from smearmil.training.config.compare import MethodSpec
+
+    capped = MethodSpec(name="MI-SVM", baseline="mil/MISVM", data="imgs", params={"max_instances": 32})
+    assert capped.label == "MI-SVM [imgs, at most 32 cells per bag]"
+    both = MethodSpec(name="MI-SVM", baseline="mil/MISVM", params={"max_instances": 32, "calibrate": True})
+    assert both.label == "MI-SVM [imgs, at most 32 cells per bag, calibrated]"
+
+
 def test_emdd_gradient_matches_finite_differences_and_finds_the_witness_axis() -> None:
     from scipy.optimize import check_grad
 

@@ -192,6 +192,21 @@ def test_clinical_classifiers_follow_the_estimator_api(name: str) -> None:
     assert (model.predict(x[60:]) == y[60:]).mean() >= 0.75
 
 
+def test_the_svm_baseline_fits_small_folds_and_names_a_class_too_small() -> None:
+    from smearmil.baselines.clinical import TooFewPatientsError
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 0, 0, 1, 1, 1])  # 3 patients per class: fewer than its 5 calibration folds
+    x = rng.normal(size=(6, 2)) + 2.0 * y[:, None]
+    model = BASELINES.build("clinical/svm", seed=0).fit(x, y)
+    proba = model.predict_proba(x)
+    assert proba.shape == (6, 2) and np.allclose(proba.sum(1), 1) and set(model.predict(x)) <= {0, 1}
+    with pytest.raises(TooFewPatientsError, match="at least 2 patients per class.*1 of class 1"):
+        BASELINES.build("clinical/svm", seed=0).fit(x[[0, 1, 3]], y[[0, 1, 3]])
+    with pytest.raises(TooFewPatientsError, match="two classes"):
+        BASELINES.build("clinical/svm", seed=0).fit(x[:3], y[:3])
+
+
 @pytest.mark.parametrize("name", ["mil/MISVM", "mil/EMDD"])
 def test_classical_mil_trains_on_every_instance_unless_capped(name: str) -> None:
     bags, y = _toy(12, seed=4, n=40)

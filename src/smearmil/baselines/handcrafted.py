@@ -168,15 +168,16 @@ def fractal_dimension(binary: np.ndarray) -> float:
     if binary.sum() == 0:
         return 0.0
     side = 2 ** int(np.ceil(np.log2(max(binary.shape))))
-    padded = np.zeros((side, side), bool)
-    padded[: binary.shape[0], : binary.shape[1]] = binary
+    level = np.zeros((side, side), bool)
+    level[: binary.shape[0], : binary.shape[1]] = binary
     sizes, counts = [], []
-    size = side
-    while size >= 2:
-        blocks = padded.reshape(side // size, size, side // size, size).any(axis=(1, 3))
+    size = 1
+    while level.shape[0] >= 2:  # boxes of twice the side: any pixel of the 2 x 2 boxes below
+        n = level.shape[0] // 2
+        level = np.asarray(level.reshape(n, 2, n, 2).any(axis=(1, 3)))
+        size *= 2
         sizes.append(size)
-        counts.append(blocks.sum())
-        size //= 2
+        counts.append(level.sum())
     if len(sizes) < 2:
         return 0.0
     slope = np.polyfit(np.log(1.0 / np.array(sizes)), np.log(np.array(counts)), 1)[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage.draw import disk
@@ -12,6 +14,7 @@ from smearmil.baselines.handcrafted import (
     FEATURE_NAMES,
     GLCM,
     SHAPE,
+    average_fractal_dimension,
     cell_features,
     fractal_dimension,
     glcm_statistics,
@@ -104,16 +107,44 @@ def test_fractal_dimension_of_a_square_and_a_line() -> None:
     assert fractal_dimension(line) == pytest.approx(1.0, abs=0.05)
 
 
+def test_the_fractal_dimension_is_averaged_over_thresholds() -> None:
+    """A bright line (dimension 1) over a dimmer half-plane (dimension 2): the lower thresholds keep the
+    plane, the upper ones only the line, and the average lies between."""
+    channel = np.zeros((64, 64), np.uint8)
+    channel[:32] = 100
+    channel[48] = 250
+    plane, line = fractal_dimension(channel > 0), fractal_dimension(channel > 100)
+    assert plane > 1.7 and line == pytest.approx(1.0, abs=0.05)
+    assert average_fractal_dimension(channel, np.ones(channel.shape, bool)) == pytest.approx((plane + line) / 2)
+    flat = np.full((16, 16), 7, np.uint8)  # no pixel above any threshold
+    assert average_fractal_dimension(flat, np.ones(flat.shape, bool)) == 0.0
+
+
 def test_segmentation_finds_the_simulated_white_cell(tmp_path) -> None:
     root = simulate(tmp_path / "s", SimulationConfig(patients=2, cells_min=3, cells_max=3, size=96), progress=False)
     for path in sorted((root / "trainset").rglob("*.jpg")):
         rgb = read_rgb(path)
         seg = segment(rgb)
         rows, cols = np.nonzero(seg.mask)
-        assert abs(rows.mean() - 48) < 12 and abs(cols.mean() - 48) < 12  # the nucleus sits in the centre
-        assert 0.05 < seg.mask.mean() < 0.5 and seg.count >= 1
+        assert abs(rows.mean() - 48) < 12 and abs(cols.mean() - 48) < 12  # the white cell sits in the centre
+        assert 0.05 < seg.mask.mean() < 0.5 and seg.count >= 1 and (seg.nucleus <= seg.mask).all()
         features = cell_features(rgb)
         assert features.shape == (94,) and np.isfinite(features).all()
+
+
+def test_real_cells_are_segmented_whole_and_unfilled(shared_data: Path) -> None:
+    """The first cell of 40 patients: the region is the lymphocyte with its cytoplasm (clearly larger than
+    its stained nucleus on most cells), and holes are kept, so Euler number and filled area vary."""
+    root = shared_data / "lymphocytosis-dev" / "trainset"
+    folders = sorted(p for p in root.iterdir() if p.is_dir())[:40]
+    cells = [read_rgb(sorted(folder.glob("*.jpg"))[0]) for folder in folders]
+    segs = [segment(rgb) for rgb in cells]
+    assert all(s.mask.any() and (s.nucleus <= s.mask).all() for s in segs)
+    with_cytoplasm = [s.mask.sum() >= 1.15 * s.nucleus.sum() for s in segs]
+    assert np.mean(with_cytoplasm) >= 0.75, f"{sum(with_cytoplasm)} of {len(segs)} cells have cytoplasm"
+    shapes = np.stack([shape_features(s.mask) for s in segs])
+    euler, area, filled = (shapes[:, SHAPE.index(n)] for n in ("euler_number", "area", "area_filled"))
+    assert len(np.unique(euler)) >= 2 and (filled > area).any() and (filled >= area).all()
 
 
 def _toy(n_bags: int, seed: int, shift: float = 5.0, n: int = 10, d: int = 5) -> tuple[list[np.ndarray], np.ndarray]:
@@ -161,6 +192,41 @@ def test_clinical_classifiers_follow_the_estimator_api(name: str) -> None:
     assert (model.predict(x[60:]) == y[60:]).mean() >= 0.75
 
 
+def test_the_svm_baseline_fits_small_folds_and_names_a_class_too_small() -> None:
+    from smearmil.baselines.clinical import TooFewPatientsError
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 0, 0, 1, 1, 1])  # 3 patients per class: fewer than its 5 calibration folds
+    x = rng.normal(size=(6, 2)) + 2.0 * y[:, None]
+    model = BASELINES.build("clinical/svm", seed=0).fit(x, y)
+    proba = model.predict_proba(x)
+    assert proba.shape == (6, 2) and np.allclose(proba.sum(1), 1) and set(model.predict(x)) <= {0, 1}
+    with pytest.raises(TooFewPatientsError, match="at least 2 patients per class.*1 of class 1"):
+        BASELINES.build("clinical/svm", seed=0).fit(x[[0, 1, 3]], y[[0, 1, 3]])
+    with pytest.raises(TooFewPatientsError, match="two classes"):
+        BASELINES.build("clinical/svm", seed=0).fit(x[:3], y[:3])
+
+
+@pytest.mark.parametrize("name", ["mil/MISVM", "mil/EMDD"])
+def test_classical_mil_trains_on_every_instance_unless_capped(name: str) -> None:
+    bags, y = _toy(12, seed=4, n=40)
+    every = BASELINES.build(name).fit(bags, y)
+    assert every.scaler_.n_samples_seen_ == 12 * 40
+    capped = BASELINES.build(name, max_instances=8).fit(bags, y)
+    assert capped.scaler_.n_samples_seen_ == 12 * 8
+    with pytest.raises(ValueError, match="max_instances must be at least 1"):
+        BASELINES.build(name, max_instances=0).fit(bags, y)
+
+
+def test_a_capped_classical_mil_row_says_so() -> None:
+    from smearmil.training.config.compare import MethodSpec
+
+    capped = MethodSpec(name="MI-SVM", baseline="mil/MISVM", data="imgs", params={"max_instances": 32})
+    assert capped.label == "MI-SVM [imgs, at most 32 cells per bag]"
+    both = MethodSpec(name="MI-SVM", baseline="mil/MISVM", params={"max_instances": 32, "calibrate": True})
+    assert both.label == "MI-SVM [imgs, at most 32 cells per bag, calibrated]"
+
+
 def test_emdd_gradient_matches_finite_differences_and_finds_the_witness_axis() -> None:
     from scipy.optimize import check_grad
 
@@ -185,3 +251,17 @@ def test_a_calibrated_classical_mil_row_says_so() -> None:
     assert plain.label == "MI-SVM [imgs]" and calibrated.label == "MI-SVM [imgs, calibrated]"
     train, labels = _toy(40, seed=2)
     assert BASELINES.build("mil/MISVM", calibrate=True).fit(train, labels).platt_ is not None
+
+
+def test_a_model_fitted_on_older_hand_crafted_features_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from smearmil.training.cell_sources import CELLS_META, Featurizer, Handcrafted
+
+    Handcrafted(64, None, 1).save(tmp_path)
+    assert Featurizer.load(tmp_path) == Handcrafted(64, None, 1)
+    meta = json.loads((tmp_path / CELLS_META).read_text())
+    del meta["version"]  # what version 2 wrote
+    (tmp_path / CELLS_META).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="features of version 2.*train it again"):
+        Featurizer.load(tmp_path)

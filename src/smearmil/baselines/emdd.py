@@ -51,7 +51,7 @@ class EMDD(MILBase):
         n_starts: int = 3,
         max_iter: int = 10,
         initial_scale: float = 1.0,
-        max_instances: int = 32,
+        max_instances: int | None = None,
         calibrate: bool = False,
         random_state: int = 0,
     ):

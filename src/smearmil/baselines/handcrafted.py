@@ -1,10 +1,11 @@
-"""94 hand-crafted features of the segmented lymphocyte: 12 shape, 9 intensity, 72 texture, 1 density."""
+"""94 hand-crafted features of the segmented lymphocyte (nucleus and cytoplasm): 12 shape, 9 intensity,
+72 texture, 1 density. Shape is measured on the region as segmented, holes included, so that its Euler
+number and filled area say something of its own."""
 
 from __future__ import annotations
 
 import numpy as np
 from skimage.feature import graycomatrix
-from skimage.filters import threshold_otsu
 from skimage.measure import regionprops
 
 from .segmentation import SegmentationConfig, segment
@@ -25,6 +26,7 @@ SHAPE = [
 ]
 # the 23 co-occurrence statistics of the paper's Section 3.2, in its order (Haralick 1973, Soh and
 # Tsatsoulis 1999, Clausi 2002, as in the widely used MATLAB GLCM_Features), plus the fractal dimension
+# (averaged over several thresholds)
 GLCM = [
     "autocorrelation",
     "contrast",
@@ -59,6 +61,7 @@ FEATURE_NAMES = (
     + ["lymphocyte_count"]
 )
 ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)
+FRACTAL_QUANTILES = (0.2, 0.4, 0.6, 0.8)  # the thresholds the fractal dimension is averaged over
 LEVELS = 32
 _EPS = 1e-12
 
@@ -165,28 +168,35 @@ def fractal_dimension(binary: np.ndarray) -> float:
     if binary.sum() == 0:
         return 0.0
     side = 2 ** int(np.ceil(np.log2(max(binary.shape))))
-    padded = np.zeros((side, side), bool)
-    padded[: binary.shape[0], : binary.shape[1]] = binary
+    level = np.zeros((side, side), bool)
+    level[: binary.shape[0], : binary.shape[1]] = binary
     sizes, counts = [], []
-    size = side
-    while size >= 2:
-        blocks = padded.reshape(side // size, size, side // size, size).any(axis=(1, 3))
+    size = 1
+    while level.shape[0] >= 2:  # boxes of twice the side: any pixel of the 2 x 2 boxes below
+        n = level.shape[0] // 2
+        level = np.asarray(level.reshape(n, 2, n, 2).any(axis=(1, 3)))
+        size *= 2
         sizes.append(size)
-        counts.append(blocks.sum())
-        size //= 2
+        counts.append(level.sum())
     if len(sizes) < 2:
         return 0.0
     slope = np.polyfit(np.log(1.0 / np.array(sizes)), np.log(np.array(counts)), 1)[0]
     return float(slope)
 
 
-def texture_features(channel: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    values = channel[mask]
-    threshold = threshold_otsu(values) if np.ptp(values) > 0 else values.max() - 1
+def average_fractal_dimension(channel: np.ndarray, mask: np.ndarray) -> float:
+    """Mean box-counting dimension of the region's pixels brighter than each of several thresholds (the
+    ``FRACTAL_QUANTILES`` of its values), over the thresholds that leave some pixel (0 if none does)."""
     rows, cols = np.nonzero(mask)
     box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
-    fd = fractal_dimension((channel[box] > threshold) & mask[box])
-    return np.append(glcm_statistics(region_glcm(channel, mask)), fd)
+    inside, values = mask[box], channel[box]
+    above = [(values > t) & inside for t in np.unique(np.quantile(channel[mask], FRACTAL_QUANTILES))]
+    found = [fractal_dimension(b) for b in above if b.any()]
+    return float(np.mean(found)) if found else 0.0
+
+
+def texture_features(channel: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.append(glcm_statistics(region_glcm(channel, mask)), average_fractal_dimension(channel, mask))
 
 
 def cell_features(rgb: np.ndarray, config: SegmentationConfig | None = None) -> np.ndarray:

@@ -1,11 +1,13 @@
 """Classical multiple-instance classifiers over instance features, with scikit-learn's estimator API.
 
 ``fit(bags, y)`` takes a list of (n_i, d) arrays and binary bag labels; ``predict_proba(bags)``
-returns (n_bags, 2). By default, as in the paper, a bag's probability is the sigmoid of its score and
-the cut is 0.5, with no threshold tuned. ``calibrate=True`` instead Platt-scales *out-of-fold* bag
-scores (internal stratified 3-fold CV, classes weighted equally): the instance SVMs fit the training
-bags' witnesses closely, so their own scores can put the boundary where no new bag reaches it; this
-tunes the operating point, and outputs that use it say "calibrated".
+returns (n_bags, 2). They train on every instance of every bag, as the paper does; ``max_instances=N``
+instead draws at most N instances per training bag at random (seeded), which is faster and which
+comparison labels show ("at most N cells per bag"). By default, as in the paper, a bag's probability
+is the sigmoid of its score and the cut is 0.5, with no threshold tuned. ``calibrate=True`` instead
+Platt-scales *out-of-fold* bag scores (internal stratified 3-fold CV, classes weighted equally): the
+instance SVMs fit the training bags' witnesses closely, so their own scores can put the boundary where
+no new bag reaches it; this tunes the operating point, and outputs that use it say "calibrated".
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ Bags = Sequence[np.ndarray]
 
 
 class MILBase(ClassifierMixin, BaseEstimator):
-    """Shared plumbing: binary labels, instance scaling, capped training bags, out-of-fold calibration."""
+    """Shared plumbing: binary labels, instance scaling, optionally capped training bags, out-of-fold
+    calibration."""
 
     calibrate: bool = False
+    max_instances: int | None = None
 
     def fit(self, bags: Bags, y: Sequence[int] | np.ndarray) -> MILBase:
         y = np.asarray(y, dtype=np.int64)
@@ -41,14 +45,20 @@ class MILBase(ClassifierMixin, BaseEstimator):
             raise ValueError("need one non-empty bag per label")
         self.classes_ = np.array([0, 1])
         self.platt_ = self._out_of_fold_platt(bags, y) if self.calibrate else None
-        rng = np.random.default_rng(self.random_state)
-        capped = [
-            b if len(b) <= self.max_instances else b[rng.choice(len(b), self.max_instances, replace=False)]
-            for b in bags
-        ]
+        capped = self._capped(bags)
         self.scaler_ = StandardScaler().fit(np.vstack(capped))
         self._fit_scaled([self.scaler_.transform(b) for b in capped], y)
         return self
+
+    def _capped(self, bags: Bags) -> list[np.ndarray]:
+        """The training bags, each cut to ``max_instances`` random instances when a cap is set."""
+        cap = self.max_instances
+        if cap is None:
+            return list(bags)
+        if cap < 1:
+            raise ValueError(f"max_instances must be at least 1 (or None for every instance), got {cap}")
+        rng = np.random.default_rng(self.random_state)
+        return [b if len(b) <= cap else b[rng.choice(len(b), cap, replace=False)] for b in bags]
 
     def _out_of_fold_platt(self, bags: Bags, y: np.ndarray) -> LogisticRegression | None:
         folds = min(3, int(np.bincount(y, minlength=2).min()))
@@ -89,7 +99,7 @@ class _InstanceSVM(MILBase):
         C: float = 1.0,
         gamma: str | float = "scale",
         max_iter: int = 10,
-        max_instances: int = 32,
+        max_instances: int | None = None,
         class_weight: str | None = None,
         calibrate: bool = False,
         random_state: int = 0,
@@ -163,7 +173,7 @@ class MILES(MILBase):
         self,
         C: float = 1.0,
         max_prototypes: int = 400,
-        max_instances: int = 32,
+        max_instances: int | None = None,
         calibrate: bool = False,
         random_state: int = 0,
     ):
@@ -214,7 +224,7 @@ class SpecialisingMIL(MILBase):
         C: float = 1.0,
         gamma: str | float = "scale",
         max_iter: int = 8,
-        max_instances: int = 32,
+        max_instances: int | None = None,
         class_weight: str | None = None,
         calibrate: bool = False,
         random_state: int = 0,

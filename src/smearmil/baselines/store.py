@@ -20,7 +20,9 @@ from ..utils.progress import Steps
 from .handcrafted import FEATURE_NAMES, cell_features
 from .segmentation import SegmentationConfig
 
-FEATURE_VERSION = 2  # 2: the texture variables of the paper (correlation 2, inverse difference)
+# 2: the texture variables of the paper (correlation 2, inverse difference); 3: the whole lymphocyte
+# (nucleus and cytoplasm), its shape unfilled, the fractal dimension averaged over thresholds
+FEATURE_VERSION = 3
 CHUNK = 128
 
 

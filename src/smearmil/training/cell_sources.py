@@ -90,6 +90,15 @@ class Featurizer:
         """The featurizer saved in ``folder`` (``cells.json``)."""
         meta = json.loads((folder / CELLS_META).read_text(encoding="utf-8"))
         if meta.get("kind") == "handcrafted":
+            from ..baselines.store import FEATURE_VERSION
+
+            version = int(meta.get("version", 2))  # version 2 and earlier did not say
+            if version != FEATURE_VERSION:
+                raise ValueError(
+                    f"{folder / CELLS_META}: this model was fitted on hand-crafted features of version {version}, "
+                    f"but this smearmil computes version {FEATURE_VERSION}; "
+                    "train it again"
+                )
             return Handcrafted(meta["size"], meta.get("crop"), int(meta.get("n_jobs", 2)))
         if meta.get("kind") == "features":
             return Stored(Path(meta["store"]), str(meta.get("learnt_from", "")))
@@ -127,10 +136,11 @@ class Handcrafted(Featurizer):
         return {pid: matrix[cache.rows(pid).start : cache.rows(pid).stop] for pid in ids}
 
     def save(self, folder: Path) -> None:
+        from ..baselines.store import FEATURE_VERSION
+
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(
-            folder / CELLS_META, {"kind": "handcrafted", "size": self.size, "crop": self.crop, "n_jobs": self.n_jobs}
-        )
+        meta = {"kind": "handcrafted", "version": FEATURE_VERSION, "size": self.size, "crop": self.crop}
+        write_json(folder / CELLS_META, {**meta, "n_jobs": self.n_jobs})
 
 
 @dataclass

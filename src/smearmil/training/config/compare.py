@@ -39,12 +39,14 @@ class MethodSpec(BaseModel):
 
     @property
     def label(self) -> str:
-        """The name, with the data when the same baseline can be given several kinds of data, and
-        "calibrated" when a classical MIL method's probabilities are Platt-scaled (the paper cuts its
-        uncalibrated scores at 0.5)."""
+        """The name, with the data when the same baseline can be given several kinds of data, the cap
+        when a classical MIL method trains on at most N cells per bag (the paper uses every cell), and
+        "calibrated" when its probabilities are Platt-scaled (the paper cuts its uncalibrated scores at 0.5)."""
         several = self.baseline is not None and len(accepted_data(self.baseline)) > 1
+        cap = self.params.get("max_instances")
+        capped = f", at most {cap} cells per bag" if cap is not None else ""
         calibrated = ", calibrated" if self.params.get("calibrate") else ""
-        return f"{self.name} [{self.data}{calibrated}]" if several else self.name
+        return f"{self.name} [{self.data}{capped}{calibrated}]" if several else self.name
 
 
 class CompareConfig(BaseModel):

@@ -71,6 +71,14 @@ def reproduce(
             "every SSL pre-training.",
         ),
     ] = None,
+    frozen_encoders: Annotated[
+        bool,
+        typer.Option(
+            "--frozen-encoders",
+            help="aml-encoders: freeze each encoder under one attention MIL head (faster) instead of fine-tuning "
+            "it inside the MIL model as the paper does.",
+        ),
+    ] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/reproduce"),
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
@@ -92,7 +100,9 @@ def reproduce(
     progress = not (quiet or as_json)
     options = data.options()
     cohort = load_cohort(path, options, progress=progress)
-    chosen = ReproduceOptions(budget, epochs, published, options, runs or [], mode, sets_file, set_predictions)
+    chosen = ReproduceOptions(
+        budget, epochs, published, options, runs or [], mode, sets_file, set_predictions, frozen_encoders
+    )
     result = run_reproduce(
         table, cohort, out_dir, chosen, CVSettings(folds, seed, None, cache_dir, progress, overwrite)
     )

@@ -47,6 +47,8 @@ ENCODER_ROWS = {
     "supervised": "patient-label MIL encoder (not in the paper)",
     "random": "random encoder (not in the paper)",
 }
+# fine-tuned (the paper's protocol), a random start is the MIL model trained from scratch
+FINETUNED_ROWS = {**ENCODER_ROWS, "random": "no pre-training: the MIL model from scratch (not in the paper)"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ CPU_PRESETS = {
 CPU_K = 8  # the width of every CPU preset's ResNet-K
 WIDE = "ResNet-K wider than the CPU presets' K=8 at 224 px: run `--budget paper` (a GPU)"
 STANDS_IN = "one CPU-sized model (K=8) stands for K=32 and K=64: see the K=32 row; `--budget paper` runs both"
+# P2 and P3 at P1's budget (cpu-moe-cnn: 25 passes over the images): 20 in the CNN stage, 5 in the last
+EQUAL_BUDGET_STAGES = {"cnn": {"epochs": 20, "lr_steps": [15]}, "moe": {"epochs": 5, "lr_steps": []}}
 POOL_NAMES = {"max": "f_Max", "mean": "f_Mean", "lse": "f_LSE"}
 WIDTHS = (8, 16, 32, 64)
 
@@ -103,6 +107,8 @@ def _deep_row(kind: str, pool: str, k: int, cpu_k: int | None) -> Row:
     overrides: dict[str, Any] = {"model": {"pooling": {"name": pool}}}
     if kind.startswith("moe"):
         overrides["model"]["paradigm"] = kind[-2:].upper()
+        if kind != "moe-p1":
+            overrides["train"] = {"stages": EQUAL_BUDGET_STAGES}
     return Row(name, data, paper, {"config": CPU_PRESETS[kind], "overrides": overrides})
 
 
@@ -364,6 +370,7 @@ class ReproduceOptions:
     mode: str = "auto"
     sets_file: Path | None = None
     set_predictions: Path | None = None  # table5: score these per-set predictions (e.g. the paper's own)
+    frozen_encoders: bool = False  # aml-encoders: one attention head on frozen features instead of fine-tuning
 
 
 def run_reproduce(
@@ -422,7 +429,7 @@ def run_reproduce(
     settings["published"] = str(published) if published else None
     notes = [_data_note(cohort)]
     if spec.kind == "encoders":
-        ours, budget_notes, used = _encoders(cohort, out, budget, folds, seed, cache_dir, progress, overwrite, epochs)
+        ours, budget_notes, used = _encoders(cohort, out, o, folds, seed, cache_dir, progress, overwrite)
         settings.update(used)
         protocol = f"{folds}-fold CV, seed {seed}: mean ± std over the test folds"
     elif spec.kind == "compare":
@@ -558,16 +565,17 @@ def _given_sets(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
 def _encoders(
     cohort: Cohort,
     out: Path,
-    budget: Budget,
+    options: ReproduceOptions,
     folds: int,
     seed: int,
     cache_dir: str | Path | None,
     progress: bool,
     overwrite: bool,
-    epochs: int | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, Any]]:
-    """The second paper's comparison; with ``epochs``, the SSL pre-trainings and the supervised encoder
+    """The second paper's comparison: each encoder fine-tuned inside the MIL model, as the paper does (or
+    frozen under one attention head); with ``epochs``, the SSL pre-trainings and the supervised models
     train that many epochs."""
+    budget, epochs, fine_tune = options.budget, options.epochs, not options.frozen_encoders
     from ..training.config.head import load_head_config
     from ..training.config.ssl import load_ssl_config
     from .ssl_cv import applicable_kinds, run_encoder_comparison
@@ -580,30 +588,44 @@ def _encoders(
         write_text(shortened, yaml.safe_dump({"base": supervised, "train": {"epochs": epochs, "max_steps": 0}}))
         supervised = str(shortened)
     kinds = applicable_kinds(cohort, ssl)
+    if fine_tune:  # fine-tuned from a random start, the patient-label encoder is the MIL model itself
+        kinds = [kind for kind in kinds if kind != "supervised"]
     head = load_head_config("attention")
     result = run_encoder_comparison(
-        cohort, kinds, ssl, head, out / "encoders", folds, seed, cache_dir, supervised, progress, overwrite
+        cohort, kinds, ssl, head, out / "encoders", folds, seed, cache_dir, supervised, progress, overwrite, fine_tune
     )
+    names = FINETUNED_ROWS if fine_tune else ENCODER_ROWS
     ours = {
-        ENCODER_ROWS.get(kind, kind): {"data": "imgs", "metrics": {m: r[m] for m in ENCODERS}}
+        names.get(kind, kind): {"data": "imgs", "metrics": {m: r[m] for m in ENCODERS}}
         for kind, r in result["encoders"].items()
     }
     size = f"{ssl.image.size} px" + (f", centre crop {ssl.image.crop} px" if ssl.image.crop else "")
     note = (
-        f"encoders {_encoder_text(ssl.encoder.model_dump())}, {size}; SSL `{preset}` {ssl.epochs} epochs per fold; "
-        f"supervised encoder from `{supervised}`; attention MIL head"
+        f"encoders {_encoder_text(ssl.encoder.model_dump())}, {size}; SSL `{preset}` {ssl.epochs} epochs per fold"
+        + (
+            f"; each encoder fine-tuned end to end inside the MIL model of `{supervised}`, as the paper does"
+            if fine_tune
+            else f"; supervised encoder from `{supervised}`; frozen encoders under one attention MIL head"
+        )
     )
-    used = {"encoders": kinds, "ssl": ssl.model_dump(mode="json"), "supervised": supervised, "head": "attention"}
+    used = {
+        "encoders": kinds,
+        "ssl": ssl.model_dump(mode="json"),
+        "supervised": supervised,
+        "head": "attention",
+        "fine_tune": fine_tune,
+    }
     notes = [note]
     if "single-cell" not in kinds:
         notes.append(
             f"not run: {ENCODER_ROWS['single-cell']}: the cohort has no cell types and no `cell_labels` data set "
             "was given (e.g. `--set cell_labels=../shared/data/blood-cells-dev`)"
         )
-    notes.append(
-        "the paper fine-tunes each encoder inside its MIL model; here the encoders are frozen and one attention "
-        "head learns on their features (`smearmil ssl cv --fine-tune` trains them end to end)"
-    )
+    if not fine_tune:
+        notes.append(
+            "the paper fine-tunes each encoder inside its MIL model; here (--frozen-encoders) the encoders are "
+            "frozen and one attention head learns on their features"
+        )
     return ours, notes, used
 
 

@@ -145,3 +145,33 @@ def test_table5_refuses_a_mode_it_cannot_honour_before_training(sim_cohort: Path
     for mode, message in (("given", "fewer than two acquisitions"), ("foo", "--mode must be auto, given or random")):
         output = refused("reproduce", "table5", sim_cohort, "--mode", mode, "--out", tmp_path / "x")
         assert message in output and not (tmp_path / "x").exists()
+
+
+def test_the_mixtures_paradigms_train_on_equal_budgets() -> None:
+    """P1, P2 and P3 of the CPU rows make as many passes over the images at one learning rate (the MLP stage
+    sees only attributes), so the table compares paradigms, not schedules."""
+    from smearmil.training.config.run import load_config
+
+    rows = {r.name: r.spec("cpu") for r in TABLES["table3"].rows if r.name.startswith("MOE")}
+    passes = {}
+    for name, method in rows.items():
+        if method is None:
+            continue
+        config = load_config(method.config, method.overrides)
+        stages = ["moe"] if config.model.params.paradigm == "P1" else ["cnn", "moe"]
+        passes[name] = sum(config.train.for_stage(s).epochs for s in stages)
+        assert {config.train.for_stage(s).lr for s in stages} == {0.001}
+    assert sorted(passes) == ["MOE-P1 f_Mean K=32", "MOE-P2 f_Mean K=32", "MOE-P3 f_Mean K=32"]
+    assert set(passes.values()) == {25}, passes
+
+
+@pytest.mark.slow
+def test_aml_encoders_fine_tune_each_encoder_unless_frozen(tmp_path: Path) -> None:
+    cohort = simulate(
+        tmp_path / "cohort", SimulationConfig(patients=6, cells_min=3, cells_max=4, size=32, seed=5), progress=False
+    )
+    common = ["--budget", "cpu", "--folds", 2, "--epochs", 1, "--json"]
+    tuned = json.loads(invoke("reproduce", "aml-encoders", cohort, *common, "--out", tmp_path / "tuned"))
+    assert "no pre-training: the MIL model from scratch (not in the paper)" in tuned["rows"]
+    assert not any("patient-label MIL encoder" in row for row in tuned["rows"])
+    assert any("fine-tuned end to end" in note for note in tuned["notes"])

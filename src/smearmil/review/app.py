@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -27,7 +27,14 @@ from .folder import ReviewCell, ReviewFolder, ReviewPatient
 from .store import CELL_FLAGS, CLEARED, DIAGNOSIS_CONFIDENCE, DecisionStore, ModelCall
 from .worklist import FILTERS, SORTS, ordered
 
-BROWSER_IMAGES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
+BROWSER_IMAGES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+}
 REVIEWER_COOKIE = "smearmil_reviewer"
 
 
@@ -145,7 +152,7 @@ def create_app(folder: ReviewFolder, store: DecisionStore, reviewer: str, hosts:
         )
 
     @app.get("/cell/{index}/{cell}")
-    def cell_image(index: int, cell: int) -> Response:
+    async def cell_image(index: int, cell: int) -> Response:  # a cell is a few kB: read at once, no thread hop
         p = patient_at(index)
         if not 0 <= cell < len(p.cells):
             raise HTTPException(404, "no such cell")
@@ -153,8 +160,9 @@ def create_app(folder: ReviewFolder, store: DecisionStore, reviewer: str, hosts:
         if not path.is_file():
             raise HTTPException(404, f"cell image {path.name} is gone from the data set")
         headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
-        if path.suffix.lower() in BROWSER_IMAGES:
-            return FileResponse(path, headers=headers)
+        suffix = path.suffix.lower()
+        if suffix in BROWSER_IMAGES:
+            return Response(path.read_bytes(), media_type=BROWSER_IMAGES[suffix], headers=headers)
         return Response(_png(path), media_type="image/png", headers=headers)  # TIFF: a browser cannot show it
 
     @app.post("/patient/{index}/decision")

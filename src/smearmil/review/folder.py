@@ -274,9 +274,9 @@ class ReviewFolder:
         other = "attributes and bias" if self.model_attributes else "bias"
 
         def push(value: float) -> str:
-            return f"toward {positive if value >= 0 else negative} ({value:+.1f})"
+            return f"toward {positive if value >= 0 else negative} ({value:+.2f})"
 
-        return f"images push {push(images)}, {other} {push(rest)}: logit {total:+.1f} toward {positive}"
+        return f"images push {push(images)}, {other} {push(rest)}: logit {total:+.2f} toward {positive}"
 
 
 def _cohort_at(path: Path | None, folder: OutputFolder) -> Cohort | None:

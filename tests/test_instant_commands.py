@@ -58,6 +58,7 @@ def bad_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["ssl", "cv", "/nonexistent-cohort"], 2, "is not a folder"),
         (["ssl", "pretrain", "/nonexistent-cohort"], 2, "is not a folder"),
         (["report", "/nonexistent-run"], 2, "is not a folder"),
+        (["review", "/nonexistent-run"], 2, "is not a folder"),
         (["predict", "/nonexistent-run", "/nonexistent-cohort"], 2, "/nonexistent-run"),
     ],
 )

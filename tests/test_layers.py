@@ -1,4 +1,4 @@
-"""The package is layered: data -> models -> training -> evaluation -> protocols -> explain/report -> cli."""
+"""The package is layered: data -> models -> training -> evaluation -> protocols -> explain/report -> review -> cli."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ ORDER = [
     "protocols",
     "explain",
     "report",
+    "review",
     "bench",
     "demo",
     "api",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smearmil.explain.gallery import evidence_shares, share_text, toward_call
+from smearmil.explain.evidence import evidence_shares, share_text, toward_call
 from smearmil.report.folder import PatientRow
 from smearmil.report.html import build_report
 from smearmil.report.selection import gallery_order

@@ -18,6 +18,7 @@ import torch
 from ..models.contributions import cell_contributions
 from ..training.trained import TrainedModel
 from ..utils.plotting import plt, save_figure
+from .evidence import evidence_shares, share_text, toward_call
 from .saliency import guided_saliency
 
 SALIENCY_BAG = 256  # larger bags: saliency of the shown cells as a bag of their own (bounded memory)
@@ -34,13 +35,6 @@ class PatientExplanation:
     images: np.ndarray  # (m, H, W, 3) uint8, the shown cells
     toward: str = ""  # the class whose logit the contributions add to (+ pushes toward it)
     against: str = ""  # binary tasks: the class a negative contribution pushes toward
-
-
-def contribution_label(toward: str, against: str = "", image_expert: bool = False) -> str:
-    """What a gallery's numbers mean, in words."""
-    whose = "the image expert's evidence" if image_expert else "the evidence"
-    minus = f", - toward {against}" if against else f", - away from {toward}"
-    return f"each cell's share of {whose} (+ toward {toward}{minus})"
 
 
 def explain_patient(
@@ -83,28 +77,6 @@ def explain_patient(
         saliency = guided_saliency(model, prepare(raw[torch.from_numpy(shown)]), tensor, target=column)
     images = np.asarray(cells)[shown]
     return PatientExplanation(patient, list(cell_ids), contributions, shown, saliency, images, toward, against)
-
-
-def evidence_shares(values: np.ndarray) -> np.ndarray:
-    """Each cell's signed share of its patient's evidence: its contribution over the sum of every cell's
-    absolute contribution (the shares' absolute values add up to 1; all zero when every cell is)."""
-    values = np.asarray(values, dtype=np.float64)
-    total = float(np.abs(values).sum())
-    return values / total if total > 0 else np.zeros_like(values)
-
-
-def share_text(share: float) -> str:
-    """A share as a signed percentage: ``+12%``, ``-0.4%``."""
-    pct = 100 * share
-    return f"{pct:+.0f}%" if abs(pct) >= 9.95 else f"{pct:+.1f}%"
-
-
-def toward_call(values: np.ndarray, toward: str, against: str, call: str) -> tuple[np.ndarray, str, str]:
-    """Contributions toward ``toward`` turned toward the class the patient is called, where that is the
-    other class of a binary task (``against``): every number then reads as support for the call."""
-    if call and against and call == against:
-        return -np.asarray(values, dtype=np.float64), against, toward
-    return np.asarray(values, dtype=np.float64), toward, against
 
 
 def visible_saliency(maps: np.ndarray, percentile: float = 99.0) -> np.ndarray:

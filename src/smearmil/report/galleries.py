@@ -13,15 +13,8 @@ import numpy as np
 
 from ..data.cache import build_cache
 from ..data.cohort import UNKNOWN_CELL_TYPE
-from ..explain.gallery import (
-    cells_png,
-    contribution_label,
-    evidence_shares,
-    explain_patient,
-    gallery_png,
-    read_cell_image,
-    toward_call,
-)
+from ..explain.evidence import contribution_label, evidence_shares, toward_call
+from ..explain.gallery import cells_png, explain_patient, gallery_png, read_cell_image
 from ..training.methods.run import RunPredictor
 from ..training.predictor import Predictor
 from ..training.run_dir import RunDir

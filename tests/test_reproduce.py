@@ -166,7 +166,7 @@ def test_the_mixtures_paradigms_train_on_equal_budgets() -> None:
 
 
 @pytest.mark.slow
-def test_aml_encoders_fine_tune_each_encoder_unless_frozen(tmp_path: Path) -> None:
+def test_aml_encoders_fine_tune_each_encoder_by_default(tmp_path: Path) -> None:
     cohort = simulate(
         tmp_path / "cohort", SimulationConfig(patients=6, cells_min=3, cells_max=4, size=32, seed=5), progress=False
     )

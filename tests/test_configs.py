@@ -81,7 +81,7 @@ def test_choosing_the_method_a_preset_already_uses_keeps_its_parameters() -> Non
 
 def test_model_kinds_validate_their_own_settings() -> None:
     moe = load_config("cpu-moe-cnn")
-    assert (moe.model.params.paradigm, moe.model.params.gate_projection) == ("P2", 8)
+    assert (moe.model.params.paradigm, moe.model.params.gate_projection) == ("P1", 8)
     with pytest.raises(ValueError, match="model kind 'moe': paradigm: Input should be"):
         load_config("cpu-moe-cnn", {"model": {"paradigm": "P4"}})
     with pytest.raises(ValueError, match="model kind 'cnn': gate: Extra inputs"):

@@ -21,7 +21,7 @@ from smearmil.data.simulate import SimulationConfig, simulate
 CLI = [sys.executable, "-m", "smearmil"]
 CONFIG = """base: cpu-moe-cnn
 image: {size: 48, crop: null}
-model: {encoder: {k: 2}}
+model: {encoder: {k: 2}, paradigm: P2}
 train:
   epochs: 6
   lr_steps: [4]

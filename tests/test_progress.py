@@ -76,7 +76,7 @@ def test_training_in_a_log_counts_epochs_from_one_one_line_each_under_the_stage_
     monkeypatch.setattr(progress.console, "width", 50)  # narrower than every line: none may wrap
     config = tmp_path / "tiny-moe.yaml"
     config.write_text(
-        "base: cpu-moe-cnn\nname: tiny-moe\nimage: {size: 32, crop: null}\n"
+        "base: cpu-moe-cnn\nname: tiny-moe\nimage: {size: 32, crop: null}\nmodel: {paradigm: P2}\n"
         "train: {stages: {mlp: {epochs: 3}, moe: {epochs: 2}}}\n"
     )
     out = tmp_path / "cv"

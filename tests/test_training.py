@@ -238,6 +238,7 @@ def test_same_seed_same_training(tmp_path: Path, sim_cohort: Path) -> None:
         "cpu-moe-cnn",
         {
             "image": {"size": 32, "crop": None},
+            "model": {"paradigm": "P2"},
             "train": {"epochs": 2, "stages": {"mlp": {"epochs": 3}, "moe": {"epochs": 1}}},
         },
     )

@@ -21,6 +21,16 @@ from sklearn.preprocessing import StandardScaler
 from .registry import BASELINES, IMGS, IMGS_ATTRS, Baseline
 
 
+def probabilities(scores: np.ndarray) -> np.ndarray:
+    """Class probabilities from patient scores: log-odds (n,) for two classes, else class scores (n, k)."""
+    if scores.ndim == 1:
+        p = 1.0 / (1.0 + np.exp(-scores))
+        return np.column_stack([1 - p, p])
+    scores = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(scores)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 class InstanceLogistic(ClassifierMixin, BaseEstimator):
     """``fit(bags, y)`` on a list of (n_i, d) cell-feature arrays; ``cell_scores(bag)`` gives per-cell
     log-odds (binary) or class scores (several classes)."""
@@ -50,13 +60,7 @@ class InstanceLogistic(ClassifierMixin, BaseEstimator):
         return np.array([self.cell_scores(b).mean(axis=0) for b in bags])
 
     def predict_proba(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        scores = self.decision_function(bags)
-        if scores.ndim == 1:
-            p = 1.0 / (1.0 + np.exp(-scores))
-            return np.column_stack([1 - p, p])
-        scores = scores - scores.max(axis=1, keepdims=True)
-        e = np.exp(scores)
-        return e / e.sum(axis=1, keepdims=True)
+        return probabilities(self.decision_function(bags))
 
     def predict(self, bags: Sequence[np.ndarray]) -> np.ndarray:
         return self.classes_[self.predict_proba(bags).argmax(axis=1)]

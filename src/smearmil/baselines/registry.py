@@ -34,6 +34,7 @@ for _name in ("MISVM", "miSVM", "MILES", "specialising"):
     BASELINES.declare(f"mil/{_name}", "smearmil.baselines.mil", data=(IMGS, IMGS_ATTRS))
 BASELINES.declare("mil/EMDD", "smearmil.baselines.emdd", data=(IMGS, IMGS_ATTRS))
 BASELINES.declare("mil/instance", "smearmil.baselines.instance", data=(IMGS, IMGS_ATTRS))
+BASELINES.declare("mil/histogram", "smearmil.baselines.histogram", data=(IMGS, IMGS_ATTRS))
 
 
 def accepted_data(name: str) -> tuple[str, ...]:

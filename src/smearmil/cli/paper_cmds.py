@@ -67,7 +67,7 @@ def reproduce(
         int | None,
         typer.Option(
             "--epochs",
-            help="Every deep row trains this many epochs (a stage with its own keeps them); aml-encoders: "
+            help="Every deep row trains this many epochs, in every stage; aml-encoders: "
             "every SSL pre-training.",
         ),
     ] = None,

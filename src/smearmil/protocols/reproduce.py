@@ -22,6 +22,7 @@ import yaml
 
 from ..data.cohort import Cohort
 from ..data.options import DataOptions
+from ..models.specs import all_stage_names
 from ..training.config import PAPER, load_config
 from ..training.config.compare import CompareConfig, MethodSpec
 from ..training.run_dir import RunDir
@@ -344,8 +345,12 @@ def budget_note(spec: MethodSpec) -> str | None:
 
 
 def epoch_overrides(epochs: int | None) -> dict[str, Any] | None:
-    """What ``--epochs`` puts on every deep row: that many epochs, also where the row counts iterations."""
-    return {"train": {"epochs": epochs, "max_steps": 0}} if epochs else None
+    """What ``--epochs`` puts on every deep row: that many epochs in every stage, also where the row counts
+    iterations (a smoke run or a short budget, not a schedule to compare)."""
+    if not epochs:
+        return None
+    stages = {stage: {"epochs": epochs} for stage in sorted(all_stage_names())}
+    return {"train": {"epochs": epochs, "max_steps": 0, "stages": stages}}
 
 
 def compare_config(

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import http.client
 import io
+import json
 import os
 import shutil
 import sqlite3
@@ -321,6 +322,22 @@ def test_a_cv_folder_is_reviewed_by_its_test_fold_calls(sim_cohort: Path, tmp_pa
         assert server.raw("GET", "/cell/0/0")[0] == 200
         status, kind, _ = png_of(f"{server.url}/cell/0/0/saliency")  # explained by its test-fold model
         assert status == 200 and kind == "image/png"
+    finally:
+        server.stop()
+    # folds with their own thresholds: a patient is uncertain, and shown, against its test fold's
+    summary = json.loads((run / "summary.json").read_text())
+    for fold, cut in zip(summary["folds"], (0.2, 0.8)):
+        fold["threshold"] = cut
+    (run / "summary.json").write_text(json.dumps(summary))
+    cuts = {f["fold"]: f["threshold"] for f in summary["folds"]}
+    assert all(0.4 < float(r["prob_tumoral"]) < 0.6 for r in rows)  # a one-epoch model: uncertain at 0.5
+    server = Live(run, tmp_path / "cuts.sqlite")
+    try:
+        for r in rows:
+            p = server.folder[r["patient"]]
+            assert p.threshold == cuts[r["fold"]] and not p.uncertain
+        first = next(p for p in server.folder.patients if p.threshold == 0.2)
+        assert "(threshold 0.20)" in said(server.raw("GET", f"/patient/{first.index}")[1])
     finally:
         server.stop()
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import http.client
+import io
+import json
 import os
 import shutil
 import sqlite3
@@ -25,6 +27,10 @@ from smearmil.utils.spreadsheet import read_rows
 from .conftest import invoke, run_in_process
 
 ONE_EPOCH = "base: cpu-cnn\nimage: {size: 32, crop: null}\ntrain: {epochs: 1, lr_steps: []}\n"
+FEATURES = (  # an image expert on hand-crafted cell features: it never sees a pixel
+    "kind: experts\ncells: {source: handcrafted, size: 32, n_jobs: 1}\ninner_folds: 2\n"
+    "image_expert: [{name: mil/instance, params: {C: 0.1}}]\nattribute_expert: null\n"
+)
 
 
 def said(text: str) -> str:
@@ -49,6 +55,16 @@ def predicted(sim_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         "-q",
     )
     invoke("predict", work / "run", sim_cohort, "--out", work / "pred", "--cache-dir", work / "k", "-q")
+    return work / "pred"
+
+
+@pytest.fixture(scope="module")
+def features_predicted(sim_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`predict` of the simulated cohort by a model of hand-crafted cell features."""
+    work = tmp_path_factory.mktemp("review-features")
+    (work / "features.yaml").write_text(FEATURES)
+    invoke("train", sim_cohort, "--config", work / "features.yaml", "--all", "--out", work / "run", "-q")
+    invoke("predict", work / "run", sim_cohort, "--out", work / "pred", "-q")
     return work / "pred"
 
 
@@ -231,6 +247,101 @@ def test_names_are_escaped(predicted: Path, tmp_path: Path) -> None:
         server.stop()
 
 
+def png_of(url: str) -> tuple[int, str, bytes]:
+    import httpx
+
+    answer = httpx.get(url, timeout=120)
+    return answer.status_code, answer.headers.get("content-type", ""), answer.content
+
+
+def test_a_cnns_saliency_overlays_each_cell_at_its_own_size(live: Live) -> None:
+    import numpy as np
+    from PIL import Image
+
+    patient = live.folder.patients[0]
+    status, page = live.raw("GET", "/patient/0")
+    assert status == 200 and 'id="saliency"' in page and "no-saliency" not in page
+    assert page.count('/saliency"') == len(patient.cells)  # each cell names its overlay, none fetched yet
+    for cell in (0, len(patient.cells) - 1):
+        status, kind, body = png_of(f"{live.url}/cell/0/{cell}/saliency")
+        assert status == 200 and kind == "image/png"
+        with Image.open(io.BytesIO(body)) as overlay, Image.open(patient.cells[cell].file) as image:
+            assert overlay.size == image.size
+            assert np.any(np.asarray(overlay.convert("RGB")) != np.asarray(image.convert("RGB")))
+    for attempt in ("/cell/0/99/saliency", "/cell/99/0/saliency", "/cell/0/-1/saliency", "/cell/0/0/saliency/../x"):
+        assert live.raw("GET", attempt)[0] == 404, attempt
+
+
+def test_a_features_model_offers_no_saliency_and_says_why(features_predicted: Path, tmp_path: Path) -> None:
+    server = Live(features_predicted, tmp_path / "f.sqlite")
+    try:
+        status, page = server.raw("GET", "/patient/0")
+        assert status == 200 and 'id="saliency"' not in page and "/saliency" not in page
+        assert "this model reads cell features, not pixels: no saliency" in said(page)
+        assert server.raw("GET", "/cell/0/0")[0] == 200
+        assert server.raw("GET", "/cell/0/0/saliency")[0] == 404
+    finally:
+        server.stop()
+
+
+def test_a_cv_folder_is_reviewed_by_its_test_fold_calls(sim_cohort: Path, tmp_path: Path) -> None:
+    (tmp_path / "tiny.yaml").write_text(ONE_EPOCH)
+    run = tmp_path / "cv"
+    invoke(
+        "cv",
+        sim_cohort,
+        "--config",
+        tmp_path / "tiny.yaml",
+        "--folds",
+        2,
+        "--out",
+        run,
+        "--cache-dir",
+        tmp_path / "k",
+        "-q",
+    )
+    with (run / "predictions.csv").open(newline="") as handle:
+        rows = list(read_rows(handle))
+    server = Live(run, tmp_path / "cv.sqlite")
+    try:
+        status, worklist = server.raw("GET", "/?sort=patient")
+        assert status == 200
+        shown = {
+            line.split('data-patient="', 1)[1].split('"', 1)[0]: said(line)
+            for line in worklist.split("<tr data-href=")[1:]
+        }
+        assert sorted(shown) == sorted(r["patient"] for r in rows)  # every patient once
+        for r in rows:  # each with the call and P(positive) of the fold it was a test patient of
+            assert (
+                f'<td>{r["prediction"]}</td><td class="num">{float(r["prob_tumoral"]):.3f}</td>' in shown[r["patient"]]
+            )
+        patient = server.folder.patients[0]
+        cells = server.folder.data[patient.id].images  # type: ignore[index]
+        status, page = server.raw("GET", "/patient/0")
+        assert status == 200 and f"patient {patient.id}" in page and page.count("<figure") == len(cells) > 0
+        assert server.raw("GET", "/cell/0/0")[0] == 200
+        status, kind, _ = png_of(f"{server.url}/cell/0/0/saliency")  # explained by its test-fold model
+        assert status == 200 and kind == "image/png"
+    finally:
+        server.stop()
+    # folds with their own thresholds: a patient is uncertain, and shown, against its test fold's
+    summary = json.loads((run / "summary.json").read_text())
+    for fold, cut in zip(summary["folds"], (0.2, 0.8)):
+        fold["threshold"] = cut
+    (run / "summary.json").write_text(json.dumps(summary))
+    cuts = {f["fold"]: f["threshold"] for f in summary["folds"]}
+    assert all(0.4 < float(r["prob_tumoral"]) < 0.6 for r in rows)  # a one-epoch model: uncertain at 0.5
+    server = Live(run, tmp_path / "cuts.sqlite")
+    try:
+        for r in rows:
+            p = server.folder[r["patient"]]
+            assert p.threshold == cuts[r["fold"]] and not p.uncertain
+        first = next(p for p in server.folder.patients if p.threshold == 0.2)
+        assert "(threshold 0.20)" in said(server.raw("GET", f"/patient/{first.index}")[1])
+    finally:
+        server.stop()
+
+
 # the page in a real browser
 
 
@@ -271,6 +382,14 @@ def test_a_reviewer_records_a_disagreement_and_a_flag_in_chromium(live: Live, pr
         assert len(widths) == len(patient.cells) and all(w > 0 for w in widths)
         shares = page.locator("#cells figure").evaluate_all("fs => fs.map(f => parseFloat(f.dataset.share))")
         assert shares == sorted(shares, reverse=True)
+        page.keyboard.press("s")  # saliency on: every cell swaps for its overlay, computed once for the patient
+        page.wait_for_function(
+            "[...document.querySelectorAll('#cells img')].every(i => i.complete && /saliency$/.test(i.src))"
+        )
+        overlays = page.locator("#cells img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+        assert overlays == widths and page.is_checked("#saliency")
+        page.click("#saliency")  # and off again
+        assert page.locator("#cells img").first.get_attribute("src") == f"/cell/{patient.index}/0"
         other = next(c for c in folder.class_names if c != patient.call)
         page.select_option("#diagnosis", other)
         page.select_option("#confidence", "high")

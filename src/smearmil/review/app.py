@@ -24,6 +24,7 @@ from ..explain.evidence import share_text
 from .agreement import agreements
 from .export import export_rows
 from .folder import ReviewCell, ReviewFolder, ReviewPatient
+from .saliency import SaliencyMaps
 from .store import CELL_FLAGS, CLEARED, DIAGNOSIS_CONFIDENCE, DecisionStore, ModelCall
 from .worklist import FILTERS, SORTS, ordered
 
@@ -66,6 +67,7 @@ def create_app(folder: ReviewFolder, store: DecisionStore, reviewer: str, hosts:
 
     token = secrets.token_urlsafe(32)
     labels = {p.id: p.label for p in folder.patients}
+    saliency = SaliencyMaps(folder)
 
     def page(name: str, request: Request, **context: Any) -> HTMLResponse:
         who = request.cookies.get(REVIEWER_COOKIE) or reviewer
@@ -149,6 +151,7 @@ def create_app(folder: ReviewFolder, store: DecisionStore, reviewer: str, hosts:
             confidences=DIAGNOSIS_CONFIDENCE,
             cell_flags=CELL_FLAGS,
             cleared=CLEARED,
+            saliency=saliency,
         )
 
     @app.get("/cell/{index}/{cell}")
@@ -164,6 +167,17 @@ def create_app(folder: ReviewFolder, store: DecisionStore, reviewer: str, hosts:
         if suffix in BROWSER_IMAGES:
             return Response(path.read_bytes(), media_type=BROWSER_IMAGES[suffix], headers=headers)
         return Response(_png(path), media_type="image/png", headers=headers)  # TIFF: a browser cannot show it
+
+    @app.get("/cell/{index}/{cell}/saliency")
+    def cell_saliency(index: int, cell: int) -> Response:  # sync: computed in a worker thread
+        p = patient_at(index)
+        if not 0 <= cell < len(p.cells) or not saliency.available:
+            raise HTTPException(404, "no such cell" if saliency.available else saliency.reason)
+        found = saliency.png(p, cell)
+        if found is None:
+            raise HTTPException(404, "this cell's saliency cannot be computed (its image or the data set is gone)")
+        headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+        return Response(found, media_type="image/png", headers=headers)
 
     @app.post("/patient/{index}/decision")
     def decide(

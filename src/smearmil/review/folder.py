@@ -55,6 +55,7 @@ class ReviewPatient:
     experts: dict[str, str]  # what each expert said, the fusion's weights or gate
     cells: list[ReviewCell] = field(default_factory=list)
     toward_class: str = ""  # the class cells.csv's contributions push toward
+    threshold: float = 0.5  # on P(positive class): a cv patient's is its test fold's
 
 
 def _float(text: str | None) -> float | None:
@@ -99,10 +100,12 @@ class ReviewFolder:
         return methods[0].path / "predictions.csv"
 
     def _patients(self, rows: list[dict[str, str]]) -> list[ReviewPatient]:
-        found = calls(rows, self.class_names, self.threshold, self.band)
+        cuts = self.output.cuts(self.output.methods[0])  # fold -> threshold ("": the folder's mean)
         seen: set[str] = set()
         out: list[ReviewPatient] = []
-        for row, call in zip(rows, found):
+        for row in rows:
+            cut = cuts.get(str(row.get("fold") or ""), self.threshold)
+            call = calls([row], self.class_names, cut, self.band)[0]
             if call.patient in seen:  # a repeated id (a compare's methods): the first line stands
                 continue
             seen.add(call.patient)
@@ -121,6 +124,7 @@ class ReviewFolder:
                     probability=call.probability,
                     uncertain=call.uncertain,
                     experts=experts,
+                    threshold=cut,
                 )
             )
         return out

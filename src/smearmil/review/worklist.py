@@ -26,7 +26,7 @@ def closeness(folder: ReviewFolder, p: ReviewPatient) -> float:
     """How far the call is from flipping (small: uncertain)."""
     probabilities = [p.proba[c] for c in folder.class_names]
     if len(probabilities) == 2:
-        return abs(probabilities[1] - folder.threshold)
+        return abs(probabilities[1] - p.threshold)
     return margin(probabilities)
 
 

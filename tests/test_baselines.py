@@ -265,3 +265,45 @@ def test_a_model_fitted_on_older_hand_crafted_features_is_refused(tmp_path: Path
     (tmp_path / CELLS_META).write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="features of version 2.*train it again"):
         Featurizer.load(tmp_path)
+
+
+def test_the_histogram_expert_reads_the_mix_of_cell_kinds_and_splits_it_over_the_cells() -> None:
+    """Patients differ only in the share of one kind of cell: the mix decides, and each cell's share of
+    the score adds up to the patient's score."""
+    from sklearn.metrics import roc_auc_score
+
+    from smearmil.baselines.histogram import BagHistogram
+    from smearmil.training.experts_fit import cell_contributions
+
+    rng = np.random.default_rng(0)
+
+    def bag(share: float) -> np.ndarray:
+        n = int(rng.integers(20, 40))
+        odd = rng.random(n) < share
+        cells = rng.normal(size=(n, 6))
+        cells[odd, :2] += 4.0  # a distinct kind of cell (e.g. large ones)
+        return cells
+
+    y = np.array([0, 1] * 20)
+    bags = [bag(0.6 if label else 0.1) for label in y]
+    model = BagHistogram(clusters=4, axes=2, bins=4, C=1.0).fit(bags[:24], y[:24])
+    p = model.predict_proba(bags[24:])[:, 1]
+    assert roc_auc_score(y[24:], p) > 0.95
+    for b in bags[24:28]:
+        parts = cell_contributions(model, b)
+        assert parts is not None and parts.shape == (len(b), 1)
+        assert np.isclose(parts.sum(), model.decision_function([b])[0])
+    assert model.cell_kinds(bags[0]).sum(axis=1).tolist() == [3.0] * len(bags[0])  # a cluster and 2 bins
+
+
+def test_the_histogram_expert_is_an_image_expert_candidate() -> None:
+    from smearmil.training.config.experts import ExpertsConfig
+
+    config = ExpertsConfig.model_validate(
+        {
+            "kind": "experts",
+            "attribute_expert": None,
+            "image_expert": [{"name": "mil/histogram", "params": {"clusters": 6}}],
+        }
+    )
+    assert config.image_expert[0].name == "mil/histogram"  # type: ignore[index]

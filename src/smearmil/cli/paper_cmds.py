@@ -67,8 +67,7 @@ def reproduce(
         int | None,
         typer.Option(
             "--epochs",
-            help="Every deep row trains this many epochs, in every stage; aml-encoders: "
-            "every SSL pre-training.",
+            help="Every deep row trains this many epochs, in every stage; aml-encoders: every SSL pre-training.",
         ),
     ] = None,
     frozen_encoders: Annotated[

@@ -168,12 +168,12 @@ def test_cv_writes_predictions_and_summary(tmp_path: Path, sim_cohort: Path) -> 
 @pytest.mark.slow
 def test_killed_training_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     cohort = simulate(
-        tmp_path / "c", SimulationConfig(patients=16, cells_min=40, cells_max=40, size=64, seed=2), progress=False
+        tmp_path / "c", SimulationConfig(patients=16, cells_min=24, cells_max=24, size=64, seed=2), progress=False
     )
     config = tmp_path / "slow.yaml"
     config.write_text(
         "base: cpu-cnn\nimage: {size: 96, crop: null}\nmodel: {encoder: {k: 16}}\n"
-        "train: {epochs: 6, lr_steps: [], bags_per_batch: 2}\n"
+        "train: {epochs: 4, lr_steps: [], bags_per_batch: 2}\n"
     )
     run = tmp_path / "run"
     exe = Path(sys.executable).with_name("smearmil")
@@ -208,7 +208,7 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     stage = json.loads((run / "cnn" / "stage.json").read_text())
     assert stage["resumed_from"] and stage["resumed_from"].endswith("last.ckpt")
     logged = {int(r["epoch"]) for r in csv.DictReader(metrics.open()) if r["epoch"]}
-    assert max(logged) == 5 and epoch_at_kill in logged
+    assert max(logged) == 3 and epoch_at_kill in logged
     for ckpt in (run / "cnn" / "checkpoints").glob("*.ckpt"):
         torch.load(ckpt, weights_only=True)  # safe loading works for every checkpoint
     torch.load(run / "model.pt", weights_only=True)

@@ -54,6 +54,8 @@ def review(
     db = db if db is not None else default_db(predict_dir)
     if inside(predict_dir, db):
         raise ValueError(f"--db {db} lies inside {predict_dir}, which review only reads: put the database elsewhere")
+    if export is not None and inside(predict_dir, export):
+        raise ValueError(f"--export {export} lies inside {predict_dir}, which review only reads: write it elsewhere")
     from ..review.folder import ReviewFolder
     from ..review.store import DecisionStore
 

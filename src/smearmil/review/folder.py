@@ -240,6 +240,21 @@ class ReviewFolder:
                 return [str(a) for a in value]
         return []
 
+    @cached_property
+    def attribute_names(self) -> list[str]:
+        """Every attribute the patients' data set holds, in its order (empty: none, or the data set is gone)."""
+        names: dict[str, None] = {}
+        for p in self.patients:
+            if self.data is not None and p.id in self.data:
+                names.update(dict.fromkeys(self.data[p.id].attributes))
+        return list(names)
+
+    def attribute_values(self, patient: ReviewPatient) -> dict[str, float]:
+        """The patient's attributes (empty when the data set is gone or does not list the patient)."""
+        if self.data is None or patient.id not in self.data:
+            return {}
+        return dict(self.data[patient.id].attributes)
+
     def attributes(self, patient: ReviewPatient) -> list[dict[str, Any]]:
         """The patient's attributes, each with where it falls among the training cohort's patients."""
         if self.data is None or patient.id not in self.data:
@@ -262,25 +277,39 @@ class ReviewFolder:
         return out
 
     def evidence(self, patient: ReviewPatient) -> str:
-        """The model's evidence in one sentence, in logit units toward the call."""
+        """The model's evidence in one sentence, in logit units toward the positive class (two classes).
+
+        An experts run's stacking fusion writes each input's exact share of the fused log-odds
+        (``stack_<input>``): images are the image expert's, attributes the attribute expert's and the raw
+        attributes', the rest is the stack's bias. Otherwise the cells' summed contributions (``cells.csv``)
+        are the images' share and the rest is the attributes' and the bias's together."""
+        positive, negative = (self.class_names[1], self.class_names[0]) if len(self.class_names) == 2 else ("", "")
+
+        def push(value: float) -> str:
+            return f"toward {positive if value >= 0 else negative} ({value:+.2f})"
+
+        stack = {k[len("stack_") :]: _float(v) for k, v in patient.experts.items() if k.startswith("stack_")}
+        if positive and stack and None not in stack.values():
+            p = min(max(patient.proba[positive], 1e-6), 1 - 1e-6)
+            total = math.log(p / (1 - p))
+            images = sum(v or 0.0 for k, v in stack.items() if k == "image" or k.startswith("image:"))
+            attributes = sum(v or 0.0 for k, v in stack.items() if not (k == "image" or k.startswith("image:")))
+            return (
+                f"images push {push(images)}, attributes {push(attributes)}, bias {push(total - images - attributes)}"
+                f": logit {total:+.2f} toward {positive}"
+            )
         logits = [c.logit for c in patient.cells if c.logit is not None]
-        if not logits or len(self.class_names) != 2:
+        if not logits or not positive:
             if patient.cells and patient.cells[0].share is not None:
                 return f"the cells' contributions are toward {patient.call} (logit units, away from the mean class)"
             return (
                 "this folder holds no cell contributions, so the evidence cannot be split between images and attributes"
             )
-        positive, negative = self.class_names[1], self.class_names[0]
         p = min(max(patient.proba[positive], 1e-6), 1 - 1e-6)
         total = math.log(p / (1 - p))
         images = float(sum(logits))
-        rest = total - images
         other = "attributes and bias" if self.model_attributes else "bias"
-
-        def push(value: float) -> str:
-            return f"toward {positive if value >= 0 else negative} ({value:+.2f})"
-
-        return f"images push {push(images)}, {other} {push(rest)}: logit {total:+.2f} toward {positive}"
+        return f"images push {push(images)}, {other} {push(total - images)}: logit {total:+.2f} toward {positive}"
 
 
 def _cohort_at(path: Path | None, folder: OutputFolder) -> Cohort | None:

@@ -26,7 +26,7 @@ from .export import export_rows
 from .folder import ReviewCell, ReviewFolder, ReviewPatient
 from .saliency import SaliencyMaps
 from .store import CELL_FLAGS, CLEARED, DIAGNOSIS_CONFIDENCE, DecisionStore, ModelCall
-from .worklist import FILTERS, SORTS, ordered
+from .worklist import FILTERS, SORTS, expert_heading, expert_value, ordered
 
 BROWSER_IMAGES = {
     ".jpg": "image/jpeg",
@@ -42,6 +42,7 @@ REVIEWER_COOKIE = "smearmil_reviewer"
 def _templates() -> Environment:
     env = Environment(loader=PackageLoader("smearmil.review", "templates"), autoescape=select_autoescape(["html"]))
     env.filters["share"] = share_text
+    env.filters["expert_value"] = expert_value
     return env
 
 
@@ -66,6 +67,7 @@ def create_app(folder: ReviewFolder, store: DecisionStore, reviewer: str, hosts:
         return Response("not found" if status == 404 else "malformed form", status_code=status)
 
     token = secrets.token_urlsafe(32)
+    positive = folder.class_names[1] if len(folder.class_names) == 2 else ""
     labels = {p.id: p.label for p in folder.patients}
     saliency = SaliencyMaps(folder)
 
@@ -113,6 +115,9 @@ def create_app(folder: ReviewFolder, store: DecisionStore, reviewer: str, hosts:
             rows=rows,
             decisions=by_patient,
             experts=experts,
+            headings={e: expert_heading(e, positive, folder.model_attributes) for e in experts},
+            attribute_names=folder.attribute_names,
+            attribute_values={p.id: folder.attribute_values(p) for p in rows},
             sort=sort,
             show=show,
             sorts=SORTS,
@@ -137,6 +142,7 @@ def create_app(folder: ReviewFolder, store: DecisionStore, reviewer: str, hosts:
             "patient.html",
             request,
             p=p,
+            headings={e: expert_heading(e, positive, folder.model_attributes) for e in p.experts},
             cells=[(i, c, _cell_label(c, p.call if c.share is not None else "")) for i, c in enumerate(p.cells)],
             flags=flags,
             attributes=folder.attributes(p),

@@ -54,3 +54,29 @@ def ordered(
     elif sort == "unreviewed":
         rows.sort(key=lambda p: (p.id in decided, closeness(folder, p), p.index))
     return rows
+
+
+def expert_heading(column: str, positive: str = "", attributes: Sequence[str] = ()) -> str:
+    """A predictions.csv expert or fusion column in words: ``p_image`` -> ``image expert P(tumoral)``,
+    ``stack_attributes`` -> ``stack logit: attributes``, ``stack_attribute:1`` -> ``stack logit: <the model's
+    second attribute>``, ``gate_image_expert`` -> ``gate: image weight``."""
+    p = f"P({positive})" if positive else "P"
+    if column.startswith("p_"):
+        return f"{column[2:]} expert {p}"
+    if column.startswith("stack_"):
+        name = column[len("stack_") :]
+        if name.startswith("attribute:") and name[len("attribute:") :].isdigit():
+            j = int(name[len("attribute:") :])
+            name = attributes[j] if j < len(attributes) else name
+        return f"stack logit: {name}"
+    if column == "gate_image_expert":
+        return "gate: image weight"
+    return column
+
+
+def expert_value(text: str) -> str:
+    """An expert's number to 3 decimals (text that is no number as it is)."""
+    try:
+        return f"{float(text):.3f}"
+    except ValueError:
+        return text

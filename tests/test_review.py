@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import io
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -153,6 +154,8 @@ def test_the_pages_and_images_answer_and_no_url_reaches_another_file(live: Live,
     # a form without the session's token changes nothing
     status, _ = live.raw("POST", "/patient/0/decision", "diagnosis=tumoral&reviewer=x&csrf=forged")
     assert status == 403 and live.store.count() == 0
+    status, _ = live.raw("POST", "/patient/0/flag", "cell=0&flag=artefact&reviewer=x")  # no token at all
+    assert status == 403 and live.store.count() == 0
     assert snapshot(predicted) == before  # PREDICT_DIR stays read-only
 
 
@@ -227,6 +230,9 @@ def test_export_round_trips_and_another_cohort_is_refused(predicted: Path, tmp_p
     inside = run_in_process("review", predicted, "--db", predicted / "d.sqlite", "--export", tmp_path / "y.csv")
     assert inside.returncode == 2 and "which review only reads" in said(inside.stderr)
     assert not (predicted / "d.sqlite").exists()
+    into = run_in_process("review", predicted, "--db", db, "--export", predicted / "decisions.csv")
+    assert into.returncode == 2 and "which review only reads" in said(into.stderr)
+    assert not (predicted / "decisions.csv").exists()
 
 
 def test_names_are_escaped(predicted: Path, tmp_path: Path) -> None:
@@ -245,6 +251,47 @@ def test_names_are_escaped(predicted: Path, tmp_path: Path) -> None:
             assert "<script>alert(1)" not in page and "<b>me</b>" not in page
     finally:
         server.stop()
+
+
+def test_the_worklist_shows_attributes_and_a_stacks_evidence_splits_images_from_attributes(
+    predicted: Path, tmp_path: Path
+) -> None:
+    stacked = tmp_path / "stacked"  # an experts run's columns: each expert's P and each input's stack logit
+    shutil.copytree(predicted, stacked)
+    with (predicted / "predictions.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    negative, positive = ReviewFolder(predicted).class_names
+    for r in rows:
+        p = float(r[f"prob_{positive}"])
+        logit = math.log(p / (1 - p))
+        r.update({"p_image": "0.25", "p_attributes": "0.75", "stack_image": f"{logit - 0.5:.6f}"})
+        r.update({"stack_attributes": "0.4", "stack_attribute:0": "0.3"})  # the bias: -0.2
+    with (stacked / "predictions.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    folder = ReviewFolder(stacked)
+    first = folder.patients[0]
+    p = first.proba[positive]
+    logit = math.log(p / (1 - p))
+    images = f"{logit - 0.5:+.2f}"
+    assert folder.evidence(first) == (
+        f"images push toward {positive if logit - 0.5 >= 0 else negative} ({images}), attributes toward "
+        f"{positive} (+0.70), bias toward {negative} (-0.20): logit {logit:+.2f} toward {positive}"
+    )  # not the image expert's own cells.csv sum: its share of the fused log-odds
+    server = Live(stacked, tmp_path / "s.sqlite")
+    try:
+        worklist = server.raw("GET", "/")[1]
+        page = server.raw("GET", f"/patient/{first.index}")[1]
+    finally:
+        server.stop()
+    assert f"image expert P({positive})" in worklist and "stack logit: attributes" in worklist
+    names = folder.attribute_names
+    assert names and all(f'<th class="num attribute">{a}</th>' in worklist for a in names)
+    shown = {k: v for k, v in folder.attribute_values(first).items() if not math.isnan(v)}
+    row = worklist.split(f'data-patient="{first.id}"', 1)[1].split("</tr>", 1)[0]
+    assert shown and all(f"{v:.4g}" in row for v in shown.values())
+    assert "images push" in page and "attributes toward" in page and ">0.250<" in page
 
 
 def png_of(url: str) -> tuple[int, str, bytes]:
@@ -403,6 +450,11 @@ def test_a_reviewer_records_a_disagreement_and_a_flag_in_chromium(live: Live, pr
         page.goto(live.url + "/?show=disagreements")
         assert page.locator("#worklist tbody tr[data-patient]").count() == 1
         assert "dr-a" in page.inner_text("#agreement")
+        for width in (390, 1280):  # a phone and a desktop: wide tables scroll inside, the page never does
+            page.set_viewport_size({"width": width, "height": 800})
+            for path in ("/", f"/patient/{patient.index}"):
+                page.goto(live.url + path)
+                assert page.evaluate("document.documentElement.scrollWidth") <= width, (width, path)
         browser.close()
     done = run_in_process("review", predicted, "--db", live.store.path, "--export", tmp_path / "d.csv")
     assert done.returncode == 0, done.stderr

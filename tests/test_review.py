@@ -294,6 +294,26 @@ def test_the_worklist_shows_attributes_and_a_stacks_evidence_splits_images_from_
     assert "images push" in page and "attributes toward" in page and ">0.250<" in page
 
 
+def test_a_mixtures_evidence_gives_its_gate_and_what_each_expert_says(predicted: Path, tmp_path: Path) -> None:
+    gated = tmp_path / "gated"  # a mixture's columns: each expert's P and the gate's weight on the images
+    shutil.copytree(predicted, gated)
+    with (predicted / "predictions.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for r in rows:
+        r.update({"p_image": "0.9", "p_attributes": "0.2", "gate_image_expert": "0.3"})
+    with (gated / "predictions.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    folder = ReviewFolder(gated)
+    positive = folder.class_names[1]
+    first = folder.patients[0]
+    assert folder.evidence(first) == (
+        f"the gate trusts the images 0.30 (they say P({positive}) = 0.90) and the attributes 0.70 "
+        f"(P({positive}) = 0.20): P({positive}) = {first.proba[positive]:.2f}"
+    )
+
+
 def png_of(url: str) -> tuple[int, str, bytes]:
     import httpx
 

@@ -281,7 +281,8 @@ class ReviewFolder:
 
         An experts run's stacking fusion writes each input's exact share of the fused log-odds
         (``stack_<input>``): images are the image expert's, attributes the attribute expert's and the raw
-        attributes', the rest is the stack's bias. Otherwise the cells' summed contributions (``cells.csv``)
+        attributes', the rest is the stack's bias. A mixture's gate weighs the experts' probabilities, so
+        its sentence gives the gate and what each expert says. Otherwise the cells' summed contributions (``cells.csv``)
         are the images' share and the rest is the attributes' and the bias's together."""
         positive, negative = (self.class_names[1], self.class_names[0]) if len(self.class_names) == 2 else ("", "")
 
@@ -297,6 +298,15 @@ class ReviewFolder:
             return (
                 f"images push {push(images)}, attributes {push(attributes)}, bias {push(total - images - attributes)}"
                 f": logit {total:+.2f} toward {positive}"
+            )
+        gate, p_image, p_attributes = (
+            _float(patient.experts.get(k)) for k in ("gate_image_expert", "p_image", "p_attributes")
+        )
+        if positive and gate is not None and p_image is not None and p_attributes is not None:
+            return (  # a mixture: p = g p_image + (1 - g) p_attributes, not a sum of logits
+                f"the gate trusts the images {gate:.2f} (they say P({positive}) = {p_image:.2f}) and the "
+                f"attributes {1 - gate:.2f} (P({positive}) = {p_attributes:.2f}): P({positive}) = "
+                f"{patient.proba[positive]:.2f}"
             )
         logits = [c.logit for c in patient.cells if c.logit is not None]
         if not logits or not positive:

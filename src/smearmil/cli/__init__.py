@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..utils.threads import wait_passively
-from . import bench_cmds, cell_cmds, data_cmds, paper_cmds, review_cmd, run_cmds  # noqa: F401  (they register the commands)
+from . import bench_cmds, cell_cmds, data_cmds, paired_cmd, paper_cmds, review_cmd, run_cmds  # noqa: F401  (they register the commands)
 from .app import app
 
 wait_passively()  # torch is not loaded yet: its OpenMP threads will sleep, not spin, while they wait

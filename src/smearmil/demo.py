@@ -39,7 +39,8 @@ DEMO_OVERRIDES: dict[str, Any] = {"image": {"size": 64, "crop": None}, "train": 
 DEMO_METHODS = {"cnn": "cpu-cnn", "mlp": "cpu-mlp", "moe": "cpu-moe-cnn"}
 DEMO_METHOD_OVERRIDES: dict[str, dict[str, Any]] = {
     "mlp": {"train": {"epochs": 150, "lr_steps": []}},
-    "moe": {"train": {"stages": {"mlp": {"epochs": 150}, "moe": {"epochs": 4}}}},
+    # P2 (experts alone, then the gate): a few epochs suffice, where P1 trains the whole mixture from scratch
+    "moe": {"model": {"paradigm": "P2"}, "train": {"stages": {"mlp": {"epochs": 150}, "moe": {"epochs": 4}}}},
 }
 
 

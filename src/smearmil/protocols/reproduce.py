@@ -658,7 +658,7 @@ def _rows(
         found = by_row.get(name)
         mine = ours.get(name)
         rows[name] = {
-            "data": mine["data"] if mine else data.get(name, ""),
+            "data": data.get(name) or (mine["data"] if mine else ""),  # the paper's wording for its rows
             "ours": {m: mine["metrics"].get(m) for m in metrics} if mine else {},
             "published": {m: found.metrics.get(m) for m in metrics} if found else {},
             "source": found.source if found else None,

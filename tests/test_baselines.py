@@ -267,7 +267,7 @@ def test_a_model_fitted_on_older_hand_crafted_features_is_refused(tmp_path: Path
         Featurizer.load(tmp_path)
 
 
-def test_the_histogram_expert_reads_the_mix_of_cell_kinds_and_splits_it_over_the_cells() -> None:
+def test_the_histogram_expert_reads_the_mix_of_cell_kinds_and_splits_it_over_the_cells(tmp_path: Path) -> None:
     """Patients differ only in the share of one kind of cell: the mix decides, and each cell's share of
     the score adds up to the patient's score."""
     from sklearn.metrics import roc_auc_score
@@ -294,6 +294,12 @@ def test_the_histogram_expert_reads_the_mix_of_cell_kinds_and_splits_it_over_the
         assert parts is not None and parts.shape == (len(b), 1)
         assert np.isclose(parts.sum(), model.decision_function([b])[0])
     assert model.cell_kinds(bags[0]).sum(axis=1).tolist() == [3.0] * len(bags[0])  # a cluster and 2 bins
+    from smearmil.training.estimators import load_estimator, save_estimator
+
+    save_estimator(model, tmp_path / "histogram")  # a final model saves and loads (safely) as it was
+    assert np.array_equal(
+        load_estimator(tmp_path / "histogram").predict_proba(bags[24:]), model.predict_proba(bags[24:])
+    )
 
 
 def test_the_histogram_expert_is_an_image_expert_candidate() -> None:

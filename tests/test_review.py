@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -253,23 +253,30 @@ def test_names_are_escaped(predicted: Path, tmp_path: Path) -> None:
         server.stop()
 
 
-def test_the_worklist_shows_attributes_and_a_stacks_evidence_splits_images_from_attributes(
-    predicted: Path, tmp_path: Path
-) -> None:
-    stacked = tmp_path / "stacked"  # an experts run's columns: each expert's P and each input's stack logit
-    shutil.copytree(predicted, stacked)
+def with_columns(predicted: Path, copy: Path, columns: Callable[[dict[str, str]], dict[str, str]]) -> Path:
+    """A copy of the predict folder whose predictions.csv rows get ``columns(row)`` added."""
+    shutil.copytree(predicted, copy)
     with (predicted / "predictions.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    negative, positive = ReviewFolder(predicted).class_names
-    for r in rows:
-        p = float(r[f"prob_{positive}"])
-        logit = math.log(p / (1 - p))
-        r.update({"p_image": "0.25", "p_attributes": "0.75", "stack_image": f"{logit - 0.5:.6f}"})
-        r.update({"stack_attributes": "0.4", "stack_attribute:0": "0.3"})  # the bias: -0.2
-    with (stacked / "predictions.csv").open("w", newline="") as handle:
+        rows = [{**r, **columns(r)} for r in csv.DictReader(handle)]
+    with (copy / "predictions.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    return copy
+
+
+def test_the_worklist_shows_attributes_and_a_stacks_evidence_splits_images_from_attributes(
+    predicted: Path, tmp_path: Path
+) -> None:
+    negative, positive = ReviewFolder(predicted).class_names
+
+    def stack(r: dict[str, str]) -> dict[str, str]:  # an experts run's columns: each expert's P, each stack logit
+        p = float(r[f"prob_{positive}"])
+        logit = math.log(p / (1 - p))
+        shares = {"stack_image": f"{logit - 0.5:.6f}", "stack_attributes": "0.4", "stack_attribute:0": "0.3"}
+        return {"p_image": "0.25", "p_attributes": "0.75", **shares}  # the bias: -0.2
+
+    stacked = with_columns(predicted, tmp_path / "stacked", stack)
     folder = ReviewFolder(stacked)
     first = folder.patients[0]
     p = first.proba[positive]
@@ -295,16 +302,8 @@ def test_the_worklist_shows_attributes_and_a_stacks_evidence_splits_images_from_
 
 
 def test_a_mixtures_evidence_gives_its_gate_and_what_each_expert_says(predicted: Path, tmp_path: Path) -> None:
-    gated = tmp_path / "gated"  # a mixture's columns: each expert's P and the gate's weight on the images
-    shutil.copytree(predicted, gated)
-    with (predicted / "predictions.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for r in rows:
-        r.update({"p_image": "0.9", "p_attributes": "0.2", "gate_image_expert": "0.3"})
-    with (gated / "predictions.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    gate = {"p_image": "0.9", "p_attributes": "0.2", "gate_image_expert": "0.3"}  # each expert's P, the gate
+    gated = with_columns(predicted, tmp_path / "gated", lambda _: gate)
     folder = ReviewFolder(gated)
     positive = folder.class_names[1]
     first = folder.patients[0]
@@ -461,9 +460,11 @@ def test_a_reviewer_records_a_disagreement_and_a_flag_in_chromium(live: Live, pr
         page.select_option("#diagnosis", other)
         page.select_option("#confidence", "high")
         page.fill("#comment", "blasts look reactive to me")
-        page.click("#record")
+        with page.expect_navigation():  # each form posts, then the page comes back: wait for it
+            page.click("#record")
         page.locator("#cell-1 select").select_option("artefact")
-        page.locator("#cell-1 button").click()
+        with page.expect_navigation():
+            page.locator("#cell-1 button").click()
         page.reload()
         assert "blasts look reactive to me" in page.inner_text("#decisions")
         assert other in page.inner_text("#decisions") and "artefact (dr-a)" in page.inner_text("#cell-1")

@@ -14,20 +14,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from .instance import probabilities
+from .instance import MeanOfCells
 from .registry import BASELINES, IMGS, IMGS_ATTRS, Baseline
 
 MAX_FIT_CELLS = 20_000  # cells the kinds are learnt from (a random sample beyond that)
 PCA_DIMS = 10  # the space the clusters are found in
 
 
-class BagHistogram(ClassifierMixin, BaseEstimator):
+class BagHistogram(MeanOfCells):
     """``fit(bags, y)`` on (n_i, d) cell-feature arrays: ``clusters`` k-means kinds and ``bins`` quantile
     bins on each of the first ``axes`` principal axes; a logistic regression (penalty ``C``) on each bag's
     shares."""
@@ -78,15 +77,6 @@ class BagHistogram(ClassifierMixin, BaseEstimator):
     def cell_scores(self, bag: np.ndarray) -> np.ndarray:
         """Each cell's score: the patient's score is their mean (log-odds, or class scores)."""
         return self.model_.decision_function(self.share_scaler_.transform(self.cell_kinds(bag)))
-
-    def decision_function(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        return np.array([self.cell_scores(b).mean(axis=0) for b in bags])
-
-    def predict_proba(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        return probabilities(self.decision_function(bags))
-
-    def predict(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        return self.classes_[self.predict_proba(bags).argmax(axis=1)]
 
 
 BASELINES.register("mil/histogram")(

@@ -31,7 +31,26 @@ def probabilities(scores: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class InstanceLogistic(ClassifierMixin, BaseEstimator):
+class MeanOfCells(ClassifierMixin, BaseEstimator):
+    """A bag classifier whose patient score is the mean of its cells' scores (``cell_scores``, set by the
+    subclass), so each cell's contribution is exact."""
+
+    classes_: np.ndarray
+
+    def cell_scores(self, bag: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def decision_function(self, bags: Sequence[np.ndarray]) -> np.ndarray:
+        return np.array([self.cell_scores(b).mean(axis=0) for b in bags])
+
+    def predict_proba(self, bags: Sequence[np.ndarray]) -> np.ndarray:
+        return probabilities(self.decision_function(bags))
+
+    def predict(self, bags: Sequence[np.ndarray]) -> np.ndarray:
+        return self.classes_[self.predict_proba(bags).argmax(axis=1)]
+
+
+class InstanceLogistic(MeanOfCells):
     """``fit(bags, y)`` on a list of (n_i, d) cell-feature arrays; ``cell_scores(bag)`` gives per-cell
     log-odds (binary) or class scores (several classes)."""
 
@@ -55,15 +74,6 @@ class InstanceLogistic(ClassifierMixin, BaseEstimator):
 
     def cell_scores(self, bag: np.ndarray) -> np.ndarray:
         return self.model_.decision_function(self.scaler_.transform(np.nan_to_num(bag)))
-
-    def decision_function(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        return np.array([self.cell_scores(b).mean(axis=0) for b in bags])
-
-    def predict_proba(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        return probabilities(self.decision_function(bags))
-
-    def predict(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        return self.classes_[self.predict_proba(bags).argmax(axis=1)]
 
 
 BASELINES.register("mil/instance")(Baseline(lambda seed, C=0.01, **_: InstanceLogistic(C=C), (IMGS, IMGS_ATTRS)))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +247,14 @@ def given_encoder(ctx: SourceContext) -> Featurizer:
             "use cells.source supervised (trained per fold), or a `smearmil ssl pretrain` folder"
         )
     return Embedding(encoder, f"whatever {ctx.encoder} was pre-trained on", shared=True)
+
+
+@CELL_SOURCES.register("pretrained")
+def shipped_encoder(ctx: SourceContext) -> Featurizer:
+    """The encoder that ships with smearmil (or ``cells.encoder``, a shipped name or folder)."""
+    from ..models.shipped import DEFAULT_ENCODER
+
+    return given_encoder(replace(ctx, encoder=ctx.encoder or Path(DEFAULT_ENCODER)))
 
 
 @CELL_SOURCES.register("random")

@@ -271,7 +271,12 @@ def _batches(sizes: Sequence[int], max_bags: int, max_cells: int) -> list[range]
 
 
 def load_encoder(path: str | Path) -> CellEncoder:
-    """A frozen encoder from a pre-training folder, or the image encoder of a trained model folder."""
+    """A frozen encoder: a shipped one by name (``smearmil-cells-v1``), a pre-training folder, or the image
+    encoder of a trained model folder."""
+    from ..models.shipped import is_shipped, shipped_encoder_dir
+
+    if is_shipped(path):
+        return CellEncoder.load(shipped_encoder_dir(str(path)))
     if CellEncoder.is_saved_in(path):
         return CellEncoder.load(path)
     directory = Path(path)

@@ -66,7 +66,7 @@ class DINOParams(BaseModel):
 
 # the encoders an SSL comparison puts beside the SSL methods (cell sources that are not pre-trainings)
 BASELINE_ENCODERS = ("random", "supervised", "single-cell")
-for _source in ("handcrafted", "encoder", "random", "ssl", "supervised", "single-cell", "features"):
+for _source in ("handcrafted", "encoder", "pretrained", "random", "ssl", "supervised", "single-cell", "features"):
     CELL_SOURCES.declare(_source, "smearmil.training.cell_sources")
 for _fusion, _params in (("avg", None), ("attributes-only", None), ("image-only", None)):
     FUSIONS.declare(_fusion, "smearmil.training.late_fusion", _params)

@@ -76,7 +76,11 @@ class CellFeatures(Strict):
         "cell types the encoder learns; without it, the training patients' cell-type folders",
     )
     cell_epochs: int | None = Field(None, ge=1, description="single-cell: epochs (default: the ssl preset's)")
-    encoder: Path | None = Field(None, description="encoder: a `smearmil ssl pretrain` or `train` folder")
+    encoder: Path | None = Field(
+        None,
+        description="encoder: a `smearmil ssl pretrain` or `train` folder, or a shipped encoder's name; "
+        "pretrained: a shipped encoder (default smearmil-cells-v1)",
+    )
     features: Path | None = Field(
         None, description="features: a `smearmil features extract` folder (for CV on its patients)"
     )
@@ -85,6 +89,13 @@ class CellFeatures(Strict):
     def _encoder_given(self) -> CellFeatures:
         if self.source == "encoder" and self.encoder is None:
             raise ValueError("cells.source encoder needs cells.encoder (a pre-trained encoder folder)")
+        if self.source == "pretrained":
+            from ...models.shipped import DEFAULT_ENCODER, is_shipped, shipped_encoders
+
+            name = str(self.encoder or DEFAULT_ENCODER)
+            if not is_shipped(name) and not Path(name).is_dir():
+                shipped = ", ".join(shipped_encoders()) or "none in this install"
+                raise ValueError(f"cells.encoder {name}: no shipped encoder of that name (shipped: {shipped})")
         if self.source == "features" and self.features is None:
             raise ValueError("cells.source features needs cells.features (a `smearmil features extract` folder)")
         if self.source != "single-cell" and (self.cell_labels is not None or self.cell_epochs is not None):

@@ -64,3 +64,34 @@ def test_an_unknown_shipped_name_is_refused_when_the_config_is_read(weights: Pat
     with pytest.raises(ValueError, match=f"no shipped encoder of that name \\(shipped: {DEFAULT_ENCODER}\\)"):
         CellFeatures(source="pretrained", encoder=Path("smearmil-cells-v9"))
     assert CellFeatures(source="pretrained").source == "pretrained"
+
+
+def test_the_shipped_weights_match_their_checksum_and_learnt_from_no_judged_cell() -> None:
+    """The real package data: its checksum holds, and it learnt from neither lymphocytosis-dev (the cohort
+    its images-only figures are judged on) nor blood-cells-dev (where its probes are measured)."""
+    from smearmil.training.trained import load_encoder
+
+    entry = shipped_encoders()[DEFAULT_ENCODER]
+    encoder = load_encoder(DEFAULT_ENCODER)
+    assert sha256_of(shipped_encoder_dir(DEFAULT_ENCODER) / "encoder.pt") == entry["sha256"]
+    assert {s["data"] for s in encoder.meta["sources"]} == {"lymphocytosis-unlabelled", "aml-apl-dev"}
+    assert encoder.dim == 128
+
+
+def test_the_shipped_encoder_tells_blood_cell_types_apart(shared_data: Path, tmp_path: Path) -> None:
+    """kNN on its frozen features of blood-cells-dev (cells it never saw) beats a random encoder's by far."""
+    from smearmil.data.validation import load
+    from smearmil.evaluation.encoder_probe import cell_features, probe_scores
+    from smearmil.models.cell_encoder import CellEncoder
+    from smearmil.training.config.ssl import load_ssl_config
+    from smearmil.training.trained import load_encoder
+
+    cells = load(shared_data / "blood-cells-dev", progress=False)
+    shipped_encoder = load_encoder(DEFAULT_ENCODER)
+    ssl = load_ssl_config("cpu-ssl")
+    random = CellEncoder.random(ssl.encoder, shipped_encoder.preprocessing, 0)
+    scores = {}
+    for name, encoder in {"shipped": shipped_encoder, "random": random}.items():
+        features, labels = cell_features(encoder, cells, tmp_path / "cache", progress=False)  # type: ignore[arg-type]
+        scores[name] = probe_scores(features, labels)["knn_accuracy"]
+    assert scores["shipped"] > 0.7 > scores["random"] + 0.15, scores
